@@ -1,0 +1,206 @@
+//! Error types, one per operation family.
+
+use core::fmt;
+
+use embedded_storage::nor_flash::NorFlashErrorKind;
+
+use crate::layout::LayoutError;
+use crate::state::Phase;
+
+macro_rules! impl_error {
+    ($t:ty) => {
+        impl core::error::Error for $t {}
+    };
+}
+
+/// Why [`Updater::open`](crate::Updater::open) or [`Bootloader::open`](crate::Bootloader::open)
+/// failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The layout breaks a rule.
+    Layout(LayoutError),
+    /// The flash failed (the HAL error, erased to its kind).
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Layout(e) => write!(f, "invalid layout: {e}"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(OpenError);
+
+/// Why [`Updater::begin`](crate::Updater::begin) refused to start a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum BeginError {
+    /// An install, trial or revert is under way; confirm or revert first.
+    Busy(Phase),
+    /// The chunk size does not divide every staging sector.
+    UnsupportedChunkSize,
+    /// The manifest and its markers do not fit the progress region.
+    ProgressRegionTooSmall,
+    /// The image is larger than the slots (verify checks this too).
+    TooLarge,
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for BeginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy(p) => write!(f, "cannot start a download while {p:?}"),
+            Self::UnsupportedChunkSize => f.write_str("chunk size does not divide the sectors"),
+            Self::ProgressRegionTooSmall => f.write_str("progress region too small"),
+            Self::TooLarge => f.write_str("image larger than the slot"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(BeginError);
+
+/// Why a chunk was not accepted. Nothing was written unless the variant says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// No download is in progress.
+    NotDownloading,
+    /// The index is past the last chunk.
+    BadIndex,
+    /// The chunk has the wrong length.
+    BadLength {
+        /// Length the manifest implies.
+        expected: u32,
+        /// Length received.
+        got: u32,
+    },
+    /// The chunk's digest does not match the manifest: corrupt or forged; fetch it again.
+    Corrupt,
+    /// Erase work must run first ([`Updater::erase_step`](crate::Updater::erase_step)): the
+    /// chunk's sector is not erased yet, or holds a torn write and must be repaired. Keep the
+    /// chunk and hand it in again afterwards.
+    NeedsErase,
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotDownloading => f.write_str("no download in progress"),
+            Self::BadIndex => f.write_str("chunk index out of range"),
+            Self::BadLength { expected, got } => {
+                write!(f, "chunk of {got} bytes, expected {expected}")
+            }
+            Self::Corrupt => f.write_str("chunk digest mismatch"),
+            Self::NeedsErase => f.write_str("erase work must run before this chunk"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(ChunkError);
+
+/// Why [`Updater::finish`](crate::Updater::finish) did not mark the image downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FinishError {
+    /// No download is in progress.
+    NotDownloading,
+    /// Chunks are still missing.
+    Incomplete {
+        /// How many.
+        missing: u32,
+    },
+    /// The staged image does not hash to the manifest's digest. The download was abandoned
+    /// (state Idle, result IntegrityFailure).
+    IntegrityFailure,
+    /// The buffer is shorter than the flash write size.
+    BufferTooSmall,
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for FinishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotDownloading => f.write_str("no download in progress"),
+            Self::Incomplete { missing } => write!(f, "{missing} chunks missing"),
+            Self::IntegrityFailure => f.write_str("staged image digest mismatch"),
+            Self::BufferTooSmall => f.write_str("buffer too small"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(FinishError);
+
+/// Why a state transition (`mark_*`, `cancel`, `erase_step`) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum StateError {
+    /// The transition is not allowed from this phase.
+    WrongPhase(Phase),
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongPhase(p) => write!(f, "not allowed while {p:?}"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(StateError);
+
+/// Why a bootloader step failed. After a flash error, power-cycle and run again: every step
+/// is idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum BootError {
+    /// The copy buffer is shorter than the flash write size.
+    BufferTooSmall,
+    /// The persisted swap length does not fit the layout (state from another layout).
+    InconsistentState,
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BufferTooSmall => f.write_str("buffer too small"),
+            Self::InconsistentState => f.write_str("persisted swap does not fit the layout"),
+            Self::Flash(k) => write!(f, "flash error: {k:?}"),
+        }
+    }
+}
+impl_error!(BootError);
+
+macro_rules! from_flash {
+    ($($t:ty),*) => {$(
+        impl From<NorFlashErrorKind> for $t {
+            fn from(k: NorFlashErrorKind) -> Self {
+                Self::Flash(k)
+            }
+        }
+    )*};
+}
+from_flash!(
+    OpenError,
+    BeginError,
+    ChunkError,
+    FinishError,
+    StateError,
+    BootError
+);

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod flash_ops;
+pub mod install;
+pub mod layout;
+pub mod manifest;
+mod progress;
+pub mod state;
+pub mod status;
+pub mod updater;
+pub mod verify;
+
+pub use error::{BeginError, BootError, ChunkError, FinishError, OpenError, StateError};
+pub use install::{BootConfig, BootStep, BootTarget, Bootloader};
+pub use layout::{Layout, LayoutError, Region, SectorMap, SectorRun};
+pub use manifest::{
+    ChunkIndex, HardwareId, KeyId, Manifest, ManifestHeader, ParseError, SecurityCounter,
+    Sha256Digest, Version,
+};
+pub use state::{ImageSummary, Phase};
+pub use status::{Progress, State, Status, UpdateResult};
+pub use updater::{Begin, ChunkOutcome, Config, EraseWork, Updater};
+pub use verify::{authenticate, verify, Policy, TrustedKey, VerifiedManifest, VerifyError};
+
+/// Re-exported so users name the same error kind type as this crate.
+pub use embedded_storage::nor_flash::NorFlashErrorKind;

@@ -1,0 +1,420 @@
+//! The persisted OTA state and the power-safe log that holds it.
+//!
+//! The state is one fixed-size 192-byte record (layout in `docs/image-format.md`, section
+//! "State record"). Every change appends a whole new record with a higher sequence number and
+//! a CRC-32 to a ring of at least two sectors; the valid record with the highest sequence
+//! number is the state. A torn append leaves a slot whose CRC fails: it is skipped and the
+//! previous record stays in force. When the current sector is full the next one is erased and
+//! the record is written at its start, so the newest valid record always survives.
+//!
+//! Cost: one 192-byte write per state change; one sector erase of the state region every
+//! `sector_size / 192` changes (85 on a 16 KiB sector); opening reads the whole state region.
+
+use crc::{Crc, CRC_32_ISO_HDLC};
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
+
+use crate::layout::{Layout, Region};
+use crate::manifest::{SecurityCounter, Sha256Digest, Version};
+use crate::status::UpdateResult;
+
+/// Size of one state record in flash.
+pub const RECORD_LEN: usize = 192;
+const RECORD_MAGIC: [u8; 2] = *b"OS";
+const RECORD_FORMAT: u8 = 1;
+const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+const NO_SECTOR: u32 = u32::MAX;
+
+/// What the updater and bootloader are doing, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Phase {
+    /// Nothing in progress.
+    Idle,
+    /// A download is in progress (progress region holds its manifest and markers).
+    Downloading,
+    /// The staged image was re-hashed and matches its manifest.
+    Downloaded,
+    /// Install requested or under way (the bootloader swaps staging and active).
+    Installing,
+    /// The new image runs on trial and waits for confirmation.
+    Trial,
+    /// The trial image failed; the bootloader swaps the previous image back.
+    Reverting,
+}
+
+impl Phase {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Idle => 0,
+            Self::Downloading => 1,
+            Self::Downloaded => 2,
+            Self::Installing => 3,
+            Self::Trial => 4,
+            Self::Reverting => 5,
+        }
+    }
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Idle,
+            1 => Self::Downloading,
+            2 => Self::Downloaded,
+            3 => Self::Installing,
+            4 => Self::Trial,
+            5 => Self::Reverting,
+            _ => return None,
+        })
+    }
+}
+
+/// What the device knows of an image without its manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ImageSummary {
+    /// Version.
+    pub version: Version,
+    /// Anti-rollback counter.
+    pub security_counter: SecurityCounter,
+    /// Size in bytes.
+    pub size: u32,
+    /// SHA-256 of the image.
+    pub digest: Sha256Digest,
+}
+
+impl ImageSummary {
+    fn encode(&self, o: &mut [u8]) {
+        o[0..2].copy_from_slice(&self.version.major.to_le_bytes());
+        o[2..4].copy_from_slice(&self.version.minor.to_le_bytes());
+        o[4..6].copy_from_slice(&self.version.patch.to_le_bytes());
+        o[6..8].fill(0);
+        o[8..12].copy_from_slice(&self.security_counter.0.to_le_bytes());
+        o[12..16].copy_from_slice(&self.size.to_le_bytes());
+        o[16..48].copy_from_slice(&self.digest.0);
+    }
+
+    fn decode(o: &[u8]) -> Self {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&o[16..48]);
+        Self {
+            version: Version::new(le16(o, 0), le16(o, 2), le16(o, 4)),
+            security_counter: SecurityCounter(le32(o, 8)),
+            size: le32(o, 12),
+            digest: Sha256Digest(digest),
+        }
+    }
+}
+
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+/// The whole persisted state: what one record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Persisted {
+    /// Sequence number of the record (set by the log on append).
+    pub seq: u32,
+    /// Current phase.
+    pub phase: Phase,
+    /// LwM2M Update Result of the last finished operation.
+    pub result: UpdateResult,
+    /// Boots of the trial image so far.
+    pub boot_attempts: u8,
+    /// Download progress uses one bit per chunk (MultiwriteNorFlash) instead of one word.
+    pub bit_markers: bool,
+    /// Security counter of the confirmed image; rises only on confirm.
+    pub security_counter: SecurityCounter,
+    /// The confirmed image in the active slot (during a trial: the previous one, now in
+    /// staging). `None` until known.
+    pub active: Option<ImageSummary>,
+    /// The image being downloaded, staged, installed or tried.
+    pub staged: Option<ImageSummary>,
+    /// SHA-256 of the manifest of the download in progress.
+    pub manifest_digest: Sha256Digest,
+    /// Its length in bytes.
+    pub manifest_len: u32,
+    /// Bytes the install swap exchanges (same for the revert).
+    pub swap_len: u32,
+    /// Swap stages completed so far (3 per unit).
+    pub swap_step: u32,
+    /// Staging sector under repair (index within the staging slot), if any.
+    pub repair_sector: Option<u32>,
+    /// The repair copied the sector to scratch and now erases and restores it.
+    pub repair_restoring: bool,
+}
+
+impl Persisted {
+    /// The state of a device that never recorded anything.
+    pub const EMPTY: Persisted = Persisted {
+        seq: 0,
+        phase: Phase::Idle,
+        result: UpdateResult::Initial,
+        boot_attempts: 0,
+        bit_markers: false,
+        security_counter: SecurityCounter(0),
+        active: None,
+        staged: None,
+        manifest_digest: Sha256Digest([0; 32]),
+        manifest_len: 0,
+        swap_len: 0,
+        swap_step: 0,
+        repair_sector: None,
+        repair_restoring: false,
+    };
+
+    /// Encodes the record, CRC included.
+    pub fn encode(&self, o: &mut [u8; RECORD_LEN]) {
+        o.fill(0);
+        o[0..2].copy_from_slice(&RECORD_MAGIC);
+        o[2] = RECORD_FORMAT;
+        o[3] = self.phase.to_u8();
+        o[4..8].copy_from_slice(&self.seq.to_le_bytes());
+        o[8] = self.result as u8;
+        o[9] = self.boot_attempts;
+        o[10] = self.bit_markers as u8;
+        o[11] = (self.active.is_some() as u8)
+            | (self.staged.is_some() as u8) << 1
+            | (self.repair_restoring as u8) << 2;
+        o[12..16].copy_from_slice(&self.security_counter.0.to_le_bytes());
+        if let Some(a) = &self.active {
+            a.encode(&mut o[16..64]);
+        }
+        if let Some(s) = &self.staged {
+            s.encode(&mut o[64..112]);
+        }
+        o[112..144].copy_from_slice(&self.manifest_digest.0);
+        o[144..148].copy_from_slice(&self.manifest_len.to_le_bytes());
+        o[148..152].copy_from_slice(&self.swap_len.to_le_bytes());
+        o[152..156].copy_from_slice(&self.swap_step.to_le_bytes());
+        o[156..160].copy_from_slice(&self.repair_sector.unwrap_or(NO_SECTOR).to_le_bytes());
+        let crc = CRC32.checksum(&o[..RECORD_LEN - 4]);
+        o[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes a record; `None` if it is not a valid one (wrong magic, CRC, or field values).
+    pub fn decode(o: &[u8; RECORD_LEN]) -> Option<Self> {
+        if o[0..2] != RECORD_MAGIC || o[2] != RECORD_FORMAT {
+            return None;
+        }
+        if CRC32.checksum(&o[..RECORD_LEN - 4]) != le32(o, RECORD_LEN - 4) {
+            return None;
+        }
+        let flags = o[11];
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&o[112..144]);
+        let repair = le32(o, 156);
+        Some(Self {
+            seq: le32(o, 4),
+            phase: Phase::from_u8(o[3])?,
+            result: UpdateResult::from_u8(o[8])?,
+            boot_attempts: o[9],
+            bit_markers: o[10] != 0,
+            security_counter: SecurityCounter(le32(o, 12)),
+            active: (flags & 1 != 0).then(|| ImageSummary::decode(&o[16..64])),
+            staged: (flags & 2 != 0).then(|| ImageSummary::decode(&o[64..112])),
+            manifest_digest: Sha256Digest(digest),
+            manifest_len: le32(o, 144),
+            swap_len: le32(o, 148),
+            swap_step: le32(o, 152),
+            repair_sector: (repair != NO_SECTOR).then_some(repair),
+            repair_restoring: flags & 4 != 0,
+        })
+    }
+}
+
+/// Where the next record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StateLog {
+    region: Region,
+    /// Start of the sector that holds the newest record.
+    sector_start: u32,
+    /// Next free slot address (may equal the sector's usable end: full).
+    next: u32,
+    seq: u32,
+}
+
+impl StateLog {
+    /// Scans the state region and returns the log cursor and the newest valid state.
+    ///
+    /// Cost: reads every slot of the state region (192 bytes at a time).
+    pub(crate) fn open<F: ReadNorFlash>(
+        flash: &mut F,
+        layout: &Layout,
+    ) -> Result<(Self, Option<Persisted>), NorFlashErrorKind> {
+        let mut best: Option<(Persisted, u32, u32)> = None; // state, sector start, next slot
+        let mut first: Option<(u32, u32)> = None;
+        let mut buf = [0u8; RECORD_LEN];
+        for sector in layout.map.sectors(layout.state) {
+            let slots = (sector.end - sector.start) / RECORD_LEN as u32;
+            let mut next_free = sector.start;
+            let mut sector_best: Option<Persisted> = None;
+            for i in 0..slots {
+                let addr = sector.start + i * RECORD_LEN as u32;
+                flash.read(addr, &mut buf).map_err(|e| e.kind())?;
+                if buf.iter().all(|&b| b == 0xFF) {
+                    continue;
+                }
+                next_free = addr + RECORD_LEN as u32;
+                if let Some(rec) = Persisted::decode(&buf) {
+                    if sector_best.is_none_or(|b| rec.seq > b.seq) {
+                        sector_best = Some(rec);
+                    }
+                }
+            }
+            if first.is_none() {
+                first = Some((sector.start, next_free));
+            }
+            if let Some(rec) = sector_best {
+                if best.is_none_or(|(b, _, _)| rec.seq > b.seq) {
+                    best = Some((rec, sector.start, next_free));
+                }
+            }
+        }
+        let region = layout.state;
+        Ok(match best {
+            Some((rec, sector_start, next)) => (
+                Self {
+                    region,
+                    sector_start,
+                    next,
+                    seq: rec.seq,
+                },
+                Some(rec),
+            ),
+            None => {
+                let (sector_start, next) = first.unwrap_or((region.start, region.start));
+                (
+                    Self {
+                        region,
+                        sector_start,
+                        next,
+                        seq: 0,
+                    },
+                    None,
+                )
+            }
+        })
+    }
+
+    /// Appends `state` as the new newest record, setting its sequence number.
+    ///
+    /// Cost: one 192-byte write; when the current sector is full, first one erase of the next
+    /// state sector.
+    pub(crate) fn append<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        layout: &Layout,
+        state: &mut Persisted,
+    ) -> Result<(), NorFlashErrorKind> {
+        let sector = layout
+            .map
+            .sector_at(self.sector_start)
+            .ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let slots_end =
+            sector.start + (sector.end - sector.start) / RECORD_LEN as u32 * RECORD_LEN as u32;
+        if self.next + RECORD_LEN as u32 > slots_end {
+            let next_start = if sector.end >= self.region.end {
+                self.region.start
+            } else {
+                sector.end
+            };
+            let next = layout
+                .map
+                .sector_at(next_start)
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            flash.erase(next.start, next.end).map_err(|e| e.kind())?;
+            self.sector_start = next.start;
+            self.next = next.start;
+        }
+        state.seq = self.seq.wrapping_add(1);
+        let mut buf = [0u8; RECORD_LEN];
+        state.encode(&mut buf);
+        let addr = self.next;
+        // Whatever happens, this slot is used now (a torn write must not be written again).
+        self.next += RECORD_LEN as u32;
+        flash.write(addr, &buf).map_err(|e| e.kind())?;
+        self.seq = state.seq;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_and_rejects_corruption() {
+        let s = Persisted {
+            seq: 42,
+            phase: Phase::Trial,
+            result: UpdateResult::Success,
+            boot_attempts: 2,
+            bit_markers: true,
+            security_counter: SecurityCounter(9),
+            active: Some(ImageSummary {
+                version: Version::new(1, 2, 3),
+                security_counter: SecurityCounter(8),
+                size: 1234,
+                digest: Sha256Digest([7; 32]),
+            }),
+            staged: None,
+            manifest_digest: Sha256Digest([5; 32]),
+            manifest_len: 6328,
+            swap_len: 4096,
+            swap_step: 3,
+            repair_sector: Some(1),
+            repair_restoring: true,
+        };
+        let mut b = [0u8; RECORD_LEN];
+        s.encode(&mut b);
+        assert_eq!(Persisted::decode(&b), Some(s));
+        for i in 0..RECORD_LEN {
+            let mut c = b;
+            c[i] ^= 0x10;
+            assert_eq!(Persisted::decode(&c), None, "flip in byte {i} accepted");
+        }
+    }
+}
+
+/// The layout, the log cursor and the current state: what the updater and the bootloader
+/// share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Store {
+    pub(crate) layout: Layout,
+    pub(crate) capacity: u32,
+    pub(crate) write_size: usize,
+    log: StateLog,
+    pub(crate) state: Persisted,
+}
+
+impl Store {
+    pub(crate) fn open<F: NorFlash>(
+        flash: &mut F,
+        layout: Layout,
+    ) -> Result<Self, crate::error::OpenError> {
+        layout
+            .validate(F::WRITE_SIZE)
+            .map_err(crate::error::OpenError::Layout)?;
+        let (log, state) = StateLog::open(flash, &layout)?;
+        Ok(Self {
+            layout,
+            capacity: layout.capacity(),
+            write_size: F::WRITE_SIZE,
+            log,
+            state: state.unwrap_or(Persisted::EMPTY),
+        })
+    }
+
+    /// Persists `next` as the new state (see [`StateLog::append`] for the cost).
+    pub(crate) fn commit<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        mut next: Persisted,
+    ) -> Result<(), NorFlashErrorKind> {
+        self.log.append(flash, &self.layout, &mut next)?;
+        self.state = next;
+        Ok(())
+    }
+}

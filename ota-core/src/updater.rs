@@ -1,0 +1,762 @@
+//! The application side: judge an offer, download into staging across any number of resets,
+//! verify, request the install, and confirm the trial image.
+
+use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash};
+
+use crate::error::{BeginError, ChunkError, FinishError, OpenError, StateError};
+use crate::flash_ops;
+use crate::layout::{Layout, Region};
+use crate::manifest::{
+    chunk_digest, ChunkIndex, HardwareId, ManifestHeader, CHUNK_DIGEST_LEN, HEADER_LEN,
+};
+use crate::progress::ProgressLayout;
+use crate::state::{ImageSummary, Persisted, Phase, Store};
+use crate::status::{Progress, State, Status, UpdateResult};
+use crate::verify::{self, Policy, TrustedKey, VerifiedManifest, VerifyError};
+
+/// What the application tells the updater about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// This device's hardware id; offers for other hardware are refused.
+    pub hardware_id: HardwareId,
+    /// Development override for anti-rollback (see [`Policy::allow_downgrade`]).
+    pub allow_downgrade: bool,
+}
+
+/// How [`Updater::begin`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Begin {
+    /// A new download was set up: the progress region was erased and the manifest stored.
+    Started,
+    /// The same manifest was already being downloaded (or is downloaded): nothing was done,
+    /// the download continues where it stopped.
+    Resumed,
+}
+
+/// What a chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ChunkOutcome {
+    /// Verified, written and recorded.
+    Written,
+    /// Already recorded earlier: nothing written.
+    Duplicate,
+}
+
+/// Erase work that must run before every chunk can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EraseWork {
+    /// Number of [`Updater::erase_step`] calls left.
+    pub steps: u32,
+    /// Bytes those steps erase in total (about 1 s per 128 KiB on an STM32F2).
+    pub bytes: u32,
+}
+
+impl EraseWork {
+    /// No erase work left.
+    pub fn is_done(&self) -> bool {
+        self.steps == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Download {
+    header: ManifestHeader,
+    progress: ProgressLayout,
+    chunks_done: u32,
+}
+
+/// The application's OTA state machine.
+///
+/// It owns no flash: every call that touches flash takes it as an argument, so the same
+/// `Updater` works with any `embedded-storage` driver, and nothing happens behind the caller's
+/// back. State survives resets in the state region; the `Updater` itself is cheap to rebuild
+/// with [`open`](Self::open) at every wake.
+#[derive(Debug, Clone)]
+pub struct Updater {
+    store: Store,
+    config: Config,
+    bits_available: bool,
+    download: Option<Download>,
+}
+
+fn kind<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> NorFlashErrorKind {
+    e.kind()
+}
+
+impl Updater {
+    /// Opens the updater: validates the layout, reads the state log and, if a download is in
+    /// progress, checks the stored manifest copy and counts the chunks already written.
+    ///
+    /// Cost: reads the state region, the manifest copy (hashed once) and one marker per chunk.
+    /// Writes nothing.
+    pub fn open<F: NorFlash>(
+        flash: &mut F,
+        layout: Layout,
+        config: Config,
+    ) -> Result<Self, OpenError> {
+        let store = Store::open(flash, layout)?;
+        let mut u = Self {
+            store,
+            config,
+            bits_available: false,
+            download: None,
+        };
+        u.load_download(flash)?;
+        Ok(u)
+    }
+
+    /// As [`open`](Self::open), for a flash that can clear bits of a written word: new
+    /// downloads then record progress with one bit per chunk instead of one word, so the
+    /// progress region stays 32× smaller. Cost per chunk is the same (one word write).
+    pub fn open_multiwrite<F: MultiwriteNorFlash>(
+        flash: &mut F,
+        layout: Layout,
+        config: Config,
+    ) -> Result<Self, OpenError> {
+        let mut u = Self::open(flash, layout, config)?;
+        u.bits_available = true;
+        Ok(u)
+    }
+
+    fn progress_layout(&self, header: &ManifestHeader, bits: bool) -> ProgressLayout {
+        let l = &self.store.layout;
+        ProgressLayout::new(
+            l.progress.start,
+            header.encoded_len() as u32,
+            l.map.sectors(l.staging).count() as u32,
+            header.chunk_count(),
+            u32::try_from(self.write_size()).unwrap_or(u32::MAX),
+            bits,
+        )
+    }
+
+    fn write_size(&self) -> usize {
+        self.store.write_size
+    }
+
+    fn load_download<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), NorFlashErrorKind> {
+        self.download = None;
+        let st = self.store.state;
+        if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
+            return Ok(());
+        }
+        let start = self.store.layout.progress.start;
+        let mut hb = [0u8; HEADER_LEN];
+        flash.read(start, &mut hb).map_err(kind)?;
+        let valid = match ManifestHeader::decode(&hb) {
+            Ok(header) if header.encoded_len() as u32 == st.manifest_len => {
+                let mut buf = [0u8; 64];
+                let d = flash_ops::sha256(flash, start, st.manifest_len, &mut buf)?;
+                (d == st.manifest_digest).then_some(header)
+            }
+            _ => None,
+        };
+        let Some(header) = valid else {
+            // The progress region does not hold this download (a new download's set-up was
+            // cut short). Treat it as gone; the next transition persists that.
+            self.store.state.phase = Phase::Idle;
+            self.store.state.result = UpdateResult::Initial;
+            return Ok(());
+        };
+        let progress = self.progress_layout(&header, st.bit_markers);
+        let mut d = Download {
+            header,
+            progress,
+            chunks_done: 0,
+        };
+        for i in 0..header.chunk_count() {
+            if self.chunk_marked(flash, &d, i)? {
+                d.chunks_done += 1;
+            }
+        }
+        self.download = Some(d);
+        Ok(())
+    }
+
+    /// The policy offers are judged by (hardware id, stored security counter, capacity).
+    pub fn policy(&self) -> Policy {
+        Policy {
+            hardware_id: self.config.hardware_id,
+            stored_counter: self.store.state.security_counter,
+            capacity: self.store.capacity,
+            allow_downgrade: self.config.allow_downgrade,
+        }
+    }
+
+    /// Judges an offered manifest: see [`verify::verify`]. Pure: no flash access.
+    pub fn verify_offer<'m>(
+        &self,
+        manifest: &'m [u8],
+        keys: &[TrustedKey],
+    ) -> Result<VerifiedManifest<'m>, VerifyError> {
+        verify::verify(manifest, keys, &self.policy())
+    }
+
+    /// The persisted phase.
+    pub fn phase(&self) -> Phase {
+        self.store.state.phase
+    }
+
+    /// The running image is on trial: call [`mark_confirmed`](Self::mark_confirmed) once it has
+    /// proven itself (for example after a successful check-in), or
+    /// [`mark_failed`](Self::mark_failed).
+    pub fn is_trial(&self) -> bool {
+        self.store.state.phase == Phase::Trial
+    }
+
+    /// The confirmed image, if known (`None` on a device that never installed an update).
+    pub fn confirmed_image(&self) -> Option<ImageSummary> {
+        self.store.state.active
+    }
+
+    /// The image being downloaded, staged, installed or tried.
+    pub fn staged_image(&self) -> Option<ImageSummary> {
+        self.store.state.staged
+    }
+
+    /// Digest of the manifest of the download in progress: the key a server uses to resume.
+    pub fn download_key(&self) -> Option<crate::manifest::Sha256Digest> {
+        self.download.map(|_| self.store.state.manifest_digest)
+    }
+
+    /// The header of the download in progress.
+    pub fn download_header(&self) -> Option<&ManifestHeader> {
+        self.download.as_ref().map(|d| &d.header)
+    }
+
+    /// Status in LwM2M Object 5 terms.
+    pub fn status(&self) -> Status {
+        let st = &self.store.state;
+        let state = match st.phase {
+            Phase::Idle => State::Idle,
+            Phase::Downloading => State::Downloading,
+            Phase::Downloaded => State::Downloaded,
+            Phase::Installing | Phase::Trial | Phase::Reverting => State::Updating,
+        };
+        Status {
+            state,
+            result: st.result,
+            trial: st.phase == Phase::Trial,
+            progress: self.download.map(|d| Progress {
+                chunks_done: d.chunks_done,
+                chunks_total: d.header.chunk_count(),
+            }),
+        }
+    }
+
+    /// Starts downloading `manifest`, or resumes if it is the download already in progress.
+    ///
+    /// A new download **erases** the sectors of the progress region that are not blank (one
+    /// 16–64 KiB erase on the Electron, which stalls an STM32F2 for up to ~1 s), writes the
+    /// manifest copy there and records the new state. It never erases staging: that is
+    /// [`erase_step`](Self::erase_step)'s job.
+    pub fn begin<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        manifest: &VerifiedManifest<'_>,
+    ) -> Result<Begin, BeginError> {
+        let st = self.store.state;
+        match st.phase {
+            Phase::Idle | Phase::Downloading | Phase::Downloaded => {}
+            p => return Err(BeginError::Busy(p)),
+        }
+        let m = manifest.manifest();
+        let header = *m.header();
+        let digest = m.digest();
+        if self.download.is_some() && st.manifest_digest == digest {
+            return Ok(Begin::Resumed);
+        }
+        if header.image_size > self.store.capacity {
+            return Err(BeginError::TooLarge);
+        }
+        let l = self.store.layout;
+        if l.map
+            .sectors(l.staging)
+            .any(|s| (s.end - s.start) % header.chunk_size != 0)
+        {
+            return Err(BeginError::UnsupportedChunkSize);
+        }
+        let bits = self.bits_available;
+        let progress = self.progress_layout(&header, bits);
+        if progress.end() > l.progress.end as u64 {
+            return Err(BeginError::ProgressRegionTooSmall);
+        }
+        // From here on the old download (if any) is void: its progress region is erased.
+        self.download = None;
+        for s in l
+            .map
+            .sectors(Region::new(l.progress.start, progress.end() as u32))
+        {
+            if !flash_ops::is_erased(flash, s.start, s.end - s.start)? {
+                flash.erase(s.start, s.end).map_err(kind)?;
+            }
+        }
+        flash_ops::write_padded(flash, progress.manifest_addr(), m.as_bytes())?;
+        let next = Persisted {
+            phase: Phase::Downloading,
+            result: UpdateResult::Initial,
+            bit_markers: bits,
+            staged: Some(ImageSummary {
+                version: header.version,
+                security_counter: header.security_counter,
+                size: header.image_size,
+                digest: header.image_digest,
+            }),
+            manifest_digest: digest,
+            manifest_len: m.as_bytes().len() as u32,
+            repair_sector: None,
+            repair_restoring: false,
+            ..st
+        };
+        self.store.commit(flash, next)?;
+        self.download = Some(Download {
+            header,
+            progress,
+            chunks_done: 0,
+        });
+        Ok(Begin::Started)
+    }
+
+    fn chunk_marked<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        chunk: u32,
+    ) -> Result<bool, NorFlashErrorKind> {
+        let m = d.progress.chunk_marker(chunk);
+        let mut w = [0u8; 32];
+        let w = &mut w[..self.write_size()];
+        flash.read(m.addr, w).map_err(kind)?;
+        Ok(match m.bit {
+            Some((byte, mask)) => w[byte] & mask == 0,
+            None => w.iter().any(|&b| b != 0xFF),
+        })
+    }
+
+    fn sector_marked<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        sector: u32,
+    ) -> Result<bool, NorFlashErrorKind> {
+        let mut w = [0u8; 32];
+        let w = &mut w[..self.write_size()];
+        flash
+            .read(d.progress.erase_marker(sector), w)
+            .map_err(kind)?;
+        Ok(w.iter().any(|&b| b != 0xFF))
+    }
+
+    fn write_marker<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        addr: u32,
+        bit: Option<(usize, u8)>,
+    ) -> Result<(), NorFlashErrorKind> {
+        let mut w = [0u8; 32];
+        let w = &mut w[..self.write_size()];
+        if let Some((byte, mask)) = bit {
+            w.fill(0xFF);
+            w[byte] = !mask;
+        }
+        flash.write(addr, w).map_err(kind)
+    }
+
+    /// Staging sectors (index within the slot, absolute range) that hold part of the image.
+    fn image_sectors(&self, d: &Download) -> impl Iterator<Item = (u32, core::ops::Range<u32>)> {
+        let l = self.store.layout;
+        let end = l.staging.start + d.header.image_size;
+        l.map
+            .sectors(l.staging)
+            .enumerate()
+            .take_while(move |(_, s)| s.start < end)
+            .map(|(i, s)| (i as u32, s))
+    }
+
+    /// The erase work left before every chunk can be written: staging sectors not yet erased,
+    /// plus a pending repair. Cost: one marker read per staging sector.
+    pub fn erase_work<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+    ) -> Result<EraseWork, NorFlashErrorKind> {
+        let Some(d) = self
+            .download
+            .filter(|_| self.store.state.phase == Phase::Downloading)
+        else {
+            return Ok(EraseWork::default());
+        };
+        let mut w = EraseWork::default();
+        if let Some(k) = self.store.state.repair_sector {
+            let size = self.staging_sector(k).map(|s| s.end - s.start).unwrap_or(0);
+            let stages = if self.store.state.repair_restoring {
+                1
+            } else {
+                2
+            };
+            w.steps += stages;
+            w.bytes += stages * size;
+        }
+        for (i, s) in self.image_sectors(&d) {
+            if !self.sector_marked(flash, &d, i)? {
+                w.steps += 1;
+                w.bytes += s.end - s.start;
+            }
+        }
+        Ok(w)
+    }
+
+    fn staging_sector(&self, index: u32) -> Option<core::ops::Range<u32>> {
+        let l = self.store.layout;
+        l.map.sectors(l.staging).nth(index as usize)
+    }
+
+    /// Runs one unit of erase work: erases one staging sector the image needs (and records
+    /// that), or runs one stage of a repair (see [`ChunkError::NeedsErase`]). Call it when a
+    /// flash stall is acceptable, e.g. before powering the modem. Returns the work left.
+    ///
+    /// Cost: one sector erase and one word write; a repair stage also copies the sector's
+    /// recorded chunks to or from scratch.
+    pub fn erase_step<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        buf: &mut [u8],
+    ) -> Result<EraseWork, StateError> {
+        let st = self.store.state;
+        let d = match self.download {
+            Some(d) if st.phase == Phase::Downloading => d,
+            _ => return Err(StateError::WrongPhase(st.phase)),
+        };
+        if let Some(k) = st.repair_sector {
+            self.repair_stage(flash, &d, k, buf)?;
+        } else {
+            let next = self.image_sectors(&d).try_fold(None, |found, (i, s)| {
+                if found.is_some() {
+                    return Ok(found);
+                }
+                Ok::<_, NorFlashErrorKind>((!self.sector_marked(flash, &d, i)?).then_some((i, s)))
+            })?;
+            if let Some((i, s)) = next {
+                flash.erase(s.start, s.end).map_err(kind)?;
+                self.write_marker(flash, d.progress.erase_marker(i), None)?;
+            }
+        }
+        Ok(self.erase_work(flash)?)
+    }
+
+    /// Repair of staging sector `k` after a torn chunk write, without re-fetching any chunk:
+    /// stage 1 copies its recorded chunks to scratch, stage 2 erases it and copies them back.
+    /// Each stage is redone from its start after a power cut; only their ends are recorded.
+    fn repair_stage<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        d: &Download,
+        k: u32,
+        buf: &mut [u8],
+    ) -> Result<(), StateError> {
+        let l = self.store.layout;
+        let Some(sector) = self.staging_sector(k) else {
+            // Cannot happen with a state written by this layout; drop the repair.
+            let next = Persisted {
+                repair_sector: None,
+                repair_restoring: false,
+                ..self.store.state
+            };
+            return Ok(self.store.commit(flash, next)?);
+        };
+        let size = sector.end - sector.start;
+        let cs = d.header.chunk_size;
+        let first = (sector.start - l.staging.start) / cs;
+        let count = (size / cs).min(d.header.chunk_count().saturating_sub(first));
+        let (from, to, restoring) = if self.store.state.repair_restoring {
+            flash.erase(sector.start, sector.end).map_err(kind)?;
+            (l.scratch.start, sector.start, false)
+        } else {
+            flash_ops::erase_covering(flash, &l.map, l.scratch.start, size)?;
+            (sector.start, l.scratch.start, true)
+        };
+        for c in first..first + count {
+            if self.chunk_marked(flash, d, c)? {
+                let off = (c - first) * cs;
+                let len = d.header.chunk_len(ChunkIndex(c)).unwrap_or(0);
+                let len = len.div_ceil(self.write_size() as u32) * self.write_size() as u32;
+                flash_ops::copy(flash, from + off, to + off, len, buf)?;
+            }
+        }
+        let next = Persisted {
+            repair_sector: restoring.then_some(k),
+            repair_restoring: restoring,
+            ..self.store.state
+        };
+        Ok(self.store.commit(flash, next)?)
+    }
+
+    /// The first chunk at or after `from` that is still missing. Cost: one marker read per
+    /// chunk skipped.
+    pub fn next_missing<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        from: ChunkIndex,
+    ) -> Result<Option<ChunkIndex>, NorFlashErrorKind> {
+        let Some(d) = self
+            .download
+            .filter(|_| self.store.state.phase == Phase::Downloading)
+        else {
+            return Ok(None);
+        };
+        for i in from.0..d.header.chunk_count() {
+            if !self.chunk_marked(flash, &d, i)? {
+                return Ok(Some(ChunkIndex(i)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fills `out` with missing chunk indices in ascending order from `from`; returns how
+    /// many. This is what a device asks the server for when it paces the transfer.
+    pub fn missing_chunks<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        from: ChunkIndex,
+        out: &mut [ChunkIndex],
+    ) -> Result<usize, NorFlashErrorKind> {
+        let mut n = 0;
+        let mut next = from;
+        while n < out.len() {
+            match self.next_missing(flash, next)? {
+                Some(i) => {
+                    out[n] = i;
+                    n += 1;
+                    next = ChunkIndex(i.0 + 1);
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Verifies chunk `index` against the manifest's digest, writes it to staging and records
+    /// it. Chunks may come in any order; a chunk already recorded is a `Duplicate` and is not
+    /// written again.
+    ///
+    /// Cost: one SHA-256 of the chunk, a 16-byte read of its digest, a read of its slot (to
+    /// find a torn earlier write), one write of the chunk and one word write for the marker.
+    /// Never erases: [`ChunkError::NeedsErase`] asks for [`erase_step`](Self::erase_step).
+    pub fn handle_chunk<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        index: ChunkIndex,
+        data: &[u8],
+    ) -> Result<ChunkOutcome, ChunkError> {
+        let st = self.store.state;
+        let d = match self.download {
+            Some(d) if st.phase == Phase::Downloading => d,
+            _ => return Err(ChunkError::NotDownloading),
+        };
+        let expected = d.header.chunk_len(index).ok_or(ChunkError::BadIndex)?;
+        if data.len() != expected as usize {
+            return Err(ChunkError::BadLength {
+                expected,
+                got: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let mut want = [0u8; CHUNK_DIGEST_LEN];
+        let at =
+            d.progress.manifest_addr() + (HEADER_LEN + index.0 as usize * CHUNK_DIGEST_LEN) as u32;
+        flash.read(at, &mut want).map_err(kind)?;
+        if chunk_digest(data) != want {
+            return Err(ChunkError::Corrupt);
+        }
+        if self.chunk_marked(flash, &d, index.0)? {
+            return Ok(ChunkOutcome::Duplicate);
+        }
+        let offset = index.0 * d.header.chunk_size;
+        let sector = self
+            .image_sectors(&d)
+            .find(|(_, s)| s.contains(&(self.store.layout.staging.start + offset)))
+            .map(|(i, _)| i)
+            .ok_or(ChunkError::BadIndex)?;
+        if st.repair_sector.is_some() || !self.sector_marked(flash, &d, sector)? {
+            return Err(ChunkError::NeedsErase);
+        }
+        let addr = self.store.layout.staging.start + offset;
+        let padded = expected.div_ceil(self.write_size() as u32) * self.write_size() as u32;
+        if !flash_ops::is_erased(flash, addr, padded)? {
+            if !flash_ops::holds(flash, addr, data)? {
+                // A write of this chunk was torn by a power cut: its slot can only be cleaned
+                // by erasing the sector. Record the repair; nothing is lost.
+                let next = Persisted {
+                    repair_sector: Some(sector),
+                    repair_restoring: false,
+                    ..st
+                };
+                self.store.commit(flash, next)?;
+                return Err(ChunkError::NeedsErase);
+            }
+            // The data made it before the cut, only the marker did not.
+        } else {
+            flash_ops::write_padded(flash, addr, data)?;
+        }
+        let m = d.progress.chunk_marker(index.0);
+        self.write_marker(flash, m.addr, m.bit)?;
+        if let Some(d) = self.download.as_mut() {
+            d.chunks_done += 1;
+        }
+        Ok(ChunkOutcome::Written)
+    }
+
+    /// Re-hashes the staged image from flash and, if it matches the manifest, records the
+    /// phase Downloaded. On a mismatch the download is abandoned (Idle, IntegrityFailure).
+    ///
+    /// Cost: reads and hashes the whole image through `buf` (any length ≥ 1; 256 bytes or
+    /// more is sensible), one state record write.
+    pub fn finish<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        buf: &mut [u8],
+    ) -> Result<(), FinishError> {
+        let st = self.store.state;
+        let d = match self.download {
+            Some(d) if st.phase == Phase::Downloading => d,
+            _ => return Err(FinishError::NotDownloading),
+        };
+        if buf.is_empty() {
+            return Err(FinishError::BufferTooSmall);
+        }
+        let missing = d.header.chunk_count() - d.chunks_done;
+        if missing > 0 {
+            return Err(FinishError::Incomplete { missing });
+        }
+        let got = flash_ops::sha256(
+            flash,
+            self.store.layout.staging.start,
+            d.header.image_size,
+            buf,
+        )?;
+        if got != d.header.image_digest {
+            let next = Persisted {
+                phase: Phase::Idle,
+                result: UpdateResult::IntegrityFailure,
+                ..st
+            };
+            self.store.commit(flash, next)?;
+            self.download = None;
+            return Err(FinishError::IntegrityFailure);
+        }
+        self.store.commit(
+            flash,
+            Persisted {
+                phase: Phase::Downloaded,
+                ..st
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Requests the install of the downloaded image: the bootloader swaps it in at the next
+    /// reset and boots it on trial. Reset the device after this returns. One record write.
+    pub fn mark_install<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
+        let st = self.store.state;
+        if st.phase != Phase::Downloaded {
+            return Err(StateError::WrongPhase(st.phase));
+        }
+        let new_len = st.staged.map_or(0, |s| s.size);
+        let old_len = st.active.map_or(self.store.capacity, |a| a.size);
+        // Round up to whole swap units.
+        let want = new_len.max(old_len);
+        let l = self.store.layout;
+        let mut swap_len = 0;
+        while swap_len < want {
+            match l.unit_end(swap_len) {
+                Some(e) => swap_len = e,
+                None => break,
+            }
+        }
+        self.store.commit(
+            flash,
+            Persisted {
+                phase: Phase::Installing,
+                result: UpdateResult::Initial,
+                swap_len,
+                swap_step: 0,
+                boot_attempts: 0,
+                ..st
+            },
+        )?;
+        self.download = None;
+        Ok(())
+    }
+
+    /// Confirms the trial image: it becomes the confirmed image, and the stored security
+    /// counter rises to its counter (never down). One record write.
+    pub fn mark_confirmed<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
+        let st = self.store.state;
+        if st.phase != Phase::Trial {
+            return Err(StateError::WrongPhase(st.phase));
+        }
+        let active = st.staged;
+        let counter = active.map_or(st.security_counter, |a| {
+            a.security_counter.max(st.security_counter)
+        });
+        self.store
+            .commit(
+                flash,
+                Persisted {
+                    phase: Phase::Idle,
+                    result: UpdateResult::Success,
+                    security_counter: counter,
+                    active: active.or(st.active),
+                    staged: None,
+                    boot_attempts: 0,
+                    ..st
+                },
+            )
+            .map_err(StateError::from)
+    }
+
+    /// Rejects the trial image now: the bootloader reverts to the confirmed image at the next
+    /// reset. One record write.
+    pub fn mark_failed<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
+        let st = self.store.state;
+        if st.phase != Phase::Trial {
+            return Err(StateError::WrongPhase(st.phase));
+        }
+        self.store
+            .commit(
+                flash,
+                Persisted {
+                    phase: Phase::Reverting,
+                    swap_step: 0,
+                    ..st
+                },
+            )
+            .map_err(StateError::from)
+    }
+
+    /// Abandons the download in progress (or the downloaded image) and records `result`
+    /// (for example [`UpdateResult::Cancelled`]). One record write.
+    pub fn cancel<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        result: UpdateResult,
+    ) -> Result<(), StateError> {
+        let st = self.store.state;
+        if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
+            return Err(StateError::WrongPhase(st.phase));
+        }
+        self.store.commit(
+            flash,
+            Persisted {
+                phase: Phase::Idle,
+                result,
+                repair_sector: None,
+                repair_restoring: false,
+                ..st
+            },
+        )?;
+        self.download = None;
+        Ok(())
+    }
+}

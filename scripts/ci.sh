@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole check suite, the same one CI runs (.ci/run calls this after installing tools).
+# Usage: bash scripts/ci.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Library crates that must stay no_std and build for the Electron's Cortex-M3.
+NO_STD_CRATES=(ota-core)
+TARGET=thumbv7m-none-eabi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+for c in "${NO_STD_CRATES[@]}"; do
+  cargo clippy -p "$c" --target "$TARGET" --features defmt -- -D warnings
+done
+
+step "thumbv7m-none-eabi builds (default features and defmt)"
+for c in "${NO_STD_CRATES[@]}"; do
+  cargo build -p "$c" --target "$TARGET"
+  cargo build -p "$c" --target "$TARGET" --features defmt
+  cargo build -p "$c" --target "$TARGET" --release
+done
+
+step "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "ota-tool round trip (README run command)"
+bash scripts/ota-roundtrip.sh >/dev/null
+
+step "cargo test --workspace"
+cargo test --workspace
