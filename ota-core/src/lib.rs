@@ -25,7 +25,9 @@ pub use manifest::{
 pub use state::{ImageSummary, Phase};
 pub use status::{Progress, State, Status, UpdateResult};
 pub use updater::{Begin, ChunkOutcome, Config, EraseWork, Updater};
-pub use verify::{authenticate, verify, Policy, TrustedKey, VerifiedManifest, VerifyError};
+pub use verify::{
+    authenticate, check_signature, verify, Policy, TrustedKey, VerifiedManifest, VerifyError,
+};
 
 /// Re-exported so users name the same error kind type as this crate.
 pub use embedded_storage::nor_flash::NorFlashErrorKind;

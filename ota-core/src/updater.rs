@@ -359,8 +359,10 @@ impl Updater {
         let mut w = [0u8; 32];
         let w = &mut w[..self.write_size()];
         if let Some((byte, mask)) = bit {
-            w.fill(0xFF);
-            w[byte] = !mask;
+            // MultiwriteNorFlash only allows 1 → 0 changes: rewrite the word as it reads now,
+            // with one more bit cleared.
+            flash.read(addr, w).map_err(kind)?;
+            w[byte] &= !mask;
         }
         flash.write(addr, w).map_err(kind)
     }

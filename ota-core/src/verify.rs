@@ -130,6 +130,19 @@ impl<'a> VerifiedManifest<'a> {
     }
 }
 
+/// Checks an Ed25519 signature (RFC 8032, strict: non-canonical encodings are refused by
+/// `ed25519-compact`). This is the primitive [`authenticate`] uses on the manifest bytes.
+pub fn check_signature(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), VerifyError> {
+    let pk = ed25519_compact::PublicKey::new(*public_key);
+    let sig = ed25519_compact::Signature::new(*signature);
+    pk.verify(message, &sig)
+        .map_err(|_| VerifyError::BadSignature)
+}
+
 /// Authenticates the signature only: parse, find the key, check the Ed25519 signature.
 ///
 /// Cost: one SHA-512 pass over the manifest and one Ed25519 verification; no allocation and
@@ -141,10 +154,7 @@ pub fn authenticate<'a>(bytes: &'a [u8], keys: &[TrustedKey]) -> Result<Manifest
         .iter()
         .find(|k| k.id == key_id)
         .ok_or(VerifyError::UnknownKey(key_id))?;
-    let pk = ed25519_compact::PublicKey::new(key.key);
-    let sig = ed25519_compact::Signature::new(*manifest.signature());
-    pk.verify(manifest.signed_bytes(), &sig)
-        .map_err(|_| VerifyError::BadSignature)?;
+    check_signature(&key.key, manifest.signed_bytes(), manifest.signature())?;
     Ok(manifest)
 }
 

@@ -1,0 +1,166 @@
+//! Install, trial, confirm and revert; the anti-rollback counter.
+
+mod common;
+
+use common::*;
+use ota_core::{
+    BeginError, BootConfig, BootStep, Bootloader, ChunkIndex, Phase, SecurityCounter, State,
+    StateError, UpdateResult, Updater, VerifyError,
+};
+
+/// Downloads `s` completely and requests its install.
+fn stage(flash: &mut Flash, s: &Signed) {
+    let mut up = Updater::open(flash, LAYOUT, config()).unwrap();
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&s.manifest, &keys).unwrap();
+    up.begin(flash, &offer).unwrap();
+    let mut buf = [0u8; 256];
+    while !up.erase_step(flash, &mut buf).unwrap().is_done() {}
+    for i in 0..s.chunks() {
+        up.handle_chunk(flash, ChunkIndex(i), s.chunk(i)).unwrap();
+    }
+    up.finish(flash, &mut buf).unwrap();
+    up.mark_install(flash).unwrap();
+    assert_eq!(up.status().state, State::Updating);
+}
+
+fn boot(flash: &mut Flash) -> ota_core::BootTarget {
+    let mut buf = [0u8; 1024];
+    Bootloader::open(
+        flash,
+        LAYOUT,
+        BootConfig {
+            max_boot_attempts: 3,
+        },
+    )
+    .unwrap()
+    .run(flash, &mut buf, || {})
+    .unwrap()
+}
+
+#[test]
+fn install_confirm_raises_the_counter_only_on_confirm() {
+    let old = image(6000, 1);
+    let mut flash = factory_flash(&old);
+    let v3 = sign(7000, 2, 3);
+    stage(&mut flash, &v3);
+    let t = boot(&mut flash);
+    assert!(t.trial);
+    assert_eq!(t.attempt, 1);
+    assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 7000], &v3.image[..]);
+    // The old image is kept in staging until the new one is confirmed.
+    assert_eq!(&flash.contents()[STAGING..STAGING + 6000], &old[..]);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert!(up.is_trial());
+    assert_eq!(
+        up.policy().stored_counter,
+        SecurityCounter(0),
+        "counter rose before confirm"
+    );
+    // No new download while on trial.
+    let v4 = sign(7000, 3, 4);
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&v4.manifest, &keys).unwrap();
+    assert_eq!(
+        up.begin(&mut flash, &offer),
+        Err(BeginError::Busy(Phase::Trial))
+    );
+    up.mark_confirmed(&mut flash).unwrap();
+    assert_eq!(up.policy().stored_counter, SecurityCounter(3));
+    assert_eq!(
+        up.confirmed_image().unwrap().digest,
+        ota_core::Sha256Digest::of(&v3.image)
+    );
+    assert_eq!(up.status().result, UpdateResult::Success);
+    // Later boots are plain boots of the confirmed image.
+    let t = boot(&mut flash);
+    assert!(!t.trial);
+    // A signed but older image is now refused.
+    let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    let v2 = sign(7000, 4, 2);
+    assert!(matches!(
+        up.verify_offer(&v2.manifest, &keys),
+        Err(VerifyError::Downgrade { .. })
+    ));
+}
+
+#[test]
+fn unconfirmed_image_is_reverted_after_the_attempt_budget() {
+    let old = image(6000, 5);
+    let mut flash = factory_flash(&old);
+    let v2 = sign(3000, 6, 2);
+    stage(&mut flash, &v2);
+    for attempt in 1..=3 {
+        let t = boot(&mut flash);
+        assert!(t.trial);
+        assert_eq!(t.attempt, attempt);
+    }
+    let t = boot(&mut flash);
+    assert!(!t.trial);
+    assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().result, UpdateResult::UpdateFailed);
+    assert_eq!(
+        up.policy().stored_counter,
+        SecurityCounter(0),
+        "a reverted image raised the counter"
+    );
+    assert_eq!(
+        up.mark_confirmed(&mut flash),
+        Err(StateError::WrongPhase(Phase::Idle))
+    );
+}
+
+#[test]
+fn the_application_can_reject_its_trial() {
+    let old = image(6000, 7);
+    let mut flash = factory_flash(&old);
+    let v2 = sign(7000, 8, 2);
+    stage(&mut flash, &v2);
+    assert!(boot(&mut flash).trial);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    up.mark_failed(&mut flash).unwrap();
+    let t = boot(&mut flash);
+    assert!(!t.trial);
+    assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
+}
+
+#[test]
+fn bootloader_steps_are_bounded_and_counted() {
+    let old = image(6000, 9);
+    let mut flash = factory_flash(&old);
+    let v2 = sign(7000, 10, 2);
+    stage(&mut flash, &v2);
+    let mut bl = Bootloader::open(&mut flash, LAYOUT, BootConfig::default()).unwrap();
+    let mut buf = [0u8; 64];
+    let before = flash.stats();
+    let mut steps = 0;
+    loop {
+        let erases = flash.stats().erases;
+        match bl.step(&mut flash, &mut buf).unwrap() {
+            BootStep::Continue => steps += 1,
+            BootStep::Boot(t) => {
+                assert!(t.trial);
+                break;
+            }
+        }
+        // One stage erases at most one swap unit (4 KiB here: up to 4 sectors of 1 KiB).
+        assert!(flash.stats().erases - erases <= 4);
+    }
+    // Two units × three stages, plus the switch to Trial.
+    assert_eq!(steps, 7);
+    let after = flash.stats();
+    println!(
+        "install of 7000 B over 2 units: {} erases, {} writes, {} bytes written",
+        after.erases - before.erases,
+        after.writes - before.writes,
+        after.bytes_written - before.bytes_written
+    );
+    // Too small a buffer is refused, not a panic.
+    let mut tiny = [0u8; 2];
+    assert_eq!(
+        bl.step(&mut flash, &mut tiny),
+        Err(ota_core::BootError::BufferTooSmall)
+    );
+}

@@ -1,0 +1,303 @@
+//! Power cuts at every flash operation of the whole story — download across sleeps, finish,
+//! install, trial boot, confirm — and of the revert story, in the style of MCUboot's simulator.
+//!
+//! For every mutating operation index `k` of an uninterrupted run and every kind of cut
+//! (before the operation, torn in the middle, after it), the device runs until the cut, power
+//! returns, and it boots again. Checked throughout:
+//! * every time the bootloader hands over, the active slot holds a complete valid image
+//!   (the old or the new one): the device never bricks;
+//! * the story always ends with the expected confirmed image (new on confirm, old on revert);
+//! * no chunk the updater accepted is ever fetched again.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use ota_core::{
+    BootConfig, Bootloader, ChunkError, ChunkIndex, Phase, State, UpdateResult, Updater,
+};
+use ota_flash_sim::{Cut, CutKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The new firmware checks in and confirms itself.
+    Confirm,
+    /// The new firmware never confirms (it crashes before its check-in): revert.
+    Revert,
+}
+
+/// Everything the device does, from reset, until the story is over or power is lost.
+struct Story<'a> {
+    old: &'a [u8],
+    new: &'a Signed,
+    ending: Ending,
+    /// Chunks the updater accepted (`handle_chunk` returned Ok).
+    had: HashSet<u32>,
+    fetched: u64,
+    boots: u32,
+    trial_boots: u32,
+}
+
+#[derive(Debug)]
+struct PowerLost;
+
+/// Evaluates a flash call, then returns `PowerLost` from the caller if power is gone.
+macro_rules! ck {
+    ($flash:expr, $e:expr) => {{
+        let r = $e;
+        Story::check($flash, r)?
+    }};
+}
+
+impl<'a> Story<'a> {
+    fn new(old: &'a [u8], new: &'a Signed, ending: Ending) -> Self {
+        Self {
+            old,
+            new,
+            ending,
+            had: HashSet::new(),
+            fetched: 0,
+            boots: 0,
+            trial_boots: 0,
+        }
+    }
+
+    /// Turns a flash error into `PowerLost` if power is gone; any other error fails the test.
+    fn check<T, E: std::fmt::Debug>(flash: &Flash, r: Result<T, E>) -> Result<T, PowerLost> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(_) if flash.is_powered_off() => Err(PowerLost),
+            Err(e) => panic!("unexpected error with power on: {e:?}"),
+        }
+    }
+
+    /// One power-on: boot, then the application, until the story ends (`Ok(true)`), the
+    /// application resets the device (`Ok(false)`) or power is lost.
+    fn power_on_once(&mut self, flash: &mut Flash) -> Result<bool, PowerLost> {
+        self.boots += 1;
+        assert!(self.boots < 400, "the device does not make progress");
+        let mut buf = [0u8; 512];
+        let mut boot = ck!(
+            flash,
+            Bootloader::open(
+                flash,
+                LAYOUT,
+                BootConfig {
+                    max_boot_attempts: 2
+                }
+            )
+        );
+        let target = ck!(flash, boot.run(flash, &mut buf, || {}));
+        // Never bricked: the active slot holds a whole image.
+        let active = &flash.contents()[ACTIVE..];
+        let is_old = active[..self.old.len()] == *self.old;
+        let is_new = active[..self.new.image.len()] == *self.new.image;
+        assert!(
+            is_old || is_new,
+            "boot {} hands over a broken active slot",
+            self.boots
+        );
+        if target.trial {
+            assert!(is_new, "a trial boot must run the new image");
+            // The confirmed (old) image must survive the trial, in staging.
+            let staging = &flash.contents()[STAGING..];
+            assert_eq!(
+                &staging[..self.old.len()],
+                self.old,
+                "confirmed image lost during trial"
+            );
+            self.trial_boots += 1;
+        }
+
+        let mut up = ck!(flash, Updater::open(flash, LAYOUT, config()));
+        if up.is_trial() {
+            assert!(is_new);
+            match self.ending {
+                Ending::Confirm => ck!(flash, up.mark_confirmed(flash)),
+                Ending::Revert => return Ok(false), // crashes before confirming: reset
+            }
+        }
+        let st = up.status();
+        match (st.state, st.result) {
+            (State::Idle, UpdateResult::Success) => {
+                assert!(
+                    is_new,
+                    "confirmed, but the active slot is not the new image"
+                );
+                assert_eq!(self.ending, Ending::Confirm);
+                return Ok(true);
+            }
+            (State::Idle, UpdateResult::UpdateFailed) => {
+                assert!(is_old, "reverted, but the active slot is not the old image");
+                assert_eq!(self.ending, Ending::Revert);
+                return Ok(true);
+            }
+            _ => {}
+        }
+
+        // The check-in carries the offer (again, if the device lost it).
+        let keys = trusted(&[1]);
+        if matches!(up.phase(), Phase::Idle | Phase::Downloading) {
+            let offer = up
+                .verify_offer(&self.new.manifest, &keys)
+                .expect("offer verifies");
+            ck!(flash, up.begin(flash, &offer));
+        }
+        if up.phase() == Phase::Downloading {
+            // Before the modem is powered: all erase work.
+            while !ck!(flash, up.erase_step(flash, &mut buf)).is_done() {}
+            // Chunks in a scrambled order; the device "sleeps" (drops its RAM) every 7.
+            let n = self.new.chunks();
+            let mut since_sleep = 0;
+            for k in 0..n {
+                let i = (k * 11 + 5) % n;
+                if ck!(flash, up.next_missing(flash, ChunkIndex(i))) != Some(ChunkIndex(i)) {
+                    continue;
+                }
+                assert!(
+                    !self.had.contains(&i),
+                    "chunk {i} fetched again after it was accepted"
+                );
+                self.fetched += 1;
+                let data = self.new.chunk(i);
+                loop {
+                    match up.handle_chunk(flash, ChunkIndex(i), data) {
+                        Ok(_) => break,
+                        Err(ChunkError::NeedsErase) if !flash.is_powered_off() => {
+                            // A torn chunk: repair, keep the chunk, hand it in again.
+                            while !ck!(flash, up.erase_step(flash, &mut buf)).is_done() {}
+                        }
+                        Err(e) => {
+                            ck!(flash, Err::<(), _>(e));
+                        }
+                    }
+                }
+                self.had.insert(i);
+                since_sleep += 1;
+                if since_sleep == 7 {
+                    since_sleep = 0;
+                    up = ck!(flash, Updater::open(flash, LAYOUT, config()));
+                }
+            }
+            ck!(flash, up.finish(flash, &mut buf));
+        }
+        if up.phase() == Phase::Downloaded {
+            ck!(flash, up.mark_install(flash));
+        }
+        Ok(false) // reset into the bootloader
+    }
+
+    /// Runs until the story ends, powering on again after every reset or cut.
+    fn run(&mut self, flash: &mut Flash) -> u32 {
+        let mut cuts = 0;
+        loop {
+            match self.power_on_once(flash) {
+                Ok(true) => return cuts,
+                Ok(false) => {}
+                Err(PowerLost) => {
+                    cuts += 1;
+                    flash.power_on();
+                }
+            }
+        }
+    }
+}
+
+fn images() -> (Vec<u8>, Signed) {
+    // The new image is larger than the old one and needs both swap units.
+    (image(6000, 100), sign(7000, 200, 3))
+}
+
+/// Mutating operations of an uninterrupted run.
+fn total_ops(old: &[u8], new: &Signed, ending: Ending) -> u64 {
+    let mut flash = factory_flash(old);
+    let mut story = Story::new(old, new, ending);
+    assert_eq!(story.run(&mut flash), 0);
+    assert_eq!(
+        story.fetched,
+        new.chunks() as u64,
+        "an uninterrupted run fetches each chunk once"
+    );
+    if ending == Ending::Revert {
+        assert_eq!(story.trial_boots, 2);
+    }
+    flash.stats().ops
+}
+
+fn every_cut(ending: Ending) {
+    let (old, new) = images();
+    let n = total_ops(&old, &new, ending);
+    let mut points = 0;
+    for at in 0..n {
+        for kind in [CutKind::Before, CutKind::Torn, CutKind::After] {
+            let mut flash = factory_flash(&old);
+            flash.schedule_cut(Cut { at, kind });
+            let mut story = Story::new(&old, &new, ending);
+            let cuts = story.run(&mut flash);
+            assert_eq!(cuts, 1, "cut {kind:?} at op {at} did not fire exactly once");
+            points += 1;
+        }
+    }
+    println!("{ending:?}: {n} flash operations, {points} power-cut points exercised");
+}
+
+#[test]
+fn power_cut_at_every_operation_confirm_path() {
+    every_cut(Ending::Confirm);
+}
+
+#[test]
+fn power_cut_at_every_operation_revert_path() {
+    every_cut(Ending::Revert);
+}
+
+/// Several cuts per run at pseudo-random places, including during recovery.
+#[test]
+fn repeated_random_power_cuts() {
+    let (old, new) = images();
+    let n = total_ops(&old, &new, Ending::Confirm);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move |m: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % m
+    };
+    let mut total_cuts = 0;
+    for run in 0..150 {
+        let ending = if run % 2 == 0 {
+            Ending::Confirm
+        } else {
+            Ending::Revert
+        };
+        let mut flash = factory_flash(&old);
+        let mut story = Story::new(&old, &new, ending);
+        let planned = 1 + rnd(5);
+        let mut fired = 0;
+        flash.schedule_cut(Cut {
+            at: rnd(n),
+            kind: CutKind::Torn,
+        });
+        loop {
+            match story.power_on_once(&mut flash) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(PowerLost) => {
+                    fired += 1;
+                    flash.power_on();
+                    if fired < planned {
+                        let kind =
+                            [CutKind::Before, CutKind::Torn, CutKind::After][rnd(3) as usize];
+                        let at = flash.stats().ops + rnd(n / 2 + 1);
+                        flash.schedule_cut(Cut { at, kind });
+                    } else {
+                        flash.clear_cut();
+                    }
+                }
+            }
+        }
+        total_cuts += fired;
+    }
+    println!("random: 150 runs, {total_cuts} cuts");
+}
