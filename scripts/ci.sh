@@ -34,3 +34,13 @@ bash scripts/ota-roundtrip.sh >/dev/null
 
 step "cargo test --workspace"
 cargo test --workspace
+
+if cargo fuzz --version >/dev/null 2>&1; then
+  step "fuzz: manifest parser (bounded run from the seed corpus)"
+  corpus=$(mktemp -d)
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run manifest "$corpus" seeds/manifest -- \
+    -runs=300000 -max_len=4096)
+  rm -rf "$corpus"
+else
+  echo "(cargo-fuzz not installed: fuzz run skipped; .ci/run installs it)"
+fi

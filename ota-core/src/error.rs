@@ -48,6 +48,8 @@ pub enum BeginError {
     ProgressRegionTooSmall,
     /// The image is larger than the slots (verify checks this too).
     TooLarge,
+    /// The offered image is the confirmed image already running: nothing to download.
+    AlreadyInstalled,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -59,6 +61,7 @@ impl fmt::Display for BeginError {
             Self::UnsupportedChunkSize => f.write_str("chunk size does not divide the sectors"),
             Self::ProgressRegionTooSmall => f.write_str("progress region too small"),
             Self::TooLarge => f.write_str("image larger than the slot"),
+            Self::AlreadyInstalled => f.write_str("the offered image is already installed"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }

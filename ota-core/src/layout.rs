@@ -251,7 +251,10 @@ impl Layout {
     ///
     /// Cost: O(number of sectors).
     pub fn validate(&self, write_size: usize) -> Result<(), LayoutError> {
-        if write_size == 0 || write_size > 32 || !crate::state::RECORD_LEN.is_multiple_of(write_size) {
+        if write_size == 0
+            || write_size > 32
+            || !crate::state::RECORD_LEN.is_multiple_of(write_size)
+        {
             return Err(LayoutError::UnsupportedWriteSize);
         }
         let regions = [

@@ -272,6 +272,9 @@ impl Updater {
         if header.image_size > self.store.capacity {
             return Err(BeginError::TooLarge);
         }
+        if st.active.is_some_and(|a| a.digest == header.image_digest) {
+            return Err(BeginError::AlreadyInstalled);
+        }
         let l = self.store.layout;
         if l.map
             .sectors(l.staging)

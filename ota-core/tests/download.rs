@@ -133,7 +133,7 @@ fn resume_after_sleep_fetches_only_what_is_missing() {
             .unwrap();
     }
     let _ = up; // deep sleep: the RAM state is gone
-    // Deep sleep: RAM is gone. The offer comes again; begin resumes without touching flash.
+                // Deep sleep: RAM is gone. The offer comes again; begin resumes without touching flash.
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
     assert_eq!(up.status().state, State::Downloading);
     let ops = flash.stats().ops;
