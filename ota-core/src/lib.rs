@@ -19,8 +19,8 @@ pub use error::{BeginError, BootError, ChunkError, FinishError, OpenError, State
 pub use install::{BootConfig, BootStep, BootTarget, Bootloader};
 pub use layout::{Layout, LayoutError, Region, SectorMap, SectorRun};
 pub use manifest::{
-    ChunkIndex, HardwareId, KeyId, Manifest, ManifestHeader, ParseError, SecurityCounter,
-    Sha256Digest, Version,
+    build_signed, BuildError, ChunkIndex, HardwareId, ImageParams, KeyId, Manifest, ManifestHeader,
+    ParseError, SecurityCounter, Sha256Digest, Version,
 };
 pub use state::{ImageSummary, Phase};
 pub use status::{Progress, State, Status, UpdateResult};

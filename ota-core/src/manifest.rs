@@ -114,6 +114,16 @@ impl KeyId {
     }
 }
 
+impl fmt::Display for KeyId {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -127,6 +137,13 @@ impl Sha256Digest {
 }
 
 impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    /// Lower-case hex.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in &self.0 {
             write!(f, "{b:02x}")?;
@@ -406,6 +423,31 @@ pub struct ImageParams {
     pub base_digest: Option<Sha256Digest>,
 }
 
+impl ImageParams {
+    /// Checks the parameters for an image of `image_len` bytes and returns the length of its
+    /// manifest, so a caller can size the buffer for [`build_signed`]. O(1).
+    pub fn manifest_len(&self, image_len: usize) -> Result<usize, BuildError> {
+        let image_size = u32::try_from(image_len).map_err(|_| BuildError::ImageTooLarge)?;
+        self.header(image_size, Sha256Digest::default())
+            .validate()
+            .map_err(BuildError::Invalid)?;
+        Ok(encoded_len(chunk_count(image_size, self.chunk_size)))
+    }
+
+    fn header(&self, image_size: u32, image_digest: Sha256Digest) -> ManifestHeader {
+        ManifestHeader {
+            key_id: KeyId::default(),
+            hardware_id: self.hardware_id,
+            version: self.version,
+            security_counter: self.security_counter,
+            image_size,
+            chunk_size: self.chunk_size,
+            image_digest,
+            base_digest: self.base_digest,
+        }
+    }
+}
+
 /// Why a manifest could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -441,20 +483,13 @@ pub fn build_signed(
     key: &ed25519_compact::KeyPair,
     out: &mut [u8],
 ) -> Result<usize, BuildError> {
-    let image_size = u32::try_from(image.len()).map_err(|_| BuildError::ImageTooLarge)?;
+    // Validate before hashing: bad parameters cost nothing.
+    let len = params.manifest_len(image.len())?;
+    let out = out.get_mut(..len).ok_or(BuildError::BufferTooSmall(len))?;
     let header = ManifestHeader {
         key_id: KeyId::of(&key.pk),
-        hardware_id: params.hardware_id,
-        version: params.version,
-        security_counter: params.security_counter,
-        image_size,
-        chunk_size: params.chunk_size,
-        image_digest: Sha256Digest::of(image),
-        base_digest: params.base_digest,
+        ..params.header(image.len() as u32, Sha256Digest::of(image))
     };
-    header.validate().map_err(BuildError::Invalid)?;
-    let len = header.encoded_len();
-    let out = out.get_mut(..len).ok_or(BuildError::BufferTooSmall(len))?;
     let mut h = [0u8; HEADER_LEN];
     header.encode(&mut h);
     out[..HEADER_LEN].copy_from_slice(&h);

@@ -48,6 +48,29 @@ pub struct Policy {
     pub allow_downgrade: bool,
 }
 
+impl Policy {
+    /// The device-policy half of [`verify()`]: hardware id, anti-rollback, size. Only
+    /// meaningful on a header that [`authenticate`] returned. O(1).
+    pub fn check(&self, h: &ManifestHeader) -> Result<(), VerifyError> {
+        if h.hardware_id != self.hardware_id {
+            return Err(VerifyError::WrongHardware);
+        }
+        if h.security_counter < self.stored_counter && !self.allow_downgrade {
+            return Err(VerifyError::Downgrade {
+                offered: h.security_counter,
+                stored: self.stored_counter,
+            });
+        }
+        if h.image_size > self.capacity {
+            return Err(VerifyError::TooLarge {
+                size: h.image_size,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Why an offered manifest is refused. Every variant is a distinct, actionable reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -81,13 +104,7 @@ impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Malformed(e) => write!(f, "malformed manifest: {e}"),
-            Self::UnknownKey(id) => {
-                f.write_str("manifest signed by an unknown key ")?;
-                for b in id.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
-            }
+            Self::UnknownKey(id) => write!(f, "manifest signed by unknown key id {id}"),
             Self::BadSignature => f.write_str("manifest signature does not verify"),
             Self::WrongHardware => f.write_str("image is for other hardware"),
             Self::Downgrade { offered, stored } => write!(
@@ -168,21 +185,6 @@ pub fn verify<'a>(
     policy: &Policy,
 ) -> Result<VerifiedManifest<'a>, VerifyError> {
     let manifest = authenticate(bytes, keys)?;
-    let h = manifest.header();
-    if h.hardware_id != policy.hardware_id {
-        return Err(VerifyError::WrongHardware);
-    }
-    if h.security_counter < policy.stored_counter && !policy.allow_downgrade {
-        return Err(VerifyError::Downgrade {
-            offered: h.security_counter,
-            stored: policy.stored_counter,
-        });
-    }
-    if h.image_size > policy.capacity {
-        return Err(VerifyError::TooLarge {
-            size: h.image_size,
-            capacity: policy.capacity,
-        });
-    }
+    policy.check(manifest.header())?;
     Ok(VerifiedManifest { manifest })
 }
