@@ -32,9 +32,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "ota-tool round trip (README run command)"
 bash scripts/ota-roundtrip.sh >/dev/null
 
-step "cargo test --workspace"
-cargo test --workspace
-
 if cargo fuzz --version >/dev/null 2>&1; then
   step "fuzz: manifest parser (bounded run from the seed corpus)"
   corpus=$(mktemp -d)
@@ -44,3 +41,10 @@ if cargo fuzz --version >/dev/null 2>&1; then
 else
   echo "(cargo-fuzz not installed: fuzz run skipped; .ci/run installs it)"
 fi
+
+step "cargo test --workspace"
+log=$(mktemp)
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line with the totals of every test binary and doc-test run above.
+awk '/^test result:/ {p += $4; f += $6} END {printf "\nTests: %d passed, %d failed\n", p, f}' "$log"
+rm -f "$log"
