@@ -151,6 +151,10 @@ impl_error!(FinishError);
 pub enum StateError {
     /// The transition is not allowed from this phase.
     WrongPhase(Phase),
+    /// The device already knows its confirmed image (provisioning happens once).
+    AlreadyProvisioned,
+    /// The active slot does not hold the image the manifest describes.
+    ImageMismatch,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -159,6 +163,8 @@ impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::WrongPhase(p) => write!(f, "not allowed while {p:?}"),
+            Self::AlreadyProvisioned => f.write_str("the device is already provisioned"),
+            Self::ImageMismatch => f.write_str("the active slot does not match the manifest"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }

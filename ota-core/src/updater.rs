@@ -740,6 +740,49 @@ impl Updater {
             .map_err(StateError::from)
     }
 
+    /// Factory provisioning: records that the active slot holds the image `manifest`
+    /// describes, and stores its security counter. Without it a device knows no confirmed
+    /// image, so its first install swaps the whole slot. Allowed once, while Idle.
+    ///
+    /// Cost: hashes the image in the active slot through `buf`; one record write.
+    pub fn provision<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        manifest: &VerifiedManifest<'_>,
+        buf: &mut [u8],
+    ) -> Result<(), StateError> {
+        let st = self.store.state;
+        if st.phase != Phase::Idle {
+            return Err(StateError::WrongPhase(st.phase));
+        }
+        if st.active.is_some() {
+            return Err(StateError::AlreadyProvisioned);
+        }
+        let h = manifest.header();
+        if buf.is_empty() || h.image_size > self.store.capacity {
+            return Err(StateError::ImageMismatch);
+        }
+        let got = flash_ops::sha256(flash, self.store.layout.active.start, h.image_size, buf)?;
+        if got != h.image_digest {
+            return Err(StateError::ImageMismatch);
+        }
+        self.store
+            .commit(
+                flash,
+                Persisted {
+                    active: Some(ImageSummary {
+                        version: h.version,
+                        security_counter: h.security_counter,
+                        size: h.image_size,
+                        digest: h.image_digest,
+                    }),
+                    security_counter: h.security_counter.max(st.security_counter),
+                    ..st
+                },
+            )
+            .map_err(StateError::from)
+    }
+
     /// Abandons the download in progress (or the downloaded image) and records `result`
     /// (for example [`UpdateResult::Cancelled`]). One record write.
     pub fn cancel<F: NorFlash>(

@@ -164,3 +164,48 @@ fn bootloader_steps_are_bounded_and_counted() {
         Err(ota_core::BootError::BufferTooSmall)
     );
 }
+
+#[test]
+fn provisioning_shrinks_the_first_install_and_sets_the_counter() {
+    let factory = sign(3000, 11, 4);
+    let v5 = sign(3500, 12, 5);
+    let keys = trusted(&[1]);
+    let mut erases = Vec::new();
+    for provisioned in [false, true] {
+        let mut flash = factory_flash(&factory.image);
+        if provisioned {
+            let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+            let offer = up.verify_offer(&factory.manifest, &keys).unwrap();
+            let mut buf = [0u8; 128];
+            up.provision(&mut flash, &offer, &mut buf).unwrap();
+            assert_eq!(up.policy().stored_counter, SecurityCounter(4));
+            assert_eq!(up.confirmed_image().unwrap().size, 3000);
+            let again = up.verify_offer(&factory.manifest, &keys).unwrap();
+            assert_eq!(
+                up.provision(&mut flash, &again, &mut buf),
+                Err(StateError::AlreadyProvisioned)
+            );
+        }
+        stage(&mut flash, &v5);
+        let before = flash.stats().erases;
+        assert!(boot(&mut flash).trial);
+        erases.push(flash.stats().erases - before);
+    }
+    // Unprovisioned: the whole 8 KiB slot (2 units); provisioned: only the first 4 KiB unit.
+    assert!(erases[1] < erases[0], "{erases:?}");
+}
+
+#[test]
+fn provisioning_checks_the_active_slot() {
+    let factory = sign(3000, 13, 1);
+    let mut flash = factory_flash(&image(3000, 99));
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&factory.manifest, &keys).unwrap();
+    let mut buf = [0u8; 128];
+    assert_eq!(
+        up.provision(&mut flash, &offer, &mut buf),
+        Err(StateError::ImageMismatch)
+    );
+    assert_eq!(flash.stats().writes, 0);
+}

@@ -17,7 +17,31 @@ use common::*;
 use ota_core::{
     BootConfig, Bootloader, ChunkError, ChunkIndex, Phase, State, UpdateResult, Updater,
 };
-use ota_flash_sim::{Cut, CutKind};
+use ota_flash_sim::{Cut, CutKind, SimFlash};
+
+type Sim<const M: bool> = SimFlash<4, 1024, M>;
+
+/// Opens the updater the way a board would for its flash: bit markers where the flash allows
+/// clearing bits of a written word.
+trait OpenUpdater {
+    fn open_updater(&mut self) -> Result<Updater, ota_core::OpenError>;
+}
+impl OpenUpdater for Sim<false> {
+    fn open_updater(&mut self) -> Result<Updater, ota_core::OpenError> {
+        Updater::open(self, LAYOUT, config())
+    }
+}
+impl OpenUpdater for Sim<true> {
+    fn open_updater(&mut self) -> Result<Updater, ota_core::OpenError> {
+        Updater::open_multiwrite(self, LAYOUT, config())
+    }
+}
+
+fn factory<const M: bool>(old: &[u8]) -> Sim<M> {
+    let mut f = Sim::<M>::new(&SECTORS);
+    f.preload(ACTIVE as u32, old);
+    f
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -64,7 +88,10 @@ impl<'a> Story<'a> {
     }
 
     /// Turns a flash error into `PowerLost` if power is gone; any other error fails the test.
-    fn check<T, E: std::fmt::Debug>(flash: &Flash, r: Result<T, E>) -> Result<T, PowerLost> {
+    fn check<T, E: std::fmt::Debug, const M: bool>(
+        flash: &Sim<M>,
+        r: Result<T, E>,
+    ) -> Result<T, PowerLost> {
         match r {
             Ok(v) => Ok(v),
             Err(_) if flash.is_powered_off() => Err(PowerLost),
@@ -74,7 +101,10 @@ impl<'a> Story<'a> {
 
     /// One power-on: boot, then the application, until the story ends (`Ok(true)`), the
     /// application resets the device (`Ok(false)`) or power is lost.
-    fn power_on_once(&mut self, flash: &mut Flash) -> Result<bool, PowerLost> {
+    fn power_on_once<const M: bool>(&mut self, flash: &mut Sim<M>) -> Result<bool, PowerLost>
+    where
+        Sim<M>: OpenUpdater,
+    {
         self.boots += 1;
         assert!(self.boots < 400, "the device does not make progress");
         let mut buf = [0u8; 512];
@@ -110,7 +140,7 @@ impl<'a> Story<'a> {
             self.trial_boots += 1;
         }
 
-        let mut up = ck!(flash, Updater::open(flash, LAYOUT, config()));
+        let mut up = ck!(flash, flash.open_updater());
         if up.is_trial() {
             assert!(is_new);
             match self.ending {
@@ -177,7 +207,7 @@ impl<'a> Story<'a> {
                 since_sleep += 1;
                 if since_sleep == 7 {
                     since_sleep = 0;
-                    up = ck!(flash, Updater::open(flash, LAYOUT, config()));
+                    up = ck!(flash, flash.open_updater());
                 }
             }
             ck!(flash, up.finish(flash, &mut buf));
@@ -189,7 +219,10 @@ impl<'a> Story<'a> {
     }
 
     /// Runs until the story ends, powering on again after every reset or cut.
-    fn run(&mut self, flash: &mut Flash) -> u32 {
+    fn run<const M: bool>(&mut self, flash: &mut Sim<M>) -> u32
+    where
+        Sim<M>: OpenUpdater,
+    {
         let mut cuts = 0;
         loop {
             match self.power_on_once(flash) {
@@ -210,8 +243,11 @@ fn images() -> (Vec<u8>, Signed) {
 }
 
 /// Mutating operations of an uninterrupted run.
-fn total_ops(old: &[u8], new: &Signed, ending: Ending) -> u64 {
-    let mut flash = factory_flash(old);
+fn total_ops<const M: bool>(old: &[u8], new: &Signed, ending: Ending) -> u64
+where
+    Sim<M>: OpenUpdater,
+{
+    let mut flash = factory::<M>(old);
     let mut story = Story::new(old, new, ending);
     assert_eq!(story.run(&mut flash), 0);
     assert_eq!(
@@ -225,13 +261,16 @@ fn total_ops(old: &[u8], new: &Signed, ending: Ending) -> u64 {
     flash.stats().ops
 }
 
-fn every_cut(ending: Ending) {
+fn every_cut<const M: bool>(ending: Ending)
+where
+    Sim<M>: OpenUpdater,
+{
     let (old, new) = images();
-    let n = total_ops(&old, &new, ending);
+    let n = total_ops::<M>(&old, &new, ending);
     let mut points = 0;
     for at in 0..n {
         for kind in [CutKind::Before, CutKind::Torn, CutKind::After] {
-            let mut flash = factory_flash(&old);
+            let mut flash = factory::<M>(&old);
             flash.schedule_cut(Cut { at, kind });
             let mut story = Story::new(&old, &new, ending);
             let cuts = story.run(&mut flash);
@@ -239,24 +278,33 @@ fn every_cut(ending: Ending) {
             points += 1;
         }
     }
-    println!("{ending:?}: {n} flash operations, {points} power-cut points exercised");
+    let markers = if M { "bit" } else { "word" };
+    println!(
+        "{ending:?}, {markers} markers: {n} flash operations, {points} power-cut points exercised"
+    );
 }
 
 #[test]
 fn power_cut_at_every_operation_confirm_path() {
-    every_cut(Ending::Confirm);
+    every_cut::<false>(Ending::Confirm);
 }
 
 #[test]
 fn power_cut_at_every_operation_revert_path() {
-    every_cut(Ending::Revert);
+    every_cut::<false>(Ending::Revert);
+}
+
+#[test]
+fn power_cut_at_every_operation_bit_markers() {
+    every_cut::<true>(Ending::Confirm);
+    every_cut::<true>(Ending::Revert);
 }
 
 /// Several cuts per run at pseudo-random places, including during recovery.
 #[test]
 fn repeated_random_power_cuts() {
     let (old, new) = images();
-    let n = total_ops(&old, &new, Ending::Confirm);
+    let n = total_ops::<false>(&old, &new, Ending::Confirm);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut rnd = move |m: u64| {
         seed ^= seed << 13;
@@ -271,7 +319,7 @@ fn repeated_random_power_cuts() {
         } else {
             Ending::Revert
         };
-        let mut flash = factory_flash(&old);
+        let mut flash = factory::<false>(&old);
         let mut story = Story::new(&old, &new, ending);
         let planned = 1 + rnd(5);
         let mut fired = 0;
