@@ -96,6 +96,7 @@ fn full() -> bool {
     black_box(verify_offer());
     let keys = [ota_core::TrustedKey::new(black_box(PUBLIC_KEY))];
     if let Ok(offer) = up.verify_offer(black_box(&MANIFEST[..]), &keys) {
+        let _ = up.provision(&mut f, &offer, &mut buf);
         let _ = up.begin(&mut f, &offer);
     }
     let _ = up.erase_step(&mut f, &mut buf);
