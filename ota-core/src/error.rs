@@ -46,8 +46,9 @@ pub enum BeginError {
     UnsupportedChunkSize,
     /// The manifest and its markers do not fit the progress region.
     ProgressRegionTooSmall,
-    /// The image is larger than the slots (verify checks this too).
-    TooLarge,
+    /// The manifest fails this device's policy (hardware id, anti-rollback, size). `begin`
+    /// checks again whatever policy the manifest was verified against.
+    Refused(crate::verify::VerifyError),
     /// The offered image is the confirmed image already running: nothing to download.
     AlreadyInstalled,
     /// The flash failed.
@@ -60,7 +61,7 @@ impl fmt::Display for BeginError {
             Self::Busy(p) => write!(f, "cannot start a download while {p:?}"),
             Self::UnsupportedChunkSize => f.write_str("chunk size does not divide the sectors"),
             Self::ProgressRegionTooSmall => f.write_str("progress region too small"),
-            Self::TooLarge => f.write_str("image larger than the slot"),
+            Self::Refused(e) => write!(f, "offer refused: {e}"),
             Self::AlreadyInstalled => f.write_str("the offered image is already installed"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
@@ -125,7 +126,7 @@ pub enum FinishError {
     /// The staged image does not hash to the manifest's digest. The download was abandoned
     /// (state Idle, result IntegrityFailure).
     IntegrityFailure,
-    /// The buffer is shorter than the flash write size.
+    /// The buffer is empty.
     BufferTooSmall,
     /// The flash failed.
     Flash(NorFlashErrorKind),
@@ -155,6 +156,8 @@ pub enum StateError {
     AlreadyProvisioned,
     /// The active slot does not hold the image the manifest describes.
     ImageMismatch,
+    /// The buffer is shorter than the flash write size.
+    BufferTooSmall,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -165,6 +168,7 @@ impl fmt::Display for StateError {
             Self::WrongPhase(p) => write!(f, "not allowed while {p:?}"),
             Self::AlreadyProvisioned => f.write_str("the device is already provisioned"),
             Self::ImageMismatch => f.write_str("the active slot does not match the manifest"),
+            Self::BufferTooSmall => f.write_str("buffer shorter than the flash write size"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -179,7 +183,11 @@ impl_error!(StateError);
 pub enum BootError {
     /// The copy buffer is shorter than the flash write size.
     BufferTooSmall,
-    /// The persisted swap length does not fit the layout (state from another layout).
+    /// The persisted install journal does not fit the layout (a state written with another
+    /// layout, or a forged record): swap length beyond the slots or below an image it must
+    /// move, or a stage count past the end. Nothing was changed. Retrying gives the same
+    /// answer: the layout of a device in the field must never change. A board may boot the
+    /// active slot anyway or stay in its recovery mode.
     InconsistentState,
     /// The flash failed.
     Flash(NorFlashErrorKind),

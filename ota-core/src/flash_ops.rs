@@ -103,6 +103,10 @@ pub(crate) fn copy<F: NorFlash>(
     buf: &mut [u8],
 ) -> R<()> {
     let usable = buf.len() / F::WRITE_SIZE * F::WRITE_SIZE;
+    if usable == 0 && len > 0 {
+        // Callers check this; never loop without progress.
+        return Err(NorFlashErrorKind::NotAligned);
+    }
     let buf = &mut buf[..usable];
     let mut done = 0u32;
     while done < len {

@@ -64,7 +64,9 @@ pub enum BootStep {
 }
 
 /// The install, trial and revert state machine, for a bootloader binary.
-#[derive(Debug, Clone)]
+///
+/// Not `Clone`: it caches where the next state record goes (see [`crate::Updater`]).
+#[derive(Debug)]
 pub struct Bootloader {
     store: Store,
     config: BootConfig,
@@ -117,9 +119,7 @@ impl Bootloader {
         let st = self.store.state;
         match st.phase {
             Phase::Installing | Phase::Reverting => {
-                if st.swap_len > self.store.capacity {
-                    return Err(BootError::InconsistentState);
-                }
+                self.check_journal(&st)?;
                 if let Some((rel, len, stage)) = self.stage(st.swap_step, st.swap_len) {
                     self.run_stage(flash, rel, len, stage, buf)?;
                     self.store.commit(
@@ -188,18 +188,41 @@ impl Bootloader {
         }
     }
 
+    /// Refuses a journal that cannot have been written with this layout: it would make the
+    /// bootloader skip or repeat swap stages.
+    fn check_journal(&self, st: &Persisted) -> Result<(), BootError> {
+        let images = st
+            .staged
+            .map_or(0, |s| s.size)
+            .max(st.active.map_or(0, |a| a.size));
+        if st.swap_len > self.store.capacity || st.swap_len < images || st.swap_len == 0 {
+            return Err(BootError::InconsistentState);
+        }
+        let l = &self.store.layout;
+        let mut rel = 0;
+        let mut units = 0u32;
+        while rel < st.swap_len {
+            rel = l.common_end(rel).ok_or(BootError::InconsistentState)?;
+            units += 1;
+        }
+        if rel != st.swap_len || st.swap_step > 3 * units {
+            return Err(BootError::InconsistentState);
+        }
+        Ok(())
+    }
+
     /// The unit (start, length) and stage of swap step `step`, `None` when all are done.
     fn stage(&self, step: u32, swap_len: u32) -> Option<(u32, u32, u32)> {
         let l = &self.store.layout;
         let (unit, stage) = (step / 3, step % 3);
         let mut rel = 0;
         for _ in 0..unit {
-            rel = l.unit_end(rel)?;
+            rel = l.common_end(rel)?;
         }
         if rel >= swap_len {
             return None;
         }
-        let end = l.unit_end(rel)?;
+        let end = l.common_end(rel)?;
         Some((rel, end - rel, stage))
     }
 

@@ -177,7 +177,7 @@ pub enum LayoutError {
     StateTooSmall,
     /// Scratch is smaller than the largest swap unit or staging sector.
     ScratchTooSmall,
-    /// The flash's write size does not divide the state record size (192) or exceeds 32 bytes.
+    /// The flash's write size is not a power of two of at most 32 bytes.
     UnsupportedWriteSize,
     /// The progress region cannot hold the manifest and markers of a full staging slot at the
     /// smallest chunk size.
@@ -191,7 +191,7 @@ impl fmt::Display for LayoutError {
             Self::Overlap => "two regions overlap",
             Self::StateTooSmall => "the state region needs at least two sectors",
             Self::ScratchTooSmall => "scratch is smaller than the largest swap unit",
-            Self::UnsupportedWriteSize => "flash write size must divide 192 and be at most 32",
+            Self::UnsupportedWriteSize => "flash write size must be a power of two up to 32",
             Self::ProgressTooSmall => "the progress region is too small for the staging slot",
         })
     }
@@ -225,7 +225,7 @@ impl Layout {
         self.common_end(rel)
     }
 
-    fn common_end(&self, rel: u32) -> Option<u32> {
+    pub(crate) fn common_end(&self, rel: u32) -> Option<u32> {
         let (mut ea, mut es) = (rel, rel);
         loop {
             if ea <= es {
@@ -251,10 +251,7 @@ impl Layout {
     ///
     /// Cost: O(number of sectors).
     pub fn validate(&self, write_size: usize) -> Result<(), LayoutError> {
-        if write_size == 0
-            || write_size > 32
-            || !crate::state::RECORD_LEN.is_multiple_of(write_size)
-        {
+        if !write_size.is_power_of_two() || write_size > 32 {
             return Err(LayoutError::UnsupportedWriteSize);
         }
         let regions = [

@@ -335,6 +335,13 @@ impl StateLog {
         // Whatever happens, this slot is used now (a torn write must not be written again).
         self.next += RECORD_LEN as u32;
         flash.write(addr, &buf).map_err(|e| e.kind())?;
+        // Read back: a slot programmed twice (two writers) or weakly programmed must not pass
+        // for a committed state.
+        let mut check = [0u8; RECORD_LEN];
+        flash.read(addr, &mut check).map_err(|e| e.kind())?;
+        if check != buf {
+            return Err(NorFlashErrorKind::Other);
+        }
         self.seq = state.seq;
         Ok(())
     }

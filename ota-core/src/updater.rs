@@ -74,7 +74,10 @@ struct Download {
 /// `Updater` works with any `embedded-storage` driver, and nothing happens behind the caller's
 /// back. State survives resets in the state region; the `Updater` itself is cheap to rebuild
 /// with [`open`](Self::open) at every wake.
-#[derive(Debug, Clone)]
+///
+/// Keep one `Updater` per device: it caches where the next state record goes, so two
+/// instances writing the same state region would collide (it is deliberately not `Clone`).
+#[derive(Debug)]
 pub struct Updater {
     store: Store,
     config: Config,
@@ -269,9 +272,8 @@ impl Updater {
         if self.download.is_some() && st.manifest_digest == digest {
             return Ok(Begin::Resumed);
         }
-        if header.image_size > self.store.capacity {
-            return Err(BeginError::TooLarge);
-        }
+        // Whatever policy the manifest was verified against, this device's applies.
+        self.policy().check(&header).map_err(BeginError::Refused)?;
         if st.active.is_some_and(|a| a.digest == header.image_digest) {
             return Err(BeginError::AlreadyInstalled);
         }
@@ -434,6 +436,9 @@ impl Updater {
             Some(d) if st.phase == Phase::Downloading => d,
             _ => return Err(StateError::WrongPhase(st.phase)),
         };
+        if buf.len() < self.write_size() {
+            return Err(StateError::BufferTooSmall);
+        }
         if let Some(k) = st.repair_sector {
             self.repair_stage(flash, &d, k, buf)?;
         } else {
@@ -799,6 +804,7 @@ impl Updater {
             Persisted {
                 phase: Phase::Idle,
                 result,
+                staged: None,
                 repair_sector: None,
                 repair_restoring: false,
                 ..st

@@ -312,3 +312,90 @@ fn torn_chunk_write_is_repaired_without_refetching_neighbours() {
     }
     up.finish(&mut flash, &mut buf).unwrap();
 }
+
+#[test]
+fn begin_applies_this_devices_policy_whatever_the_manifest_was_verified_against() {
+    use ota_core::{verify, Policy, SecurityCounter, VerifyError};
+    let mut flash = Flash::new(&SECTORS);
+    let factory = sign(3000, 20, 5);
+    flash.preload(ACTIVE as u32, &factory.image);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&factory.manifest, &keys).unwrap();
+    let mut buf = [0u8; 64];
+    up.provision(&mut flash, &offer, &mut buf).unwrap();
+    // Verified against a permissive policy (downgrade allowed, other hardware).
+    let old = sign(3000, 21, 4);
+    let lax = Policy {
+        hardware_id: hw(),
+        stored_counter: SecurityCounter(0),
+        capacity: u32::MAX,
+        allow_downgrade: true,
+    };
+    let v = verify(&old.manifest, &keys, &lax).unwrap();
+    let ops = flash.stats().ops;
+    assert_eq!(
+        up.begin(&mut flash, &v),
+        Err(BeginError::Refused(VerifyError::Downgrade {
+            offered: SecurityCounter(4),
+            stored: SecurityCounter(5)
+        }))
+    );
+    let other = sign_with(
+        image(3000, 1),
+        1,
+        ota_core::Version::new(9, 0, 0),
+        9,
+        256,
+        ota_core::HardwareId::from_name("other").unwrap(),
+    );
+    let v = verify(
+        &other.manifest,
+        &keys,
+        &Policy {
+            hardware_id: ota_core::HardwareId::from_name("other").unwrap(),
+            ..lax
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        up.begin(&mut flash, &v),
+        Err(BeginError::Refused(VerifyError::WrongHardware))
+    );
+    assert_eq!(flash.stats().ops, ops, "a refused begin touched flash");
+}
+
+#[test]
+fn erase_step_refuses_a_buffer_shorter_than_a_word() {
+    use ota_flash_sim::{Cut, CutKind};
+    let mut flash = Flash::new(&SECTORS);
+    let s = sign(7000, 22, 1);
+    let mut up = start(&mut flash, &s);
+    erase_all(&mut up, &mut flash);
+    up.handle_chunk(&mut flash, ChunkIndex(0), s.chunk(0))
+        .unwrap();
+    let at = flash.stats().ops;
+    flash.schedule_cut(Cut {
+        at,
+        kind: CutKind::Torn,
+    });
+    assert!(up
+        .handle_chunk(&mut flash, ChunkIndex(1), s.chunk(1))
+        .is_err());
+    flash.power_on();
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert_eq!(
+        up.handle_chunk(&mut flash, ChunkIndex(1), s.chunk(1)),
+        Err(ChunkError::NeedsErase)
+    );
+    // A repair copies through the buffer: too small a buffer is an error, not a hang.
+    assert_eq!(
+        up.erase_step(&mut flash, &mut [0u8; 2]),
+        Err(ota_core::StateError::BufferTooSmall)
+    );
+    erase_all(&mut up, &mut flash);
+    assert_eq!(
+        up.handle_chunk(&mut flash, ChunkIndex(1), s.chunk(1)),
+        Ok(ChunkOutcome::Written)
+    );
+}

@@ -209,3 +209,59 @@ fn provisioning_checks_the_active_slot() {
     );
     assert_eq!(flash.stats().writes, 0);
 }
+
+#[test]
+fn bootloader_refuses_a_journal_that_does_not_fit_the_layout() {
+    use ota_core::state::{Persisted, RECORD_LEN};
+    use ota_core::{BootError, ImageSummary, Sha256Digest, Version};
+    let summary = ImageSummary {
+        version: Version::new(1, 0, 0),
+        security_counter: SecurityCounter(1),
+        size: 7000,
+        digest: Sha256Digest([1; 32]),
+    };
+    let base = Persisted {
+        seq: 1,
+        phase: Phase::Installing,
+        staged: Some(summary),
+        swap_len: 8192,
+        ..Persisted::EMPTY
+    };
+    // CRC-valid records a bug, a layout change or an attacker with flash access could leave.
+    for bad in [
+        Persisted {
+            swap_step: 7,
+            ..base
+        }, // past the 6 stages of 2 units
+        Persisted {
+            swap_len: 4096,
+            ..base
+        }, // shorter than the staged image
+        Persisted {
+            swap_len: 0,
+            ..base
+        },
+        Persisted {
+            swap_len: 16384,
+            ..base
+        }, // beyond the slots
+        Persisted {
+            swap_len: 5000,
+            ..base
+        }, // not on a unit boundary
+    ] {
+        let mut flash = Flash::new(&SECTORS);
+        let mut rec = [0u8; RECORD_LEN];
+        bad.encode(&mut rec);
+        flash.preload(0, &rec);
+        let mut bl = Bootloader::open(&mut flash, LAYOUT, BootConfig::default()).unwrap();
+        let mut buf = [0u8; 64];
+        let before = flash.stats();
+        assert_eq!(
+            bl.step(&mut flash, &mut buf),
+            Err(BootError::InconsistentState),
+            "{bad:?}"
+        );
+        assert_eq!(flash.stats().ops, before.ops, "nothing may change");
+    }
+}
