@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Library crates that must stay no_std and build for the Electron's Cortex-M3.
-NO_STD_CRATES=(ota-core)
+NO_STD_CRATES=(ota-core sleep-guard)
 TARGET=thumbv7m-none-eabi
 
 step() { printf '\n==> %s\n' "$*"; }

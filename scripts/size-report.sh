@@ -29,6 +29,11 @@ for opt in z s; do
     printf '%-8s %-10s %12d %12d\n' "$opt" "$part" $((f - bf)) $((r - br))
   done
 done
+# sleep-guard with 8 reasons (a static SleepGuard, every call linked in).
+read -r bf br < <(measure z baseline)
+read -r f r < <(measure z sleep)
+printf '%-8s %-10s %12d %12d\n' z "sleep-guard(8)" $((f - bf)) $((r - br))
+
 # The same with sha2's loop-based software SHA-256 (a user-level cfg, see ota-core's README).
 compact='--cfg sha2_backend_soft="compact"'
 read -r bf br < <(measure z baseline "$compact")
@@ -41,6 +46,17 @@ if command -v qemu-system-arm >/dev/null 2>&1; then
   CARGO_PROFILE_RELEASE_OPT_LEVEL=z cargo build -q --release --features stack
   echo "stack (opt z, QEMU netduino2): $(timeout 120 qemu-system-arm -M netduino2 -nographic \
     -semihosting-config enable=on,target=native -kernel "$BIN" 2>/dev/null | tr -d '\r')"
+  # Worst-case instructions of SleepGuard::decide (8 reasons, 7 leases expiring, a critical
+  # lease running), counted from QEMU's translation-block trace between two marker functions.
+  RUSTFLAGS="-C link-arg=-Tlink.x" CARGO_PROFILE_RELEASE_OPT_LEVEL=z cargo build -q --release --features sleep-count
+  NM="$(dirname "$SIZE")/llvm-nm"
+  start=$("$NM" "$BIN" | awk '$3=="count_start"{print $1}')
+  end=$("$NM" "$BIN" | awk '$3=="count_end"{print $1}')
+  log=$(mktemp)
+  timeout 120 qemu-system-arm -M netduino2 -nographic -semihosting-config enable=on,target=native \
+    -kernel "$BIN" -d in_asm,exec,nochain -D "$log" >/dev/null 2>&1 || true
+  echo "sleep-guard decide, worst case with 8 reasons (opt z): $(python3 ../../scripts/count-insns.py "$log" "$start" "$end") Thumb-2 instructions"
+  rm -f "$log"
 else
   echo "stack: qemu-system-arm not installed (apt-get install qemu-system-arm) — not measured"
 fi

@@ -141,8 +141,126 @@ fn measure_stack() {
     });
 }
 
+#[cfg(feature = "sleep")]
+mod sleep {
+    #[cfg(not(feature = "sleep-count"))]
+    use core::hint::black_box;
+    use sleep_guard::{Class, Config, Reason, SleepGuard};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Why {
+        UpdatePending,
+        Download,
+        Outbox,
+        AwaitAck,
+        CheckIn,
+        Modem,
+        Sensor,
+        FlashWrite,
+    }
+    const ALL: [Why; 8] = [
+        Why::UpdatePending,
+        Why::Download,
+        Why::Outbox,
+        Why::AwaitAck,
+        Why::CheckIn,
+        Why::Modem,
+        Why::Sensor,
+        Why::FlashWrite,
+    ];
+    impl Reason for Why {
+        const COUNT: usize = 8;
+        fn index(self) -> usize {
+            self as usize
+        }
+        fn from_index(i: usize) -> Option<Self> {
+            ALL.get(i).copied()
+        }
+        fn name(self) -> &'static str {
+            "reason"
+        }
+        fn class(self) -> Class {
+            if self == Why::FlashWrite {
+                Class::Critical
+            } else {
+                Class::Deferrable
+            }
+        }
+        fn max_lease_ms(self) -> Option<u32> {
+            Some(30_000)
+        }
+    }
+    pub static GUARD: SleepGuard<Why, 8> = SleepGuard::new(Config {
+        awake_budget_ms: 10_000,
+        max_extension_ms: 60_000,
+    });
+
+    /// Every call once, with values the compiler cannot see through.
+    #[cfg(not(feature = "sleep-count"))]
+    pub fn exercise() -> bool {
+        let t = black_box(5u64);
+        GUARD.begin_cycle(t);
+        let _ = GUARD.acquire(Why::Outbox, t);
+        let _ = GUARD.release(Why::Outbox, t);
+        let _ = GUARD.set(Why::UpdatePending, black_box(true), t);
+        let _ = GUARD.lease(Why::Download, black_box(500), t);
+        let _ = GUARD.extend(black_box(1000), t);
+        let h = GUARD.hold(Why::Sensor, t);
+        drop(h);
+        let _ = black_box(GUARD.holders(t));
+        let _ = black_box(GUARD.stats(Why::Download));
+        let tok = GUARD.token();
+        let _ = black_box(GUARD.commit(tok, t));
+        let _ = black_box(GUARD.retained());
+        GUARD
+            .try_sleep(black_box(20_000), |d| {
+                black_box(d);
+            })
+            .allows_sleep()
+    }
+
+    #[cfg(feature = "sleep-count")]
+    /// The worst case of `decide`: every reason held, leases on all deferrable ones expiring
+    /// at the same call, a critical lease still running.
+    pub fn worst_case_setup() {
+        let t = 0;
+        GUARD.begin_cycle(t);
+        for r in ALL {
+            if r == Why::FlashWrite {
+                let _ = GUARD.lease(r, 30_000, t);
+            } else {
+                let _ = GUARD.acquire(r, t);
+                let _ = GUARD.lease(r, 1_000, t);
+            }
+        }
+    }
+
+    #[inline(never)]
+    #[no_mangle]
+    pub extern "C" fn count_start() {
+        cortex_m::asm::nop();
+    }
+    #[inline(never)]
+    #[no_mangle]
+    pub extern "C" fn count_end() {
+        cortex_m::asm::nop();
+        cortex_m::asm::nop();
+    }
+}
+
 #[entry]
 fn main() -> ! {
+    #[cfg(all(feature = "sleep", not(feature = "sleep-count")))]
+    black_box(sleep::exercise());
+    #[cfg(feature = "sleep-count")]
+    {
+        sleep::worst_case_setup();
+        sleep::count_start();
+        let d = sleep::GUARD.decide(black_box(5_000));
+        sleep::count_end();
+        black_box(d);
+        cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
+    }
     #[cfg(feature = "stack")]
     measure_stack();
     #[cfg(all(feature = "verify", not(feature = "stack")))]

@@ -1,0 +1,566 @@
+//! The sleep coordinator: holds, the awake budget, the decision and race-free entry.
+
+use core::cell::RefCell;
+use core::marker::PhantomData;
+
+use critical_section::Mutex;
+
+use crate::error::Error;
+use crate::reason::{Class, Reason, ReasonSet};
+use crate::stats::{ReasonStats, Retained};
+
+/// Milliseconds on a monotonic clock the application chooses (since boot, an RTC count…).
+/// The guard never reads a clock: every call takes `now`.
+pub type Millis = u64;
+
+/// Awake-budget settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// How long a wake may last before deferrable holds are overridden.
+    pub awake_budget_ms: u32,
+    /// The most [`SleepGuard::extend`] may add to one cycle, in total (e.g. granted by the
+    /// cloud for an update).
+    pub max_extension_ms: u32,
+}
+
+/// What the device should do now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Decision<R> {
+    /// Nothing holds: sleep.
+    Sleep,
+    /// Stay awake; look again at `recheck_at` at the latest (the earliest lease expiry or the
+    /// end of the awake budget, whichever comes first).
+    Stay {
+        /// The reasons holding the device awake.
+        blockers: ReasonSet<R>,
+        /// When the decision can change without any call.
+        recheck_at: Millis,
+    },
+    /// The awake budget is spent: sleep although these deferrable reasons still hold.
+    Forced {
+        /// The overridden reasons.
+        overridden: ReasonSet<R>,
+    },
+}
+
+impl<R: Reason> Decision<R> {
+    /// True for `Sleep` and `Forced`.
+    pub fn allows_sleep(&self) -> bool {
+        !matches!(self, Decision::Stay { .. })
+    }
+}
+
+impl<R: Reason> core::fmt::Debug for Decision<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Sleep => f.write_str("Sleep"),
+            Self::Stay {
+                blockers,
+                recheck_at,
+            } => f
+                .debug_struct("Stay")
+                .field("blockers", blockers)
+                .field("recheck_at", recheck_at)
+                .finish(),
+            Self::Forced { overridden } => f
+                .debug_struct("Forced")
+                .field("overridden", overridden)
+                .finish(),
+        }
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<R: Reason> defmt::Format for Decision<R> {
+    fn format(&self, f: defmt::Formatter) {
+        match self {
+            Self::Sleep => defmt::write!(f, "Sleep"),
+            Self::Stay {
+                blockers,
+                recheck_at,
+            } => defmt::write!(f, "Stay({}, recheck at {=u64})", blockers, recheck_at),
+            Self::Forced { overridden } => defmt::write!(f, "Forced({})", overridden),
+        }
+    }
+}
+
+/// A snapshot of the change counter, for the two-phase sleep entry
+/// ([`SleepGuard::token`] then [`SleepGuard::commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SleepToken(u32);
+
+/// `Millis::MAX` stands for "none" in the two time fields below (8 bytes each instead of 16
+/// for an `Option`): no lease can end and no hold can start at the end of time.
+const NONE: Millis = Millis::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    lease_end: Millis,
+    hold_start: Millis,
+    stats: ReasonStats,
+    count: u16,
+    level: bool,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        lease_end: NONE,
+        hold_start: NONE,
+        stats: ReasonStats::ZERO,
+        count: 0,
+        level: false,
+    };
+
+    fn lease_until(&self) -> Option<Millis> {
+        (self.lease_end != NONE).then_some(self.lease_end)
+    }
+
+    fn is_held(&self) -> bool {
+        self.count > 0 || self.level || self.lease_end != NONE
+    }
+
+    /// Keeps the hold-duration statistics in step after a change at time `at`.
+    fn track(&mut self, at: Millis) {
+        let since = (self.hold_start != NONE).then_some(self.hold_start);
+        match (self.is_held(), since) {
+            (true, None) => self.hold_start = at.min(NONE - 1),
+            (false, Some(since)) => {
+                let d = at.saturating_sub(since);
+                let d32 = u32::try_from(d).unwrap_or(u32::MAX);
+                self.stats.longest_hold_ms = self.stats.longest_hold_ms.max(d32);
+                self.stats.total_hold_ms = self.stats.total_hold_ms.saturating_add(d);
+                self.hold_start = NONE;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner<const N: usize> {
+    slots: [Slot; N],
+    deadline: Millis,
+    extended_ms: u32,
+    generation: u32,
+    /// Latest `now` any call passed in (used to stamp a dropped [`Hold`]).
+    last_now: Millis,
+    retained: Retained<N>,
+}
+
+/// The sleep coordinator for the application's reasons `R` (with `N == R::COUNT`).
+///
+/// Every method takes `&self` and runs in one short critical section, so one `static`
+/// guard can be shared by tasks and interrupt handlers. Every call is O(N). RAM:
+/// `N × 48` bytes plus about 40, and `N × 8` more for the retained counters.
+pub struct SleepGuard<R: Reason, const N: usize> {
+    inner: Mutex<RefCell<Inner<N>>>,
+    config: Config,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R: Reason, const N: usize> core::fmt::Debug for SleepGuard<R, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SleepGuard")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Reason, const N: usize> SleepGuard<R, N> {
+    /// A guard with no hold whose first cycle starts at time 0; call
+    /// [`begin_cycle`](Self::begin_cycle) on every wake. `const`, so it can be a `static`.
+    pub const fn new(config: Config) -> Self {
+        const {
+            assert!(N == R::COUNT, "N must equal R::COUNT");
+            assert!(N <= 32, "at most 32 reasons");
+        }
+        Self {
+            inner: Mutex::new(RefCell::new(Inner {
+                slots: [Slot::EMPTY; N],
+                deadline: config.awake_budget_ms as Millis,
+                extended_ms: 0,
+                generation: 0,
+                last_now: 0,
+                retained: Retained::new(),
+            })),
+            config,
+            _r: PhantomData,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner<N>) -> T) -> T {
+        critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
+    }
+
+    fn slot_index(r: R) -> Result<usize, Error> {
+        let i = r.index();
+        if i < N {
+            Ok(i)
+        } else {
+            Err(Error::InvalidReason)
+        }
+    }
+
+    /// Ends every lease that ran out at or before `now`.
+    fn expire(inner: &mut Inner<N>, now: Millis) {
+        inner.last_now = inner.last_now.max(now);
+        for (i, s) in inner.slots.iter_mut().enumerate() {
+            if let Some(until) = s.lease_until().filter(|&u| u <= now) {
+                s.lease_end = NONE;
+                s.stats.expiries = s.stats.expiries.saturating_add(1);
+                inner.retained.expiries[i] = inner.retained.expiries[i].saturating_add(1);
+                inner.generation = inner.generation.wrapping_add(1);
+                s.track(until);
+            }
+        }
+    }
+
+    /// Starts a wake cycle at `now`: the awake budget runs from here and extensions are reset.
+    /// Holds are kept (after a reset from STANDBY there are none; after a shallower sleep,
+    /// state-like holds such as "update pending" rightly still block).
+    pub fn begin_cycle(&self, now: Millis) {
+        self.with(|g| {
+            Self::expire(g, now);
+            g.deadline = now.saturating_add(self.config.awake_budget_ms as Millis);
+            g.extended_ms = 0;
+            g.generation = g.generation.wrapping_add(1);
+            g.retained.cycles = g.retained.cycles.wrapping_add(1);
+            g.retained.seal();
+        })
+    }
+
+    /// Counted hold: the reason blocks sleep until as many [`release`](Self::release)s.
+    ///
+    /// Errors: [`Error::CriticalNeedsLease`] for a critical reason, [`Error::Overflow`] past
+    /// 65 535 nested holds, [`Error::InvalidReason`]. Nothing changes on error.
+    pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
+        let i = Self::slot_index(r)?;
+        if r.class() == Class::Critical {
+            return Err(Error::CriticalNeedsLease);
+        }
+        self.with(|g| {
+            Self::expire(g, now);
+            let s = &mut g.slots[i];
+            s.count = s.count.checked_add(1).ok_or(Error::Overflow)?;
+            s.stats.acquires = s.stats.acquires.saturating_add(1);
+            s.track(now);
+            g.generation = g.generation.wrapping_add(1);
+            Ok(())
+        })
+    }
+
+    /// Ends one counted hold. An unbalanced release is [`Error::Unbalanced`], counted in the
+    /// statistics, and changes nothing else.
+    pub fn release(&self, r: R, now: Millis) -> Result<(), Error> {
+        let i = Self::slot_index(r)?;
+        self.with(|g| {
+            Self::expire(g, now);
+            let s = &mut g.slots[i];
+            if s.count == 0 {
+                s.stats.unbalanced = s.stats.unbalanced.saturating_add(1);
+                g.retained.unbalanced = g.retained.unbalanced.saturating_add(1);
+                g.retained.seal();
+                return Err(Error::Unbalanced);
+            }
+            s.count -= 1;
+            s.track(now);
+            g.generation = g.generation.wrapping_add(1);
+            Ok(())
+        })
+    }
+
+    /// Self-expiring hold until `now + ms`. Calling it again renews it (a download renews its
+    /// lease per chunk, so a stalled one releases itself). Returns the expiry time.
+    ///
+    /// Errors: [`Error::UnboundedCritical`] for a critical reason without
+    /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it. Nothing changes on error.
+    pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
+        let i = Self::slot_index(r)?;
+        match (r.class(), r.max_lease_ms()) {
+            (Class::Critical, None) => return Err(Error::UnboundedCritical),
+            (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
+            _ => {}
+        }
+        self.with(|g| {
+            Self::expire(g, now);
+            let until = now.saturating_add(ms as Millis);
+            let s = &mut g.slots[i];
+            if ms == 0 {
+                // A zero lease ends the lease now.
+                if core::mem::replace(&mut s.lease_end, NONE) != NONE {
+                    s.track(now);
+                    g.generation = g.generation.wrapping_add(1);
+                }
+                return Ok(now);
+            }
+            s.lease_end = until.min(NONE - 1);
+            s.stats.acquires = s.stats.acquires.saturating_add(1);
+            s.track(now);
+            g.generation = g.generation.wrapping_add(1);
+            Ok(until)
+        })
+    }
+
+    /// Level hold for state-like reasons ("an update is pending"): `true` holds, `false`
+    /// lets go, however many times either was set.
+    ///
+    /// Errors: [`Error::CriticalNeedsLease`] for a critical reason.
+    pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
+        let i = Self::slot_index(r)?;
+        if r.class() == Class::Critical {
+            return Err(Error::CriticalNeedsLease);
+        }
+        self.with(|g| {
+            Self::expire(g, now);
+            let s = &mut g.slots[i];
+            if s.level != active {
+                s.level = active;
+                if active {
+                    s.stats.acquires = s.stats.acquires.saturating_add(1);
+                }
+                s.track(now);
+                g.generation = g.generation.wrapping_add(1);
+            }
+            Ok(())
+        })
+    }
+
+    /// A counted hold released when the returned value is dropped, for task code. A drop is
+    /// stamped with the latest `now` the guard has seen; [`Hold::release`] takes the real
+    /// time.
+    pub fn hold(&self, r: R, now: Millis) -> Result<Hold<'_, R, N>, Error> {
+        self.acquire(r, now)?;
+        Ok(Hold {
+            guard: self,
+            reason: r,
+            released: false,
+        })
+    }
+
+    /// Extends this cycle's awake budget by `by_ms`. The total of a cycle's extensions may not
+    /// pass [`Config::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
+    /// is left, and nothing changes. Returns the new deadline.
+    pub fn extend(&self, by_ms: u32, now: Millis) -> Result<Millis, Error> {
+        self.with(|g| {
+            Self::expire(g, now);
+            let left =
+                self.config.max_extension_ms - g.extended_ms.min(self.config.max_extension_ms);
+            if by_ms > left {
+                return Err(Error::ExtensionExceeded { available_ms: left });
+            }
+            g.extended_ms += by_ms;
+            g.deadline = g.deadline.saturating_add(by_ms as Millis);
+            g.generation = g.generation.wrapping_add(1);
+            Ok(g.deadline)
+        })
+    }
+
+    fn decide_locked(&self, g: &mut Inner<N>, now: Millis) -> Decision<R> {
+        Self::expire(g, now);
+        let mut critical = ReasonSet::EMPTY;
+        let mut deferrable = ReasonSet::EMPTY;
+        let mut critical_until = Millis::MAX;
+        let mut lease_until = Millis::MAX;
+        for (i, s) in g.slots.iter().enumerate() {
+            if !s.is_held() {
+                continue;
+            }
+            let class = R::from_index(i).map_or(Class::Deferrable, |r| r.class());
+            if class == Class::Critical {
+                critical.insert_index(i);
+                critical_until = critical_until.min(s.lease_end);
+            } else {
+                deferrable.insert_index(i);
+                // Only a hold that is nothing but a lease ends by itself.
+                if s.count == 0 && !s.level {
+                    lease_until = lease_until.min(s.lease_end);
+                }
+            }
+        }
+        if !critical.is_empty() {
+            let mut blockers = critical;
+            let mut recheck_at = critical_until;
+            if now < g.deadline {
+                blockers = ReasonSet::from_bits(critical.bits() | deferrable.bits());
+                recheck_at = recheck_at.min(lease_until).min(g.deadline);
+            }
+            return Decision::Stay {
+                blockers,
+                recheck_at,
+            };
+        }
+        if deferrable.is_empty() {
+            return Decision::Sleep;
+        }
+        if now >= g.deadline {
+            return Decision::Forced {
+                overridden: deferrable,
+            };
+        }
+        Decision::Stay {
+            blockers: deferrable,
+            recheck_at: lease_until.min(g.deadline),
+        }
+    }
+
+    /// What to do at `now`. Ends expired leases (and counts them); otherwise changes nothing.
+    ///
+    /// Rules: a critical lease always means Stay; past the awake budget, deferrable holds are
+    /// overridden (Forced); any other hold means Stay; no hold means Sleep.
+    pub fn decide(&self, now: Millis) -> Decision<R> {
+        self.with(|g| self.decide_locked(g, now))
+    }
+
+    fn record_sleep(g: &mut Inner<N>, d: &Decision<R>) {
+        if let Decision::Forced { overridden } = d {
+            g.retained.forced_sleeps = g.retained.forced_sleeps.wrapping_add(1);
+            for i in 0..N {
+                if overridden.bits() & (1 << i) != 0 {
+                    let s = &mut g.slots[i];
+                    s.stats.overrides = s.stats.overrides.saturating_add(1);
+                    g.retained.overrides[i] = g.retained.overrides[i].saturating_add(1);
+                }
+            }
+        }
+        g.retained.seal();
+    }
+
+    /// Race-free sleep entry: decides and, if the decision allows sleep, calls `enter` inside
+    /// the **same** critical section, so an interrupt that would take a hold between the check
+    /// and the entry either runs before the check (and is seen) or after `enter` returns
+    /// (it woke the device). On Cortex-M, `enter` configures the sleep mode and executes WFI:
+    /// a pending interrupt still ends WFI with interrupts masked. Returns the decision.
+    /// Statistics (forced sleeps, overrides) are recorded only when `enter` runs.
+    pub fn try_sleep(&self, now: Millis, enter: impl FnOnce(&Decision<R>)) -> Decision<R> {
+        self.with(|g| {
+            let d = self.decide_locked(g, now);
+            if d.allows_sleep() {
+                Self::record_sleep(g, &d);
+                enter(&d);
+            }
+            d
+        })
+    }
+
+    /// First half of the two-phase entry (Linux `wakeup_count` style) for code that must do
+    /// work between the decision and the sleep (power the modem down…): take a token, do the
+    /// work, then [`commit`](Self::commit).
+    pub fn token(&self) -> SleepToken {
+        self.with(|g| SleepToken(g.generation))
+    }
+
+    /// Second half: `Ok(decision)` if nothing changed since `token` (no hold taken or ended,
+    /// no lease expired, no extension) and the decision allows sleep; the sleep is then
+    /// recorded and the caller must go to sleep. `Err(decision)` otherwise: stay awake and
+    /// start over.
+    pub fn commit(&self, token: SleepToken, now: Millis) -> Result<Decision<R>, Decision<R>> {
+        self.with(|g| {
+            let d = self.decide_locked(g, now);
+            if g.generation != token.0 || !d.allows_sleep() {
+                return Err(d);
+            }
+            Self::record_sleep(g, &d);
+            Ok(d)
+        })
+    }
+
+    /// The reasons holding at `now` (expired leases ended first).
+    pub fn holders(&self, now: Millis) -> ReasonSet<R> {
+        self.with(|g| {
+            Self::expire(g, now);
+            let mut set = ReasonSet::EMPTY;
+            for (i, s) in g.slots.iter().enumerate() {
+                if s.is_held() {
+                    set.insert_index(i);
+                }
+            }
+            set
+        })
+    }
+
+    /// True if `r` holds at `now`.
+    pub fn is_held(&self, r: R, now: Millis) -> bool {
+        self.holders(now).contains(r)
+    }
+
+    /// Statistics of `r` since boot (zero for an invalid reason).
+    pub fn stats(&self, r: R) -> ReasonStats {
+        let Ok(i) = Self::slot_index(r) else {
+            return ReasonStats::ZERO;
+        };
+        self.with(|g| g.slots[i].stats)
+    }
+
+    /// End of this cycle's awake budget (extensions included).
+    pub fn deadline(&self) -> Millis {
+        self.with(|g| g.deadline)
+    }
+
+    /// Awake budget left at `now`.
+    pub fn remaining_ms(&self, now: Millis) -> Millis {
+        self.deadline().saturating_sub(now)
+    }
+
+    /// The change counter (bumps on every hold change, expiry and extension).
+    pub fn generation(&self) -> u32 {
+        self.with(|g| g.generation)
+    }
+
+    /// The counters to keep across deep sleep (store them in backup SRAM before sleeping).
+    pub fn retained(&self) -> Retained<N> {
+        self.with(|g| {
+            g.retained.seal();
+            g.retained
+        })
+    }
+
+    /// Restores counters kept across deep sleep, if they are valid (a checksum guards against
+    /// backup SRAM that lost power). Returns whether they were taken.
+    pub fn restore(&self, saved: &Retained<N>) -> bool {
+        if !saved.is_valid() {
+            return false;
+        }
+        self.with(|g| g.retained = *saved);
+        true
+    }
+}
+
+/// A counted hold released on drop. See [`SleepGuard::hold`].
+pub struct Hold<'a, R: Reason, const N: usize> {
+    guard: &'a SleepGuard<R, N>,
+    reason: R,
+    released: bool,
+}
+
+impl<R: Reason, const N: usize> Hold<'_, R, N> {
+    /// Releases now, stamping the release with `now` (exact hold statistics).
+    pub fn release(mut self, now: Millis) -> Result<(), Error> {
+        self.released = true;
+        self.guard.release(self.reason, now)
+    }
+}
+
+impl<R: Reason, const N: usize> Drop for Hold<'_, R, N> {
+    fn drop(&mut self) {
+        if !self.released {
+            // Balanced by construction: the acquire succeeded.
+            let now = self.guard.with(|g| g.last_now);
+            let _ = self.guard.release(self.reason, now);
+        }
+    }
+}
+
+impl<R: Reason, const N: usize> core::fmt::Debug for Hold<'_, R, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hold")
+            .field("reason", &self.reason.name())
+            .finish()
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod guard;
+mod reason;
+mod stats;
+
+pub use error::Error;
+pub use guard::{Config, Decision, Hold, Millis, SleepGuard, SleepToken};
+pub use reason::{Class, Reason, ReasonSet};
+pub use stats::{ReasonStats, Retained};

@@ -1,0 +1,222 @@
+//! Misuse is a clear error that changes nothing; the rules of the decision, one by one.
+
+use sleep_guard::{Class, Config, Decision, Error, Reason, ReasonSet, Retained, SleepGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum R {
+    Pending,
+    Download,
+    Erase,
+    Unbounded,
+}
+
+impl Reason for R {
+    const COUNT: usize = 4;
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn from_index(i: usize) -> Option<Self> {
+        [R::Pending, R::Download, R::Erase, R::Unbounded]
+            .get(i)
+            .copied()
+    }
+    fn name(self) -> &'static str {
+        match self {
+            R::Pending => "pending",
+            R::Download => "download",
+            R::Erase => "erase",
+            R::Unbounded => "unbounded",
+        }
+    }
+    fn class(self) -> Class {
+        match self {
+            R::Erase | R::Unbounded => Class::Critical,
+            _ => Class::Deferrable,
+        }
+    }
+    fn max_lease_ms(self) -> Option<u32> {
+        match self {
+            R::Erase => Some(2_000),
+            R::Download => Some(30_000),
+            _ => None,
+        }
+    }
+}
+
+fn guard() -> SleepGuard<R, 4> {
+    SleepGuard::new(Config {
+        awake_budget_ms: 10_000,
+        max_extension_ms: 5_000,
+    })
+}
+
+fn set(rs: &[R]) -> ReasonSet<R> {
+    ReasonSet::from_bits(rs.iter().fold(0, |b, r| b | 1 << r.index()))
+}
+
+#[test]
+fn unbalanced_release_is_an_error_and_counted() {
+    let g = guard();
+    assert_eq!(g.release(R::Pending, 5), Err(Error::Unbalanced));
+    assert_eq!(g.stats(R::Pending).unbalanced, 1);
+    assert_eq!(g.retained().unbalanced, 1);
+    assert_eq!(
+        g.decide(6),
+        Decision::Sleep,
+        "an unbalanced release must not leave a hold"
+    );
+    g.acquire(R::Pending, 7).unwrap();
+    g.release(R::Pending, 8).unwrap();
+    assert_eq!(g.release(R::Pending, 9), Err(Error::Unbalanced));
+}
+
+#[test]
+fn counter_overflow_is_an_error() {
+    let g = guard();
+    for _ in 0..u16::MAX {
+        g.acquire(R::Pending, 0).unwrap();
+    }
+    let generation = g.generation();
+    assert_eq!(g.acquire(R::Pending, 0), Err(Error::Overflow));
+    assert_eq!(
+        g.generation(),
+        generation,
+        "a refused acquire changed state"
+    );
+    for _ in 0..u16::MAX {
+        g.release(R::Pending, 1).unwrap();
+    }
+    assert_eq!(g.decide(1), Decision::Sleep);
+}
+
+#[test]
+fn critical_reasons_must_be_bounded_leases() {
+    let g = guard();
+    assert_eq!(g.acquire(R::Erase, 0), Err(Error::CriticalNeedsLease));
+    assert_eq!(g.set(R::Erase, true, 0), Err(Error::CriticalNeedsLease));
+    assert_eq!(g.lease(R::Unbounded, 100, 0), Err(Error::UnboundedCritical));
+    assert_eq!(
+        g.lease(R::Erase, 2_001, 0),
+        Err(Error::LeaseTooLong { max_ms: 2_000 })
+    );
+    assert_eq!(
+        g.lease(R::Download, 30_001, 0),
+        Err(Error::LeaseTooLong { max_ms: 30_000 })
+    );
+    assert_eq!(g.holders(0), ReasonSet::EMPTY);
+    assert_eq!(g.lease(R::Erase, 2_000, 0), Ok(2_000));
+}
+
+#[test]
+fn extension_is_bounded_per_cycle() {
+    let g = guard();
+    g.begin_cycle(1_000);
+    assert_eq!(g.deadline(), 11_000);
+    assert_eq!(g.extend(3_000, 1_000), Ok(14_000));
+    assert_eq!(
+        g.extend(2_001, 1_000),
+        Err(Error::ExtensionExceeded {
+            available_ms: 2_000
+        })
+    );
+    assert_eq!(g.deadline(), 14_000);
+    assert_eq!(g.extend(2_000, 1_000), Ok(16_000));
+    // A new cycle starts a new budget.
+    g.begin_cycle(50_000);
+    assert_eq!(g.extend(5_000, 50_000), Ok(65_000));
+}
+
+#[test]
+fn critical_lease_outlives_the_budget_but_deferrable_holds_do_not() {
+    let g = guard();
+    g.begin_cycle(0);
+    g.set(R::Pending, true, 0).unwrap();
+    g.lease(R::Erase, 2_000, 9_000).unwrap();
+    // Past the budget: the erase still holds, the pending update waits for it.
+    assert_eq!(
+        g.decide(10_500),
+        Decision::Stay {
+            blockers: set(&[R::Erase]),
+            recheck_at: 11_000
+        }
+    );
+    // The erase ends: the deferrable hold is overridden.
+    let mut entered = None;
+    let d = g.try_sleep(11_000, |d| entered = Some(*d));
+    assert_eq!(
+        d,
+        Decision::Forced {
+            overridden: set(&[R::Pending])
+        }
+    );
+    assert_eq!(entered, Some(d));
+    assert_eq!(g.stats(R::Pending).overrides, 1);
+    assert_eq!(g.stats(R::Erase).expiries, 1);
+    let kept = g.retained();
+    assert_eq!(kept.forced_sleeps, 1);
+    assert_eq!(kept.overrides[R::Pending.index()], 1);
+}
+
+#[test]
+fn stay_says_when_to_look_again() {
+    let g = guard();
+    g.begin_cycle(0);
+    g.lease(R::Download, 4_000, 1_000).unwrap();
+    assert_eq!(
+        g.decide(1_500),
+        Decision::Stay {
+            blockers: set(&[R::Download]),
+            recheck_at: 5_000
+        }
+    );
+    // A counted hold on top: the lease's end no longer frees it; the budget does.
+    g.acquire(R::Download, 1_600).unwrap();
+    assert_eq!(
+        g.decide(1_700),
+        Decision::Stay {
+            blockers: set(&[R::Download]),
+            recheck_at: 10_000
+        }
+    );
+}
+
+#[test]
+fn hold_statistics_and_raii() {
+    let g = guard();
+    {
+        let h = g.hold(R::Pending, 100).unwrap();
+        assert!(g.is_held(R::Pending, 150));
+        h.release(400).unwrap();
+    }
+    {
+        let _h = g.hold(R::Pending, 1_000).unwrap();
+        g.decide(1_900); // the guard sees time pass
+    } // dropped: released at the latest time seen
+    let s = g.stats(R::Pending);
+    assert_eq!(s.acquires, 2);
+    assert_eq!(s.longest_hold_ms, 900);
+    assert_eq!(s.total_hold_ms, 300 + 900);
+    assert_eq!(g.decide(2_000), Decision::Sleep);
+}
+
+#[test]
+fn retained_counters_survive_and_detect_garbage() {
+    let g = guard();
+    g.begin_cycle(0);
+    g.set(R::Pending, true, 0).unwrap();
+    assert!(g.try_sleep(10_000, |_| {}).allows_sleep());
+    let saved = g.retained();
+    assert!(saved.is_valid());
+    // Deep sleep: RAM is lost, backup SRAM kept the counters.
+    let g2 = guard();
+    assert!(g2.restore(&saved));
+    g2.begin_cycle(0);
+    assert_eq!(g2.retained().forced_sleeps, 1);
+    assert_eq!(g2.retained().cycles, 2);
+    // SRAM that lost power is refused.
+    let mut garbage = saved;
+    garbage.forced_sleeps = 0xDEAD;
+    assert!(!garbage.is_valid());
+    assert!(!g2.restore(&garbage));
+    assert!(Retained::<4>::new().is_valid());
+}
