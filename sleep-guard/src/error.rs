@@ -2,7 +2,8 @@
 
 use core::fmt;
 
-/// Why a call was refused. Nothing changed, except that an unbalanced release is counted.
+/// Why a call was refused. Nothing changed, except that an unbalanced release is counted and
+/// that leases which ran out by the call's `now` ended, as on every call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

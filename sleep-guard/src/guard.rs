@@ -239,14 +239,16 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Counted hold: the reason blocks sleep until as many [`release`](Self::release)s.
     ///
     /// Errors: [`Error::CriticalNeedsLease`] for a critical reason, [`Error::Overflow`] past
-    /// 65 535 nested holds, [`Error::InvalidReason`]. Nothing changes on error.
+    /// 65 535 nested holds, [`Error::InvalidReason`]. On error nothing changes but what every
+    /// call does: leases that ran out by `now` end.
     pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
-        if r.class() == Class::Critical {
-            return Err(Error::CriticalNeedsLease);
-        }
         self.with(|g| {
+            // Expired leases end even when the call is refused: time moved on either way.
             Self::expire(g, now);
+            if r.class() == Class::Critical {
+                return Err(Error::CriticalNeedsLease);
+            }
             let s = &mut g.slots[i];
             s.count = s.count.checked_add(1).ok_or(Error::Overflow)?;
             s.stats.acquires = s.stats.acquires.saturating_add(1);
@@ -280,16 +282,17 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// lease per chunk, so a stalled one releases itself). Returns the expiry time.
     ///
     /// Errors: [`Error::UnboundedCritical`] for a critical reason without
-    /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it. Nothing changes on error.
+    /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it. On error nothing changes but
+    /// what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r)?;
-        match (r.class(), r.max_lease_ms()) {
-            (Class::Critical, None) => return Err(Error::UnboundedCritical),
-            (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
-            _ => {}
-        }
         self.with(|g| {
             Self::expire(g, now);
+            match (r.class(), r.max_lease_ms()) {
+                (Class::Critical, None) => return Err(Error::UnboundedCritical),
+                (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
+                _ => {}
+            }
             let until = now.saturating_add(ms as Millis);
             let s = &mut g.slots[i];
             if ms == 0 {
@@ -314,11 +317,11 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Errors: [`Error::CriticalNeedsLease`] for a critical reason.
     pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
-        if r.class() == Class::Critical {
-            return Err(Error::CriticalNeedsLease);
-        }
         self.with(|g| {
             Self::expire(g, now);
+            if r.class() == Class::Critical {
+                return Err(Error::CriticalNeedsLease);
+            }
             let s = &mut g.slots[i];
             if s.level != active {
                 s.level = active;
