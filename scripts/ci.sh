@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Library crates that must stay no_std and build for the Electron's Cortex-M3.
-NO_STD_CRATES=(ota-core sleep-guard)
+NO_STD_CRATES=(ota-core sleep-guard cloud-proto)
 TARGET=thumbv7m-none-eabi
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -32,7 +32,8 @@ for c in "${NO_STD_CRATES[@]}"; do
   cargo build -p "$c" --target "$TARGET" --no-default-features
 done
 # The size probe links ota-core into a Cortex-M3 binary (cortex-m-rt): keep it building.
-(cd tools/size-report && cargo build -q --release --features full)
+(cd tools/size-report && cargo build -q --release --features full \
+  && cargo build -q --release --features cloud)
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
@@ -40,14 +41,20 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "ota-tool round trip (README run command)"
 bash scripts/ota-roundtrip.sh >/dev/null
 
+step "wire report (cloud-proto bytes on the wire)"
+bash scripts/wire-report.sh >/dev/null
+
 if cargo fuzz --version >/dev/null 2>&1; then
-  step "fuzz: manifest parser (bounded run from the seed corpus)"
-  corpus=$(mktemp -d)
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run manifest "$corpus" seeds/manifest -- \
-    -runs=300000 -max_len=4096)
-  rm -rf "$corpus"
+  # Bounded runs from the seed corpora: manifest parser (ota-core), frames (cloud-proto).
+  for target in manifest frame; do
+    step "fuzz: $target (bounded run from the seed corpus)"
+    corpus=$(mktemp -d)
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" "seeds/$target" -- \
+      -runs=300000 -max_len=4096)
+    rm -rf "$corpus"
+  done
 else
-  echo "(cargo-fuzz not installed: fuzz run skipped; .ci/run installs it)"
+  echo "(cargo-fuzz not installed: fuzz runs skipped; .ci/run installs it)"
 fi
 
 step "cargo test --workspace"

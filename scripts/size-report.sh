@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Flash (.text + .rodata + .data init) and static RAM (.data + .bss) of ota-core on
-# thumbv7m-none-eabi, at opt-level "z" and "s", for the verify path alone and the whole crate,
-# minus a baseline binary with the same runtime. With QEMU installed, also the peak stack of
+# Flash (.text + .rodata + .data init) and static RAM (.data + .bss) on thumbv7m-none-eabi, minus
+# a baseline binary with the same runtime: ota-core at opt-level "z" and "s" (verify path alone and
+# the whole crate), sleep-guard with 8 reasons, and cloud-proto's device side ("cloud": endpoint
+# and stream decoder in statics). With QEMU installed, also the peak stack of
 # manifest verification, measured by stack painting on an emulated STM32F205 (netduino2).
 # Usage: bash scripts/size-report.sh
 set -euo pipefail
@@ -34,10 +35,14 @@ read -r bf br < <(measure z baseline)
 read -r f r < <(measure z sleep)
 printf '%-8s %-10s %12d %12d\n' z "sleep-guard(8)" $((f - bf)) $((r - br))
 
+# cloud-proto's device side (endpoint + stream decoder in statics).
+read -r f r < <(measure z cloud)
+printf '%-8s %-10s %12d %12d\n' z "cloud" $((f - bf)) $((r - br))
+
 # The same with sha2's loop-based software SHA-256 (a user-level cfg, see ota-core's README).
 compact='--cfg sha2_backend_soft="compact"'
 read -r bf br < <(measure z baseline "$compact")
-for part in verify full; do
+for part in verify full cloud; do
   read -r f r < <(measure z "$part" "$compact")
   printf '%-8s %-10s %12d %12d\n' "z+sha2c" "$part" $((f - bf)) $((r - br))
 done

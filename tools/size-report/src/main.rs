@@ -11,6 +11,8 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use panic_halt as _;
+// Provides the critical-section implementation (single core) even when nothing else uses it.
+use cortex_m as _;
 
 #[cfg(any(feature = "verify", feature = "full"))]
 static MANIFEST: &[u8; 232] = include_bytes!("example-manifest.bin");
@@ -248,8 +250,87 @@ mod sleep {
     }
 }
 
+#[cfg(feature = "cloud")]
+mod cloud {
+    //! The device side of cloud-proto, as an application links it: one endpoint and one
+    //! stream decoder in statics, every call made once with values the compiler cannot see.
+    use core::cell::RefCell;
+    use core::hint::black_box;
+
+    use cloud_proto::stream::{encoded_max, Decoder};
+    use cloud_proto::*;
+    use critical_section::Mutex;
+
+    static ENDPOINT: Mutex<RefCell<Option<DeviceEndpoint>>> = Mutex::new(RefCell::new(None));
+    static DECODER: Mutex<RefCell<Decoder<{ encoded_max(MAX_FRAME) }>>> =
+        Mutex::new(RefCell::new(Decoder::new()));
+
+    pub fn exercise() -> usize {
+        critical_section::with(|cs| {
+            let mut slot = ENDPOINT.borrow_ref_mut(cs);
+            let dev = slot.insert(DeviceEndpoint::new(
+                DeviceConfig {
+                    device: DeviceId(black_box(7)),
+                    rto_initial_ms: 2_000,
+                    rto_max_ms: 16_000,
+                    max_transmissions: 4,
+                    counter_reserve: 64,
+                },
+                &black_box([0x42; 32]),
+                Counters::from_retained(&black_box([0; 12])).unwrap_or(Counters::cold(0)),
+            ));
+            if let Some(r) = dev.checkpoint() {
+                dev.checkpoint_done(r);
+            }
+            let data = black_box([1u8; 20]);
+            let publishes = [Publish {
+                topic: 1,
+                data: &data,
+            }]
+            .into_iter()
+            .collect();
+            let checkin = Up::CheckIn(CheckIn {
+                firmware: FirmwareVersion::default(),
+                trial: black_box(false),
+                ota: OtaReport::default(),
+                battery_mv: black_box(3900),
+                forced_sleeps: 0,
+                publishes,
+            });
+            let mut n = dev.send(black_box(0), &checkin).map_or(0, |f| f.len());
+            let frame = black_box([0x11u8; 64]);
+            if let Ok(Event::Reply(Down::Welcome(w))) = dev.handle_datagram(1, &frame) {
+                n += w.publishes_acked as usize;
+            }
+            if let Some(req) = ChunkRequest::plan(
+                UpdateId(7),
+                Object::Image,
+                512,
+                black_box(0u32..100),
+                black_box(64),
+            ) {
+                n += dev.send(2, &Up::ChunkRequest(req)).map_or(0, |f| f.len());
+            }
+            if let Ok(Event::Chunk { data, .. }) = dev.handle_datagram(3, &frame) {
+                n += data.len();
+            }
+            if let Timeout::Retransmit(f) = dev.handle_timeout(black_box(5_000)) {
+                n += f.len();
+            }
+            n += dev.counters().to_retained()[0] as usize;
+            let mut dec = DECODER.borrow_ref_mut(cs);
+            if let (_, Some(Ok(f))) = dec.feed(&frame) {
+                n += f.len();
+            }
+            n
+        })
+    }
+}
+
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "cloud")]
+    black_box(cloud::exercise());
     #[cfg(all(feature = "sleep", not(feature = "sleep-count")))]
     black_box(sleep::exercise());
     #[cfg(feature = "sleep-count")]
