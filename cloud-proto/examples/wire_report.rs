@@ -11,16 +11,10 @@ const ROOT: [u8; 32] = [0x42; 32];
 const UDP_IP: usize = 28;
 
 fn endpoints() -> (DeviceEndpoint, MemoryStore) {
-    let config = DeviceConfig {
-        device: DEVICE,
-        rto_initial_ms: 2_000,
-        rto_max_ms: 16_000,
-        max_transmissions: 4,
-        counter_reserve: 64,
-    };
-    let mut dev = DeviceEndpoint::new(config, &ROOT, Counters::cold(0));
+    let config = DeviceConfig::new(DEVICE);
+    let mut dev = DeviceEndpoint::new(config, Keys::derive(&ROOT), Counters::cold(0));
     if let Some(r) = dev.checkpoint() {
-        dev.checkpoint_done(r);
+        dev.mark_checkpointed(r);
     }
     let mut store = MemoryStore::default();
     store.insert(DEVICE, &ROOT);
@@ -60,9 +54,9 @@ fn exchange(
     up: &Up<'_>,
     down: &Down<'_>,
 ) -> (usize, usize) {
-    let f = dev.send(0, up).expect("send").to_vec();
-    let req = server::handle_datagram(&f, store).expect("server accepts");
-    let keys = store.keys(DEVICE).expect("keys");
+    let f = dev.send(0, up).expect("send").frame.to_vec();
+    let req = server::handle_datagram(&f, store, 0, ReplayPolicy::DEFAULT).expect("server accepts");
+    let keys = store.keys(DEVICE).ok().flatten().expect("keys");
     let mut out = [0u8; MAX_FRAME];
     let n = server::respond(&keys, req.device, req.counter, down, &mut out).expect("respond");
     dev.handle_datagram(1, &out[..n]).expect("device accepts");
@@ -93,7 +87,7 @@ struct Transfer {
 /// requests of 64 chunks, over a perfect link: the protocol's own cost.
 fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
     let (mut dev, mut store) = endpoints();
-    let keys = store.keys(DEVICE).expect("keys");
+    let keys = store.keys(DEVICE).ok().flatten().expect("keys");
     let image = vec![0x5Au8; image_len];
     let manifest = vec![0x4Du8; manifest_len];
     let mut t = Transfer {
@@ -119,9 +113,9 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
         update: UpdateId(7),
         decision: Decision::Accept { bytes_done: 0 },
     });
-    let f = dev.send(0, &accept).expect("send").to_vec();
+    let f = dev.send(0, &accept).expect("send").frame.to_vec();
     count(&mut t, true, &f);
-    let req = server::handle_datagram(&f, &mut store).expect("accept");
+    let req = server::handle_datagram(&f, &mut store, 0, ReplayPolicy::DEFAULT).expect("accept");
     let mut out = [0u8; MAX_FRAME];
     let n = server::respond(&keys, req.device, req.counter, &Down::Ack, &mut out).expect("ack");
     count(&mut t, false, &out[..n]);
@@ -131,17 +125,18 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
         let mut next = 0;
         while let Some(r) = ChunkRequest::plan(UpdateId(7), object, chunk, next..chunks, 64) {
             next += r.chunk_count();
-            let f = dev.send(0, &Up::ChunkRequest(r)).expect("send").to_vec();
+            let f = dev
+                .send(0, &Up::ChunkRequest(r))
+                .expect("send")
+                .frame
+                .to_vec();
             count(&mut t, true, &f);
-            let req = server::handle_datagram(&f, &mut store).expect("request");
-            let Up::ChunkRequest(cr) = &req.msg else {
-                unreachable!()
-            };
+            let req =
+                server::handle_datagram(&f, &mut store, 0, ReplayPolicy::DEFAULT).expect("request");
             let mut frames = Vec::new();
-            let served = server::serve_chunks(&keys, &req, cr, bytes, &mut out, |f| {
-                frames.push(f.to_vec())
-            })
-            .expect("serve");
+            let served =
+                server::serve_chunks(&keys, &req, bytes, &mut out, |f| frames.push(f.to_vec()))
+                    .expect("serve");
             assert!(matches!(served, Served::Chunks(_)));
             for f in frames {
                 count(&mut t, false, &f);

@@ -31,6 +31,20 @@ pub struct DeviceConfig {
     pub counter_reserve: u32,
 }
 
+impl DeviceConfig {
+    /// The defaults for `device`: first timeout 2 s doubling up to 16 s, 4 transmissions
+    /// (the last 14 s after the first), 64 counters per flash checkpoint.
+    pub const fn new(device: DeviceId) -> Self {
+        Self {
+            device,
+            rto_initial_ms: 2_000,
+            rto_max_ms: 16_000,
+            max_transmissions: 4,
+            counter_reserve: 64,
+        }
+    }
+}
+
 /// The device's send counter, which must never repeat (the server refuses a counter below the
 /// last one, and a different frame with the last one).
 ///
@@ -103,7 +117,7 @@ pub enum SendError {
     /// A request is outstanding; wait for its reply or [`abandon`](DeviceEndpoint::abandon) it.
     Busy,
     /// Persist this value as the new counter reservation in flash, call
-    /// [`checkpoint_done`](DeviceEndpoint::checkpoint_done), then send again.
+    /// [`mark_checkpointed`](DeviceEndpoint::mark_checkpointed), then send again.
     CheckpointRequired {
         /// Value to persist.
         reserved_until: u32,
@@ -129,8 +143,20 @@ impl fmt::Display for SendError {
 
 impl core::error::Error for SendError {}
 
+/// A request to put on the wire (returned by [`DeviceEndpoint::send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Transmit<'a> {
+    /// The frame.
+    pub frame: &'a [u8],
+    /// The counters after this send: persist them (backup SRAM,
+    /// [`Counters::to_retained`]) **before** transmitting `frame`.
+    pub counters: Counters,
+}
+
 /// What a received frame meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
     /// The reply to the outstanding request (which is now complete).
     Reply(Down<'a>),
@@ -152,6 +178,7 @@ pub enum Event<'a> {
 
 /// What a timeout meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Timeout<'a> {
     /// Nothing due yet.
     NotYet,
@@ -190,11 +217,11 @@ pub struct DeviceEndpoint {
 }
 
 impl DeviceEndpoint {
-    /// An endpoint for the device whose root key is `root_key`, continuing from `counters`
-    /// (see [`Counters`]). The root key is not kept, only the two derived keys. Cost: two
-    /// HMAC-SHA256 (key derivation).
-    pub fn new(config: DeviceConfig, root_key: &[u8; 32], counters: Counters) -> Self {
-        let keys = Keys::derive(root_key);
+    /// An endpoint with the device's keys ([`Keys::derive`] from its root key, which need
+    /// not be kept), continuing from `counters` (see [`Counters`]). `const`, so it can be
+    /// built in place in a `static`. RAM: about 1.1 KiB, most of it the frame kept for
+    /// retransmission.
+    pub const fn new(config: DeviceConfig, keys: Keys, counters: Counters) -> Self {
         Self {
             config,
             keys,
@@ -219,7 +246,7 @@ impl DeviceEndpoint {
     }
 
     /// Tells the endpoint that `reserved_until` is now persisted in flash.
-    pub fn checkpoint_done(&mut self, reserved_until: u32) {
+    pub fn mark_checkpointed(&mut self, reserved_until: u32) {
         if reserved_until > self.counters.reserved_until {
             self.counters.reserved_until = reserved_until;
         }
@@ -230,9 +257,9 @@ impl DeviceEndpoint {
         self.pending.is_some()
     }
 
-    /// Sends `msg` as the new outstanding request: returns the frame to transmit. The frame is
-    /// kept for retransmission. Persist [`counters`](Self::counters) (backup SRAM) before the
-    /// frame goes on the wire: a counter must never be used for two different frames.
+    /// Sends `msg` as the new outstanding request: returns the frame to transmit, kept for
+    /// retransmission, and the counters to persist (backup SRAM) **before** the frame goes on
+    /// the wire: a counter must never be used for two different frames.
     ///
     /// Errors: [`SendError::Busy`] while a request is outstanding,
     /// [`SendError::CheckpointRequired`] when the flash reservation is used up,
@@ -240,7 +267,7 @@ impl DeviceEndpoint {
     ///
     /// Cost: one postcard encoding and one HMAC; no allocation (the frame lives in the
     /// endpoint, at most [`MAX_FRAME`] bytes).
-    pub fn send(&mut self, now: Millis, msg: &Up<'_>) -> Result<&[u8], SendError> {
+    pub fn send(&mut self, now: Millis, msg: &Up<'_>) -> Result<Transmit<'_>, SendError> {
         if self.pending.is_some() {
             return Err(SendError::Busy);
         }
@@ -276,12 +303,22 @@ impl DeviceEndpoint {
             rto,
             deadline: now.saturating_add(rto as Millis),
         });
-        Ok(&self.tx)
+        Ok(Transmit {
+            frame: &self.tx,
+            counters: self.counters,
+        })
     }
 
-    /// Handles a received datagram (or a decoded stream frame). Frames that answer nothing
-    /// outstanding, duplicates, and anything that fails authentication are errors and change
-    /// nothing.
+    /// Handles a received datagram (or a decoded stream frame).
+    ///
+    /// A chunk request is answered by its chunk frames (each chunk `chunk_size` bytes, the
+    /// object's last one possibly shorter) or by a `Nack`; any other request by any one
+    /// message (`Welcome`, `Ack` or `Nack`: checking that it is the expected kind is the
+    /// caller's). Errors, which change nothing: those of [`frame::open_down`];
+    /// [`FrameError::Unexpected`] for a frame when nothing is outstanding, a duplicate chunk,
+    /// or a message answering a chunk request with anything but a `Nack`;
+    /// [`FrameError::Malformed`] for a slot past the request or a chunk that is empty or longer
+    /// than the chunk size. Cost: one HMAC-SHA256 over the frame; no copy.
     pub fn handle_datagram<'a>(
         &mut self,
         now: Millis,
@@ -306,6 +343,9 @@ impl DeviceEndpoint {
                     return Err(FrameError::Unexpected);
                 };
                 let index = req.chunk_at(slot as u32).ok_or(FrameError::Malformed)?;
+                if data.is_empty() || data.len() > usize::from(req.chunk_size) {
+                    return Err(FrameError::Malformed);
+                }
                 let bit = 1u64 << slot.min(63);
                 if p.received & bit != 0 {
                     return Err(FrameError::Unexpected); // duplicate

@@ -50,10 +50,11 @@ pub const MAX_CHUNK_DATA_DATAGRAM: usize = 1024 - CHUNK_HEADER_LEN - TAG_LEN;
 pub struct DeviceId(pub u32);
 
 /// The per-direction keys derived from a device's 32-byte root key (provisioned at
-/// manufacture). Derivation: `K_up = HMAC-SHA256(root, "cloud-proto/1 up")`,
-/// `K_down = HMAC-SHA256(root, "cloud-proto/1 down")`. Separate keys mean a frame can never
-/// be reflected back to its sender.
-#[derive(Clone, PartialEq, Eq)]
+/// manufacture): `K_up = HMAC-SHA256(root, "cloud-proto/1 up")`,
+/// `K_down = HMAC-SHA256(root, "cloud-proto/1 down")`. Separate keys mean a frame can never be
+/// reflected back to its sender as valid. Deliberately not comparable (no `PartialEq`) and not
+/// printable.
+#[derive(Clone)]
 pub struct Keys {
     up: [u8; 32],
     down: [u8; 32],
@@ -67,41 +68,53 @@ impl fmt::Debug for Keys {
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// HMAC-SHA256 over the concatenation of `parts`. A 32-byte key is zero-padded to the 64-byte
-/// block exactly as RFC 2104 pads a short key, so this is plain HMAC-SHA256 with that key.
-fn hmac_parts(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 keyed with a 32-byte key, over the concatenation of `parts`. The key is
+/// zero-padded to the 64-byte block exactly as RFC 2104 pads a short key, so this is plain
+/// HMAC-SHA256 with that key (and cannot fail).
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
     let mut block = [0u8; 64];
     block[..32].copy_from_slice(key);
     let mut m = <HmacSha256 as KeyInit>::new(&block.into());
     for p in parts {
         m.update(p);
     }
-    m.finalize().into_bytes().into()
+    m
 }
 
 impl Keys {
-    /// Derives both direction keys from the root key. Cost: two HMAC-SHA256 of 16 bytes.
+    /// Derives both direction keys from the root key. Cost: two HMAC-SHA256 of 16–18 bytes.
     pub fn derive(root: &[u8; 32]) -> Self {
+        let key = |label: &[u8]| -> [u8; 32] { mac(root, &[label]).finalize().into_bytes().into() };
         Self {
-            up: hmac_parts(root, &[b"cloud-proto/1 up"]),
-            down: hmac_parts(root, &[b"cloud-proto/1 down"]),
+            up: key(b"cloud-proto/1 up"),
+            down: key(b"cloud-proto/1 down"),
         }
     }
 
-    fn tag(key: &[u8; 32], device: DeviceId, counter: u32, frame: &[u8]) -> [u8; TAG_LEN] {
-        let full = hmac_parts(
+    /// The MAC of a frame (without its tag) with `key`, over the 8-byte context first.
+    fn frame_mac(key: &[u8; 32], device: DeviceId, counter: u32, frame: &[u8]) -> HmacSha256 {
+        mac(
             key,
             &[&device.0.to_le_bytes(), &counter.to_le_bytes(), frame],
-        );
+        )
+    }
+
+    fn tag(key: &[u8; 32], device: DeviceId, counter: u32, frame: &[u8]) -> [u8; TAG_LEN] {
+        let full = Self::frame_mac(key, device, counter, frame)
+            .finalize()
+            .into_bytes();
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(&full[..TAG_LEN]);
         t
     }
-}
 
-/// Constant-time comparison of two tags.
-fn tags_equal(a: &[u8], b: &[u8; TAG_LEN]) -> bool {
-    a.len() == TAG_LEN && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// Checks `tag` in constant time (`Mac::verify_truncated_left`).
+    fn verify(key: &[u8; 32], device: DeviceId, counter: u32, frame: &[u8], tag: &[u8]) -> bool {
+        tag.len() == TAG_LEN
+            && Self::frame_mac(key, device, counter, frame)
+                .verify_truncated_left(tag)
+                .is_ok()
+    }
 }
 
 /// Why a frame could not be built.
@@ -127,11 +140,14 @@ impl fmt::Display for EncodeError {
 impl core::error::Error for EncodeError {}
 
 /// Why a received frame was rejected. A rejected frame changes no state.
+///
+/// These are the frame-level reasons both sides share; the server's replay and key-store
+/// outcomes are [`RequestError`](crate::server::RequestError).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FrameError {
-    /// Shorter than a header and a tag.
+    /// Shorter than its header and a tag.
     Truncated,
     /// Longer than [`MAX_FRAME`].
     TooLarge,
@@ -139,40 +155,15 @@ pub enum FrameError {
     UnknownKind(u8),
     /// A frame of the other direction.
     WrongDirection,
-    /// The device id is not in the key store.
-    UnknownDevice(DeviceId),
-    /// The tag does not verify: forged, corrupted, truncated, or for another device.
+    /// The tag does not verify: forged, corrupted, truncated, for another device, or for
+    /// another request.
     BadTag,
-    /// Authentic, but its counter is below the last one accepted from this device: a replay
-    /// or a reordered old frame.
-    Replayed {
-        /// The frame's counter.
-        counter: u32,
-        /// The last accepted one.
-        last: u32,
-    },
-    /// Authentic, with the counter of the last frame accepted from this device but different
-    /// content: the device reused a counter. Refused so that a new message is never mistaken
-    /// for a retransmission.
-    CounterReused {
-        /// The counter.
-        counter: u32,
-    },
-    /// A reply that answers no request this device has outstanding (late, duplicated or
-    /// replayed).
+    /// A reply that answers no request this device has outstanding (late, duplicated, or the
+    /// wrong kind of answer for the request).
     Unexpected,
-    /// Not a valid frame or message: a chunk slot past the request, a chunk request that
-    /// breaks the rules, a body that does not decode.
+    /// Authentic, but not a valid message: a body that does not decode, a chunk slot past the
+    /// request, a chunk of the wrong length, a chunk request that breaks the rules.
     Malformed,
-    /// Authentic (the tag verifies), but the body is not a message this protocol version
-    /// knows: a server answers it with `Nack(UnknownMessage)` through
-    /// [`server::respond`](crate::server::respond), using the device and counter given here.
-    UnknownMessage {
-        /// Sender.
-        device: DeviceId,
-        /// Its counter.
-        counter: u32,
-    },
 }
 
 impl fmt::Display for FrameError {
@@ -182,21 +173,9 @@ impl fmt::Display for FrameError {
             Self::TooLarge => f.write_str("frame too large"),
             Self::UnknownKind(k) => write!(f, "unknown frame kind 0x{k:02x}"),
             Self::WrongDirection => f.write_str("frame of the wrong direction"),
-            Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
             Self::BadTag => f.write_str("authentication tag does not verify"),
-            Self::Replayed { counter, last } => {
-                write!(f, "replayed frame: counter {counter} <= last {last}")
-            }
-            Self::CounterReused { counter } => {
-                write!(f, "counter {counter} reused for a different frame")
-            }
             Self::Unexpected => f.write_str("reply to no outstanding request"),
-            Self::Malformed => f.write_str("malformed frame or message"),
-            Self::UnknownMessage { device, counter } => write!(
-                f,
-                "authentic frame {counter} of device {} holds an unknown message",
-                device.0
-            ),
+            Self::Malformed => f.write_str("malformed message"),
         }
     }
 }
@@ -279,8 +258,54 @@ pub fn peek_up(frame: &[u8]) -> Result<(DeviceId, u32), FrameError> {
     Ok((DeviceId(d), c))
 }
 
-/// An authenticated up frame.
+/// An up frame whose tag verified; its body not decoded yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct VerifiedUp<'a> {
+    /// Sender.
+    pub device: DeviceId,
+    /// Its counter.
+    pub counter: u32,
+    /// Its tag (what the server remembers to tell a retransmission from a reused counter).
+    pub tag: [u8; TAG_LEN],
+    /// The postcard body.
+    pub body: &'a [u8],
+}
+
+impl<'a> VerifiedUp<'a> {
+    /// Decodes the body. Errors: [`FrameError::Malformed`] if it is not exactly one `Up` this
+    /// version knows (trailing bytes included), or a chunk request that breaks the rules.
+    pub fn decode(&self) -> Result<Up<'a>, FrameError> {
+        let msg: Up<'a> = decode_exact(self.body)?;
+        match &msg {
+            Up::ChunkRequest(r) if !r.is_valid() => Err(FrameError::Malformed),
+            _ => Ok(msg),
+        }
+    }
+}
+
+/// Verifies the tag of an up frame with the sender's keys (find them with [`peek_up`]).
+/// Errors: the framing errors of [`peek_up`], [`FrameError::BadTag`].
+/// Cost: one HMAC-SHA256 over the frame.
+pub fn verify_up<'a>(keys: &Keys, frame: &'a [u8]) -> Result<VerifiedUp<'a>, FrameError> {
+    let (device, counter) = peek_up(frame)?;
+    let (signed, tag) = frame.split_at(frame.len() - TAG_LEN);
+    if !Keys::verify(&keys.up, device, counter, signed, tag) {
+        return Err(FrameError::BadTag);
+    }
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
+    Ok(VerifiedUp {
+        device,
+        counter,
+        tag: t,
+        body: &signed[UP_HEADER_LEN..],
+    })
+}
+
+/// An authenticated, decoded up frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct UpFrame<'a> {
     /// Sender.
     pub device: DeviceId,
@@ -290,29 +315,19 @@ pub struct UpFrame<'a> {
     pub msg: Up<'a>,
 }
 
-/// Verifies and decodes an up frame with the sender's keys. Replay checks are the caller's
-/// (see [`crate::server`]). Cost: one HMAC over the frame, one postcard decoding.
+/// [`verify_up`] then [`VerifiedUp::decode`]; no replay check (a server wants
+/// [`server::handle_datagram`](crate::server::handle_datagram)). Cost: one HMAC over the
+/// frame, one postcard decoding.
 pub fn open_up<'a>(keys: &Keys, frame: &'a [u8]) -> Result<UpFrame<'a>, FrameError> {
-    let (device, counter) = peek_up(frame)?;
-    let (signed, tag) = frame.split_at(frame.len() - TAG_LEN);
-    if !tags_equal(tag, &Keys::tag(&keys.up, device, counter, signed)) {
-        return Err(FrameError::BadTag);
-    }
-    let msg = decode_exact(&signed[UP_HEADER_LEN..])
-        .map_err(|_| FrameError::UnknownMessage { device, counter })?;
-    if let Up::ChunkRequest(r) = &msg {
-        if !r.is_valid() {
-            return Err(FrameError::Malformed);
-        }
-    }
+    let v = verify_up(keys, frame)?;
     Ok(UpFrame {
-        device,
-        counter,
-        msg,
+        device: v.device,
+        counter: v.counter,
+        msg: v.decode()?,
     })
 }
 
-fn decode_exact<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
+pub(crate) fn decode_exact<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes(body) {
         Ok((v, [])) => Ok(v),
         _ => Err(FrameError::Malformed),
@@ -366,6 +381,7 @@ pub fn seal_chunk(
 
 /// An authenticated cloud → device frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum DownFrame<'a> {
     /// A message answering request `echo`.
     Message {
@@ -387,7 +403,12 @@ pub enum DownFrame<'a> {
 
 /// Verifies and decodes a cloud → device frame. `outstanding` maps the 16 echo bits of the
 /// frame to the full counter of a request the device is waiting on (or `None`: the frame is
-/// [`FrameError::Unexpected`]).
+/// [`FrameError::Unexpected`]); the tag is then checked against that full counter.
+///
+/// Errors: [`FrameError::TooLarge`], [`FrameError::Truncated`], [`FrameError::UnknownKind`],
+/// [`FrameError::WrongDirection`], [`FrameError::Unexpected`], [`FrameError::BadTag`],
+/// [`FrameError::Malformed`] (an authentic message body that does not decode). Cost: one
+/// HMAC-SHA256 over the frame and, for a message, one postcard decoding; no copy.
 pub fn open_down<'a>(
     keys: &Keys,
     device: DeviceId,
@@ -410,7 +431,7 @@ pub fn open_down<'a>(
     let low = u16::from_le_bytes([frame[1], frame[2]]);
     let echo = outstanding(low).ok_or(FrameError::Unexpected)?;
     let (signed, tag) = frame.split_at(frame.len() - TAG_LEN);
-    if !tags_equal(tag, &Keys::tag(&keys.down, device, echo, signed)) {
+    if !Keys::verify(&keys.down, device, echo, signed, tag) {
         return Err(FrameError::BadTag);
     }
     Ok(match kind {

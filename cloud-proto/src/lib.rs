@@ -9,10 +9,12 @@ pub mod message;
 pub mod server;
 pub mod stream;
 
-pub use device::{Counters, DeviceConfig, DeviceEndpoint, Event, Millis, SendError, Timeout};
+pub use device::{
+    Counters, DeviceConfig, DeviceEndpoint, Event, Millis, SendError, Timeout, Transmit,
+};
 pub use frame::{
     DeviceId, DownFrame, EncodeError, FrameError, Keys, MAX_CHUNK_DATA, MAX_CHUNK_DATA_DATAGRAM,
     MAX_FRAME,
 };
 pub use message::*;
-pub use server::{DeviceStore, Freshness, Request};
+pub use server::{DeviceStore, ReplayPolicy, Request, RequestError};

@@ -14,6 +14,9 @@ use crate::frame::MAX_CHUNK_DATA;
 pub const MAX_PUBLISHES: usize = 4;
 /// Most chunk ranges one request carries.
 pub const MAX_RANGES: usize = 4;
+/// Largest manifest a server sends [`ManifestRef::Inline`]: the `Welcome` frame then fits one
+/// u-blox SARA UDP datagram (1024 bytes) whatever its other fields. Larger manifests are fetched.
+pub const MAX_INLINE_MANIFEST: usize = 960;
 /// Most chunks one request asks for (all ranges together). A chunk frame names its chunk by its
 /// position in the request (one byte), and the device tracks a request's arrivals in a `u64`.
 pub const MAX_CHUNKS_PER_REQUEST: u32 = 64;
@@ -302,16 +305,23 @@ impl ChunkRequest {
     }
 
     /// True if the request is well formed: a chunk size of 1 to [`MAX_CHUNK_DATA`], 1 to
-    /// [`MAX_CHUNKS_PER_REQUEST`] chunks, no empty range, no index overflow.
+    /// [`MAX_CHUNKS_PER_REQUEST`] chunks, no empty range, no index overflow, and ranges in
+    /// increasing order without overlap (so no chunk is asked for twice).
     pub fn is_valid(&self) -> bool {
         let n = self.chunk_count();
+        let mut next_free = 0u32; // the lowest index the next range may start at
         self.chunk_size >= 1
             && usize::from(self.chunk_size) <= MAX_CHUNK_DATA
             && (1..=MAX_CHUNKS_PER_REQUEST).contains(&n)
-            && self
-                .ranges
-                .iter()
-                .all(|r| r.count > 0 && r.first.checked_add(r.count - 1).is_some())
+            && self.ranges.iter().enumerate().all(|(k, r)| {
+                let Some(last) = r.count.checked_sub(1).and_then(|c| r.first.checked_add(c)) else {
+                    return false;
+                };
+                let ok = k == 0 || r.first >= next_free;
+                next_free = last.saturating_add(1);
+                // A range ending at u32::MAX must be the last one.
+                ok && !(last == u32::MAX && k + 1 < self.ranges.len())
+            })
     }
 }
 
@@ -377,6 +387,20 @@ pub enum ManifestRef<'a> {
         /// Manifest length in bytes.
         len: u32,
     },
+}
+
+impl<'a> ManifestRef<'a> {
+    /// How a server offers `manifest`: inline up to [`MAX_INLINE_MANIFEST`] bytes, fetched
+    /// beyond.
+    pub fn for_manifest(manifest: &'a [u8]) -> Self {
+        if manifest.len() <= MAX_INLINE_MANIFEST {
+            Self::Inline(manifest)
+        } else {
+            Self::Fetch {
+                len: u32::try_from(manifest.len()).unwrap_or(u32::MAX),
+            }
+        }
+    }
 }
 
 /// "An update is waiting for you." The version and size let a device defer or decline without

@@ -1,126 +1,304 @@
 //! The server endpoint: authenticate a device's frame against a key store, refuse replays, and
-//! seal the answers. Stateless itself: what it keeps per device (key, last counter) lives in the
-//! caller's [`DeviceStore`], so several server instances behind a load balancer can share one
-//! database.
+//! seal the answers. Stateless itself: what it keeps per device (key, last frame accepted)
+//! lives in the caller's [`DeviceStore`], so several server instances behind a load balancer
+//! can share one database. Time is an argument.
 //!
 //! ```
-//! use cloud_proto::server::{self, DeviceStore, MemoryStore};
-//! use cloud_proto::{Down, Keys, DeviceId, MAX_FRAME};
+//! use cloud_proto::server::{self, DeviceStore, MemoryStore, ReplayPolicy, RequestError};
+//! use cloud_proto::{DeviceId, Down, NackCode, MAX_FRAME};
 //!
 //! let mut store = MemoryStore::default();
 //! store.insert(DeviceId(7), &[0x42; 32]);
 //! # let frame = [0u8; 4];
+//! # let now_ms = 0;
+//! let mut out = [0u8; MAX_FRAME];
 //! // For each datagram received:
-//! match server::handle_datagram(&frame, &mut store) {
-//!     Ok(req) => {
-//!         // Apply req.msg (unless req.retransmission says it was applied already),
-//!         // then answer it.
-//!         if let Some(keys) = store.keys(req.device) {
-//!             let mut out = [0u8; MAX_FRAME];
-//!             if let Ok(n) = server::respond(&keys, req.device, req.counter, &Down::Ack, &mut out) {
-//!                 // send &out[..n]
-//!             }
+//! let answer = match server::handle_datagram(&frame, &mut store, now_ms, ReplayPolicy::DEFAULT) {
+//!     // Apply req.msg (unless req.retransmission says it was applied already), then answer.
+//!     Ok(req) => Some((req.device, req.counter, Down::Ack)),
+//!     // Authentic and fresh, but this server cannot take it: tell the device.
+//!     Err(RequestError::Undecodable { device, counter }) => {
+//!         Some((device, counter, Down::Nack(NackCode::UnknownMessage)))
+//!     }
+//!     Err(RequestError::InvalidRequest { device, counter }) => {
+//!         Some((device, counter, Down::Nack(NackCode::BadRequest)))
+//!     }
+//!     // Forged, replayed, unknown…: drop silently (answering would help an attacker).
+//!     Err(_) => None,
+//! };
+//! if let Some((device, counter, msg)) = answer {
+//!     if let Ok(Some(keys)) = store.keys(device) {
+//!         if let Ok(n) = server::respond(&keys, device, counter, &msg, &mut out) {
+//!             // send &out[..n] back to where the datagram came from
 //!         }
 //!     }
-//!     Err(e) => { /* drop the frame; log e */ }
-//! };
+//! }
 //! ```
 
-use crate::frame::{self, DeviceId, EncodeError, FrameError, Keys, TAG_LEN};
-use crate::message::{ChunkRequest, Down, NackCode, Up};
+use core::fmt;
 
-/// What a counter means for one device (see [`DeviceStore::check_and_advance`]).
+use crate::frame::{self, DeviceId, EncodeError, FrameError, Keys, CHUNK_HEADER_LEN, TAG_LEN};
+use crate::message::{Down, NackCode, Up};
+
+/// What the server remembers of the last frame it accepted from a device: enough to tell a
+/// retransmission (same counter, same tag, soon after, a few times) from a replay or a reused
+/// counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Freshness {
-    /// Above every counter seen: now recorded as the last one.
-    New,
-    /// Equal to the last counter, with the same tag: a retransmission of the last request.
-    Retransmission,
-    /// Equal to the last counter, with another tag: the device reused a counter (its counters
-    /// were not persisted before a frame went out). Refused: answering it as a retransmission
-    /// would drop a new message silently.
-    Reused,
-    /// Below the last counter: a replay or a stale reordered frame.
+pub struct LastFrame {
+    /// Its counter.
+    pub counter: u32,
+    /// Its tag.
+    pub tag: [u8; TAG_LEN],
+    /// When it was first accepted (the caller's clock, ms).
+    pub accepted_at_ms: u64,
+    /// How many times it has been answered (the first acceptance included).
+    pub answers: u8,
+}
+
+/// What the server keeps per device. Implemented by the server application over its
+/// database; [`MemoryStore`] (feature `std`) is the in-memory one.
+///
+/// Crash safety: apply a request's effects and the [`replace_last_frame`] it caused in one
+/// transaction where the effects matter (stored publishes). Otherwise a crash between the two
+/// makes the device's retransmission look already applied.
+///
+/// [`replace_last_frame`]: DeviceStore::replace_last_frame
+pub trait DeviceStore {
+    /// A storage failure (database unreachable…).
+    type Error;
+
+    /// The device's keys (derive them once with [`Keys::derive`] and cache them), `None` for
+    /// an unknown device.
+    fn keys(&mut self, device: DeviceId) -> Result<Option<Keys>, Self::Error>;
+
+    /// The last frame accepted from `device`, `None` before the first.
+    fn last_frame(&mut self, device: DeviceId) -> Result<Option<LastFrame>, Self::Error>;
+
+    /// Replaces the record **atomically if it still equals `expected`** (compare-and-set; in
+    /// SQL an `UPDATE … WHERE` on the old values) and returns whether it did. Two server
+    /// instances racing on one device thus cannot both accept one counter. Persist it before
+    /// the answer is sent: a server that forgets a counter would accept a replay of it.
+    fn replace_last_frame(
+        &mut self,
+        device: DeviceId,
+        expected: Option<LastFrame>,
+        new: LastFrame,
+    ) -> Result<bool, Self::Error>;
+}
+
+/// How long, and how often, the last frame of a device is answered again as a retransmission.
+/// Outside these bounds a copy of it is a replay. The bounds cap what a sniffed frame can make
+/// the server send (a chunk request is answered with up to 64 KiB): at most `max_answers`
+/// answers in all, within `retransmit_window_ms` of the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReplayPolicy {
+    /// Window after the first acceptance.
+    pub retransmit_window_ms: u64,
+    /// Answers in all, the first included.
+    pub max_answers: u8,
+}
+
+impl ReplayPolicy {
+    /// 60 s and 4 answers: covers the device defaults (4 transmissions at 2, 4, 8 s backoff,
+    /// the last 14 s after the first) with room for slow links.
+    pub const DEFAULT: Self = Self {
+        retransmit_window_ms: 60_000,
+        max_answers: 4,
+    };
+}
+
+impl Default for ReplayPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why the server does not take a frame. `Undecodable` and `InvalidRequest` are authentic and
+/// fresh (the counter is used up): answer them with a `Nack`; drop the others silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RequestError<E> {
+    /// Framing or tag: truncated, too large, unknown kind, wrong direction, bad tag.
+    Frame(FrameError),
+    /// No key for this device id.
+    UnknownDevice(DeviceId),
+    /// Authentic, but its counter is below the last one accepted: a replay, or a stale
+    /// reordered frame.
     Replayed {
+        /// The frame's counter.
+        counter: u32,
         /// The last counter accepted.
         last: u32,
     },
+    /// A copy of the last frame, outside the [`ReplayPolicy`] (too late, or answered enough).
+    RetransmissionRefused {
+        /// Its counter.
+        counter: u32,
+    },
+    /// Authentic, with the last counter but other content: the device reused a counter. Refused
+    /// so that a new message is never mistaken for a retransmission.
+    CounterReused {
+        /// The counter.
+        counter: u32,
+    },
+    /// Authentic and fresh, but the body is not a message this version knows: answer
+    /// `Nack(UnknownMessage)`.
+    Undecodable {
+        /// Sender.
+        device: DeviceId,
+        /// Its counter.
+        counter: u32,
+    },
+    /// Authentic and fresh, but a chunk request that breaks the rules: answer
+    /// `Nack(BadRequest)`.
+    InvalidRequest {
+        /// Sender.
+        device: DeviceId,
+        /// Its counter.
+        counter: u32,
+    },
+    /// The device's record kept changing under concurrent instances; try again.
+    Conflict,
+    /// The store failed.
+    Store(E),
 }
 
-/// What the server keeps per device.
-pub trait DeviceStore {
-    /// The device's keys (derive them once with [`Keys::derive`] and cache them), `None` for an
-    /// unknown device.
-    fn keys(&self, device: DeviceId) -> Option<Keys>;
+impl<E: fmt::Debug> fmt::Display for RequestError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(e) => write!(f, "{e}"),
+            Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
+            Self::Replayed { counter, last } => {
+                write!(f, "replayed frame: counter {counter} < last {last}")
+            }
+            Self::RetransmissionRefused { counter } => {
+                write!(
+                    f,
+                    "copy of frame {counter} outside the retransmission window"
+                )
+            }
+            Self::CounterReused { counter } => {
+                write!(f, "counter {counter} reused for a different frame")
+            }
+            Self::Undecodable { device, counter } => {
+                write!(
+                    f,
+                    "frame {counter} of device {} holds an unknown message",
+                    device.0
+                )
+            }
+            Self::InvalidRequest { device, counter } => {
+                write!(
+                    f,
+                    "frame {counter} of device {} is an invalid request",
+                    device.0
+                )
+            }
+            Self::Conflict => f.write_str("device record changed concurrently"),
+            Self::Store(e) => write!(f, "store: {e:?}"),
+        }
+    }
+}
 
-    /// Classifies `counter` (and the frame's `tag`) against the last counter and tag accepted
-    /// from `device` and, if it is [`Freshness::New`], records both — **atomically** (in SQL:
-    /// `UPDATE … SET last = $c, last_tag = $t WHERE id = $d AND (last IS NULL OR last < $c)`),
-    /// so two server instances racing on one device cannot both accept the same counter.
-    /// Persist it before the answer is sent: a server that forgets a counter would accept a
-    /// replay of it. Called only for authentic frames.
-    fn check_and_advance(
-        &mut self,
-        device: DeviceId,
-        counter: u32,
-        tag: [u8; TAG_LEN],
-    ) -> Freshness;
+impl<E: fmt::Debug> core::error::Error for RequestError<E> {}
+
+impl<E> From<FrameError> for RequestError<E> {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
 }
 
 /// An authenticated, fresh (or retransmitted) request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Request<'a> {
     /// Sender.
     pub device: DeviceId,
     /// Its counter (the answer is bound to it).
     pub counter: u32,
-    /// The same frame was accepted before: answer it again the same way, but do not apply its
-    /// effects twice (publishes, decisions).
+    /// The same frame was accepted before: answer it again as the first time (an answer that
+    /// reflects what was applied then), but do not apply its effects twice.
     pub retransmission: bool,
     /// The message.
     pub msg: Up<'a>,
 }
 
-/// Authenticates `frame` and checks it is not a replay. On success the device's last counter
-/// has advanced (unless it is a retransmission); on any error nothing changed.
+/// Authenticates `frame`, refuses replays, decodes it. The device's record in `store` advances
+/// only for an authentic frame that is new (or an allowed retransmission); on every other
+/// error nothing changed.
 ///
-/// Errors: [`FrameError::UnknownDevice`], [`FrameError::BadTag`] (forged, corrupted, another
-/// device's), [`FrameError::Replayed`], [`FrameError::CounterReused`],
-/// [`FrameError::UnknownMessage`] (authentic but
-/// undecodable: answer `Nack(UnknownMessage)`), [`FrameError::Malformed`], and the framing
-/// errors of [`frame::peek_up`]. Cost: one key lookup, one HMAC over the frame, one decode.
+/// Order: framing, key lookup, tag, **then** freshness (so a stale copy of an undecodable
+/// frame is a replay, not a reason to answer), then the body.
+///
+/// Errors: see [`RequestError`]. Cost: one key lookup, one HMAC-SHA256 over the frame, one
+/// record read and one compare-and-set (retried on a race), one postcard decode.
 pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
     frame: &'a [u8],
     store: &mut S,
-) -> Result<Request<'a>, FrameError> {
+    now_ms: u64,
+    policy: ReplayPolicy,
+) -> Result<Request<'a>, RequestError<S::Error>> {
     let (device, _) = frame::peek_up(frame)?;
     let keys = store
         .keys(device)
-        .ok_or(FrameError::UnknownDevice(device))?;
-    let up = frame::open_up(&keys, frame)?;
-    let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&frame[frame.len() - TAG_LEN..]);
-    let retransmission = match store.check_and_advance(device, up.counter, tag) {
-        Freshness::New => false,
-        Freshness::Retransmission => true,
-        Freshness::Reused => {
-            return Err(FrameError::CounterReused {
-                counter: up.counter,
-            })
+        .map_err(RequestError::Store)?
+        .ok_or(RequestError::UnknownDevice(device))?;
+    let v = frame::verify_up(&keys, frame)?;
+    let counter = v.counter;
+    let mut retransmission = None;
+    for _ in 0..3 {
+        let last = store.last_frame(device).map_err(RequestError::Store)?;
+        let new = match last {
+            Some(l) if counter < l.counter => {
+                return Err(RequestError::Replayed {
+                    counter,
+                    last: l.counter,
+                })
+            }
+            Some(l) if counter == l.counter && v.tag != l.tag => {
+                return Err(RequestError::CounterReused { counter })
+            }
+            Some(l) if counter == l.counter => {
+                let late = now_ms.saturating_sub(l.accepted_at_ms) > policy.retransmit_window_ms;
+                if late || l.answers >= policy.max_answers {
+                    return Err(RequestError::RetransmissionRefused { counter });
+                }
+                LastFrame {
+                    answers: l.answers + 1,
+                    ..l
+                }
+            }
+            _ => LastFrame {
+                counter,
+                tag: v.tag,
+                accepted_at_ms: now_ms,
+                answers: 1,
+            },
+        };
+        if store
+            .replace_last_frame(device, last, new)
+            .map_err(RequestError::Store)?
+        {
+            retransmission = Some(new.answers > 1);
+            break;
         }
-        Freshness::Replayed { last } => {
-            return Err(FrameError::Replayed {
-                counter: up.counter,
-                last,
-            })
+    }
+    let retransmission = retransmission.ok_or(RequestError::Conflict)?;
+    let msg = match frame::decode_exact::<Up<'a>>(v.body) {
+        Ok(Up::ChunkRequest(r)) if !r.is_valid() => {
+            return Err(RequestError::InvalidRequest { device, counter })
         }
+        Ok(m) => m,
+        Err(_) => return Err(RequestError::Undecodable { device, counter }),
     };
     Ok(Request {
         device,
-        counter: up.counter,
+        counter,
         retransmission,
-        msg: up.msg,
+        msg,
     })
 }
 
@@ -140,34 +318,39 @@ pub fn respond(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Served {
-    /// This many chunk frames, the whole request.
+    /// This many chunk frames: the whole request.
     Chunks(u32),
-    /// One `Nack` frame instead: a chunk lies past the end of the object, or the request
-    /// breaks the rules.
+    /// One `Nack` frame instead: a chunk lies past the end of the object.
     Refused(NackCode),
 }
 
-/// Answers a chunk request from `object` (the manifest or image bytes): calls `send` with each
-/// chunk frame, in request order, or with one `Nack(BadRequest)` frame if any requested chunk
-/// lies past the end of `object` (then no chunk is sent). The server keeps no transfer state: a
-/// retransmitted request is simply served again.
+/// Answers the chunk request `req` from `object` (the manifest or image bytes the request
+/// names): calls `send` with each chunk frame, in request order, or with one
+/// `Nack(BadRequest)` frame if any requested chunk lies past the end of `object` (then no
+/// chunk is sent). The server keeps no transfer state: a retransmitted request is served again.
 ///
-/// Errors: [`EncodeError::TooLarge`] if `out` is too small for a frame of this chunk size.
+/// Errors, before anything is sent: [`EncodeError::Invalid`] if `req` is not a chunk request;
+/// [`EncodeError::TooLarge`] if `out` cannot hold a chunk frame of this chunk size.
 /// Cost: one HMAC and one copy per chunk; `out` is reused for every frame.
 pub fn serve_chunks(
     keys: &Keys,
     req: &Request<'_>,
-    chunks: &ChunkRequest,
     object: &[u8],
     out: &mut [u8],
     mut send: impl FnMut(&[u8]),
 ) -> Result<Served, EncodeError> {
+    let Up::ChunkRequest(chunks) = &req.msg else {
+        return Err(EncodeError::Invalid);
+    };
     let size = usize::from(chunks.chunk_size);
+    if out.len() < CHUNK_HEADER_LEN + size + TAG_LEN {
+        return Err(EncodeError::TooLarge);
+    }
     let range_of = |i: u32| -> Option<core::ops::Range<usize>> {
         let start = usize::try_from(i).ok()?.checked_mul(size)?;
         (start < object.len()).then(|| start..object.len().min(start + size))
     };
-    if !chunks.is_valid() || chunks.slots().any(|(_, i)| range_of(i).is_none()) {
+    if chunks.slots().any(|(_, i)| range_of(i).is_none()) {
         let code = NackCode::BadRequest;
         let n = respond(keys, req.device, req.counter, &Down::Nack(code), out)?;
         send(&out[..n]);
@@ -189,17 +372,14 @@ mod memory {
 
     use std::collections::HashMap;
 
-    use super::{DeviceStore, Freshness};
-    use crate::frame::{DeviceId, Keys, TAG_LEN};
-
-    /// The last counter accepted from a device, and its frame's tag.
-    type Last = (u32, [u8; TAG_LEN]);
+    use super::{DeviceStore, LastFrame};
+    use crate::frame::{DeviceId, Keys};
 
     /// An in-memory [`DeviceStore`] for tests, tools and single-process servers (feature
-    /// `std`). A real server keeps the same two columns in its database.
+    /// `std`). A database-backed server keeps the same columns.
     #[derive(Debug, Default, Clone)]
     pub struct MemoryStore {
-        devices: HashMap<DeviceId, (Keys, Option<Last>)>,
+        devices: HashMap<DeviceId, (Keys, Option<LastFrame>)>,
     }
 
     impl MemoryStore {
@@ -210,33 +390,36 @@ mod memory {
 
         /// The last counter accepted from `device`.
         pub fn last_counter(&self, device: DeviceId) -> Option<u32> {
-            self.devices.get(&device).and_then(|d| d.1).map(|l| l.0)
+            self.devices
+                .get(&device)
+                .and_then(|d| d.1)
+                .map(|l| l.counter)
         }
     }
 
     impl DeviceStore for MemoryStore {
-        fn keys(&self, device: DeviceId) -> Option<Keys> {
-            self.devices.get(&device).map(|d| d.0.clone())
+        type Error = core::convert::Infallible;
+
+        fn keys(&mut self, device: DeviceId) -> Result<Option<Keys>, Self::Error> {
+            Ok(self.devices.get(&device).map(|d| d.0.clone()))
         }
 
-        fn check_and_advance(
+        fn last_frame(&mut self, device: DeviceId) -> Result<Option<LastFrame>, Self::Error> {
+            Ok(self.devices.get(&device).and_then(|d| d.1))
+        }
+
+        fn replace_last_frame(
             &mut self,
             device: DeviceId,
-            counter: u32,
-            tag: [u8; TAG_LEN],
-        ) -> Freshness {
-            let Some(d) = self.devices.get_mut(&device) else {
-                // Unknown devices never reach here (no keys); refuse anyway.
-                return Freshness::Replayed { last: u32::MAX };
-            };
-            match d.1 {
-                Some((last, _)) if counter < last => Freshness::Replayed { last },
-                Some((last, t)) if counter == last && t == tag => Freshness::Retransmission,
-                Some((last, _)) if counter == last => Freshness::Reused,
-                _ => {
-                    d.1 = Some((counter, tag));
-                    Freshness::New
+            expected: Option<LastFrame>,
+            new: LastFrame,
+        ) -> Result<bool, Self::Error> {
+            match self.devices.get_mut(&device) {
+                Some(d) if d.1 == expected => {
+                    d.1 = Some(new);
+                    Ok(true)
                 }
+                _ => Ok(false),
             }
         }
     }

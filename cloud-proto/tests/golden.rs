@@ -28,7 +28,26 @@ fn doc_hex(tag: &str) -> Vec<u8> {
     hex::decode(hex).expect("hex")
 }
 
+/// The doc's bytes equal what the code built, and the doc's tag is the spec's HMAC computed
+/// independently (tests/common), not only what the code produced.
 fn check(tag: &str, built: &[u8]) {
+    if let Some(up) = match built.first() {
+        Some(0x10) => Some(true),
+        Some(0x11 | 0x12) => Some(false),
+        _ => None,
+    } {
+        let counter = if up {
+            u32::from_le_bytes(built[5..9].try_into().unwrap())
+        } else {
+            u32::from(u16::from_le_bytes([built[1], built[2]]))
+        };
+        let (body, t) = built.split_at(built.len() - 8);
+        assert_eq!(
+            t,
+            spec_tag(up, counter, body),
+            "{tag}: tag is not the spec's HMAC"
+        );
+    }
     let doc = doc_hex(tag);
     if doc != built {
         println!("<!-- {tag}-begin -->\n```text");
@@ -150,6 +169,102 @@ fn offer_accept_and_chunks() {
             data: &data
         }
     );
+}
+
+#[test]
+fn the_other_messages() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("ack", seal_down(9, &Down::Ack)),
+        ("nack", seal_down(9, &Down::Nack(NackCode::UnknownUpdate))),
+        (
+            "defer",
+            seal_up(
+                9,
+                &Up::UpdateDecision(UpdateDecision {
+                    update: UpdateId(7),
+                    decision: Decision::Defer {
+                        retry_in_s: 3_600,
+                        reason: DeferReason::LowBattery,
+                    },
+                }),
+            ),
+        ),
+        (
+            "decline",
+            seal_up(
+                10,
+                &Up::UpdateDecision(UpdateDecision {
+                    update: UpdateId(7),
+                    decision: Decision::Decline(DeclineReason::Rejected(
+                        UpdateResult::UnsupportedPackage,
+                    )),
+                }),
+            ),
+        ),
+        (
+            "status",
+            seal_up(
+                11,
+                &Up::UpdateStatus(UpdateStatus {
+                    update: UpdateId(7),
+                    state: OtaState::Idle,
+                    result: UpdateResult::Success,
+                }),
+            ),
+        ),
+        (
+            "goodbye",
+            seal_up(12, &Up::Goodbye(Goodbye { sleep_s: 900 })),
+        ),
+    ];
+    for (tag, built) in &cases {
+        check(tag, built);
+    }
+    // Each one decodes back.
+    for (tag, _) in &cases {
+        let f = doc_hex(tag);
+        if f[0] == 0x10 {
+            frame::open_up(&keys(), &f).unwrap();
+        } else {
+            frame::open_down(&keys(), DEVICE, &f, |l| Some(u32::from(l))).unwrap();
+        }
+    }
+}
+
+fn progress_checkin<'a>() -> Up<'a> {
+    let Up::CheckIn(mut c) = checkin() else {
+        unreachable!()
+    };
+    c.trial = true;
+    c.forced_sleeps = 2;
+    c.ota = OtaReport {
+        state: OtaState::Downloading,
+        result: UpdateResult::Initial,
+        download: Some(DownloadProgress {
+            update: UpdateId(7),
+            bytes_done: 51_200,
+        }),
+    };
+    Up::CheckIn(c)
+}
+
+#[test]
+fn checkin_with_progress_and_an_inline_offer() {
+    check("checkin-progress", &seal_up(13, &progress_checkin()));
+    opens_up("checkin-progress", 13, progress_checkin());
+    let manifest: Vec<u8> = (0..16).collect();
+    let inline = welcome(Some(UpdateOffer {
+        update: UpdateId(7),
+        version: FirmwareVersion {
+            major: 1,
+            minor: 3,
+            patch: 0,
+        },
+        image_size: 600,
+        manifest: ManifestRef::Inline(&manifest),
+    }));
+    check("welcome-inline", &seal_down(13, &inline));
+    opens_down("welcome-inline", 13, inline);
 }
 
 #[test]

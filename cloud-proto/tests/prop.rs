@@ -165,9 +165,22 @@ fn up_spec() -> impl Strategy<Value = UpSpec> {
             any::<u32>(),
             any::<bool>(),
             1..=MAX_CHUNK_DATA as u16,
-            prop::collection::vec((0..1_000_000u32, 1..=16u32), 1..=MAX_RANGES),
+            0..1_000_000u32,
+            prop::collection::vec((0..1_000u32, 1..=16u32), 1..=MAX_RANGES),
         )
-            .prop_map(|(u, m, s, r)| UpSpec::Chunks(u, m, s, r)),
+            .prop_map(|(u, m, s, start, gaps)| {
+                // Increasing, non-overlapping ranges (what a valid request holds).
+                let mut next = start;
+                let ranges = gaps
+                    .into_iter()
+                    .map(|(gap, count)| {
+                        let first = next + gap;
+                        next = first + count;
+                        (first, count)
+                    })
+                    .collect();
+                UpSpec::Chunks(u, m, s, ranges)
+            }),
         (any::<u32>(), any::<u8>(), any::<u8>()).prop_map(|(u, s, r)| UpSpec::Status(u, s, r)),
         any::<u32>().prop_map(UpSpec::Goodbye),
     ]
@@ -338,7 +351,7 @@ proptest! {
     #[test]
     fn random_bytes_are_never_accepted(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
         let mut store = store();
-        prop_assert!(server::handle_datagram(&bytes, &mut store).is_err());
+        prop_assert!(server::handle_datagram(&bytes, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
         prop_assert!(frame::open_down(&keys(), DEVICE, &bytes, |l| Some(u32::from(l))).is_err());
         let mut dev = device();
         dev.send(0, &checkin()).unwrap();
@@ -355,7 +368,7 @@ proptest! {
         let f = seal_up_frame(&spec, counter);
         if let Some(bad) = mutate(&f, &m) {
             let mut store = store();
-            prop_assert!(server::handle_datagram(&bad, &mut store).is_err());
+            prop_assert!(server::handle_datagram(&bad, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
             prop_assert_eq!(store.last_counter(DEVICE), None);
         }
     }
@@ -414,6 +427,26 @@ proptest! {
         let tail = &got[got.len().saturating_sub(frames.len())..];
         prop_assert_eq!(tail, &frames[..]);
         prop_assert!(got.len() + errors <= frames.len() + 1);
+    }
+
+    #[test]
+    fn a_valid_request_never_names_a_chunk_twice(
+        ranges in prop::collection::vec((any::<u32>(), 0..70u32), 0..=MAX_RANGES),
+        chunk_size in any::<u16>(),
+    ) {
+        let req = ChunkRequest {
+            update: UpdateId(1),
+            object: Object::Image,
+            chunk_size,
+            ranges: ranges.iter().map(|&(first, count)| ChunkRange { first, count }).collect(),
+        };
+        if req.is_valid() {
+            let idx: Vec<u32> = req.slots().map(|(_, i)| i).collect();
+            prop_assert_eq!(idx.len() as u32, req.chunk_count());
+            prop_assert!(idx.windows(2).all(|w| w[0] < w[1]), "{:?}", idx);
+            prop_assert!(req.chunk_count() <= MAX_CHUNKS_PER_REQUEST);
+            prop_assert!(chunk_size >= 1 && usize::from(chunk_size) <= MAX_CHUNK_DATA);
+        }
     }
 
     #[test]

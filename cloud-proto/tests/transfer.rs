@@ -119,8 +119,9 @@ struct Server {
 }
 
 impl Server {
-    fn handle(&mut self, frame: &[u8], mut send: impl FnMut(&[u8])) {
-        let Ok(req) = server::handle_datagram(frame, &mut self.store) else {
+    fn handle(&mut self, now: u64, frame: &[u8], mut send: impl FnMut(&[u8])) {
+        let Ok(req) = server::handle_datagram(frame, &mut self.store, now, ReplayPolicy::DEFAULT)
+        else {
             return; // rejected frames are dropped (corrupt ones land here)
         };
         if !req.retransmission {
@@ -131,7 +132,7 @@ impl Server {
                 req.counter
             );
         }
-        let keys = self.store_keys();
+        let keys = keys();
         let mut out = [0u8; MAX_FRAME];
         let mut reply = |msg: &Down<'_>| {
             let n = server::respond(&keys, req.device, req.counter, msg, &mut out).unwrap();
@@ -175,9 +176,9 @@ impl Server {
                 reply(&Down::Ack);
             }
             Up::Goodbye(_) => reply(&Down::Ack),
-            Up::ChunkRequest(cr) => {
+            Up::ChunkRequest(_) => {
                 let mut frames = Vec::new();
-                let served = server::serve_chunks(&keys, &req, cr, &self.image, &mut out, |f| {
+                let served = server::serve_chunks(&keys, &req, &self.image, &mut out, |f| {
                     frames.push(f.to_vec())
                 })
                 .unwrap();
@@ -188,11 +189,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    fn store_keys(&self) -> Keys {
-        use cloud_proto::server::DeviceStore;
-        self.store.keys(DEVICE).unwrap()
     }
 }
 
@@ -269,7 +265,7 @@ fn run(seed: u64, image_len: usize) -> Outcome {
                 Counters::cold(p.reservation)
             }
         };
-        let mut dev = DeviceEndpoint::new(config(), &ROOT_KEY, counters);
+        let mut dev = DeviceEndpoint::new(config(), Keys::derive(&ROOT_KEY), counters);
         let wake_start = now;
         let budget_end = wake_start + 20_000;
         // The wake is cut short at a random point (an interrupt, a reset, a brown-out).
@@ -280,7 +276,7 @@ fn run(seed: u64, image_len: usize) -> Outcome {
             // Deliver what is due.
             while let Some(f) = up.poll(now) {
                 let mut replies = Vec::new();
-                server.handle(&f, |r| replies.push(r.to_vec()));
+                server.handle(now, &f, |r| replies.push(r.to_vec()));
                 for r in replies {
                     down.send(&mut rng, now, &r);
                 }
@@ -402,16 +398,18 @@ fn run(seed: u64, image_len: usize) -> Outcome {
                 if let Some(msg) = msg {
                     let frame = loop {
                         match dev.send(now, &msg) {
-                            Ok(f) => break f.to_vec(),
+                            Ok(t) => {
+                                // Counters to backup SRAM before the frame goes out.
+                                p.backup_sram = Some(t.counters.to_retained());
+                                break t.frame.to_vec();
+                            }
                             Err(SendError::CheckpointRequired { reserved_until }) => {
                                 p.reservation = reserved_until; // "flash write"
-                                dev.checkpoint_done(reserved_until);
+                                dev.mark_checkpointed(reserved_until);
                             }
                             Err(e) => panic!("seed {seed}: {e:?}"),
                         }
                     };
-                    // Counters to backup SRAM before the frame goes out.
-                    p.backup_sram = Some(dev.counters().to_retained());
                     up.send(&mut rng, now, &frame);
                 }
             }
@@ -513,9 +511,13 @@ fn a_clean_link_without_interruptions_needs_no_retransmission() {
         (0..chunks as u32).filter(|&i| !have[i as usize]),
         64,
     ) {
-        let f = dev.send(now, &Up::ChunkRequest(req)).unwrap().to_vec();
+        let f = dev
+            .send(now, &Up::ChunkRequest(req))
+            .unwrap()
+            .frame
+            .to_vec();
         let mut frames = Vec::new();
-        server.handle(&f, |r| frames.push(r.to_vec()));
+        server.handle(now, &f, |r| frames.push(r.to_vec()));
         for fr in frames {
             now += 1;
             if let Event::Chunk { index, data, .. } = dev.handle_datagram(now, &fr).unwrap() {

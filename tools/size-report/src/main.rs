@@ -269,18 +269,12 @@ mod cloud {
         critical_section::with(|cs| {
             let mut slot = ENDPOINT.borrow_ref_mut(cs);
             let dev = slot.insert(DeviceEndpoint::new(
-                DeviceConfig {
-                    device: DeviceId(black_box(7)),
-                    rto_initial_ms: 2_000,
-                    rto_max_ms: 16_000,
-                    max_transmissions: 4,
-                    counter_reserve: 64,
-                },
-                &black_box([0x42; 32]),
+                DeviceConfig::new(DeviceId(black_box(7))),
+                Keys::derive(&black_box([0x42; 32])),
                 Counters::from_retained(&black_box([0; 12])).unwrap_or(Counters::cold(0)),
             ));
             if let Some(r) = dev.checkpoint() {
-                dev.checkpoint_done(r);
+                dev.mark_checkpointed(r);
             }
             let data = black_box([1u8; 20]);
             let publishes = [Publish {
@@ -297,7 +291,9 @@ mod cloud {
                 forced_sleeps: 0,
                 publishes,
             });
-            let mut n = dev.send(black_box(0), &checkin).map_or(0, |f| f.len());
+            let mut n = dev
+                .send(black_box(0), &checkin)
+                .map_or(0, |t| t.frame.len() + t.counters.to_retained()[0] as usize);
             let frame = black_box([0x11u8; 64]);
             if let Ok(Event::Reply(Down::Welcome(w))) = dev.handle_datagram(1, &frame) {
                 n += w.publishes_acked as usize;
@@ -309,7 +305,7 @@ mod cloud {
                 black_box(0u32..100),
                 black_box(64),
             ) {
-                n += dev.send(2, &Up::ChunkRequest(req)).map_or(0, |f| f.len());
+                n += dev.send(2, &Up::ChunkRequest(req)).map_or(0, |t| t.frame.len());
             }
             if let Ok(Event::Chunk { data, .. }) = dev.handle_datagram(3, &frame) {
                 n += data.len();
