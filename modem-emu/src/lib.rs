@@ -1,0 +1,1 @@
+//! SARA modem emulator (skeleton: being written).
