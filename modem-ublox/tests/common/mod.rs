@@ -137,6 +137,7 @@ struct Inner {
     hook: Option<PulseHook>,
     written: Vec<u8>,
     tx_pos: usize,
+    tx_done: Vec<(u64, Vec<u8>)>,
 }
 
 impl Inner {
@@ -238,6 +239,7 @@ impl Script {
             hook: None,
             written: Vec::new(),
             tx_pos: 0,
+            tx_done: Vec::new(),
         })))
     }
 
@@ -311,6 +313,16 @@ impl Script {
             }
         }
         out
+    }
+
+    /// Time (ns) at which the `Tx` step with exactly these bytes completed (first match).
+    pub fn tx_time(&self, bytes: &[u8]) -> u64 {
+        let i = self.0.borrow();
+        i.tx_done
+            .iter()
+            .find(|(_, b)| b == bytes)
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no Tx {:?}", esc(bytes)))
     }
 
     /// Number of script steps done.
@@ -402,6 +414,8 @@ impl embedded_io::Write for Uart {
             i.tx_pos += 1;
             if i.tx_pos == expected.len() {
                 i.tx_pos = 0;
+                let now = i.now();
+                i.tx_done.push((now, expected));
                 i.steps.pop_front();
                 i.done_steps += 1;
                 i.advance();
@@ -589,4 +603,12 @@ pub fn booted(f: Family) -> (Bench, FullModem) {
     let b = Bench::new();
     let m = cold_boot(&b, f);
     (b, m)
+}
+
+/// `\r\n<info>\r\n\r\nOK\r\n`
+pub fn info_ok(info: impl AsRef<[u8]>) -> Vec<u8> {
+    let mut v = b"\r\n".to_vec();
+    v.extend_from_slice(info.as_ref());
+    v.extend_from_slice(b"\r\n\r\nOK\r\n");
+    v
 }
