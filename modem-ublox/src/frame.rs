@@ -146,6 +146,9 @@ impl<const L: usize> Framer<L> {
                 Some(Event::Line(&self.buf[..self.len]))
             }
             b'@' if self.len == 0 && self.expect_prompt => Some(Event::Prompt),
+            // Non-ASCII at the start of a line is noise (break bytes, a reboot, a baud
+            // mismatch); inside a line it is kept (operator names).
+            0x80..=0xFF if self.len == 0 => None,
             b'\t' | 0x20..=0x7E | 0x80..=0xFE => {
                 if self.len >= L {
                     self.state = State::Discard;

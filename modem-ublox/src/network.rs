@@ -188,11 +188,15 @@ where
                 st.ps
             }
         };
+        let out_of_time = |st: &State| match last(st) {
+            RegStatus::Denied => RegistrationError::Denied,
+            s => RegistrationError::Timeout(s),
+        };
         macro_rules! cap {
             ($t:expr) => {
                 match self.capped($t, deadline) {
                     Ok(v) => v,
-                    Err(()) => return Err(RegistrationError::Timeout(last(&self.st))),
+                    Err(()) => return Err(out_of_time(&self.st)),
                 }
             };
         }
@@ -241,11 +245,7 @@ where
             }
             let status = last(&self.st);
             if self.now_ns() >= deadline {
-                return Err(if status == RegStatus::Denied {
-                    RegistrationError::Denied
-                } else {
-                    RegistrationError::Timeout(status)
-                });
+                return Err(out_of_time(&self.st));
             }
             let since = (self.now_ns() - last_action) / 1_000_000;
             if since >= u64::from(opts.intervention_interval_ms) {

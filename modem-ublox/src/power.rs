@@ -365,6 +365,8 @@ where
             }
         }
         if self.reset_pulse_ms(p.reset_pulse_ms)? {
+            // Whatever the reset does, the session is gone (and echo is back on).
+            self.st.invalidate();
             if p.reset_powers_off {
                 if self.verify_off()? {
                     return Ok(());

@@ -593,6 +593,12 @@ where
         let framing_ok = sink.framing_ok;
         let declared = sink.declared;
         self.framer_binary(false);
+        if r.is_err() || declared.is_none() || !framing_ok {
+            // Unknown how much the modem consumed: poll before the next read.
+            if let Some(slot) = self.slot_mut(id) {
+                slot.pending = 0;
+            }
+        }
         r?;
         if declared.is_none() || !framing_ok {
             return Err(SocketError::At(AtError::Unexpected));
