@@ -131,7 +131,15 @@ where
         }
         self.reset_engine();
         let already_on = match self.vint_high()? {
-            Some(true) => self.probe(3)?,
+            Some(true) => {
+                if !self.probe(3)? {
+                    // On but deaf: a power-on pulse could switch some models off (the R5's
+                    // on and off pulses overlap); reset it instead.
+                    self.st.sweep_needed = false;
+                    return self.restart();
+                }
+                true
+            }
             Some(false) => false,
             None => self.probe(1)?,
         };

@@ -606,7 +606,10 @@ where
         // A +UUSORD that arrived during the read already gave a newer total: keep it (an
         // overestimate only makes the next read shorter, an underestimate triggers a poll).
         if let Some(slot) = self.slot_mut(id) {
-            if slot.pending == pending {
+            if got == 0 {
+                // The modem had less than it announced (R4 `+USORD: <h>,""`): ask next time.
+                slot.pending = 0;
+            } else if slot.pending == pending {
                 slot.pending = pending.saturating_sub(got as u16);
             }
         }

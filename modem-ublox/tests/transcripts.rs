@@ -520,6 +520,7 @@ fn e_tcp_read_r4_empty_and_hex_mode() {
     b.push(at("AT+USORD=0,4\r\n", info_ok("+USORD: 0,\"\"")));
     let mut buf = [0u8; 16];
     assert_eq!(m.receive(s, &mut buf), Ok(0));
+    assert_eq!(m.pending(s), Ok(0), "the next read asks again");
 
     let b2 = Bench::new();
     b2.script.set_vint(false);
@@ -737,5 +738,19 @@ fn unsupported_model_is_refused() {
     b.push(ok("AT+CMEE=1\r\n"));
     b.push(at("AT+CGMM\r\n", info_ok("LARA-R6001D")));
     assert_eq!(m.power_on(), Err(PowerError::UnsupportedModel));
+    b.done();
+}
+
+#[test]
+fn a_vint_high_but_deaf_is_reset_not_pulsed() {
+    let b = Bench::new();
+    b.script.set_vint(true);
+    let mut m = b.modem(Config::new(Family::R5));
+    b.push([tx("AT\r\n"), tx("AT\r\n"), tx("AT\r\n")]);
+    b.push([tx("AT\r\n"), rx_after(600, "AT\r\r\nOK\r\n")]);
+    b.push(init_steps(Family::R5));
+    m.power_on().unwrap();
+    assert!(b.script.pulses("PWR_ON").is_empty());
+    assert_eq!(b.script.pulses("RESET_N")[0].1, 200 * MS);
     b.done();
 }
