@@ -234,8 +234,10 @@ pub(crate) enum Done {
 /// * `L`: line buffer size (default 256 bytes). Binary socket data goes straight to the
 ///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 32) / 2` bytes).
 ///
-/// RAM: `L` + about 330 bytes (state, 32-byte receive chunk, socket table) plus the UART,
-/// delay and pin values. Commands are built in a 128-byte stack buffer.
+/// RAM: `L` + about 430 bytes (state with the timeout tables, 32-byte receive chunk, socket
+/// table; 680 bytes in all with the default `L` and zero-sized HAL handles, measured with
+/// `size_of` on the host) plus the UART, delay and pin values. Commands are built in a
+/// 128-byte stack buffer.
 pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
     pub(crate) uart: U,
     pub(crate) delay: D,
