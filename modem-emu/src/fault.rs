@@ -12,7 +12,8 @@ use crate::config::RegStat;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     /// A command line arrives whose text starts (case-insensitively) with
-    /// `prefix`, e.g. `"AT+USOCO"` or `"AT+CREG?"`.
+    /// `prefix`, e.g. `"AT+USOCO"` or `"AT+CREG?"`. Lines are counted from
+    /// the moment the fault is added.
     Command {
         /// Prefix of the command line, including `AT`.
         prefix: String,
