@@ -623,6 +623,11 @@ impl Core {
                     .push(Violation::TooSoonAfterIpr { at_us: self.now });
             }
         }
+        self.dispatch(b);
+    }
+
+    /// Hands a received byte to the current mode.
+    fn dispatch(&mut self, b: u8) {
         match &mut self.mode {
             Mode::Payload {
                 prompt,
@@ -808,12 +813,13 @@ impl Core {
             }
         };
         self.send_reply(reply, mods);
-        // Bytes that came in while the command ran are handled now.
-        while matches!(self.mode, Mode::Idle) {
+        // Bytes that came in while the command ran are handled now, by
+        // whatever mode the reply left (payload after `@`, or a new line).
+        while !matches!(self.mode, Mode::Busy { .. }) {
             let Some(b) = self.fifo.pop_front() else {
                 break;
             };
-            self.line_byte(b);
+            self.dispatch(b);
         }
         self.flush_echo();
     }

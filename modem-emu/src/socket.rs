@@ -191,7 +191,9 @@ pub(crate) fn pump(core: &mut Core) {
                 }
             }
             Host::Udp(sock) => {
-                let mut buf = vec![0u8; 65_536];
+                // Larger datagrams are truncated (the module reads at most 1024
+                // bytes per command anyway).
+                let mut buf = [0u8; 4096];
                 loop {
                     match sock.recv_from(&mut buf) {
                         Ok((n, SocketAddr::V4(from))) => {
