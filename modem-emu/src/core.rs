@@ -290,6 +290,7 @@ pub(crate) struct Core {
     short_reads: Option<(usize, u64)>,
     short_writes: Option<usize>,
     lose_next: bool,
+    lose_urcs: Vec<String>,
     last_activity: u64,
     ipr_ok_at: Option<u64>,
 
@@ -341,6 +342,7 @@ impl Core {
             short_reads: None,
             short_writes: None,
             lose_next: false,
+            lose_urcs: Vec::new(),
             last_activity: 0,
             ipr_ok_at: None,
             set: Settings::defaults(),
@@ -471,6 +473,19 @@ impl Core {
     pub fn enqueue(&mut self, out: Out) {
         if out.bytes.is_empty() || matches!(self.power, Power::Off) {
             return;
+        }
+        if out.urc && !self.lose_urcs.is_empty() {
+            let text = out.bytes.strip_prefix(b"\r\n").unwrap_or(&out.bytes);
+            if let Some(i) = self
+                .lose_urcs
+                .iter()
+                .position(|p| text.starts_with(p.as_bytes()))
+            {
+                self.lose_urcs.remove(i);
+                let shown = String::from_utf8_lossy(text).trim_end().to_string();
+                self.note(format!("URC lost (fault): {shown}"));
+                return;
+            }
         }
         let mut bytes = out.bytes;
         if self.baud_mismatch() {
@@ -1270,6 +1285,7 @@ impl Core {
                 };
             }
             Action::LoseNextChar => self.lose_next = true,
+            Action::LoseUrc(prefix) => self.lose_urcs.push(prefix.clone()),
             Action::IgnorePwrOn => self.ignore_pwr_on = true,
             Action::IgnoreReset => self.ignore_reset = true,
             Action::VintStuckHigh => self.vint_stuck = true,

@@ -93,8 +93,8 @@ impl Emulator {
         }
     }
 
-    /// Virtual time in microseconds since creation.
-    pub fn now_us(&self) -> u64 {
+    /// Virtual time in microseconds since creation (the one time base).
+    pub fn now(&self) -> u64 {
         lock(&self.core).now
     }
 

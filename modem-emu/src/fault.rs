@@ -161,6 +161,9 @@ pub enum Action {
     ShortWrites(usize),
     /// The next character the DTE sends is lost (UART asleep, failure mode 17).
     LoseNextChar,
+    /// The next URC whose text starts with this prefix (e.g. `"+UUSORD"`) is
+    /// not sent: a lost URC (failure mode 10).
+    LoseUrc(String),
     /// `PWR_ON` pulses are ignored from now on (R510, research 2.3).
     IgnorePwrOn,
     /// `RESET_N` pulses are ignored from now on (R510).

@@ -41,7 +41,7 @@ fn delay_response_then_late_cme_error() {
         Trigger::nth("AT+USOCO", 1),
         Action::Fail(ErrorReply::Cme(3)),
     ));
-    let t0 = emu.now_us();
+    let t0 = emu.now();
     eq(
         &tx(
             &emu,
@@ -55,7 +55,7 @@ fn delay_response_then_late_cme_error() {
         &wait(&emu, &mut u, Duration::from_secs(11)),
         b"\r\n+CME ERROR: Operation not allowed\r\n",
     );
-    assert!(emu.now_us() - t0 >= 130_000_000);
+    assert!(emu.now() - t0 >= 130_000_000);
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn sticky_registration_states() {
     at(&emu, &mut u, "AT+COPS=0\r\n");
     wait(&emu, &mut u, Duration::from_secs(10));
     assert_eq!(emu.registration().0, RegStat::Denied);
-    let now = emu.now_us() / 1000;
+    let now = emu.now() / 1000;
     emu.add_fault(Fault::new(
         Trigger::at_ms(now + 1),
         Action::Registration(RegStat::NotSearching),
@@ -320,12 +320,12 @@ fn short_reads_with_gaps() {
     let mut buf = [0u8; 64];
     assert_eq!(u.read(&mut buf).unwrap(), 3);
     assert!(!u.read_ready().unwrap(), "held back right after a read");
-    let t = emu.now_us();
+    let t = emu.now();
     // A blocking read waits out the gap.
     assert_eq!(u.read(&mut buf).unwrap(), 3);
-    assert_eq!(emu.now_us() - t, 2000);
+    assert_eq!(emu.now() - t, 2000);
     emu.add_fault(Fault::new(
-        Trigger::at_ms(emu.now_us() / 1000),
+        Trigger::at_ms(emu.now() / 1000),
         Action::ShortReads {
             max: usize::MAX,
             gap: Duration::ZERO,
@@ -424,4 +424,28 @@ fn input_during_a_non_abortable_command_is_queued_and_reported() {
         emu.violations().as_slice(),
         [Violation::InputWhileBusy { command, .. }, ..] if command == "AT+CIMI"
     ));
+}
+
+#[test]
+fn lose_a_urc() {
+    let mut cfg = Config::for_model(Model::SaraU260);
+    cfg.network.ps_extra_delay = Duration::ZERO;
+    let emu = Emulator::with_config(Model::SaraU260, cfg);
+    emu.power_on_now();
+    let mut u = emu.uart();
+    at(&emu, &mut u, "ATE0\r\n");
+    at(&emu, &mut u, "AT+CREG=1\r\n");
+    at(&emu, &mut u, "AT+CGREG=1\r\n");
+    emu.add_fault(Fault::new(
+        Trigger::at_ms(0),
+        Action::LoseUrc("+CREG".into()),
+    ));
+    // The CREG URC of the registration is lost, the CGREG one is not.
+    eq(
+        &wait(&emu, &mut u, Duration::from_secs(3)),
+        b"\r\n+CGREG: 1\r\n",
+    );
+    assert!(emu
+        .transcript_string()
+        .contains("URC lost (fault): +CREG: 1"));
 }

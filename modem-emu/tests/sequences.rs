@@ -305,7 +305,7 @@ fn c_brown_out_signature_creg_n_back_to_zero() {
     at(&emu, &mut u, "AT+CREG=2\r\n");
     wait(&emu, &mut u, SECS(5));
     emu.add_fault(Fault::new(
-        Trigger::at_ms(emu.now_us() / 1000 + 10),
+        Trigger::at_ms(emu.now() / 1000 + 10),
         Action::Reboot {
             garbage: vec![0, 0],
         },
@@ -412,7 +412,7 @@ fn d_pdp_activation_u2_g3() {
         );
         // Later the network drops it.
         emu.add_fault(Fault::new(
-            Trigger::at_ms(emu.now_us() / 1000 + 1),
+            Trigger::at_ms(emu.now() / 1000 + 1),
             Action::PdpLost,
         ));
         eq(&wait(&emu, &mut u, SECS(1)), b"\r\n+UUPSDD: 0\r\n");

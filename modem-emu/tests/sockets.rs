@@ -426,7 +426,7 @@ fn peer_close_fault_and_stats_per_kilobyte() {
     assert_eq!(per_kb.to_modem.at, "AT+USORD=0,1024\r\n".len() as u64);
 
     emu.add_fault(Fault::new(
-        Trigger::at_ms(emu.now_us() / 1000 + 1),
+        Trigger::at_ms(emu.now() / 1000 + 1),
         Action::PeerClose(0),
     ));
     eq(

@@ -26,7 +26,7 @@ fn blocking_read_advances_the_clock_to_the_next_byte() {
     let (emu, mut u) = on(Model::SaraU260);
     u.write_all(b"ATE0\r\n").unwrap();
     // 6 bytes at 115200 baud = 521 µs of wire time (10 bits per byte).
-    assert_eq!(emu.now_us(), 521);
+    assert_eq!(emu.now(), 521);
     let mut buf = [0u8; 64];
     // The echo of a line goes out when its CR arrives: not complete yet.
     assert!(!u.read_ready().unwrap());
@@ -37,11 +37,7 @@ fn blocking_read_advances_the_clock_to_the_next_byte() {
     }
     eq(&got, b"ATE0\r\r\nOK\r\n");
     // The OK came after the 5 ms command latency plus its own wire time.
-    assert!(
-        emu.now_us() > 5_000 && emu.now_us() < 7_000,
-        "{}",
-        emu.now_us()
-    );
+    assert!(emu.now() > 5_000 && emu.now() < 7_000, "{}", emu.now());
     let e = u.read(&mut buf).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
 }
@@ -52,12 +48,12 @@ fn bytes_arrive_one_wire_time_apart() {
     at(&emu, &mut u, "ATE0\r\n");
     u.write_all(b"AT+CGMM\r\n").unwrap();
     let mut buf = [0u8; 64];
-    let t0 = emu.now_us();
+    let t0 = emu.now();
     let n = u.read(&mut buf).unwrap();
     assert_eq!(n, 1, "a blocking read returns as soon as one byte is there");
-    let t1 = emu.now_us();
+    let t1 = emu.now();
     assert_eq!(u.read(&mut buf).unwrap(), 1);
-    let t2 = emu.now_us();
+    let t2 = emu.now();
     assert!(t1 > t0);
     assert!((86..=88).contains(&(t2 - t1)), "{}", t2 - t1);
 }
@@ -70,7 +66,7 @@ fn delay_advances_virtual_time_only() {
     d.delay_ms(3_600_000); // one virtual hour
     d.delay_ns(400);
     d.delay_ns(600);
-    assert_eq!(emu.now_us(), 3_600_000_001);
+    assert_eq!(emu.now(), 3_600_000_001);
     // No socket open: no real sleeping (generous bound, not a timing assertion).
     assert!(real.elapsed() < Duration::from_secs(30));
 }
