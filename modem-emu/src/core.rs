@@ -12,6 +12,9 @@ use crate::net::NetState;
 use crate::record::{Dir, Record, Stats, Violation};
 use crate::socket::{Socket, NUM_SOCKETS};
 
+/// Latest virtual time a fault can be scheduled at (about 100 years, µs).
+const MAX_TIME: u64 = 100 * 365 * 24 * 3600 * 1_000_000;
+
 /// Longest command line accepted; longer lines answer `ERROR` (inferred).
 const MAX_LINE: usize = 4096;
 
@@ -1159,8 +1162,9 @@ impl Core {
 
     pub fn add_fault(&mut self, fault: Fault) -> usize {
         let index = self.faults.len();
+        // Clamped to ~100 years so that clock arithmetic can never overflow.
         let at = match fault.trigger {
-            Trigger::At(d) => Some(us(d)),
+            Trigger::At(d) => Some(us(d).min(MAX_TIME)),
             _ => None,
         };
         self.faults.push(FaultSlot {

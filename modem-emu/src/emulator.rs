@@ -218,8 +218,9 @@ impl embedded_io::Error for UartError {
 ///   A [`crate::Action::ShortWrites`] fault makes it accept fewer bytes.
 /// * [`embedded_io::ReadReady::read_ready`] is true when a byte is due now.
 /// * [`embedded_io::Read::read`] returns the bytes due now; when none is due it
-///   advances the clock to the next scheduled byte (a blocking read). When
-///   nothing at all is scheduled it returns [`UartError::TimedOut`] instead of
+///   advances the clock to the next scheduled byte (a blocking read), running
+///   any internal event on the way (registration steps, faults…). When
+///   nothing at all is scheduled any more it returns [`UartError::TimedOut`] instead of
 ///   hanging — a real UART read would block forever, so drivers should call
 ///   `read_ready` first. While host sockets are open it first waits up to
 ///   [`Config::real_read_wait`] of real time for socket data.

@@ -279,3 +279,19 @@ fn random_runs_exercise_the_command_set() {
         assert!(all.contains(deep), "never reached {deep:?}");
     }
 }
+
+#[test]
+fn absurd_fault_times_do_not_overflow_the_clock() {
+    let (emu, mut u) = on(Model::SaraU260);
+    emu.add_fault(Fault::new(Trigger::At(Duration::MAX), Action::LoseNextChar));
+    let mut buf = [0u8; 4];
+    // The blocking read runs the far event and then finds nothing: TimedOut.
+    assert!(u.read(&mut buf).is_err());
+    assert!(emu.now() >= 100 * 365 * 24 * 3600 * 1_000_000);
+    // The clock still works: 'A' is lost, "T" echoed, then a normal command.
+    eq(
+        &tx(&emu, &mut u, b"AT\r\n", Duration::from_millis(50)),
+        b"T\r",
+    );
+    eq(&at(&emu, &mut u, "AT\r\n"), b"AT\r\r\nOK\r\n");
+}
