@@ -677,3 +677,27 @@ fn h_psm_and_edrx_commands() {
     ));
     eq(&at(&emu, &mut u, "AT\r\n"), b"\r\nOK\r\n\r\n+UUPSMR: 1\r\n");
 }
+
+#[test]
+fn e_r4_async_close_then_uusocl() {
+    let (emu, mut u) = online(Model::SaraR410M, 1);
+    eq(
+        &at(&emu, &mut u, "AT+USOCR=6\r\n"),
+        b"\r\n+USOCR: 0\r\n\r\nOK\r\n",
+    );
+    eq(
+        &at(&emu, &mut u, "AT+USOCL=0,1\r\n"),
+        b"\r\nOK\r\n\r\n+UUSOCL: 0\r\n",
+    );
+    eq(
+        &at(&emu, &mut u, "AT+USOCTL=0,0\r\n"),
+        b"\r\n+CME ERROR: 3\r\n",
+    );
+    // U2/G3 have no asynchronous close.
+    let (emu, mut u) = online(Model::SaraU260, 1);
+    at(&emu, &mut u, "AT+USOCR=6\r\n");
+    eq(
+        &at(&emu, &mut u, "AT+USOCL=0,1\r\n"),
+        b"\r\n+CME ERROR: 4\r\n",
+    );
+}
