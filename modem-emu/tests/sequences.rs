@@ -685,10 +685,9 @@ fn e_r4_async_close_then_uusocl() {
         &at(&emu, &mut u, "AT+USOCR=6\r\n"),
         b"\r\n+USOCR: 0\r\n\r\nOK\r\n",
     );
-    eq(
-        &at(&emu, &mut u, "AT+USOCL=0,1\r\n"),
-        b"\r\nOK\r\n\r\n+UUSOCL: 0\r\n",
-    );
+    let mut r = at(&emu, &mut u, "AT+USOCL=0,1\r\n");
+    r.extend(wait(&emu, &mut u, Duration::from_millis(50)));
+    eq(&r, b"\r\nOK\r\n\r\n+UUSOCL: 0\r\n");
     eq(
         &at(&emu, &mut u, "AT+USOCTL=0,0\r\n"),
         b"\r\n+CME ERROR: 3\r\n",
