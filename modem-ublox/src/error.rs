@@ -1,0 +1,311 @@
+//! Error enums, one per operation family. Each is small, `Copy`, comparable in tests, and says
+//! what the caller can do about it.
+
+use core::fmt;
+
+/// A UART error, erased to its [`embedded_io::ErrorKind`] so the driver's error types do not
+/// carry the HAL's error type.
+pub type UartErrorKind = embedded_io::ErrorKind;
+
+/// A pin error, erased to its [`embedded_hal::digital::ErrorKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinError(pub embedded_hal::digital::ErrorKind);
+
+impl fmt::Display for PinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pin error: {:?}", self.0)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for PinError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "PinError({})", defmt::Debug2Format(&self.0))
+    }
+}
+
+/// The result of one AT command exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum AtError {
+    /// No final result code (`OK`, `ERROR`, …) within the command's timeout. The driver counts
+    /// consecutive timeouts; see [`Modem::recover`](crate::Modem::recover).
+    Timeout,
+    /// A plain `ERROR` without a code.
+    Error,
+    /// `+CME ERROR: <code>`. Verbose (`AT+CMEE=2`) texts the driver knows are mapped to their
+    /// 3GPP TS 27.007 number; unknown texts become 100 ("unknown").
+    Cme(u16),
+    /// `+CMS ERROR: <code>`.
+    Cms(u16),
+    /// `ABORTED`: the command was interrupted (by a character sent while it ran, or by the
+    /// modem). Retrying is usually right.
+    Aborted,
+    /// A response line did not fit the driver's line buffer. The rest of the line was skipped
+    /// and the exchange ran to its final result code, so the engine is in sync again.
+    LineTooLong,
+    /// The response did not have the expected shape (a missing or malformed information line).
+    Unexpected,
+    /// An argument cannot be sent (a quote or control character in a string, a string too
+    /// long for the command buffer).
+    InvalidArgument,
+    /// The modem rebooted on its own (echo came back, registration reporting reset, V_INT
+    /// edge). The driver re-initialised it; sockets and the data context are gone.
+    ModemRebooted,
+    /// V_INT says the modem is off.
+    PoweredOff,
+    /// The UART failed.
+    Uart(UartErrorKind),
+}
+
+impl fmt::Display for AtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("AT command timed out"),
+            Self::Error => f.write_str("ERROR"),
+            Self::Cme(c) => write!(f, "+CME ERROR: {c}"),
+            Self::Cms(c) => write!(f, "+CMS ERROR: {c}"),
+            Self::Aborted => f.write_str("command aborted"),
+            Self::LineTooLong => f.write_str("response line longer than the line buffer"),
+            Self::Unexpected => f.write_str("unexpected response"),
+            Self::InvalidArgument => f.write_str("argument cannot be sent"),
+            Self::ModemRebooted => f.write_str("modem rebooted"),
+            Self::PoweredOff => f.write_str("modem is powered off"),
+            Self::Uart(k) => write!(f, "UART error: {k:?}"),
+        }
+    }
+}
+
+impl core::error::Error for AtError {}
+
+/// Powering the modem on or off, resetting it, or initialising it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PowerError {
+    /// The modem never answered `AT` (wrong baud rate, no power, modem dead). Check the UART
+    /// rate ([`Modem::probe_baud`](crate::Modem::probe_baud)) or cut the supply.
+    NoResponse,
+    /// The modem is still on after every power-off method the model allows (V_INT stayed
+    /// high, or it still answers `AT`). Cut VCC if the board can.
+    StillOn,
+    /// `AT+CGMM` named a model this build does not support (its family feature is off, or it
+    /// is not a SARA module).
+    UnsupportedModel,
+    /// A pin could not be driven or read.
+    Pin(PinError),
+    /// An initialisation command failed.
+    At(AtError),
+}
+
+impl fmt::Display for PowerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoResponse => f.write_str("modem does not answer AT"),
+            Self::StillOn => f.write_str("modem did not power off"),
+            Self::UnsupportedModel => f.write_str("unsupported modem model"),
+            Self::Pin(e) => e.fmt(f),
+            Self::At(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for PowerError {}
+
+impl From<AtError> for PowerError {
+    fn from(e: AtError) -> Self {
+        Self::At(e)
+    }
+}
+
+impl From<PinError> for PowerError {
+    fn from(e: PinError) -> Self {
+        Self::Pin(e)
+    }
+}
+
+/// The SIM is not usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SimError {
+    /// No SIM in the holder (`+CME ERROR: 10` / `SIM not inserted`).
+    NotInserted,
+    /// The SIM wants a PIN (or PUK); the driver does not enter PINs.
+    PinRequired,
+    /// The SIM stayed busy or failing (`+CME ERROR: 14` / `13`) for the whole budget.
+    NotReady,
+    /// Any other failure of the exchange.
+    At(AtError),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInserted => f.write_str("SIM not inserted"),
+            Self::PinRequired => f.write_str("SIM PIN required"),
+            Self::NotReady => f.write_str("SIM not ready within the budget"),
+            Self::At(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for SimError {}
+
+impl From<AtError> for SimError {
+    fn from(e: AtError) -> Self {
+        Self::At(e)
+    }
+}
+
+/// Network registration did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RegistrationError {
+    /// The caller's budget ran out before the modem registered. Carries the last status seen
+    /// (packet-switched domain for U2/G3, EPS for R4/R5).
+    Timeout(crate::RegStatus),
+    /// The network denied registration (status 3) for the whole budget, interventions included.
+    Denied,
+    /// The modem rebooted during registration; it has been re-initialised, call again.
+    ModemRebooted,
+    /// A command failed.
+    At(AtError),
+}
+
+impl fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(s) => write!(f, "not registered within the budget (last {s:?})"),
+            Self::Denied => f.write_str("registration denied"),
+            Self::ModemRebooted => f.write_str("modem rebooted during registration"),
+            Self::At(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for RegistrationError {}
+
+impl From<AtError> for RegistrationError {
+    fn from(e: AtError) -> Self {
+        match e {
+            AtError::ModemRebooted => Self::ModemRebooted,
+            e => Self::At(e),
+        }
+    }
+}
+
+/// Activating the packet data context failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DataError {
+    /// Not registered on the packet-switched network (`+CME ERROR: 30`/`107`, attach failed).
+    NotRegistered,
+    /// PDP authentication failed (`+CME ERROR: 149`): check user name, password, auth type.
+    AuthFailed,
+    /// The APN or service is not subscribed / unknown (`+CME ERROR: 133`, `127`, `132`).
+    NotSubscribed,
+    /// The network rejected activation (`+CME ERROR: 148`, a non-zero `+UUPSDA` result, …).
+    Rejected(u16),
+    /// The budget ran out before the context was active.
+    Timeout,
+    /// The modem rebooted; it has been re-initialised, register again.
+    ModemRebooted,
+    /// A command failed.
+    At(AtError),
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRegistered => f.write_str("not registered for packet data"),
+            Self::AuthFailed => f.write_str("PDP authentication failed"),
+            Self::NotSubscribed => f.write_str("APN or service not subscribed"),
+            Self::Rejected(c) => write!(f, "PDP activation rejected ({c})"),
+            Self::Timeout => f.write_str("PDP activation did not finish within the budget"),
+            Self::ModemRebooted => f.write_str("modem rebooted"),
+            Self::At(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for DataError {}
+
+impl From<AtError> for DataError {
+    fn from(e: AtError) -> Self {
+        match e {
+            AtError::ModemRebooted => Self::ModemRebooted,
+            AtError::Cme(30) | AtError::Cme(107) => Self::NotRegistered,
+            AtError::Cme(149) => Self::AuthFailed,
+            AtError::Cme(127) | AtError::Cme(132) | AtError::Cme(133) => Self::NotSubscribed,
+            AtError::Cme(c @ (134 | 148)) => Self::Rejected(c),
+            e => Self::At(e),
+        }
+    }
+}
+
+/// A socket operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SocketError {
+    /// All seven modem sockets are in use, even after sweeping stale ones.
+    NoFreeSocket,
+    /// The handle is not open (closed already, or never created by this driver).
+    InvalidSocket,
+    /// The modem rebooted since this socket was created: it no longer exists. Create a new
+    /// one (after registering and activating data again).
+    Invalidated,
+    /// The peer closed the connection and every byte it sent has been read.
+    Closed,
+    /// The operation does not fit the socket (TCP call on a UDP socket, UDP send without a
+    /// remote, IPv6 address, write on a closed socket).
+    Unsupported,
+    /// A datagram longer than 1024 bytes (512 in hex mode).
+    TooLarge,
+    /// `+USOER` reported this BSD-style socket error (e.g. 111 refused, 110 timed out,
+    /// 104 reset). Retryable ones (11, 172) are retried by the driver first.
+    Socket(u16),
+    /// A command failed.
+    At(AtError),
+}
+
+impl fmt::Display for SocketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoFreeSocket => f.write_str("no free modem socket"),
+            Self::InvalidSocket => f.write_str("socket is not open"),
+            Self::Invalidated => f.write_str("socket lost in a modem reboot"),
+            Self::Closed => f.write_str("connection closed by the peer"),
+            Self::Unsupported => f.write_str("operation not supported on this socket"),
+            Self::TooLarge => f.write_str("datagram too large"),
+            Self::Socket(e) => write!(f, "socket error {e}"),
+            Self::At(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for SocketError {}
+
+impl From<AtError> for SocketError {
+    fn from(e: AtError) -> Self {
+        match e {
+            AtError::ModemRebooted => Self::Invalidated,
+            e => Self::At(e),
+        }
+    }
+}
+
+impl embedded_nal::TcpError for SocketError {
+    fn kind(&self) -> embedded_nal::TcpErrorKind {
+        match self {
+            Self::Closed | Self::Invalidated | Self::Socket(104 | 107 | 65) => {
+                embedded_nal::TcpErrorKind::PipeClosed
+            }
+            _ => embedded_nal::TcpErrorKind::Other,
+        }
+    }
+}

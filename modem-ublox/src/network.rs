@@ -1,0 +1,497 @@
+//! SIM, network registration, the packet data context, and R4/R5 power-saving settings.
+
+use core::net::Ipv4Addr;
+
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_io::{Read, ReadReady, Write};
+
+use crate::cmd::Cmd;
+use crate::config::{Apn, Auth, Registration};
+use crate::error::{AtError, DataError, RegistrationError, SimError};
+use crate::fields::{parse_ipv4, parse_u32, Fields};
+use crate::model::Family;
+use crate::modem::{Modem, State};
+use crate::urc::RegStatus;
+
+/// A string of up to 22 digits (ICCID, IMSI) read from the modem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Digits {
+    buf: [u8; 22],
+    len: u8,
+}
+
+impl Digits {
+    fn parse(s: &[u8]) -> Option<Self> {
+        if s.is_empty() || s.len() > 22 || !s.iter().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let mut buf = [0u8; 22];
+        buf[..s.len()].copy_from_slice(s);
+        Some(Self {
+            buf,
+            len: s.len() as u8,
+        })
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Debug for Digits {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Digits {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{=str}", self.as_str())
+    }
+}
+
+/// PSM timers as assigned by the network (`AT+UCPSMS?`), GPRS timer bit strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PsmTimers {
+    /// PSM on (1) or off (0).
+    pub mode: u8,
+    /// Periodic TAU (T3412), 8 bits `'0'`/`'1'`.
+    pub tau: [u8; 8],
+    /// Active time (T3324), 8 bits.
+    pub active_time: [u8; 8],
+}
+
+fn bits8(s: &[u8]) -> Option<[u8; 8]> {
+    if s.len() != 8 || !s.iter().all(|&c| c == b'0' || c == b'1') {
+        return None;
+    }
+    let mut o = [0u8; 8];
+    o.copy_from_slice(s);
+    Some(o)
+}
+
+impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L>
+where
+    U: Read + Write + ReadReady,
+    D: DelayNs,
+    P: OutputPin,
+    R: OutputPin,
+    V: InputPin,
+{
+    /// Wait until the SIM is ready (`AT+CPIN?` → `READY`), retrying every second while it is
+    /// busy or failing (`+CME ERROR: 14`/`13`, plain `ERROR` while it initialises; R410 after a
+    /// `CFUN` change), up to `budget_ms`.
+    ///
+    /// # Errors
+    /// [`SimError::NotInserted`], [`SimError::PinRequired`] (the driver does not enter PINs),
+    /// [`SimError::NotReady`] after the budget, [`SimError::At`].
+    pub fn wait_sim_ready(&mut self, budget_ms: u32) -> Result<(), SimError> {
+        let deadline = self.deadline(budget_ms);
+        let t = self.timeouts().sim;
+        loop {
+            let r = self.query(b"AT+CPIN?\r\n", t, b"+CPIN:", |rest| Some(rest == b"READY"));
+            match r {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(AtError::Cme(11 | 12 | 16 | 17 | 18)) => {
+                    return Err(SimError::PinRequired)
+                }
+                Err(AtError::Cme(10)) => return Err(SimError::NotInserted),
+                Err(AtError::Cme(13..=15)) | Err(AtError::Error) => {}
+                Err(e) => return Err(SimError::At(e)),
+            }
+            if self.left_ms(deadline) < 1_000 {
+                return Err(SimError::NotReady);
+            }
+            self.sleep_ms(1_000);
+        }
+    }
+
+    /// The SIM's ICCID (`AT+CCID`).
+    ///
+    /// # Errors
+    /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
+    pub fn iccid(&mut self) -> Result<Digits, AtError> {
+        let t = self.timeouts().sim;
+        self.query(b"AT+CCID\r\n", t, b"+CCID:", Digits::parse)
+    }
+
+    /// The subscriber identity (`AT+CIMI`, up to 10 s).
+    ///
+    /// # Errors
+    /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
+    pub fn imsi(&mut self) -> Result<Digits, AtError> {
+        let t = self.timeouts().sim;
+        self.query(b"AT+CIMI\r\n", t, b"", |l| {
+            if l.iter().all(u8::is_ascii_digit) {
+                Digits::parse(l)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn capped(&self, t: u32, deadline: u64) -> Result<u32, ()> {
+        let left = self.left_ms(deadline);
+        if left == 0 {
+            Err(())
+        } else {
+            Ok(t.min(left))
+        }
+    }
+
+    fn registered_now(st: &State, roaming: bool) -> Option<RegStatus> {
+        let s = if st.family.uses_cereg() {
+            st.eps
+        } else {
+            st.ps
+        };
+        match s {
+            RegStatus::Home => Some(s),
+            RegStatus::Roaming if roaming => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Register on the network within `opts.budget_ms`.
+    ///
+    /// U2/G3: `AT+CFUN?` (→ `AT+CFUN=1`), `AT+CREG=2`, `AT+CGREG=2`, `AT+COPS?` (→
+    /// `AT+COPS=0,2` if deregistered), then `AT+CREG?` + `AT+CGREG?` polls every
+    /// `poll_interval_ms`, with `+CREG`/`+CGREG` URCs tracked in between (a URC reporting
+    /// registration ends the wait at once). Registered means packet-switched registered
+    /// (`+CGREG` 1, or 5 when roaming is allowed): that is what sockets need.
+    ///
+    /// R4/R5: `AT+CEREG=2`, R4 `AT+URAT?` (→ `AT+CFUN=4`, `AT+URAT=7` for the invalid `7,8`),
+    /// `AT+CGDCONT=1,"IP","<apn>"` if [`Registration::eps_apn`] is set, `AT+CFUN?`
+    /// (→ `AT+CFUN=1`), `AT+COPS?`, then `AT+CEREG?` polls.
+    ///
+    /// Interventions (if enabled) run every `intervention_interval_ms` while stuck: denied →
+    /// `AT+CFUN=0` + `AT+CFUN=1`; not searching/searching → `AT+COPS=0,2`; CS registered but
+    /// not PS → `AT+CGATT=1`. Every command's timeout is capped by the remaining budget.
+    ///
+    /// Cost: about 70 bytes out and 150 in for the setup, ~40 bytes per poll.
+    ///
+    /// # Errors
+    /// [`RegistrationError::Timeout`] with the last status, [`RegistrationError::Denied`],
+    /// [`RegistrationError::ModemRebooted`] if a brown-out was detected (`+CREG: 0,x` after
+    /// `AT+CREG=2`, echo back on): the modem has been re-initialised, call again.
+    pub fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError> {
+        let deadline = self.deadline(opts.budget_ms);
+        let t = self.timeouts();
+        let last = |st: &State| {
+            if st.family.uses_cereg() {
+                st.eps
+            } else {
+                st.ps
+            }
+        };
+        let out_of_time = |st: &State| match last(st) {
+            RegStatus::Denied => RegistrationError::Denied,
+            s => RegistrationError::Timeout(s),
+        };
+        macro_rules! cap {
+            ($t:expr) => {
+                match self.capped($t, deadline) {
+                    Ok(v) => v,
+                    Err(()) => return Err(out_of_time(&self.st)),
+                }
+            };
+        }
+        let fam = self.st.family;
+        if fam.uses_cereg() {
+            self.simple(b"AT+CEREG=2\r\n", cap!(t.short))?;
+            self.st.reg_mode_set = true;
+            if fam == Family::R4 && opts.fix_r4_rat {
+                let rat = self.query(b"AT+URAT?\r\n", cap!(t.query), b"+URAT:", |r| {
+                    let mut f = Fields::new(r);
+                    Some((f.int(), f.int()))
+                })?;
+                if rat == (Some(7), Some(8)) {
+                    self.simple(b"AT+CFUN=4\r\n", cap!(t.cfun))?;
+                    self.simple(b"AT+URAT=7\r\n", cap!(t.query))?;
+                }
+            }
+            if let Some(apn) = opts.eps_apn {
+                let mut c = Cmd::new("AT+CGDCONT=1,\"IP\",");
+                c.quoted(apn);
+                self.simple(c.finish()?, cap!(t.query))?;
+            }
+            self.radio_on(cap!(t.query), cap!(t.cfun))?;
+        } else {
+            self.radio_on(cap!(t.query), cap!(t.cfun))?;
+            self.simple(b"AT+CREG=2\r\n", cap!(t.short))?;
+            self.simple(b"AT+CGREG=2\r\n", cap!(t.short))?;
+            self.st.reg_mode_set = true;
+        }
+        let mode = self.query(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", |r| {
+            Fields::new(r).int()
+        })?;
+        if mode == 2 {
+            self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops))?;
+        }
+        let mut last_action = self.now_ns();
+        loop {
+            if fam.uses_cereg() {
+                self.query(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", |_| Some(()))?;
+            } else {
+                self.query(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", |_| Some(()))?;
+                self.query(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", |_| Some(()))?;
+            }
+            if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
+                return Ok(s);
+            }
+            let status = last(&self.st);
+            if self.now_ns() >= deadline {
+                return Err(out_of_time(&self.st));
+            }
+            let since = (self.now_ns() - last_action) / 1_000_000;
+            if since >= u64::from(opts.intervention_interval_ms) {
+                last_action = self.now_ns();
+                let iv = opts.interventions;
+                if status == RegStatus::Denied && iv.radio_cycle_on_denied {
+                    self.simple(b"AT+CFUN=0\r\n", cap!(t.cfun))?;
+                    self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun))?;
+                } else if !fam.uses_cereg() && self.st.cs.is_registered() && iv.attach {
+                    self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt))?;
+                } else if matches!(status, RegStatus::NotRegistered | RegStatus::Searching)
+                    && iv.reselect
+                {
+                    self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops))?;
+                }
+            }
+            let wait = opts.poll_interval_ms.min(self.left_ms(deadline));
+            let roaming = opts.allow_roaming;
+            self.pump_until(wait, &|st| Self::registered_now(st, roaming).is_some())?;
+            self.check_reboot()?;
+            if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
+                return Ok(s);
+            }
+        }
+    }
+
+    fn radio_on(&mut self, tq: u32, tcfun: u32) -> Result<(), AtError> {
+        let fun = self.query(b"AT+CFUN?\r\n", tq, b"+CFUN:", |r| Fields::new(r).int())?;
+        if fun != 1 {
+            self.simple(b"AT+CFUN=1\r\n", tcfun)?;
+        }
+        Ok(())
+    }
+
+    /// Activate the packet data context within `budget_ms` and return its IPv4 address.
+    ///
+    /// U2/G3 (u-blox profile 0): `AT+CGATT=1`, `AT+UPSND=0,8` (already active? then only
+    /// `AT+UPSND=0,0`), `AT+UPSD=0,1,"<apn>"`, `AT+UPSD=0,2/3,"<user>/<password>"` if given,
+    /// `AT+UPSD=0,7,"0.0.0.0"`, `AT+UPSD=0,6,<auth>`, `AT+UPSDA=0,3`. The result may come as
+    /// `+UUPSDA` before or after `OK`, or only as that URC: the driver waits for it (polling
+    /// `AT+UPSND=0,8` every 5 s in case it is lost), then reads the address with
+    /// `AT+UPSND=0,0`.
+    ///
+    /// R4/R5 (default EPS bearer, cid 1): `AT+CGACT?` (→ `AT+CGACT=1,1`), R5 also
+    /// `AT+UPSD=0,100,1` + `AT+UPSDA=0,3`, then `AT+CGPADDR=1`. The APN of R4/R5 is set at
+    /// registration ([`Registration::eps_apn`]); `apn` is not sent here.
+    ///
+    /// # Errors
+    /// [`DataError::AuthFailed`] (149), [`DataError::NotSubscribed`] (127/132/133),
+    /// [`DataError::Rejected`] (148 or a non-zero `+UUPSDA` result), [`DataError::NotRegistered`],
+    /// [`DataError::Timeout`], [`DataError::ModemRebooted`], [`DataError::At`].
+    pub fn activate_data(&mut self, apn: &Apn<'_>, budget_ms: u32) -> Result<Ipv4Addr, DataError> {
+        let deadline = self.deadline(budget_ms);
+        macro_rules! cap {
+            ($t:expr) => {
+                match self.capped($t, deadline) {
+                    Ok(v) => v,
+                    Err(()) => return Err(DataError::Timeout),
+                }
+            };
+        }
+        let t = self.timeouts();
+        if !self.st.family.uses_upsd_profile() {
+            return self.activate_eps(deadline);
+        }
+        self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt))?;
+        let active = self.upsnd_active(cap!(t.query))?;
+        if !active {
+            let mut c = Cmd::new("AT+UPSD=0,1,");
+            c.quoted(apn.name);
+            self.simple(c.finish()?, cap!(t.query))?;
+            if let Some(u) = apn.user {
+                let mut c = Cmd::new("AT+UPSD=0,2,");
+                c.quoted(u);
+                self.simple(c.finish()?, cap!(t.query))?;
+            }
+            if let Some(p) = apn.password {
+                let mut c = Cmd::new("AT+UPSD=0,3,");
+                c.quoted(p);
+                self.simple(c.finish()?, cap!(t.query))?;
+            }
+            self.simple(b"AT+UPSD=0,7,\"0.0.0.0\"\r\n", cap!(t.query))?;
+            let auth: &[u8] = match apn.auth {
+                Auth::None => b"AT+UPSD=0,6,0\r\n",
+                Auth::Pap => b"AT+UPSD=0,6,1\r\n",
+                Auth::Chap => b"AT+UPSD=0,6,2\r\n",
+            };
+            self.simple(auth, cap!(t.query))?;
+            self.st.upsda = None;
+            self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp))?;
+            loop {
+                let wait = cap!(5_000);
+                self.pump_until(wait, &|st| st.upsda.is_some())?;
+                self.check_reboot()?;
+                if let Some((result, _)) = self.st.upsda {
+                    if result != 0 {
+                        return Err(DataError::Rejected(result));
+                    }
+                    break;
+                }
+                if self.upsnd_active(cap!(t.query))? {
+                    break;
+                }
+            }
+        }
+        let ip = self.query(b"AT+UPSND=0,0\r\n", cap!(t.query), b"+UPSND:", |r| {
+            let mut f = Fields::new(r);
+            f.next()?;
+            f.next()?;
+            parse_ipv4(f.quoted()?)
+        })?;
+        self.st.pdp_active = true;
+        self.st.pdp_ip = Some(ip);
+        Ok(ip)
+    }
+
+    fn upsnd_active(&mut self, t: u32) -> Result<bool, AtError> {
+        self.query(b"AT+UPSND=0,8\r\n", t, b"+UPSND:", |r| {
+            let mut f = Fields::new(r);
+            f.next()?;
+            f.next()?;
+            Some(f.int()? == 1)
+        })
+    }
+
+    fn activate_eps(&mut self, deadline: u64) -> Result<Ipv4Addr, DataError> {
+        let t = self.timeouts();
+        macro_rules! cap {
+            ($t:expr) => {
+                match self.capped($t, deadline) {
+                    Ok(v) => v,
+                    Err(()) => return Err(DataError::Timeout),
+                }
+            };
+        }
+        let mut active = false;
+        self.exec(
+            b"AT+CGACT?\r\n",
+            cap!(t.query),
+            &mut crate::modem::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
+                Some(r) => {
+                    let mut f = Fields::new(r);
+                    if f.int() == Some(1) && f.int() == Some(1) {
+                        active = true;
+                    }
+                    true
+                }
+                None => false,
+            }),
+        )?;
+        if !active {
+            self.simple(b"AT+CGACT=1,1\r\n", cap!(t.pdp))?;
+        }
+        if self.st.family == Family::R5 {
+            self.simple(b"AT+UPSD=0,100,1\r\n", cap!(t.query))?;
+            self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp))?;
+        }
+        let ip = self.query(b"AT+CGPADDR=1\r\n", cap!(t.query), b"+CGPADDR:", |r| {
+            let mut f = Fields::new(r);
+            if parse_u32(f.next()?)? != 1 {
+                return None;
+            }
+            let a = f.next()?;
+            parse_ipv4(crate::fields::unquote(a).unwrap_or(a))
+        })?;
+        self.st.pdp_active = true;
+        self.st.pdp_ip = Some(ip);
+        Ok(ip)
+    }
+
+    /// Deactivate the data context: `AT+UPSDA=0,4` (U2/G3/R5). On R4 the default EPS bearer
+    /// cannot be deactivated; nothing is sent.
+    ///
+    /// # Errors
+    /// [`DataError::At`].
+    pub fn deactivate_data(&mut self) -> Result<(), DataError> {
+        if self.st.family != Family::R4 {
+            let t = self.timeouts().pdp;
+            self.simple(b"AT+UPSDA=0,4\r\n", t)?;
+        }
+        self.st.pdp_active = false;
+        self.st.pdp_ip = None;
+        Ok(())
+    }
+
+    /// R4/R5: request power saving mode with periodic TAU and active time as GPRS timer bit
+    /// strings (`AT+CPSMS=1,,,"<tau>","<active>"`), or disable it (`None`: `AT+CPSMS=0`).
+    /// On R4 deregister first (`AT+COPS=2`) and [`soft_reset`](Self::soft_reset) after.
+    ///
+    /// # Errors
+    /// [`AtError::InvalidArgument`] unless both are 8 characters of `0`/`1`.
+    pub fn set_psm(&mut self, timers: Option<(&str, &str)>) -> Result<(), AtError> {
+        let t = self.timeouts().query;
+        match timers {
+            None => self.simple(b"AT+CPSMS=0\r\n", t),
+            Some((tau, active)) => {
+                if bits8(tau.as_bytes()).is_none() || bits8(active.as_bytes()).is_none() {
+                    return Err(AtError::InvalidArgument);
+                }
+                let mut c = Cmd::new("AT+CPSMS=1,,,");
+                c.quoted(tau).comma().quoted(active);
+                self.simple(c.finish()?, t)
+            }
+        }
+    }
+
+    /// R410M/R412M: the PSM timers the network granted (`AT+UCPSMS?`).
+    ///
+    /// # Errors
+    /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
+    pub fn psm_assigned(&mut self) -> Result<PsmTimers, AtError> {
+        let t = self.timeouts().query;
+        self.query(b"AT+UCPSMS?\r\n", t, b"+UCPSMS:", |r| {
+            let mut f = Fields::new(r);
+            let mode = u8::try_from(f.int()?).ok()?;
+            f.next()?;
+            f.next()?;
+            let tau = bits8(f.quoted()?)?;
+            let active_time = bits8(f.quoted()?)?;
+            Some(PsmTimers {
+                mode,
+                tau,
+                active_time,
+            })
+        })
+    }
+
+    /// R4/R5: report power-saving state changes as `+UUPSMR` URCs (`AT+UPSMR=1`); read them
+    /// with [`power_saving_state`](Self::power_saving_state).
+    ///
+    /// # Errors
+    /// [`AtError`] of the exchange.
+    pub fn enable_psm_urc(&mut self) -> Result<(), AtError> {
+        let t = self.timeouts().query;
+        self.simple(b"AT+UPSMR=1\r\n", t)
+    }
+
+    /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`: 7 LTE-M, 8 NB-IoT).
+    /// `AT+CEDRXS=0` does not disable it completely on R410 (device-os notes).
+    ///
+    /// # Errors
+    /// [`AtError`] of the exchange.
+    pub fn disable_edrx(&mut self, act: u8) -> Result<(), AtError> {
+        let t = self.timeouts().query;
+        let mut c = Cmd::new("AT+CEDRXS=3,");
+        c.num(u32::from(act));
+        self.simple(c.finish()?, t)
+    }
+}

@@ -1,0 +1,770 @@
+//! TCP and UDP sockets of the modem's internal IP stack (`AT+USOCR` … `AT+USOCL`).
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_io::{Read, ReadReady, Write};
+
+use crate::cmd::Cmd;
+use crate::error::{AtError, SocketError};
+use crate::fields::{parse_ipv4, parse_u32, strip, unquote, Fields};
+use crate::frame::MAX_PAYLOAD;
+use crate::modem::{Modem, Response};
+
+/// Number of sockets the SARA modules offer (handles 0–6).
+pub const SOCKETS: usize = 7;
+
+/// Largest hex-mode write per command (u-blox: HEX 1–512).
+const MAX_HEX_WRITE: usize = 512;
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Protocol {
+    /// TCP (`AT+USOCR=6`).
+    Tcp,
+    /// UDP (`AT+USOCR=17`).
+    Udp,
+}
+
+/// A socket created by this driver: the modem's handle plus the driver's session epoch, so a
+/// handle from before a modem reboot is refused ([`SocketError::Invalidated`]) instead of
+/// touching whatever socket now has the same number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SocketId {
+    handle: u8,
+    epoch: u8,
+}
+
+impl SocketId {
+    /// The modem's socket handle (0–6).
+    pub fn handle(self) -> u8 {
+        self.handle
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub open: bool,
+    pub proto: Protocol,
+    pub peer_closed: bool,
+    pub pending: u16,
+    pub remote: Option<(Ipv4Addr, u16)>,
+}
+
+impl Slot {
+    pub const EMPTY: Self = Self {
+        open: false,
+        proto: Protocol::Tcp,
+        peer_closed: false,
+        pending: 0,
+        remote: None,
+    };
+}
+
+/// Collects a `+USORD`/`+USORF` answer: binary payload (by declared length) or hex line, or
+/// the count form (`+USORD: <h>,<n>`), or R4's empty `+USORD: <h>,""`.
+struct ReadSink<'a> {
+    handle: u8,
+    udp: bool,
+    buf: &'a mut [u8],
+    copied: usize,
+    declared: Option<u16>,
+    count: Option<u16>,
+    from: Option<(Ipv4Addr, u16)>,
+    framing_ok: bool,
+}
+
+impl<'a> ReadSink<'a> {
+    fn new(handle: u8, udp: bool, buf: &'a mut [u8]) -> Self {
+        Self {
+            handle,
+            udp,
+            buf,
+            copied: 0,
+            declared: None,
+            count: None,
+            from: None,
+            framing_ok: true,
+        }
+    }
+
+    /// Parse the fields before the data: returns the declared length and leaves `f` at the
+    /// data field.
+    fn header(&mut self, f: &mut Fields<'_>) -> Option<u16> {
+        if parse_u32(f.next()?)? != u32::from(self.handle) {
+            return None;
+        }
+        if self.udp {
+            let ip = f.next()?;
+            match unquote(ip) {
+                Some(ip) => {
+                    let ip = parse_ipv4(ip)?;
+                    let port = u16::try_from(f.int()?).ok()?;
+                    self.from = Some((ip, port));
+                    u16::try_from(f.int()?).ok()
+                }
+                // Count form `+USORF: <h>,<n>`.
+                None => {
+                    self.count = u16::try_from(parse_u32(ip)?).ok();
+                    None
+                }
+            }
+        } else {
+            let n = f.next()?;
+            if n == b"\"\"" {
+                // R4: no data, length omitted.
+                self.declared = Some(0);
+                return None;
+            }
+            let n = u16::try_from(parse_u32(n)?).ok()?;
+            Some(n)
+        }
+    }
+}
+
+impl Response for ReadSink<'_> {
+    fn line(&mut self, line: &[u8]) -> bool {
+        let prefix: &[u8] = if self.udp { b"+USORF:" } else { b"+USORD:" };
+        let Some(rest) = strip(line, prefix) else {
+            return false;
+        };
+        let mut f = Fields::new(rest);
+        let Some(n) = self.header(&mut f) else {
+            return self.declared.is_some() || self.count.is_some();
+        };
+        match f.next() {
+            None => self.count = Some(n),
+            Some(data) => {
+                // Hex mode: the data is a quoted hex string of n bytes.
+                let Some(hex) = unquote(data) else {
+                    return false;
+                };
+                self.declared = Some(n);
+                if hex.len() != usize::from(n) * 2 {
+                    self.framing_ok = false;
+                }
+                for pair in hex.chunks_exact(2) {
+                    let (Some(h), Some(l)) = (hexval(pair[0]), hexval(pair[1])) else {
+                        self.framing_ok = false;
+                        break;
+                    };
+                    if let Some(d) = self.buf.get_mut(self.copied) {
+                        *d = (h << 4) | l;
+                        self.copied += 1;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn payload_start(&mut self, header: &[u8]) {
+        let prefix: &[u8] = if self.udp { b"+USORF:" } else { b"+USORD:" };
+        if let Some(rest) = strip(header, prefix) {
+            let rest = rest.strip_suffix(b",\"").unwrap_or(rest);
+            let mut f = Fields::new(rest);
+            self.declared = self.header(&mut f);
+        }
+    }
+
+    fn payload_byte(&mut self, b: u8) {
+        if let Some(d) = self.buf.get_mut(self.copied) {
+            *d = b;
+            self.copied += 1;
+        }
+    }
+
+    fn payload_end(&mut self, ok: bool) {
+        self.framing_ok &= ok;
+    }
+}
+
+fn hexval(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn v4(addr: SocketAddr) -> Result<(Ipv4Addr, u16), SocketError> {
+    match addr.ip() {
+        IpAddr::V4(ip) => Ok((ip, addr.port())),
+        IpAddr::V6(_) => Err(SocketError::Unsupported),
+    }
+}
+
+impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L>
+where
+    U: Read + Write + ReadReady,
+    D: DelayNs,
+    P: OutputPin,
+    R: OutputPin,
+    V: InputPin,
+{
+    fn slot(&self, id: SocketId) -> Result<Slot, SocketError> {
+        if id.epoch != self.st.epoch {
+            return Err(SocketError::Invalidated);
+        }
+        match self.st.sockets.get(usize::from(id.handle)) {
+            Some(s) if s.open => Ok(*s),
+            _ => Err(SocketError::InvalidSocket),
+        }
+    }
+
+    fn slot_mut(&mut self, id: SocketId) -> Option<&mut Slot> {
+        self.st.sockets.get_mut(usize::from(id.handle))
+    }
+
+    fn max_read(&self) -> usize {
+        if self.st.hex {
+            (L.saturating_sub(32) / 2).clamp(1, MAX_HEX_WRITE)
+        } else {
+            MAX_PAYLOAD
+        }
+    }
+
+    /// Close modem sockets this driver does not own (left open by a previous MCU run):
+    /// `AT+USOCTL=<h>,0` for each handle in `mask` not open here, `AT+USOCL=<h>` for those the
+    /// modem reports as TCP or UDP. Returns how many were closed. Runs by itself before the
+    /// first socket after [`power_on`](Self::power_on) found the modem already running, when
+    /// a URC names an unknown handle, and when `AT+USOCR` fails.
+    ///
+    /// Cost: about 20 bytes each way per handle probed (7 at most).
+    ///
+    /// # Errors
+    /// [`SocketError::At`] on a timeout or UART error (CME errors on a handle mean "not open").
+    pub fn sweep_stale_sockets(&mut self) -> Result<u8, SocketError> {
+        self.sweep(0x7F)
+    }
+
+    fn sweep(&mut self, mask: u8) -> Result<u8, SocketError> {
+        let t = self.timeouts().socket;
+        let mut closed = 0;
+        for h in 0..SOCKETS as u8 {
+            if mask & (1 << h) == 0 || self.st.sockets[usize::from(h)].open {
+                continue;
+            }
+            let mut c = Cmd::new("AT+USOCTL=");
+            c.num(u32::from(h)).raw(b",0");
+            let kind = self.query(c.finish()?, t, b"+USOCTL:", |r| {
+                let mut f = Fields::new(r);
+                f.next()?;
+                f.next()?;
+                f.int()
+            });
+            match kind {
+                Ok(6 | 17) => {
+                    let mut c = Cmd::new("AT+USOCL=");
+                    c.num(u32::from(h));
+                    let tc = self.timeouts().close;
+                    match self.simple(c.finish()?, tc) {
+                        Ok(()) => closed += 1,
+                        Err(AtError::Cme(_) | AtError::Error) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(_) | Err(AtError::Cme(_) | AtError::Error | AtError::Unexpected) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.st.stale &= !mask;
+        if mask == 0x7F {
+            self.st.sweep_needed = false;
+        }
+        Ok(closed)
+    }
+
+    /// Create a socket (`AT+USOCR=6` or `AT+USOCR=17`).
+    ///
+    /// # Errors
+    /// [`SocketError::NoFreeSocket`] if the modem has none left after a sweep of stale ones;
+    /// [`SocketError::Invalidated`] if the modem rebooted meanwhile; [`SocketError::At`].
+    pub fn open_socket(&mut self, proto: Protocol) -> Result<SocketId, SocketError> {
+        if self.st.sweep_needed {
+            self.sweep(0x7F)?;
+        } else if self.st.stale != 0 {
+            let m = self.st.stale;
+            self.sweep(m)?;
+        }
+        let cmd: &[u8] = match proto {
+            Protocol::Tcp => b"AT+USOCR=6\r\n",
+            Protocol::Udp => b"AT+USOCR=17\r\n",
+        };
+        let t = self.timeouts().socket;
+        let mut swept = false;
+        loop {
+            match self.query(cmd, t, b"+USOCR:", |r| Fields::new(r).int()) {
+                Ok(h) if (h as usize) < SOCKETS => {
+                    let h = h as u8;
+                    self.st.sockets[usize::from(h)] = Slot {
+                        open: true,
+                        proto,
+                        ..Slot::EMPTY
+                    };
+                    self.st.stale &= !(1 << h);
+                    return Ok(SocketId {
+                        handle: h,
+                        epoch: self.st.epoch,
+                    });
+                }
+                Ok(_) => return Err(SocketError::At(AtError::Unexpected)),
+                Err(AtError::Cme(_) | AtError::Error) if !swept => {
+                    swept = true;
+                    if self.sweep(0x7F)? == 0 {
+                        return Err(SocketError::NoFreeSocket);
+                    }
+                }
+                Err(AtError::Cme(_) | AtError::Error) => return Err(SocketError::NoFreeSocket),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The socket error the modem recorded (`AT+USOER` → `+USOER: <e>`).
+    fn last_socket_error(&mut self) -> Result<u16, SocketError> {
+        let t = self.timeouts().socket;
+        let e = self.query(b"AT+USOER\r\n", t, b"+USOER:", |r| Fields::new(r).int())?;
+        Ok(u16::try_from(e).unwrap_or(u16::MAX))
+    }
+
+    fn command_failed(&mut self, e: AtError) -> SocketError {
+        match e {
+            AtError::Cme(_) | AtError::Error => match self.last_socket_error() {
+                Ok(0) => SocketError::At(e),
+                Ok(code) => SocketError::Socket(code),
+                Err(e2) => e2,
+            },
+            e => e.into(),
+        }
+    }
+
+    /// TCP: connect (`AT+USOCO=<h>,"<ip>",<port>`, up to 20 s on U2/G3, 130 s on R4/R5).
+    /// UDP: remember `remote` for [`send`](Self::send); nothing is sent.
+    ///
+    /// # Errors
+    /// [`SocketError::Unsupported`] for IPv6; [`SocketError::Socket`] with the `+USOER` code
+    /// (e.g. 111 refused); [`SocketError::Invalidated`]; [`SocketError::At`].
+    pub fn connect(&mut self, id: SocketId, remote: SocketAddr) -> Result<(), SocketError> {
+        let s = self.slot(id)?;
+        let (ip, port) = v4(remote)?;
+        if s.proto == Protocol::Tcp {
+            let mut c = Cmd::new("AT+USOCO=");
+            c.num(u32::from(id.handle))
+                .comma()
+                .ip(ip)
+                .comma()
+                .num(u32::from(port));
+            let t = self.timeouts().connect;
+            if let Err(e) = self.simple(c.finish()?, t) {
+                return Err(self.command_failed(e));
+            }
+        }
+        if let Some(slot) = self.slot_mut(id) {
+            slot.remote = Some((ip, port));
+        }
+        Ok(())
+    }
+
+    /// Send on a socket. TCP: all of `data` in chunks of at most 1024 bytes (512 in hex
+    /// mode), `AT+USOWR=<h>,<n>`, `@`, wait [`Config::prompt_wait_ms`](crate::Config), the
+    /// bytes, `+USOWR: <h>,<m>`; when the modem takes fewer bytes (R4 segmentation), the rest
+    /// is sent in the next chunk. `ERROR` with `+USOER` 11 or 172 is retried 3 times. UDP:
+    /// one datagram to the connected remote (see [`send_to`](Self::send_to)).
+    ///
+    /// Returns the bytes accepted: all of them, or fewer if an error stopped a later chunk
+    /// after some were sent.
+    ///
+    /// # Errors
+    /// [`SocketError::Closed`] after the peer closed, [`SocketError::Socket`],
+    /// [`SocketError::Invalidated`], [`SocketError::At`].
+    pub fn send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, SocketError> {
+        let s = self.slot(id)?;
+        if s.proto == Protocol::Udp {
+            let (ip, port) = s.remote.ok_or(SocketError::Unsupported)?;
+            self.send_to(id, SocketAddr::new(IpAddr::V4(ip), port), data)?;
+            return Ok(data.len());
+        }
+        if s.peer_closed {
+            return Err(SocketError::Closed);
+        }
+        let max = if self.st.hex {
+            MAX_HEX_WRITE
+        } else {
+            MAX_PAYLOAD
+        };
+        let mut sent = 0;
+        let mut retries = 0u32;
+        while sent < data.len() {
+            let end = (sent + max).min(data.len());
+            match self.write_chunk(id.handle, None, &data[sent..end]) {
+                Ok(0) => {
+                    retries += 1;
+                    if retries > 3 {
+                        return Err(SocketError::Socket(11));
+                    }
+                    self.sleep_ms(100 * retries);
+                }
+                Ok(n) => {
+                    sent += n;
+                    retries = 0;
+                }
+                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
+                    retries += 1;
+                    self.sleep_ms(100 * retries);
+                }
+                Err(e) if sent > 0 && !matches!(e, SocketError::Invalidated) => return Ok(sent),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Send one datagram on a UDP socket (`AT+USOST=<h>,"<ip>",<port>,<n>`, `@`, the bytes).
+    /// `ERROR` with `+USOER` 11 or 172 is retried 3 times.
+    ///
+    /// # Errors
+    /// [`SocketError::TooLarge`] over 1024 bytes (512 in hex mode);
+    /// [`SocketError::Unsupported`] on TCP sockets, for IPv6 and empty datagrams (the modem
+    /// rejects zero length); [`SocketError::Socket`]; [`SocketError::At`].
+    pub fn send_to(
+        &mut self,
+        id: SocketId,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), SocketError> {
+        let s = self.slot(id)?;
+        if s.proto != Protocol::Udp || data.is_empty() {
+            return Err(SocketError::Unsupported);
+        }
+        let max = if self.st.hex {
+            MAX_HEX_WRITE
+        } else {
+            MAX_PAYLOAD
+        };
+        if data.len() > max {
+            return Err(SocketError::TooLarge);
+        }
+        let to = v4(remote)?;
+        let mut retries = 0u32;
+        loop {
+            match self.write_chunk(id.handle, Some(to), data) {
+                Ok(_) => return Ok(()),
+                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
+                    retries += 1;
+                    self.sleep_ms(100 * retries);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One `+USOWR`/`+USOST` exchange; returns the byte count the modem confirmed.
+    fn write_chunk(
+        &mut self,
+        h: u8,
+        to: Option<(Ipv4Addr, u16)>,
+        data: &[u8],
+    ) -> Result<usize, SocketError> {
+        let mut c = match to {
+            None => Cmd::new("AT+USOWR="),
+            Some(_) => Cmd::new("AT+USOST="),
+        };
+        c.num(u32::from(h)).comma();
+        if let Some((ip, port)) = to {
+            c.ip(ip).comma().num(u32::from(port)).comma();
+        }
+        c.num(data.len() as u32);
+        let t = self.timeouts().write;
+        let prefix: &[u8] = if to.is_some() { b"+USOST:" } else { b"+USOWR:" };
+        let mut confirmed = None;
+        let r = if self.st.hex {
+            c.raw(b",\"");
+            let head = c.finish()?;
+            let head = &head[..head.len() - 2];
+            self.begin_send(head)?;
+            let mut hex = [0u8; 64];
+            for chunk in data.chunks(32) {
+                for (i, b) in chunk.iter().enumerate() {
+                    hex[2 * i] = HEX[usize::from(b >> 4)];
+                    hex[2 * i + 1] = HEX[usize::from(b & 15)];
+                }
+                self.write_bytes(&hex[..2 * chunk.len()])?;
+            }
+            self.write_bytes(b"\"\r\n")?;
+            self.finish(
+                t,
+                &mut crate::modem::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
+            )
+        } else {
+            let cmd = c.finish()?;
+            match self.exec_prompt(cmd, t) {
+                Ok(()) => {
+                    let w = self.cfg.prompt_wait_ms;
+                    self.sleep_ms(w);
+                    self.write_bytes(data)?;
+                    self.finish(
+                        t,
+                        &mut crate::modem::OnLine(|l: &[u8]| {
+                            parse_confirm(l, prefix, h, &mut confirmed)
+                        }),
+                    )
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match r {
+            Ok(()) => Ok(confirmed.unwrap_or(0).min(data.len())),
+            Err(e) => Err(self.command_failed(e)),
+        }
+    }
+
+    fn begin_send(&mut self, head: &[u8]) -> Result<(), AtError> {
+        // Same as exec's start, split so hex data can be streamed after the header.
+        self.begin()?;
+        self.send_cmd(head)
+    }
+
+    /// Read what the peer sent on a TCP socket into `buf`; `Ok(0)` if nothing is waiting
+    /// right now (never waits for data; see [`wait_readable`](Self::wait_readable)).
+    ///
+    /// When no `+UUSORD` told how much is waiting, `AT+USORD=<h>,0` asks first (URCs can be
+    /// lost or coalesced). Data is read with `AT+USORD=<h>,<n>` (n ≤ 1024, ≤ `buf.len()`) and
+    /// taken by its declared length, so payloads containing `\r\nOK\r\n`, `"` or `@` arrive
+    /// intact. After `+UUSOCL` the data already received is still returned; once it is
+    /// drained, [`SocketError::Closed`].
+    ///
+    /// Cost: one or two AT exchanges (~30 bytes of overhead).
+    ///
+    /// # Errors
+    /// [`SocketError::Closed`], [`SocketError::Invalidated`], [`SocketError::Unsupported`]
+    /// on UDP sockets, [`SocketError::At`].
+    pub fn receive(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, SocketError> {
+        let s = self.slot(id)?;
+        if s.proto != Protocol::Tcp {
+            return Err(SocketError::Unsupported);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = id.handle;
+        let t = self.timeouts().read;
+        let mut pending = s.pending;
+        if pending == 0 {
+            let mut c = Cmd::new("AT+USORD=");
+            c.num(u32::from(h)).raw(b",0");
+            let mut sink = ReadSink::new(h, false, &mut []);
+            match self.exec(c.finish()?, t, &mut sink) {
+                Ok(()) => pending = sink.count.unwrap_or(0),
+                Err(e @ (AtError::Cme(_) | AtError::Error)) => {
+                    let peer_closed = self.slot(id)?.peer_closed;
+                    return Err(if peer_closed {
+                        SocketError::Closed
+                    } else {
+                        self.command_failed(e)
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let s = self.slot(id)?;
+            if pending == 0 {
+                return if s.peer_closed {
+                    Err(SocketError::Closed)
+                } else {
+                    Ok(0)
+                };
+            }
+        }
+        let want = buf.len().min(usize::from(pending)).min(self.max_read());
+        if let Some(slot) = self.slot_mut(id) {
+            slot.pending = pending;
+        }
+        let mut c = Cmd::new("AT+USORD=");
+        c.num(u32::from(h)).comma().num(want as u32);
+        let hex = self.st.hex;
+        self.framer_binary(!hex);
+        let mut sink = ReadSink::new(h, false, &mut buf[..want]);
+        let r = self.exec(c.finish()?, t, &mut sink);
+        let got = sink.copied;
+        let framing_ok = sink.framing_ok;
+        let declared = sink.declared;
+        self.framer_binary(false);
+        if r.is_err() || declared.is_none() || !framing_ok {
+            // Unknown how much the modem consumed: poll before the next read.
+            if let Some(slot) = self.slot_mut(id) {
+                slot.pending = 0;
+            }
+        }
+        r?;
+        if declared.is_none() || !framing_ok {
+            return Err(SocketError::At(AtError::Unexpected));
+        }
+        // A +UUSORD that arrived during the read already gave a newer total: keep it (an
+        // overestimate only makes the next read shorter, an underestimate triggers a poll).
+        if let Some(slot) = self.slot_mut(id) {
+            if got == 0 {
+                // The modem had less than it announced (R4 `+USORD: <h>,""`): ask next time.
+                slot.pending = 0;
+            } else if slot.pending == pending {
+                slot.pending = pending.saturating_sub(got as u16);
+            }
+        }
+        Ok(got)
+    }
+
+    /// Read one datagram from a UDP socket (`AT+USORF=<h>,1024`). A datagram longer than
+    /// `buf` is truncated (the rest is dropped). `Ok(None)` if none is waiting.
+    ///
+    /// # Errors
+    /// [`SocketError::Invalidated`], [`SocketError::Unsupported`] on TCP sockets,
+    /// [`SocketError::At`].
+    pub fn receive_from(
+        &mut self,
+        id: SocketId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
+        let s = self.slot(id)?;
+        if s.proto != Protocol::Udp {
+            return Err(SocketError::Unsupported);
+        }
+        let h = id.handle;
+        let t = self.timeouts().read;
+        if s.pending == 0 {
+            let mut c = Cmd::new("AT+USORF=");
+            c.num(u32::from(h)).raw(b",0");
+            let mut sink = ReadSink::new(h, true, &mut []);
+            self.exec(c.finish()?, t, &mut sink)?;
+            if sink.count.unwrap_or(0) == 0 {
+                return Ok(None);
+            }
+        }
+        let want = self.max_read();
+        let mut c = Cmd::new("AT+USORF=");
+        c.num(u32::from(h)).comma().num(want as u32);
+        let hex = self.st.hex;
+        self.framer_binary(!hex);
+        let mut sink = ReadSink::new(h, true, buf);
+        let r = self.exec(c.finish()?, t, &mut sink);
+        let (got, from, declared, ok, count) = (
+            sink.copied,
+            sink.from,
+            sink.declared,
+            sink.framing_ok,
+            sink.count,
+        );
+        self.framer_binary(false);
+        r?;
+        if let Some(slot) = self.slot_mut(id) {
+            slot.pending = 0;
+        }
+        if count.is_some() && declared.is_none() {
+            return Ok(None);
+        }
+        match (declared, from, ok) {
+            (Some(_), Some((ip, port)), true) => {
+                Ok(Some((got, SocketAddr::new(IpAddr::V4(ip), port))))
+            }
+            _ => Err(SocketError::At(AtError::Unexpected)),
+        }
+    }
+
+    /// Handle URCs for up to `timeout_ms` until data is waiting on `id` or the peer closed
+    /// it. If no URC came, ask the modem once (`AT+USORD=<h>,0` / `AT+USORF=<h>,0`) in case
+    /// the URC was lost. Returns `true` if [`receive`](Self::receive) has something to report
+    /// (data or the close).
+    ///
+    /// # Errors
+    /// [`SocketError::Invalidated`], [`SocketError::At`].
+    pub fn wait_readable(&mut self, id: SocketId, timeout_ms: u32) -> Result<bool, SocketError> {
+        let s = self.slot(id)?;
+        if s.pending > 0 || s.peer_closed {
+            return Ok(true);
+        }
+        let idx = usize::from(id.handle);
+        self.pump_until(timeout_ms, &|st| {
+            st.sockets[idx].pending > 0 || st.sockets[idx].peer_closed
+        })?;
+        self.check_reboot()?;
+        let s = self.slot(id)?;
+        if s.pending > 0 || s.peer_closed {
+            return Ok(true);
+        }
+        let mut c = Cmd::new(if s.proto == Protocol::Tcp {
+            "AT+USORD="
+        } else {
+            "AT+USORF="
+        });
+        c.num(u32::from(id.handle)).raw(b",0");
+        let mut sink = ReadSink::new(id.handle, s.proto == Protocol::Udp, &mut []);
+        let t = self.timeouts().read;
+        match self.exec(c.finish()?, t, &mut sink) {
+            Ok(()) => {}
+            Err(AtError::Cme(_) | AtError::Error) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+        let n = sink.count.unwrap_or(0);
+        if let Some(slot) = self.slot_mut(id) {
+            slot.pending = n;
+        }
+        Ok(n > 0)
+    }
+
+    /// Whether the peer has closed the socket (`+UUSOCL` seen). Data may still be readable.
+    ///
+    /// # Errors
+    /// [`SocketError::Invalidated`], [`SocketError::InvalidSocket`].
+    pub fn is_peer_closed(&self, id: SocketId) -> Result<bool, SocketError> {
+        Ok(self.slot(id)?.peer_closed)
+    }
+
+    /// Bytes known to be waiting (from `+UUSORD`/`+UUSORF` or the last poll).
+    ///
+    /// # Errors
+    /// [`SocketError::Invalidated`], [`SocketError::InvalidSocket`].
+    pub fn pending(&self, id: SocketId) -> Result<u16, SocketError> {
+        Ok(self.slot(id)?.pending)
+    }
+
+    /// Close a socket (`AT+USOCL=<h>`, up to 120 s for TCP on R4). The handle is freed
+    /// whatever the modem answers (as Particle does); an error is still reported.
+    ///
+    /// # Errors
+    /// [`SocketError::Invalidated`] (nothing to close: the modem rebooted),
+    /// [`SocketError::InvalidSocket`], [`SocketError::At`] (already closed by the peer is
+    /// not an error).
+    pub fn close(&mut self, id: SocketId) -> Result<(), SocketError> {
+        let s = self.slot(id)?;
+        let mut c = Cmd::new("AT+USOCL=");
+        c.num(u32::from(id.handle));
+        let t = self.timeouts().close;
+        let r = self.simple(c.finish()?, t);
+        if id.epoch == self.st.epoch {
+            if let Some(slot) = self.slot_mut(id) {
+                *slot = Slot::EMPTY;
+            }
+        }
+        match r {
+            Ok(()) => Ok(()),
+            Err(AtError::Cme(_) | AtError::Error) if s.peer_closed => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn parse_confirm(l: &[u8], prefix: &[u8], h: u8, out: &mut Option<usize>) -> bool {
+    let Some(r) = strip(l, prefix) else {
+        return false;
+    };
+    let mut f = Fields::new(r);
+    if f.int() != Some(u32::from(h)) {
+        return false;
+    }
+    *out = f.int().map(|n| n as usize);
+    true
+}
