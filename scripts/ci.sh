@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Library crates that must stay no_std and build for the Electron's Cortex-M3.
-NO_STD_CRATES=(ota-core sleep-guard cloud-proto)
+NO_STD_CRATES=(ota-core sleep-guard cloud-proto modem-ublox)
 TARGET=thumbv7m-none-eabi
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -31,9 +31,14 @@ for c in "${NO_STD_CRATES[@]}"; do
   cargo build -p "$c" --target "$TARGET" --release
   cargo build -p "$c" --target "$TARGET" --no-default-features
 done
+# modem-ublox with each model family alone (the features must each build on their own).
+for fam in sara-u2 sara-g3 sara-r4 sara-r5; do
+  cargo build -p modem-ublox --target "$TARGET" --no-default-features --features "$fam"
+done
 # The size probe links ota-core into a Cortex-M3 binary (cortex-m-rt): keep it building.
 (cd tools/size-report && cargo build -q --release --features full \
-  && cargo build -q --release --features cloud)
+  && cargo build -q --release --features cloud \
+  && cargo build -q --release --features modem-all)
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
@@ -41,12 +46,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "ota-tool round trip (README run command)"
 bash scripts/ota-roundtrip.sh >/dev/null
 
-step "wire report (cloud-proto bytes on the wire)"
+step "wire report (cloud-proto bytes on the wire) and modem report (AT bytes, emulator)"
 bash scripts/wire-report.sh >/dev/null
+bash scripts/modem-report.sh >/dev/null 2>&1
 
 if cargo fuzz --version >/dev/null 2>&1; then
-  # Bounded runs from the seed corpora: manifest parser (ota-core), frames (cloud-proto).
-  for target in manifest frame; do
+  # Bounded runs from the seed corpora: manifest parser (ota-core), frames (cloud-proto), AT
+  # lines and URCs (modem-ublox).
+  for target in manifest frame at_parser; do
     step "fuzz: $target (bounded run from the seed corpus)"
     corpus=$(mktemp -d)
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" "seeds/$target" -- \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Flash (.text + .rodata + .data init) and static RAM (.data + .bss) on thumbv7m-none-eabi, minus
 # a baseline binary with the same runtime: ota-core at opt-level "z" and "s" (verify path alone and
-# the whole crate), sleep-guard with 8 reasons, and cloud-proto's device side ("cloud": endpoint
-# and stream decoder in statics). With QEMU installed, also the peak stack of
+# the whole crate), sleep-guard with 8 reasons, cloud-proto's device side ("cloud": endpoint
+# and stream decoder in statics), and modem-ublox with one model family or all four. With QEMU installed, also the peak stack of
 # manifest verification, measured by stack painting on an emulated STM32F205 (netduino2).
 # Usage: bash scripts/size-report.sh
 set -euo pipefail
@@ -38,6 +38,13 @@ printf '%-8s %-10s %12d %12d\n' z "sleep-guard(8)" $((f - bf)) $((r - br))
 # cloud-proto's device side (endpoint + stream decoder in statics).
 read -r f r < <(measure z cloud)
 printf '%-8s %-10s %12d %12d\n' z "cloud" $((f - bf)) $((r - br))
+
+# modem-ublox: the Electron's family only, and all four (driver with a 256-byte line buffer in a
+# static; every operation linked in).
+for part in modem-u2 modem-all; do
+  read -r f r < <(measure z "$part")
+  printf '%-8s %-10s %12d %12d\n' z "$part" $((f - bf)) $((r - br))
+done
 
 # The same with sha2's loop-based software SHA-256 (a user-level cfg, see ota-core's README).
 compact='--cfg sha2_backend_soft="compact"'

@@ -323,8 +323,137 @@ mod cloud {
     }
 }
 
+#[cfg(any(feature = "modem-u2", feature = "modem-all"))]
+mod modem {
+    //! modem-ublox as a firmware links it, over a UART and pins that are volatile registers
+    //! (so nothing is optimised away); the static is the driver with its 256-byte line buffer.
+    use core::cell::RefCell;
+    use core::hint::black_box;
+    use core::net::{Ipv4Addr, SocketAddr};
+
+    use critical_section::Mutex;
+    use modem_ublox::{Apn, Config, Family, Modem, Protocol, Registration};
+
+    const DR: *mut u32 = 0x4001_1004 as *mut u32; // USART1 data register
+    const SR: *const u32 = 0x4001_1000 as *const u32; // USART1 status register
+
+    pub struct Uart;
+    #[derive(Debug)]
+    pub struct E;
+    impl core::fmt::Display for E {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("uart")
+        }
+    }
+    impl core::error::Error for E {}
+    impl embedded_io::Error for E {
+        fn kind(&self) -> embedded_io::ErrorKind {
+            embedded_io::ErrorKind::Other
+        }
+    }
+    impl embedded_io::ErrorType for Uart {
+        type Error = E;
+    }
+    impl embedded_io::Read for Uart {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, E> {
+            for b in buf.iter_mut() {
+                *b = unsafe { core::ptr::read_volatile(DR) } as u8;
+            }
+            Ok(buf.len())
+        }
+    }
+    impl embedded_io::ReadReady for Uart {
+        fn read_ready(&mut self) -> Result<bool, E> {
+            Ok(unsafe { core::ptr::read_volatile(SR) } & 0x20 != 0)
+        }
+    }
+    impl embedded_io::Write for Uart {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, E> {
+            for &b in buf {
+                unsafe { core::ptr::write_volatile(DR, b as u32) };
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    pub struct Pin;
+    impl embedded_hal::digital::ErrorType for Pin {
+        type Error = core::convert::Infallible;
+    }
+    impl embedded_hal::digital::OutputPin for Pin {
+        fn set_low(&mut self) -> Result<(), Self::Error> {
+            unsafe { core::ptr::write_volatile(DR, 0x100) };
+            Ok(())
+        }
+        fn set_high(&mut self) -> Result<(), Self::Error> {
+            unsafe { core::ptr::write_volatile(DR, 0x101) };
+            Ok(())
+        }
+    }
+    impl embedded_hal::digital::InputPin for Pin {
+        fn is_high(&mut self) -> Result<bool, Self::Error> {
+            Ok(unsafe { core::ptr::read_volatile(SR) } & 1 != 0)
+        }
+        fn is_low(&mut self) -> Result<bool, Self::Error> {
+            Ok(unsafe { core::ptr::read_volatile(SR) } & 1 == 0)
+        }
+    }
+    pub struct Delay;
+    impl embedded_hal::delay::DelayNs for Delay {
+        fn delay_ns(&mut self, ns: u32) {
+            for _ in 0..ns / 8 {
+                cortex_m::asm::nop();
+            }
+        }
+    }
+
+    type Driver = Modem<Uart, Delay, Pin, Pin, Pin>;
+    static MODEM: Mutex<RefCell<Option<Driver>>> = Mutex::new(RefCell::new(None));
+
+    pub fn exercise() -> usize {
+        critical_section::with(|cs| {
+            let mut slot = MODEM.borrow_ref_mut(cs);
+            let m = slot.insert(
+                Modem::new(Uart, Delay, Pin, Config::new(Family::U2))
+                    .with_reset(Pin)
+                    .with_vint(Pin),
+            );
+            let mut n = 0usize;
+            n += m.power_on().is_ok() as usize;
+            n += m.wait_sim_ready(black_box(10_000)).is_ok() as usize;
+            n += m.register(&Registration::new(black_box(60_000))).is_ok() as usize;
+            n += m.activate_data(&Apn::new("spark.telefonica.com"), 30_000).is_ok() as usize;
+            let _ = m.sweep_stale_sockets();
+            let peer = SocketAddr::from((Ipv4Addr::new(10, 0, 0, black_box(1)), 5684));
+            let mut buf = [0u8; 512];
+            if let Ok(s) = m.open_socket(Protocol::Tcp) {
+                let _ = m.connect(s, peer);
+                n += m.send(s, black_box(&buf[..100])).unwrap_or(0);
+                if m.wait_readable(s, 5_000).unwrap_or(false) {
+                    n += m.receive(s, &mut buf).unwrap_or(0);
+                }
+                let _ = m.close(s);
+            }
+            if let Ok(s) = m.open_socket(Protocol::Udp) {
+                let _ = m.send_to(s, peer, black_box(&buf[..29]));
+                if let Ok(Some((k, _))) = m.receive_from(s, &mut buf) {
+                    n += k;
+                }
+                let _ = m.close(s);
+            }
+            let _ = m.recover();
+            n += m.power_off().is_ok() as usize;
+            n + m.time_spent_ms() as usize
+        })
+    }
+}
+
 #[entry]
 fn main() -> ! {
+    #[cfg(any(feature = "modem-u2", feature = "modem-all"))]
+    black_box(modem::exercise());
     #[cfg(feature = "cloud")]
     black_box(cloud::exercise());
     #[cfg(all(feature = "sleep", not(feature = "sleep-count")))]

@@ -1,0 +1,450 @@
+//! The driver against the byte-exact emulator (modem-ublox-emu), whose sockets reach real
+//! loopback peers: whole wake cycles on every model, a 256 KiB TCP echo with URCs injected and
+//! reads split, UDP, and failure modes from the emulator's fault plan.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::thread;
+use std::time::Duration;
+
+use modem_ublox::{
+    Apn, AtError, Config, DataError, Family, Modem, Protocol, Registration, RegistrationError,
+    SocketError,
+};
+use modem_ublox_emu as emu;
+use modem_ublox_emu::{Action, Emulator, Fault, Position, Trigger};
+
+type EmuModem = Modem<emu::Uart, emu::Delay, emu::PwrOn, emu::Reset, emu::VInt, 512>;
+
+fn family(model: emu::Model) -> Family {
+    match model.family() {
+        emu::Family::U2 => Family::U2,
+        emu::Family::G3 => Family::G3,
+        emu::Family::R4 => Family::R4,
+        emu::Family::R5 => Family::R5,
+    }
+}
+
+fn modem(e: &Emulator) -> EmuModem {
+    Modem::new(
+        e.uart(),
+        e.delay(),
+        e.pwr_on(),
+        Config::new(family(e.model())),
+    )
+    .with_reset(e.reset())
+    .with_vint(e.vint())
+    .with_line_buffer::<512>()
+}
+
+/// A TCP echo server on loopback; returns its address.
+fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP echo peer on loopback.
+fn udp_echo() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// Power on, SIM, registration, data context: what every wake does first.
+fn bring_up(m: &mut EmuModem) {
+    m.power_on().expect("power on");
+    m.wait_sim_ready(10_000).expect("SIM");
+    m.register(&Registration::new(120_000))
+        .expect("registration");
+    m.activate_data(&Apn::new("spark.telefonica.com"), 60_000)
+        .expect("data context");
+}
+
+/// Receives exactly `want` bytes from a TCP socket.
+fn receive_exactly(m: &mut EmuModem, s: modem_ublox::SocketId, want: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(want);
+    let mut buf = [0u8; 1024];
+    while got.len() < want {
+        assert!(
+            m.wait_readable(s, 10_000).expect("wait"),
+            "no data after {} of {want} bytes",
+            got.len()
+        );
+        let n = m.receive(s, &mut buf).expect("receive");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    // What a naive parser would trip over, at the start of the stream.
+    let trap = b"\r\nOK\r\n\"@\r\nERROR\r\n+UUSORD: 0,5\r\n\0";
+    let n = trap.len().min(len);
+    v[..n].copy_from_slice(&trap[..n]);
+    v
+}
+
+#[test]
+fn a_wake_cycle_on_every_model() {
+    let echo = tcp_echo();
+    for model in [
+        emu::Model::SaraU260,
+        emu::Model::SaraU270,
+        emu::Model::SaraU201,
+        emu::Model::SaraG350,
+        emu::Model::SaraR410M,
+        emu::Model::SaraR510S,
+    ] {
+        let e = Emulator::new(model);
+        let mut m = modem(&e);
+        bring_up(&mut m);
+        let s = m.open_socket(Protocol::Tcp).expect("socket");
+        m.connect(s, echo).expect("connect");
+        let msg = payload(700, 3);
+        assert_eq!(m.send(s, &msg).expect("send"), msg.len());
+        assert_eq!(receive_exactly(&mut m, s, msg.len()), msg, "{model:?}");
+        m.close(s).expect("close");
+        m.power_off().expect("power off");
+        assert!(e.is_off(), "{model:?} still on");
+        assert_eq!(e.violations(), vec![], "{model:?}: the driver broke a rule");
+    }
+}
+
+/// Deterministic pseudo-random numbers for fault plans.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const POSITIONS: [Position; 4] = [
+    Position::BeforeEcho,
+    Position::AfterEcho,
+    Position::BeforeFinal,
+    Position::AfterFinal,
+];
+
+/// URCs that arrive in real sessions, some sharing a prefix with responses (`+CREG`,
+/// `+UUSORD` vs `+USORD`), some for sockets the driver does not know.
+const URCS: [&str; 6] = [
+    "+CREG: 5,\"9E9A\",\"0196BDB0\",2",
+    "+CGREG: 1",
+    "+UUSORD: 6,12",
+    "+CIEV: 2,3",
+    "+UUPSDA: 0,\"10.174.88.81\"",
+    "+CEREG: 1,\"2F11\",\"1B18207\",7",
+];
+
+#[test]
+fn moves_256_kib_through_tcp_with_urcs_injected_and_reads_split() {
+    let echo = tcp_echo();
+    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    // The loopback peer answers in microseconds: less real sleep per virtual delay.
+    c.real_sleep_cap = Duration::from_micros(20);
+    let e = Emulator::with_config(emu::Model::SaraU260, c);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+
+    let mut rng = Rng(0x5EED_0FC0_FFEE);
+    let mut injected = 0;
+    for k in 1..=400u32 {
+        let prefix = ["AT+USOWR", "AT+USORD"][(k % 2) as usize];
+        let urc = URCS[rng.below(URCS.len() as u64) as usize];
+        let position = POSITIONS[rng.below(4) as usize];
+        e.add_fault(Fault::new(
+            Trigger::nth(prefix, 1 + rng.below(600) as u32),
+            Action::urc(urc, position),
+        ));
+        injected += 1;
+    }
+    // Every read returns at most 7 bytes, with a gap before the next ones.
+    e.add_fault(Fault::new(
+        Trigger::at_ms(0),
+        Action::ShortReads {
+            max: 7,
+            gap: Duration::from_micros(300),
+        },
+    ));
+
+    let data = payload(256 * 1024, 11);
+    let before = e.stats();
+    let mut echoed = Vec::with_capacity(data.len());
+    // 4 KiB out, its echo back, and again: the echo server never holds more than the
+    // module's receive buffer.
+    for block in data.chunks(4096) {
+        let mut sent = 0;
+        while sent < block.len() {
+            sent += m.send(s, &block[sent..]).expect("send");
+        }
+        echoed.extend(receive_exactly(&mut m, s, block.len()));
+    }
+    assert!(echoed == data, "the echo differs from what was sent");
+    let fired = e.fired().len();
+    let st = e.stats().since(&before);
+    println!(
+        "256 KiB echoed byte-exact: {} AT commands, {} URCs ({fired} faults of {injected} fired), \
+         {} + {} bytes to the modem (AT + payload), {} + {} from it",
+        st.at_commands,
+        st.urcs,
+        st.to_modem.at,
+        st.to_modem.payload,
+        st.from_modem.at,
+        st.from_modem.payload,
+    );
+    assert!(
+        st.urcs >= 100,
+        "too few URCs were injected to mean anything"
+    );
+    m.close(s).expect("close");
+    assert_eq!(e.violations(), vec![]);
+}
+
+#[test]
+fn udp_datagrams_round_trip_on_each_family() {
+    let echo = udp_echo();
+    for model in [
+        emu::Model::SaraU260,
+        emu::Model::SaraG350,
+        emu::Model::SaraR410M,
+    ] {
+        let e = Emulator::new(model);
+        let mut m = modem(&e);
+        bring_up(&mut m);
+        let s = m.open_socket(Protocol::Udp).expect("socket");
+        for (i, len) in [1usize, 29, 512, 1024].into_iter().enumerate() {
+            let msg = payload(len, 40 + i as u64);
+            m.send_to(s, echo, &msg).expect("send_to");
+            assert!(m.wait_readable(s, 10_000).expect("wait"), "{model:?}");
+            let mut buf = [0u8; 1024];
+            let (n, from) = m
+                .receive_from(s, &mut buf)
+                .expect("receive_from")
+                .expect("a datagram");
+            assert_eq!((&buf[..n], from), (&msg[..], echo), "{model:?} {len}");
+        }
+        m.close(s).expect("close");
+        assert_eq!(e.violations(), vec![], "{model:?}");
+    }
+}
+
+// --- Failure modes from the emulator's fault plan (research file section 6) ----------------
+
+#[test]
+fn fm04_a_reboot_mid_session_invalidates_sockets_and_the_driver_recovers() {
+    let echo = tcp_echo();
+    let e = Emulator::new(emu::Model::SaraU260);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+    // The module browns out during the next write.
+    e.add_fault(Fault::new(
+        Trigger::nth("AT+USOWR", 1),
+        Action::Reboot {
+            garbage: vec![0, 0, 0xff],
+        },
+    ));
+    let err = m.send(s, b"hello").expect_err("the write cannot succeed");
+    println!("write during a reboot: {err:?}");
+    // Whatever the first error, the old socket is gone for good…
+    let again = m.send(s, b"hello");
+    assert!(
+        matches!(
+            again,
+            Err(SocketError::Invalidated) | Err(SocketError::At(AtError::ModemRebooted))
+        ),
+        "{again:?}"
+    );
+    // …and the driver brings the modem back to a working session.
+    m.register(&Registration::new(120_000))
+        .expect("re-register");
+    m.activate_data(&Apn::new("internet"), 60_000)
+        .expect("data");
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+    assert_eq!(m.send(s, b"again").expect("send"), 5);
+    assert_eq!(receive_exactly(&mut m, s, 5), b"again");
+}
+
+#[test]
+fn fm11_data_sent_before_a_peer_close_is_still_read() {
+    // A server that answers and hangs up at once.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let mut b = [0u8; 5];
+            let _ = s.read_exact(&mut b);
+            let _ = s.write_all(&payload(3000, 9));
+        }
+    });
+    let e = Emulator::new(emu::Model::SaraR410M);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, addr).expect("connect");
+    m.send(s, b"hello").expect("send");
+    assert_eq!(receive_exactly(&mut m, s, 3000), payload(3000, 9));
+    // Then the close is seen, and reads say so.
+    let mut buf = [0u8; 64];
+    let mut closed = false;
+    for _ in 0..50 {
+        if m.is_peer_closed(s).expect("state") {
+            closed = true;
+            break;
+        }
+        let _ = m.wait_readable(s, 200);
+        match m.receive(s, &mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{n} unexpected bytes"),
+            Err(SocketError::Closed) => {
+                closed = true;
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(closed, "the peer close was never reported");
+}
+
+#[test]
+fn fm13_a_lost_data_context_is_reported_and_reactivated() {
+    let echo = tcp_echo();
+    let e = Emulator::new(emu::Model::SaraU260);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+    e.add_fault(Fault::new(Trigger::nth("AT+USOWR", 1), Action::PdpLost));
+    let _ = m.send(s, b"x");
+    // The connected socket was closed by the module: the driver reports it, not a hang.
+    let mut buf = [0u8; 8];
+    let r = m.receive(s, &mut buf);
+    assert!(r.is_err() || r == Ok(0), "{r:?}");
+    assert_eq!(m.data_address(), None, "the context is known to be gone");
+    let ip = m
+        .activate_data(&Apn::new("internet"), 60_000)
+        .expect("again");
+    assert_eq!(ip, Ipv4Addr::new(10, 174, 88, 81));
+}
+
+#[test]
+fn fm14_denied_registration_ends_within_the_budget() {
+    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    c.network.outcome = emu::RegStat::Denied;
+    let e = Emulator::with_config(emu::Model::SaraU260, c);
+    let mut m = modem(&e);
+    m.power_on().expect("power on");
+    m.wait_sim_ready(10_000).expect("SIM");
+    let t0 = e.now();
+    let r = m.register(&Registration::new(90_000));
+    assert!(
+        matches!(
+            r,
+            Err(RegistrationError::Denied) | Err(RegistrationError::Timeout(_))
+        ),
+        "{r:?}"
+    );
+    let spent_ms = (e.now() - t0) / 1000;
+    assert!(spent_ms <= 95_000, "{spent_ms} ms spent of a 90 s budget");
+}
+
+#[test]
+fn fm05_stale_sockets_from_a_previous_run_are_swept() {
+    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    c.stale_sockets = (0..7)
+        .map(|id| emu::StaleSocket {
+            id,
+            protocol: if id % 2 == 0 { 6 } else { 17 },
+        })
+        .collect();
+    let e = Emulator::with_config(emu::Model::SaraU260, c);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    // All seven handles are taken: without the sweep no socket could be opened.
+    let swept = m.sweep_stale_sockets().expect("sweep");
+    assert_eq!(swept, 7);
+    m.open_socket(Protocol::Udp)
+        .expect("a socket after the sweep");
+}
+
+#[test]
+fn fm10_a_lost_data_urc_does_not_lose_data() {
+    let echo = tcp_echo();
+    let e = Emulator::new(emu::Model::SaraU270);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+    e.add_fault(Fault::new(
+        Trigger::at_ms(0),
+        Action::LoseUrc("+UUSORD".into()),
+    ));
+    m.send(s, b"no urc for me").expect("send");
+    assert_eq!(receive_exactly(&mut m, s, 13), b"no urc for me");
+}
+
+#[test]
+fn fm06_pdp_cme_errors_are_typed_and_the_next_attempt_works() {
+    let e = Emulator::new(emu::Model::SaraU260);
+    let mut m = modem(&e);
+    m.power_on().expect("power on");
+    m.wait_sim_ready(10_000).expect("SIM");
+    m.register(&Registration::new(60_000))
+        .expect("registration");
+    for (code, want) in [
+        (149, DataError::AuthFailed),
+        (133, DataError::NotSubscribed),
+        (148, DataError::Rejected(148)),
+    ] {
+        e.add_fault(Fault::new(
+            Trigger::nth("AT+UPSDA", 1),
+            Action::Fail(emu::ErrorReply::Cme(code)),
+        ));
+        let r = m.activate_data(&Apn::new("internet"), 60_000);
+        assert_eq!(r, Err(want), "+CME ERROR: {code}");
+    }
+    m.activate_data(&Apn::new("internet"), 60_000)
+        .expect("the next attempt works");
+}
