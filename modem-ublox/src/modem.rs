@@ -16,6 +16,10 @@ use crate::model::{Family, Model, Profile, Timeouts};
 use crate::socket::{Slot, SOCKETS};
 use crate::urc::{self, Domain, Final, RegStatus, Urc};
 
+/// How long input that keeps arriving is still drained after a wait's deadline, ms (see
+/// [`Modem::pump_until`]).
+pub(crate) const DRAIN_MS: u32 = 100;
+
 /// A placeholder for an absent optional pin (RESET_N, V_INT). Never driven or read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPin;
@@ -621,12 +625,18 @@ where
 
     /// Handle whatever has arrived (URCs) for up to `ms`, stopping early when `stop` says
     /// so. Final result codes seen here belong to no command and are dropped.
+    ///
+    /// Input that is still arriving at the deadline is drained for at most
+    /// [`DRAIN_MS`] more, so `ms = 0` takes in what has already arrived, and a modem
+    /// that never stops sending (noise, NULs on a dead line, a URC loop) cannot hold the
+    /// driver here.
     pub(crate) fn pump_until(
         &mut self,
         ms: u32,
         stop: &dyn Fn(&State) -> bool,
     ) -> Result<(), AtError> {
         let deadline = self.deadline(ms);
+        let hard = deadline.saturating_add(u64::from(DRAIN_MS) * 1_000_000);
         let mut overflow = false;
         loop {
             if stop(&self.st) {
@@ -635,6 +645,9 @@ where
             match self.next_byte()? {
                 Some(b) => {
                     let _ = self.feed(b, &mut (), &mut overflow);
+                    if self.now_ns() >= hard {
+                        return Ok(());
+                    }
                 }
                 None => {
                     if self.now_ns() >= deadline {
@@ -648,7 +661,9 @@ where
     }
 
     /// Handle URCs for up to `wait_ms` (0: only what has already arrived). Call this while
-    /// idle so socket data and registration changes are noticed.
+    /// idle so socket data and registration changes are noticed. Input still arriving at the
+    /// end is taken in for at most 100 ms more, so a modem that never stops sending (noise,
+    /// NULs on a dead line, a URC loop) cannot hold the caller.
     ///
     /// # Errors
     /// [`AtError::Uart`]; [`AtError::ModemRebooted`] if a reboot was detected (the driver

@@ -718,3 +718,61 @@ fn recovery_deaf_modem_is_reset_and_sockets_invalidated() {
     assert_eq!(m.recover(), Ok(modem_ublox::Recovery::Alive));
     b.done();
 }
+
+/// A modem that never stops talking (0x00 on a dead line, a URC loop): every operation still
+/// returns within its time bound, counted on the driver's own clock, plus the documented
+/// drain allowance (input still arriving at a wait's deadline is taken in for at most 100 ms
+/// more) and a few ms of wire time (the command line, the last 32-byte read of each wait).
+/// The flood panics after 5 MB (over 7 minutes of wire time at 115200 baud), so a hang fails
+/// the test instead of blocking it.
+#[test]
+fn endless_input_never_hangs_poll_commands_wait_readable_or_register() {
+    const DRAIN_MS: u64 = 100;
+    const SLACK_MS: u64 = 10;
+    const LIMIT: u64 = 5_000_000;
+    for pattern in [&b"\0"[..], b"\r\n+CIEV: 1,1\r\n"] {
+        let name = esc(pattern);
+        // Each operation on a fresh modem, so that one's timeout does not start the next
+        // one's resynchronisation.
+        let run =
+            |what: &str, bound_ms: u64, drains: u64, op: &dyn Fn(&mut FullModem, SocketId)| {
+                let budget_ms = bound_ms + drains * DRAIN_MS;
+                let (b, mut m) = booted(Family::U2);
+                let s = tcp(&b, &mut m, 0);
+                b.done();
+                b.script.flood(pattern, LIMIT);
+                let t0 = m.time_spent_ms();
+                op(&mut m, s);
+                let spent = m.time_spent_ms() - t0;
+                assert!(
+                    spent <= budget_ms + SLACK_MS,
+                    "{what} with endless \"{name}\": {spent} ms for a bound of {budget_ms} ms"
+                );
+                assert!(
+                    b.script.flood_served() > 0,
+                    "{what}: the flood was never read"
+                );
+            };
+        run("poll(0)", 0, 1, &|m, _| {
+            m.poll(0).unwrap();
+        });
+        run("poll(300)", 300, 1, &|m, _| {
+            m.poll(300).unwrap();
+        });
+        // A command: its own timeout (AT+CCID, 10 s), after draining what arrived before it.
+        run("iccid()", 10_000, 1, &|m, _| {
+            assert_eq!(m.iccid(), Err(AtError::Timeout));
+        });
+        // wait_readable: its timeout, then one AT+USORD=0,0 within the read timeout (10 s).
+        run("wait_readable(1000)", 1_000 + 10_000, 2, &|m, s| {
+            assert_eq!(
+                m.wait_readable(s, 1_000),
+                Err(SocketError::At(AtError::Timeout))
+            );
+        });
+        // register: the budget, and the drain before its first command.
+        run("register(3000)", 3_000, 1, &|m, _| {
+            assert!(m.register(&Registration::new(3_000)).is_err());
+        });
+    }
+}

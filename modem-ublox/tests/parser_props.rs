@@ -212,11 +212,40 @@ fn modem_talk() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|v| v.concat())
 }
 
-/// A UART that accepts every write and answers with arbitrary bytes, a chunk per read.
+/// A UART that accepts every write and answers with arbitrary bytes, a chunk per read. An
+/// endless one starts over when the bytes run out (a modem that never stops talking) and
+/// panics after `limit` bytes, so a driver that never returns fails instead of hanging.
 struct Chaos {
     data: Vec<u8>,
     pos: usize,
     chunk: usize,
+    endless: bool,
+    served: u64,
+    limit: u64,
+}
+
+impl Chaos {
+    fn new(data: Vec<u8>, chunk: usize) -> Self {
+        Self {
+            data,
+            pos: 0,
+            chunk,
+            endless: false,
+            served: 0,
+            limit: u64::MAX,
+        }
+    }
+
+    fn endless(mut data: Vec<u8>, chunk: usize, limit: u64) -> Self {
+        if data.is_empty() {
+            data.push(0);
+        }
+        Self {
+            endless: true,
+            limit,
+            ..Self::new(data, chunk)
+        }
+    }
 }
 
 impl embedded_io::ErrorType for Chaos {
@@ -224,15 +253,24 @@ impl embedded_io::ErrorType for Chaos {
 }
 impl embedded_io::ReadReady for Chaos {
     fn read_ready(&mut self) -> Result<bool, Infallible> {
-        Ok(self.pos < self.data.len())
+        Ok(self.endless || self.pos < self.data.len())
     }
 }
 impl embedded_io::Read for Chaos {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if self.endless && self.pos == self.data.len() {
+            self.pos = 0;
+        }
         assert!(self.pos < self.data.len(), "read without read_ready");
         let n = buf.len().min(self.chunk).min(self.data.len() - self.pos);
         buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
         self.pos += n;
+        self.served += n as u64;
+        assert!(
+            self.served <= self.limit,
+            "the driver read {} bytes of endless input without returning (hang)",
+            self.served
+        );
         Ok(n)
     }
 }
@@ -262,7 +300,7 @@ proptest! {
         family in 0usize..4,
     ) {
         let family = [Family::U2, Family::G3, Family::R4, Family::R5][family];
-        let uart = Chaos { data, pos: 0, chunk };
+        let uart = Chaos::new(data, chunk);
         let mut cfg = Config::new(family);
         cfg.poll_interval_us = 20_000;
         let mut m: Modem<_, _, NoPin> = Modem::new(uart, NoDelay, NoPin, cfg);
@@ -279,5 +317,57 @@ proptest! {
         let _ = m.poll(100);
         let _ = m.power_off();
         prop_assert!(m.time_spent_ms() < 10_000_000);
+    }
+}
+
+type Endless = Modem<Chaos, NoDelay, NoPin>;
+
+/// Run `f` and check it took at most `bound_ms` of the driver's time.
+fn timed(m: &mut Endless, what: &str, bound_ms: u64, f: impl FnOnce(&mut Endless)) {
+    let t0 = m.time_spent_ms();
+    f(m);
+    let spent = m.time_spent_ms() - t0;
+    assert!(spent <= bound_ms, "{what}: {spent} ms, bound {bound_ms} ms");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The same operations against a modem whose output never ends (the arbitrary bytes
+    /// repeated forever, the UART always ready): each returns. `poll` within its wait, the
+    /// 100 ms drain allowance and a re-initialisation (the noise may look like a reboot); the
+    /// others within a generous bound that covers their timeouts and a recovery
+    /// (resynchronisation, power cycle, boot, re-initialisation). 9600 baud so that a virtual
+    /// second is ~1000 bytes of input.
+    #[test]
+    fn driver_returns_on_endless_modem_output(
+        data in modem_talk(),
+        chunk in 1usize..40,
+        family in 0usize..4,
+    ) {
+        const BOUND_MS: u64 = 20 * 60 * 1_000;
+        const REINIT_MS: u64 = 60_000;
+        let family = [Family::U2, Family::G3, Family::R4, Family::R5][family];
+        let uart = Chaos::endless(data, chunk, 20_000_000);
+        let mut cfg = Config::new(family);
+        cfg.baud = 9_600;
+        cfg.poll_interval_us = 20_000;
+        let mut m: Endless = Modem::new(uart, NoDelay, NoPin, cfg);
+        timed(&mut m, "power_on", BOUND_MS, |m| { let _ = m.power_on(); });
+        timed(&mut m, "poll(0)", 100 + REINIT_MS, |m| { let _ = m.poll(0); });
+        timed(&mut m, "poll(500)", 500 + 100 + REINIT_MS, |m| { let _ = m.poll(500); });
+        timed(&mut m, "wait_sim_ready", BOUND_MS, |m| { let _ = m.wait_sim_ready(3_000); });
+        timed(&mut m, "register", BOUND_MS, |m| { let _ = m.register(&Registration::new(5_000)); });
+        timed(&mut m, "activate_data", BOUND_MS, |m| { let _ = m.activate_data(&Apn::new("apn"), 5_000); });
+        timed(&mut m, "sockets", BOUND_MS, |m| {
+            if let Ok(s) = m.open_socket(Protocol::Tcp) {
+                let mut buf = [0u8; 64];
+                let _ = m.wait_readable(s, 1_000);
+                let _ = m.receive(s, &mut buf);
+                let _ = m.send(s, b"hello");
+                let _ = m.close(s);
+            }
+        });
+        timed(&mut m, "power_off", BOUND_MS, |m| { let _ = m.power_off(); });
     }
 }

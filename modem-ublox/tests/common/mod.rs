@@ -13,6 +13,11 @@
 //!
 //! `read()` without a byte due panics (a real UART read would block forever). The clock moves
 //! only through the driver's `DelayNs` calls.
+//!
+//! [`Script::flood`] turns the UART into an endless source (a modem that never stops talking:
+//! noise, NULs on a dead line, a URC loop): always ready, every read returns the next bytes of
+//! a repeating pattern, every write is accepted. It panics once it has served a set number of
+//! bytes, so a driver that never returns fails the test instead of hanging it.
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
@@ -138,6 +143,15 @@ struct Inner {
     written: Vec<u8>,
     tx_pos: usize,
     tx_done: Vec<(u64, Vec<u8>)>,
+    flood: Option<Flood>,
+}
+
+/// The endless source of [`Script::flood`].
+struct Flood {
+    pattern: Vec<u8>,
+    pos: usize,
+    served: u64,
+    limit: u64,
 }
 
 impl Inner {
@@ -240,6 +254,7 @@ impl Script {
             written: Vec::new(),
             tx_pos: 0,
             tx_done: Vec::new(),
+            flood: None,
         })))
     }
 
@@ -325,6 +340,25 @@ impl Script {
             .unwrap_or_else(|| panic!("no Tx {:?}", esc(bytes)))
     }
 
+    /// From now on the UART is an endless source repeating `pattern` (always ready, writes
+    /// accepted and recorded, the script is no longer checked). Panics after `limit` bytes have
+    /// been read: the driver is taken to hang.
+    pub fn flood(&self, pattern: impl AsRef<[u8]>, limit: u64) {
+        let pattern = pattern.as_ref().to_vec();
+        assert!(!pattern.is_empty());
+        self.0.borrow_mut().flood = Some(Flood {
+            pattern,
+            pos: 0,
+            served: 0,
+            limit,
+        });
+    }
+
+    /// Bytes served by [`flood`](Self::flood) so far.
+    pub fn flood_served(&self) -> u64 {
+        self.0.borrow().flood.as_ref().map_or(0, |f| f.served)
+    }
+
     /// Number of script steps done.
     pub fn steps_done(&self) -> usize {
         self.0.borrow().done_steps
@@ -341,6 +375,9 @@ impl embedded_io::ErrorType for Uart {
 impl embedded_io::ReadReady for Uart {
     fn read_ready(&mut self) -> Result<bool, Infallible> {
         let i = self.0 .0.borrow();
+        if i.flood.is_some() {
+            return Ok(true);
+        }
         let now = i.now();
         Ok(i.rx.front().is_some_and(|p| p.due <= now))
     }
@@ -349,6 +386,19 @@ impl embedded_io::ReadReady for Uart {
 impl embedded_io::Read for Uart {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
         let mut i = self.0 .0.borrow_mut();
+        if let Some(f) = i.flood.as_mut() {
+            for b in buf.iter_mut() {
+                *b = f.pattern[f.pos];
+                f.pos = (f.pos + 1) % f.pattern.len();
+            }
+            f.served += buf.len() as u64;
+            assert!(
+                f.served <= f.limit,
+                "the driver read {} bytes of endless input without returning (hang)",
+                f.served
+            );
+            return Ok(buf.len());
+        }
         let now = i.now();
         let Some(first) = i.rx.front() else {
             let ctx = i.context();
@@ -377,6 +427,10 @@ impl embedded_io::Read for Uart {
 impl embedded_io::Write for Uart {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
         let mut i = self.0 .0.borrow_mut();
+        if i.flood.is_some() {
+            i.written.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         if let Some(p) = i.rx.iter().find(|p| p.strict) {
             let due = p.due;
             let unread: Vec<u8> = i.rx.iter().filter(|p| p.strict).map(|p| p.byte).collect();
