@@ -134,7 +134,8 @@ pub enum SimError {
     NotInserted,
     /// The SIM wants a PIN (or PUK); the driver does not enter PINs.
     PinRequired,
-    /// The SIM stayed busy or failing (`+CME ERROR: 14` / `13`) for the whole budget.
+    /// The SIM stayed busy or failing (`+CME ERROR: 14` / `13`) for the whole budget, or the
+    /// budget ended while `AT+CPIN?` was still unanswered.
     NotReady,
     /// Any other failure of the exchange.
     At(AtError),
@@ -164,8 +165,9 @@ impl From<AtError> for SimError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RegistrationError {
-    /// The caller's budget ran out before the modem registered. Carries the last status seen
-    /// (packet-switched domain for U2/G3, EPS for R4/R5).
+    /// The caller's budget ran out before the modem registered (also when it ends while a
+    /// command is still unanswered). Carries the last status seen (packet-switched domain for
+    /// U2/G3, EPS for R4/R5).
     Timeout(crate::RegStatus),
     /// The network denied registration (status 3) for the whole budget, interventions included.
     Denied,
@@ -210,7 +212,8 @@ pub enum DataError {
     NotSubscribed,
     /// The network rejected activation (`+CME ERROR: 148`, a non-zero `+UUPSDA` result, …).
     Rejected(u16),
-    /// The budget ran out before the context was active.
+    /// The budget ran out before the context was active (also when it ends while a command is
+    /// still unanswered).
     Timeout,
     /// The modem rebooted; it has been re-initialised, register again.
     ModemRebooted,

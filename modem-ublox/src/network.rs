@@ -84,7 +84,8 @@ where
 {
     /// Wait until the SIM is ready (`AT+CPIN?` → `READY`), retrying every second while it is
     /// busy or failing (`+CME ERROR: 14`/`13`, plain `ERROR` while it initialises; R410 after a
-    /// `CFUN` change), up to `budget_ms`.
+    /// `CFUN` change), up to `budget_ms`. Each `AT+CPIN?` waits at most for what is left of the
+    /// budget.
     ///
     /// # Errors
     /// [`SimError::NotInserted`], [`SimError::PinRequired`] (the driver does not enter PINs),
@@ -93,6 +94,9 @@ where
         let deadline = self.deadline(budget_ms);
         let t = self.timeouts().sim;
         loop {
+            let Ok(t) = self.capped(t, deadline) else {
+                return Err(SimError::NotReady);
+            };
             let r = self.query(b"AT+CPIN?\r\n", t, b"+CPIN:", |rest| Some(rest == b"READY"));
             match r {
                 Ok(true) => return Ok(()),
@@ -101,6 +105,9 @@ where
                 }
                 Err(AtError::Cme(10)) => return Err(SimError::NotInserted),
                 Err(AtError::Cme(13..=15)) | Err(AtError::Error) => {}
+                Err(AtError::Timeout) if self.now_ns() >= deadline => {
+                    return Err(SimError::NotReady)
+                }
                 Err(e) => return Err(SimError::At(e)),
             }
             if self.left_ms(deadline) < 1_000 {
@@ -134,6 +141,7 @@ where
         })
     }
 
+    /// `t` capped by what is left until `deadline`; `Err` once nothing is left.
     fn capped(&self, t: u32, deadline: u64) -> Result<u32, ()> {
         let left = self.left_ms(deadline);
         if left == 0 {
@@ -192,6 +200,8 @@ where
             RegStatus::Denied => RegistrationError::Denied,
             s => RegistrationError::Timeout(s),
         };
+        // Each command's timeout is capped by what is left of the budget when it is sent; a
+        // command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
                 match self.capped($t, deadline) {
@@ -200,45 +210,61 @@ where
                 }
             };
         }
+        macro_rules! run {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
+                        return Err(out_of_time(&self.st))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+        }
         let fam = self.st.family;
         if fam.uses_cereg() {
-            self.simple(b"AT+CEREG=2\r\n", cap!(t.short))?;
+            run!(self.simple(b"AT+CEREG=2\r\n", cap!(t.short)));
             self.st.reg_mode_set = true;
             if fam == Family::R4 && opts.fix_r4_rat {
-                let rat = self.query(b"AT+URAT?\r\n", cap!(t.query), b"+URAT:", |r| {
+                let rat = run!(self.query(b"AT+URAT?\r\n", cap!(t.query), b"+URAT:", |r| {
                     let mut f = Fields::new(r);
                     Some((f.int(), f.int()))
-                })?;
+                }));
                 if rat == (Some(7), Some(8)) {
-                    self.simple(b"AT+CFUN=4\r\n", cap!(t.cfun))?;
-                    self.simple(b"AT+URAT=7\r\n", cap!(t.query))?;
+                    run!(self.simple(b"AT+CFUN=4\r\n", cap!(t.cfun)));
+                    run!(self.simple(b"AT+URAT=7\r\n", cap!(t.query)));
                 }
             }
             if let Some(apn) = opts.eps_apn {
                 let mut c = Cmd::new("AT+CGDCONT=1,\"IP\",");
                 c.quoted(apn);
-                self.simple(c.finish()?, cap!(t.query))?;
+                run!(self.simple(c.finish()?, cap!(t.query)));
             }
-            self.radio_on(cap!(t.query), cap!(t.cfun))?;
-        } else {
-            self.radio_on(cap!(t.query), cap!(t.cfun))?;
-            self.simple(b"AT+CREG=2\r\n", cap!(t.short))?;
-            self.simple(b"AT+CGREG=2\r\n", cap!(t.short))?;
+        }
+        let fun = run!(self.query(b"AT+CFUN?\r\n", cap!(t.query), b"+CFUN:", |r| {
+            Fields::new(r).int()
+        }));
+        if fun != 1 {
+            run!(self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun)));
+        }
+        if !fam.uses_cereg() {
+            run!(self.simple(b"AT+CREG=2\r\n", cap!(t.short)));
+            run!(self.simple(b"AT+CGREG=2\r\n", cap!(t.short)));
             self.st.reg_mode_set = true;
         }
-        let mode = self.query(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", |r| {
+        let mode = run!(self.query(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", |r| {
             Fields::new(r).int()
-        })?;
+        }));
         if mode == 2 {
-            self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops))?;
+            run!(self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops)));
         }
         let mut last_action = self.now_ns();
         loop {
             if fam.uses_cereg() {
-                self.query(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", |_| Some(()))?;
+                run!(self.query(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", |_| Some(())));
             } else {
-                self.query(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", |_| Some(()))?;
-                self.query(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", |_| Some(()))?;
+                run!(self.query(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", |_| Some(())));
+                run!(self.query(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", |_| Some(())));
             }
             if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
                 return Ok(s);
@@ -252,14 +278,14 @@ where
                 last_action = self.now_ns();
                 let iv = opts.interventions;
                 if status == RegStatus::Denied && iv.radio_cycle_on_denied {
-                    self.simple(b"AT+CFUN=0\r\n", cap!(t.cfun))?;
-                    self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun))?;
+                    run!(self.simple(b"AT+CFUN=0\r\n", cap!(t.cfun)));
+                    run!(self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun)));
                 } else if !fam.uses_cereg() && self.st.cs.is_registered() && iv.attach {
-                    self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt))?;
+                    run!(self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt)));
                 } else if matches!(status, RegStatus::NotRegistered | RegStatus::Searching)
                     && iv.reselect
                 {
-                    self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops))?;
+                    run!(self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops)));
                 }
             }
             let wait = opts.poll_interval_ms.min(self.left_ms(deadline));
@@ -270,14 +296,6 @@ where
                 return Ok(s);
             }
         }
-    }
-
-    fn radio_on(&mut self, tq: u32, tcfun: u32) -> Result<(), AtError> {
-        let fun = self.query(b"AT+CFUN?\r\n", tq, b"+CFUN:", |r| Fields::new(r).int())?;
-        if fun != 1 {
-            self.simple(b"AT+CFUN=1\r\n", tcfun)?;
-        }
-        Ok(())
     }
 
     /// Activate the packet data context within `budget_ms` and return its IPv4 address.
@@ -293,6 +311,8 @@ where
     /// `AT+UPSD=0,100,1` + `AT+UPSDA=0,3`, then `AT+CGPADDR=1`. The APN of R4/R5 is set at
     /// registration ([`Registration::eps_apn`]); `apn` is not sent here.
     ///
+    /// Every command's timeout is capped by what is left of the budget when it is sent.
+    ///
     /// # Errors
     /// [`DataError::AuthFailed`] (149), [`DataError::NotSubscribed`] (127/132/133),
     /// [`DataError::Rejected`] (148 or a non-zero `+UUPSDA` result), [`DataError::NotRegistered`],
@@ -307,35 +327,47 @@ where
                 }
             };
         }
+        // A command that times out at the budget's end is the budget running out.
+        macro_rules! run {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
+                        return Err(DataError::Timeout)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+        }
         let t = self.timeouts();
         if !self.st.family.uses_upsd_profile() {
             return self.activate_eps(deadline);
         }
-        self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt))?;
-        let active = self.upsnd_active(cap!(t.query))?;
+        run!(self.simple(b"AT+CGATT=1\r\n", cap!(t.cgatt)));
+        let active = run!(self.upsnd_active(cap!(t.query)));
         if !active {
             let mut c = Cmd::new("AT+UPSD=0,1,");
             c.quoted(apn.name);
-            self.simple(c.finish()?, cap!(t.query))?;
+            run!(self.simple(c.finish()?, cap!(t.query)));
             if let Some(u) = apn.user {
                 let mut c = Cmd::new("AT+UPSD=0,2,");
                 c.quoted(u);
-                self.simple(c.finish()?, cap!(t.query))?;
+                run!(self.simple(c.finish()?, cap!(t.query)));
             }
             if let Some(p) = apn.password {
                 let mut c = Cmd::new("AT+UPSD=0,3,");
                 c.quoted(p);
-                self.simple(c.finish()?, cap!(t.query))?;
+                run!(self.simple(c.finish()?, cap!(t.query)));
             }
-            self.simple(b"AT+UPSD=0,7,\"0.0.0.0\"\r\n", cap!(t.query))?;
+            run!(self.simple(b"AT+UPSD=0,7,\"0.0.0.0\"\r\n", cap!(t.query)));
             let auth: &[u8] = match apn.auth {
                 Auth::None => b"AT+UPSD=0,6,0\r\n",
                 Auth::Pap => b"AT+UPSD=0,6,1\r\n",
                 Auth::Chap => b"AT+UPSD=0,6,2\r\n",
             };
-            self.simple(auth, cap!(t.query))?;
+            run!(self.simple(auth, cap!(t.query)));
             self.st.upsda = None;
-            self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp))?;
+            run!(self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp)));
             loop {
                 let wait = cap!(5_000);
                 self.pump_until(wait, &|st| st.upsda.is_some())?;
@@ -346,17 +378,19 @@ where
                     }
                     break;
                 }
-                if self.upsnd_active(cap!(t.query))? {
+                if run!(self.upsnd_active(cap!(t.query))) {
                     break;
                 }
             }
         }
-        let ip = self.query(b"AT+UPSND=0,0\r\n", cap!(t.query), b"+UPSND:", |r| {
-            let mut f = Fields::new(r);
-            f.next()?;
-            f.next()?;
-            parse_ipv4(f.quoted()?)
-        })?;
+        let ip = run!(
+            self.query(b"AT+UPSND=0,0\r\n", cap!(t.query), b"+UPSND:", |r| {
+                let mut f = Fields::new(r);
+                f.next()?;
+                f.next()?;
+                parse_ipv4(f.quoted()?)
+            })
+        );
         self.st.pdp_active = true;
         self.st.pdp_ip = Some(ip);
         Ok(ip)
@@ -381,8 +415,20 @@ where
                 }
             };
         }
+        // A command that times out at the budget's end is the budget running out.
+        macro_rules! run {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
+                        return Err(DataError::Timeout)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+        }
         let mut active = false;
-        self.exec(
+        run!(self.exec(
             b"AT+CGACT?\r\n",
             cap!(t.query),
             &mut crate::modem::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
@@ -395,22 +441,24 @@ where
                 }
                 None => false,
             }),
-        )?;
+        ));
         if !active {
-            self.simple(b"AT+CGACT=1,1\r\n", cap!(t.pdp))?;
+            run!(self.simple(b"AT+CGACT=1,1\r\n", cap!(t.pdp)));
         }
         if self.st.family == Family::R5 {
-            self.simple(b"AT+UPSD=0,100,1\r\n", cap!(t.query))?;
-            self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp))?;
+            run!(self.simple(b"AT+UPSD=0,100,1\r\n", cap!(t.query)));
+            run!(self.simple(b"AT+UPSDA=0,3\r\n", cap!(t.pdp)));
         }
-        let ip = self.query(b"AT+CGPADDR=1\r\n", cap!(t.query), b"+CGPADDR:", |r| {
-            let mut f = Fields::new(r);
-            if parse_u32(f.next()?)? != 1 {
-                return None;
-            }
-            let a = f.next()?;
-            parse_ipv4(crate::fields::unquote(a).unwrap_or(a))
-        })?;
+        let ip = run!(
+            self.query(b"AT+CGPADDR=1\r\n", cap!(t.query), b"+CGPADDR:", |r| {
+                let mut f = Fields::new(r);
+                if parse_u32(f.next()?)? != 1 {
+                    return None;
+                }
+                let a = f.next()?;
+                parse_ipv4(crate::fields::unquote(a).unwrap_or(a))
+            })
+        );
         self.st.pdp_active = true;
         self.st.pdp_ip = Some(ip);
         Ok(ip)

@@ -162,6 +162,23 @@ fn b_sim_pin_required_and_busy_budget() {
     b.done();
 }
 
+/// Every command inside a budgeted operation is capped by what is left of the budget: a SIM
+/// that takes 2 s to answer `AT+CPIN?` cannot stretch `wait_sim_ready(500)` to the command's
+/// own 10 s timeout (nor to the 2 s). Running out of budget is `NotReady`.
+#[test]
+fn b_sim_budget_caps_the_cpin_timeout() {
+    let (b, mut m) = booted(Family::R4);
+    b.push([
+        tx("AT+CPIN?\r\n"),
+        rx_late(2_000, "\r\n+CPIN: READY\r\n\r\nOK\r\n"),
+    ]);
+    let t0 = m.time_spent_ms();
+    assert_eq!(m.wait_sim_ready(500), Err(SimError::NotReady));
+    let spent = m.time_spent_ms() - t0;
+    assert!(spent <= 500 + 5, "{spent} ms for a 500 ms budget");
+    b.done();
+}
+
 // ---------------------------------------------------------------- C. Registration U2/G3
 
 fn c_setup(b: &Bench, cfun: &str, cops: &str) {
@@ -238,6 +255,27 @@ fn c_registration_polls_and_times_out_with_last_status() {
     // Polls at 0 s and 15 s; the budget ends the wait after the second one.
     let spent = m.time_spent_ms() - t0;
     assert!((20_000..20_100).contains(&spent), "{spent} ms");
+    b.done();
+}
+
+/// The caps are computed when each command is sent, not up front: `AT+CFUN?` answering
+/// after 4 s of a 5 s budget leaves `AT+CFUN=1` 1 s, not 5 s. The budget running out inside
+/// a command is `Timeout` with the last status, not an AT timeout.
+#[test]
+fn c_registration_budget_caps_each_command_when_it_is_sent() {
+    let (b, mut m) = booted(Family::U2);
+    b.push([tx("AT+CFUN?\r\n"), rx_after(4_000, info_ok("+CFUN: 0"))]);
+    b.push([tx("AT+CFUN=1\r\n")]);
+    let t0 = m.time_spent_ms();
+    let r = m.register(&Registration::new(5_000));
+    let spent = m.time_spent_ms() - t0;
+    assert_eq!(
+        r,
+        Err(modem_ublox::RegistrationError::Timeout(
+            RegStatus::NotRegistered
+        ))
+    );
+    assert!(spent <= 5_000 + 5, "{spent} ms for a 5 s budget");
     b.done();
 }
 
@@ -371,6 +409,22 @@ fn d_pdp_errors_149_133_148() {
         assert_eq!(m.activate_data(&Apn::new("apn"), 60_000), Err(want));
         b.done();
     }
+}
+
+/// A budget that ends during `AT+CGATT=1` (whose own timeout is 180 s) is
+/// `DataError::Timeout` at the budget, not an AT timeout.
+#[test]
+fn d_pdp_budget_ends_inside_a_command() {
+    let (b, mut m) = booted(Family::U2);
+    b.push([tx("AT+CGATT=1\r\n"), rx_late(10_000, "\r\nOK\r\n")]);
+    let t0 = m.time_spent_ms();
+    assert_eq!(
+        m.activate_data(&Apn::new("apn"), 3_000),
+        Err(DataError::Timeout)
+    );
+    let spent = m.time_spent_ms() - t0;
+    assert!(spent <= 3_000 + 5, "{spent} ms for a 3 s budget");
+    b.done();
 }
 
 #[test]
