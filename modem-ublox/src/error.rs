@@ -269,6 +269,13 @@ pub enum SocketError {
     Unsupported,
     /// A datagram longer than 1024 bytes (512 in hex mode).
     TooLarge,
+    /// The modem took no bytes (`+USOWR: <h>,0` / `+USOST: <h>,0`) on the first try and
+    /// three retries: its send buffer is full. Nothing was sent; try again later.
+    WouldBlock,
+    /// The modem confirmed only this many bytes of a UDP datagram (`+USOST: <h>,<n>` with `n`
+    /// smaller than the datagram): the peer got a shorter datagram, or none. Not retried (the
+    /// datagram could arrive twice).
+    Truncated(u16),
     /// `+USOER` reported this BSD-style socket error (e.g. 111 refused, 110 timed out,
     /// 104 reset). Retryable ones (11, 172) are retried by the driver first.
     Socket(u16),
@@ -285,6 +292,8 @@ impl fmt::Display for SocketError {
             Self::Closed => f.write_str("connection closed by the peer"),
             Self::Unsupported => f.write_str("operation not supported on this socket"),
             Self::TooLarge => f.write_str("datagram too large"),
+            Self::WouldBlock => f.write_str("the modem accepts no data right now"),
+            Self::Truncated(n) => write!(f, "only {n} bytes of the datagram were sent"),
             Self::Socket(e) => write!(f, "socket error {e}"),
             Self::At(e) => e.fmt(f),
         }

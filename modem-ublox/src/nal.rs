@@ -4,7 +4,8 @@
 //! `UdpClientStack::socket(&mut modem)`. `receive` returns `WouldBlock` when nothing is
 //! waiting; each such call costs one `AT+USORD=<h>,0` (or `AT+USORF`) exchange, so poll with
 //! a delay or use [`Modem::wait_readable`] first. `connect` and `send` block until the modem
-//! answered (bounded by the command timeouts); they never return `WouldBlock`.
+//! answered (bounded by the command timeouts); `send` returns `WouldBlock` only when the modem
+//! took no bytes at all ([`SocketError::WouldBlock`]), `connect` never.
 
 use core::net::SocketAddr;
 
@@ -41,7 +42,7 @@ where
     }
 
     fn send(&mut self, socket: &mut SocketId, buffer: &[u8]) -> nb::Result<usize, SocketError> {
-        Modem::send(self, *socket, buffer).map_err(nb::Error::Other)
+        Modem::send(self, *socket, buffer).map_err(would_block)
     }
 
     fn receive(
@@ -87,7 +88,7 @@ where
     fn send(&mut self, socket: &mut SocketId, buffer: &[u8]) -> nb::Result<(), SocketError> {
         Modem::send(self, *socket, buffer)
             .map(|_| ())
-            .map_err(nb::Error::Other)
+            .map_err(would_block)
     }
 
     fn receive(
@@ -107,5 +108,13 @@ where
             Err(SocketError::Invalidated) => Ok(()),
             r => r,
         }
+    }
+}
+
+/// [`SocketError::WouldBlock`] is `nb`'s `WouldBlock`; everything else an error.
+fn would_block(e: SocketError) -> nb::Error<SocketError> {
+    match e {
+        SocketError::WouldBlock => nb::Error::WouldBlock,
+        e => nb::Error::Other(e),
     }
 }

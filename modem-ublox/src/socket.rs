@@ -373,15 +373,22 @@ where
     /// Send on a socket. TCP: all of `data` in chunks of at most 1024 bytes (512 in hex
     /// mode), `AT+USOWR=<h>,<n>`, `@`, wait [`Config::prompt_wait_ms`](crate::Config), the
     /// bytes, `+USOWR: <h>,<m>`; when the modem takes fewer bytes (R4 segmentation), the rest
-    /// is sent in the next chunk. `ERROR` with `+USOER` 11 or 172 is retried 3 times. UDP:
-    /// one datagram to the connected remote (see [`send_to`](Self::send_to)).
+    /// is sent in the next chunk. A chunk is sent again only when the modem said it took none
+    /// of it: `ERROR` with `+USOER` 11 or 172, or `+USOWR: <h>,0` (3 retries, 100/200/300 ms
+    /// apart). `OK` without a count means the whole chunk was taken. UDP: one datagram to the
+    /// connected remote (see [`send_to`](Self::send_to)).
     ///
-    /// Returns the bytes accepted: all of them, or fewer if an error stopped a later chunk
-    /// after some were sent.
+    /// Returns the bytes accepted: all of them, or fewer if an error (or a modem that keeps
+    /// taking nothing) stopped a later chunk after some were sent.
+    ///
+    /// A chunk whose answer never came (`AtError::Timeout`) may have been sent, in full, in
+    /// part, or corrupted (a SARA-U201 with UART power saving loses the first byte after `@`):
+    /// treat the TCP stream as broken and close the socket.
     ///
     /// # Errors
-    /// [`SocketError::Closed`] after the peer closed, [`SocketError::Socket`],
-    /// [`SocketError::Invalidated`], [`SocketError::At`].
+    /// [`SocketError::Closed`] after the peer closed, [`SocketError::WouldBlock`] if the modem
+    /// took nothing, [`SocketError::Socket`], [`SocketError::Invalidated`],
+    /// [`SocketError::At`]; UDP: those of [`send_to`](Self::send_to).
     pub fn send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, SocketError> {
         let s = self.slot(id)?;
         if s.proto == Protocol::Udp {
@@ -402,10 +409,15 @@ where
         while sent < data.len() {
             let end = (sent + max).min(data.len());
             match self.write_chunk(id.handle, None, &data[sent..end]) {
+                // `+USOWR: <h>,0`: nothing taken, offer it again.
                 Ok(0) => {
                     retries += 1;
                     if retries > 3 {
-                        return Err(SocketError::Socket(11));
+                        return if sent > 0 {
+                            Ok(sent)
+                        } else {
+                            Err(SocketError::WouldBlock)
+                        };
                     }
                     self.sleep_ms(100 * retries);
                 }
@@ -425,12 +437,15 @@ where
     }
 
     /// Send one datagram on a UDP socket (`AT+USOST=<h>,"<ip>",<port>,<n>`, `@`, the bytes).
-    /// `ERROR` with `+USOER` 11 or 172 is retried 3 times.
+    /// It is sent again only when the modem said it took none of it: `ERROR` with `+USOER` 11
+    /// or 172, or `+USOST: <h>,0` (3 retries). `OK` without a count means it was sent.
     ///
     /// # Errors
     /// [`SocketError::TooLarge`] over 1024 bytes (512 in hex mode);
     /// [`SocketError::Unsupported`] on TCP sockets, for IPv6 and empty datagrams (the modem
-    /// rejects zero length); [`SocketError::Socket`]; [`SocketError::At`].
+    /// rejects zero length); [`SocketError::Truncated`] if the modem confirmed fewer bytes
+    /// than the datagram; [`SocketError::WouldBlock`]; [`SocketError::Socket`];
+    /// [`SocketError::At`].
     pub fn send_to(
         &mut self,
         id: SocketId,
@@ -453,7 +468,14 @@ where
         let mut retries = 0u32;
         loop {
             match self.write_chunk(id.handle, Some(to), data) {
-                Ok(_) => return Ok(()),
+                Ok(n) if n == data.len() => return Ok(()),
+                // `+USOST: <h>,0`: nothing taken, offer it again.
+                Ok(0) if retries < 3 => {
+                    retries += 1;
+                    self.sleep_ms(100 * retries);
+                }
+                Ok(0) => return Err(SocketError::WouldBlock),
+                Ok(n) => return Err(SocketError::Truncated(n as u16)),
                 Err(SocketError::Socket(11 | 172)) if retries < 3 => {
                     retries += 1;
                     self.sleep_ms(100 * retries);
@@ -463,7 +485,8 @@ where
         }
     }
 
-    /// One `+USOWR`/`+USOST` exchange; returns the byte count the modem confirmed.
+    /// One `+USOWR`/`+USOST` exchange; returns the byte count the modem confirmed (all of
+    /// `data` when `OK` came without a count).
     fn write_chunk(
         &mut self,
         h: u8,
@@ -518,7 +541,9 @@ where
             }
         };
         match r {
-            Ok(()) => Ok(confirmed.unwrap_or(0).min(data.len())),
+            // `OK` means the module took the data. Without a (parsable) count it took all of
+            // it: reporting 0 would make the caller send the bytes a second time.
+            Ok(()) => Ok(confirmed.unwrap_or(data.len()).min(data.len())),
             Err(e) => Err(self.command_failed(e)),
         }
     }

@@ -23,6 +23,19 @@ fn tcp_client_stack() {
         rx("\r\n+USOWR: 0,3\r\n\r\nOK\r\n"),
     ]);
     assert_eq!(TcpClientStack::send(&mut m, &mut s, b"GET"), Ok(3));
+    // The modem takes nothing (`+USOWR: 0,0`) on the first try and three retries: WouldBlock.
+    for _ in 0..4 {
+        b.push([
+            tx("AT+USOWR=0,1\r\n"),
+            rx("\r\n@"),
+            tx("/"),
+            rx("\r\n+USOWR: 0,0\r\n\r\nOK\r\n"),
+        ]);
+    }
+    assert_eq!(
+        TcpClientStack::send(&mut m, &mut s, b"/"),
+        Err(nb::Error::WouldBlock)
+    );
     let mut buf = [0u8; 16];
     b.push(at("AT+USORD=0,0\r\n", info_ok("+USORD: 0,0")));
     assert_eq!(
@@ -88,6 +101,17 @@ fn udp_client_stack() {
     let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 1);
     assert_eq!(m.send_to(s, v6, b"x"), Err(SocketError::Unsupported));
     assert_eq!(m.send_to(s, remote, &[0; 1025]), Err(SocketError::TooLarge));
+    // A datagram the modem confirms only in part is an error, not Ok.
+    b.push([
+        tx("AT+USOST=2,\"185.15.72.251\",123,5\r\n"),
+        rx("\r\n@"),
+        tx("hello"),
+        rx("\r\n+USOST: 2,4\r\n\r\nOK\r\n"),
+    ]);
+    assert_eq!(
+        UdpClientStack::send(&mut m, &mut s, b"hello"),
+        Err(nb::Error::Other(SocketError::Truncated(4)))
+    );
     b.push(ok("AT+USOCL=2\r\n"));
     UdpClientStack::close(&mut m, s).unwrap();
     b.done();

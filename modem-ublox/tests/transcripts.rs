@@ -531,6 +531,54 @@ fn e_tcp_write_error_usoer_172_retried() {
     b.done();
 }
 
+/// `OK` without a `+USOWR:` line (or with one that does not parse): the module took the
+/// chunk, so it counts as written and is never sent again (resending would duplicate TCP data).
+#[test]
+fn e_tcp_write_ok_without_confirmation_is_not_resent() {
+    for answer in ["\r\nOK\r\n", "\r\n+USOWR: 0,x\r\n\r\nOK\r\n"] {
+        let (b, mut m) = booted(Family::U2);
+        let s = tcp_open(&b, &mut m);
+        b.push([tx("AT+USOWR=0,5\r\n"), rx("\r\n@"), tx("hello"), rx(answer)]);
+        assert_eq!(m.send(s, b"hello"), Ok(5), "{answer:?}");
+        b.done();
+    }
+}
+
+/// `+USOWR: <h>,0`: nothing was taken, so the chunk is offered again (3 retries with a
+/// backoff); if the module keeps refusing, `WouldBlock` (nothing was sent) or the count of
+/// what was sent before.
+#[test]
+fn e_tcp_write_zero_accepted_is_retried_then_would_block() {
+    let (b, mut m) = booted(Family::R4);
+    let s = tcp_open(&b, &mut m);
+    for _ in 0..4 {
+        b.push([
+            tx("AT+USOWR=0,2\r\n"),
+            rx("\r\n@"),
+            tx("hi"),
+            rx("\r\n+USOWR: 0,0\r\n\r\nOK\r\n"),
+        ]);
+    }
+    assert_eq!(m.send(s, b"hi"), Err(SocketError::WouldBlock));
+    b.done();
+    b.push([
+        tx("AT+USOWR=0,5\r\n"),
+        rx("\r\n@"),
+        tx("hello"),
+        rx("\r\n+USOWR: 0,2\r\n\r\nOK\r\n"),
+    ]);
+    for _ in 0..4 {
+        b.push([
+            tx("AT+USOWR=0,3\r\n"),
+            rx("\r\n@"),
+            tx("llo"),
+            rx("\r\n+USOWR: 0,0\r\n\r\nOK\r\n"),
+        ]);
+    }
+    assert_eq!(m.send(s, b"hello"), Ok(2));
+    b.done();
+}
+
 #[test]
 fn e_tcp_read_1024_binary_with_ok_and_quote_inside() {
     let (b, mut m) = booted(Family::U2);
@@ -668,6 +716,31 @@ fn f_udp_u2_r5() {
         let (b, mut m) = booted(f);
         udp_datagram(&b, &mut m, "\"\r\n\r\nOK\r\n");
     }
+}
+
+/// `+USOST` confirming fewer bytes than the datagram is an error (the peer got a shorter
+/// datagram or none), never retried; `OK` without the confirmation counts as sent.
+#[test]
+fn f_udp_send_short_confirmation_is_an_error() {
+    let (b, mut m) = booted(Family::R4);
+    b.push(at("AT+USOCR=17\r\n", info_ok("+USOCR: 1")));
+    let s = m.open_socket(Protocol::Udp).unwrap();
+    let to = addr([185, 15, 72, 251], 123);
+    b.push([
+        tx("AT+USOST=1,\"185.15.72.251\",123,5\r\n"),
+        rx("\r\n@"),
+        tx("hello"),
+        rx("\r\n+USOST: 1,3\r\n\r\nOK\r\n"),
+    ]);
+    assert_eq!(m.send_to(s, to, b"hello"), Err(SocketError::Truncated(3)));
+    b.push([
+        tx("AT+USOST=1,\"185.15.72.251\",123,5\r\n"),
+        rx("\r\n@"),
+        tx("hello"),
+        rx("\r\nOK\r\n"),
+    ]);
+    assert_eq!(m.send_to(s, to, b"hello"), Ok(()));
+    b.done();
 }
 
 #[test]
