@@ -20,8 +20,10 @@ pub struct Config {
     /// Enable hardware flow control during init (`AT&K3` on U2/G3, `AT+IFC=2,2` on R4/R5).
     pub flow_control: bool,
     /// Use hex mode for socket data (`AT+UDCONF=1,1`): half the throughput, but immune to the
-    /// R4 binary-read erratum and UART power-saving corruption. Hex reads are limited to
-    /// `(L - 32) / 2` bytes per command by the line buffer.
+    /// R4 binary-read erratum and UART power-saving corruption. A hex read's whole answer
+    /// line must fit the line buffer `L`, so reads are limited to `(L - 17) / 2` bytes per
+    /// `AT+USORD` and `(L - 41) / 2` per `AT+USORF` (107 bytes with the default `L` = 256: a
+    /// longer datagram arrives in parts); `L` = 1065 reads the 512-byte maximum.
     pub hex_mode: bool,
     /// Wait between the `@` prompt and the data (u-blox: "wait for a minimum of 50 ms").
     pub prompt_wait_ms: u32,

@@ -236,7 +236,8 @@ pub(crate) enum Done {
 /// * `P`: PWR_ON (output, idle high, driven low to press), `R`: RESET_N (optional, idle
 ///   high), `V`: V_INT (optional input, high while the modem is on).
 /// * `L`: line buffer size (default 256 bytes). Binary socket data goes straight to the
-///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 32) / 2` bytes).
+///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 17) / 2` bytes per
+///   TCP read, `(L - 41) / 2` per UDP read, see [`Config::hex_mode`]).
 ///
 /// RAM: `L` + about 430 bytes (state with the timeout tables, 32-byte receive chunk, socket
 /// table; 680 bytes in all with the default `L` and zero-sized HAL handles, measured with

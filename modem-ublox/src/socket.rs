@@ -18,6 +18,13 @@ pub const SOCKETS: usize = 7;
 /// Largest hex-mode write per command (u-blox: HEX 1–512).
 const MAX_HEX_WRITE: usize = 512;
 
+/// Longest `+USORD: <h>,<n>,"` header: `+USORD: 6,1024,"`.
+const MAX_USORD_HEADER: usize = b"+USORD: 6,1024,\"".len();
+
+/// Longest `+USORF: <h>,"<ip>",<port>,<n>,"` header:
+/// `+USORF: 6,"255.255.255.255",65535,1024,"`.
+const MAX_USORF_HEADER: usize = b"+USORF: 6,\"255.255.255.255\",65535,1024,\"".len();
+
 /// Transport protocol of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -220,9 +227,17 @@ where
         self.st.sockets.get_mut(usize::from(id.handle))
     }
 
-    fn max_read(&self) -> usize {
+    /// Largest read of one `+USORD` (`udp == false`) or `+USORF` command. In hex mode the
+    /// whole answer line must fit the line buffer: the longest header of that command, two
+    /// digits per byte and the closing quote.
+    fn max_read(&self, udp: bool) -> usize {
         if self.st.hex {
-            (L.saturating_sub(32) / 2).clamp(1, MAX_HEX_WRITE)
+            let header = if udp {
+                MAX_USORF_HEADER
+            } else {
+                MAX_USORD_HEADER
+            };
+            (L.saturating_sub(header + 1) / 2).clamp(1, MAX_HEX_WRITE)
         } else {
             MAX_PAYLOAD
         }
@@ -604,7 +619,10 @@ where
                 };
             }
         }
-        let want = buf.len().min(usize::from(pending)).min(self.max_read());
+        let want = buf
+            .len()
+            .min(usize::from(pending))
+            .min(self.max_read(false));
         if let Some(slot) = self.slot_mut(id) {
             slot.pending = pending;
         }
@@ -642,7 +660,9 @@ where
     }
 
     /// Read one datagram from a UDP socket (`AT+USORF=<h>,1024`). A datagram longer than
-    /// `buf` is truncated (the rest is dropped). `Ok(None)` if none is waiting.
+    /// `buf` is truncated (the rest is dropped). `Ok(None)` if none is waiting. In hex mode a
+    /// read is limited by the line buffer (see [`Config::hex_mode`](crate::Config::hex_mode)):
+    /// the modem keeps the rest of a longer datagram, and the next calls return it.
     ///
     /// # Errors
     /// [`SocketError::Invalidated`], [`SocketError::Unsupported`] on TCP sockets,
@@ -667,7 +687,7 @@ where
                 return Ok(None);
             }
         }
-        let want = self.max_read();
+        let want = self.max_read(true);
         let mut c = Cmd::new("AT+USORF=");
         c.num(u32::from(h)).comma().num(want as u32);
         let hex = self.st.hex;

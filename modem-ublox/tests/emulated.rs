@@ -14,7 +14,8 @@ use modem_ublox::{
 use modem_ublox_emu as emu;
 use modem_ublox_emu::{Action, Emulator, Fault, Position, Trigger};
 
-type EmuModem = Modem<emu::Uart, emu::Delay, emu::PwrOn, emu::Reset, emu::VInt, 512>;
+type EmuModemL<const L: usize> = Modem<emu::Uart, emu::Delay, emu::PwrOn, emu::Reset, emu::VInt, L>;
+type EmuModem = EmuModemL<512>;
 
 fn family(model: emu::Model) -> Family {
     match model.family() {
@@ -76,7 +77,7 @@ fn udp_echo() -> SocketAddr {
 }
 
 /// Power on, SIM, registration, data context: what every wake does first.
-fn bring_up(m: &mut EmuModem) {
+fn bring_up<const L: usize>(m: &mut EmuModemL<L>) {
     m.power_on().expect("power on");
     m.wait_sim_ready(10_000).expect("SIM");
     m.register(&Registration::new(120_000))
@@ -86,7 +87,11 @@ fn bring_up(m: &mut EmuModem) {
 }
 
 /// Receives exactly `want` bytes from a TCP socket.
-fn receive_exactly(m: &mut EmuModem, s: modem_ublox::SocketId, want: usize) -> Vec<u8> {
+fn receive_exactly<const L: usize>(
+    m: &mut EmuModemL<L>,
+    s: modem_ublox::SocketId,
+    want: usize,
+) -> Vec<u8> {
     let mut got = Vec::with_capacity(want);
     let mut buf = [0u8; 1024];
     while got.len() < want {
@@ -447,4 +452,48 @@ fn fm06_pdp_cme_errors_are_typed_and_the_next_attempt_works() {
     }
     m.activate_data(&Apn::new("internet"), 60_000)
         .expect("the next attempt works");
+}
+
+/// Hex mode with the default 256-byte line buffer: every read is sized so that the longest
+/// `+USORF: <h>,"<ip>",<port>,<n>,"<hex>"` (or `+USORD`) line fits, so a datagram larger than
+/// one read arrives in parts instead of overflowing the line (`LineTooLong`) and being lost.
+#[test]
+fn hex_mode_reads_fit_the_line_buffer() {
+    let udp = udp_echo();
+    let tcp = tcp_echo();
+    let e = Emulator::new(emu::Model::SaraR410M);
+    let mut cfg = Config::new(Family::R4);
+    cfg.hex_mode = true;
+    let mut m: EmuModemL<256> = Modem::new(e.uart(), e.delay(), e.pwr_on(), cfg)
+        .with_reset(e.reset())
+        .with_vint(e.vint());
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Udp).expect("socket");
+    let msg = payload(112, 21);
+    m.send_to(s, udp, &msg).expect("send_to");
+    let mut got = Vec::new();
+    while got.len() < msg.len() {
+        assert!(
+            m.wait_readable(s, 10_000).expect("wait"),
+            "after {} bytes",
+            got.len()
+        );
+        let mut buf = [0u8; 1024];
+        let (n, from) = m
+            .receive_from(s, &mut buf)
+            .expect("receive_from")
+            .expect("a datagram");
+        assert_eq!(from, udp);
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, msg);
+    m.close(s).expect("close");
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, tcp).expect("connect");
+    let msg = payload(1000, 22);
+    assert_eq!(m.send(s, &msg).expect("send"), msg.len());
+    assert_eq!(receive_exactly(&mut m, s, msg.len()), msg);
+    m.close(s).expect("close");
+    assert_eq!(e.violations(), vec![]);
 }
