@@ -59,6 +59,7 @@ impl Family {
                 boot_ms: 20_000,
                 power_down_ms: 15_000,
                 supports_upsv: true,
+                emergency_shutdown: false,
                 timeouts: Timeouts::U2_G3,
             },
             Self::G3 => Profile {
@@ -70,6 +71,7 @@ impl Family {
                 boot_ms: 15_000,
                 power_down_ms: 15_000,
                 supports_upsv: true,
+                emergency_shutdown: false,
                 timeouts: Timeouts::U2_G3,
             },
             Self::R4 => Profile {
@@ -80,6 +82,7 @@ impl Family {
                 boot_ms: 15_000,
                 power_down_ms: 35_000,
                 supports_upsv: false,
+                emergency_shutdown: false,
                 timeouts: Timeouts::R4_R5,
             },
             Self::R5 => Profile {
@@ -90,6 +93,7 @@ impl Family {
                 boot_ms: 20_000,
                 power_down_ms: 20_000,
                 supports_upsv: true,
+                emergency_shutdown: true,
                 timeouts: Timeouts::R4_R5,
             },
         }
@@ -178,6 +182,9 @@ pub struct Profile {
     pub power_down_ms: u32,
     /// `AT+UPSV` exists (not on R410).
     pub supports_upsv: bool,
+    /// The last power-off fallback (with RESET_N) is the emergency hardware shutdown: PWR_ON
+    /// and RESET_N held low together for 23 s (R510, which may ignore both pins alone).
+    pub emergency_shutdown: bool,
     /// Per-command timeouts.
     pub timeouts: Timeouts,
 }

@@ -239,6 +239,29 @@ pub(crate) enum Done {
 ///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 17) / 2` bytes per
 ///   TCP read, `(L - 41) / 2` per UDP read, see [`Config::hex_mode`]).
 ///
+/// # Recovery cost
+///
+/// Every method that sends a command may first pay for the recovery of an earlier failure,
+/// on top of its own cost:
+///
+/// * after a command timed out, the next command resynchronises: `AT` probes (1 s timeout
+///   each) and a short drain of late answers;
+/// * at [`Config::max_timeouts`] consecutive timeouts (probes included) the modem is
+///   restarted and initialised again ([`Modem::recover`]);
+/// * a reboot noticed on the way (echo back on, `+CREG: 0,<stat>` after `AT+CREG=2`) costs a
+///   re-initialisation (`ATE0` … `AT+UPSV=0`, normally well under 1 s, at most about 20 s
+///   if every command answers just before its timeout).
+///
+/// Worst cases with the default timeouts and `max_timeouts = 2` (probes + restart, without
+/// the initialisation), by the pins the board has:
+///
+/// | | RESET_N | no RESET_N, V_INT | neither |
+/// |---|---:|---:|---:|
+/// | U2 | 22 s | 40 s | 39 s |
+/// | G3 | 17 s | 17 s | 17 s |
+/// | R4 | 28 s | 55 s | 54 s |
+/// | R5 | 22 s | 46 s | 67 s |
+///
 /// RAM: `L` + about 430 bytes (state with the timeout tables, 32-byte receive chunk, socket
 /// table; 680 bytes in all with the default `L` and zero-sized HAL handles, measured with
 /// `size_of` on the host) plus the UART, delay and pin values. Commands are built in a

@@ -7,8 +7,11 @@ use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
 use crate::error::{AtError, PowerError};
-use crate::model::{Family, Model};
+use crate::model::{Family, Model, Profile};
 use crate::modem::{Modem, OnLine};
+
+/// Consecutive unanswered `AT`s that mean "off" when there is no V_INT.
+const OFF_PROBES: u32 = 2;
 
 /// What [`Modem::recover`] had to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,15 +113,21 @@ where
     /// the modem answers one `AT`, it was already on (the MCU reset while the modem ran): stale
     /// sockets are swept before the first new one is created. Otherwise PWR_ON is pulsed low
     /// for the configured family's width, V_INT is awaited (1 s), and `AT` is probed until the
-    /// family's boot time passes. If that fails, the other enabled families' pulses shorter
-    /// than 1 s are tried (never a pulse that could switch a running module off), then a
-    /// RESET_N pulse if the pin exists.
+    /// family's boot time passes. Without V_INT, an R5 that stays silent gets its pulse once
+    /// more after its power-down time: its 1.5 s switch-on pulse also switches off a module
+    /// that was on but missed the probe, and the second pulse switches it back on. If that
+    /// fails, the other enabled families' pulses shorter than 1 s are tried (never a pulse
+    /// that could switch a running module off), then a RESET_N pulse if the pin exists.
     ///
     /// Then: `ATE0`, `AT`, `AT+CMEE=1`, `AT+CGMM`, `ATI9`, and as configured `AT+IPR`,
     /// `AT&K3`/`AT+IFC=2,2`, `AT+UPSV=0` (not R4), `AT+UDCONF=1,1` (hex mode).
     ///
     /// Cost: without V_INT, one `AT` timeout (1 s) on a cold start; the boot time of the
-    /// module (typically 2–6 s); about 90 bytes each way for the init commands.
+    /// module (typically 2–6 s); about 90 bytes each way for the init commands. Worst case,
+    /// when nothing answers: each family's pulse and boot time (U2 20 s, G3 15 s, R4 15 s,
+    /// R5 20 s, plus 21.5 s for the R5's second pulse without V_INT), then RESET_N (R4: 10 s)
+    /// and one more boot time: about 1.5 min with all four families enabled, 2 min for R5
+    /// without V_INT. With V_INT a family whose pulse does not raise V_INT costs only 1 s.
     ///
     /// # Errors
     /// [`PowerError::NoResponse`] (nothing answered, check the baud rate with
@@ -167,11 +176,7 @@ where
         for fam in core::iter::once(first).chain(others) {
             tried += 1;
             let p = fam.profile();
-            self.pwr_pulse_us(p.pwr_on_pulse_us)?;
-            if self.wait_vint(true, 1_000)? == Some(false) {
-                continue;
-            }
-            if self.wait_boot(p.boot_ms)? {
+            if self.pulse_on_and_boot(&p)? {
                 self.st.profile = p;
                 self.st.family = fam;
                 return Ok(());
@@ -188,6 +193,35 @@ where
             }
         }
         Err(PowerError::NoResponse)
+    }
+
+    /// Switch-on pulse of profile `p`, then V_INT (1 s) and `AT` until its boot time passes.
+    /// `true` once the modem answers.
+    ///
+    /// Without V_INT a module that is on but silent looks off, and a switch-on pulse of 1 s or
+    /// more (the R5's 1.5 s) is also long enough to switch it *off* (the R5's on and off
+    /// ranges overlap). So when such a pulse brings no answer within the boot time, the module
+    /// is given the rest of its power-down time and pulsed once more: that switches on a
+    /// module the first pulse switched off. (With V_INT the driver knows the module is off
+    /// before it pulses, and resets a module that is on but deaf instead.)
+    fn pulse_on_and_boot(&mut self, p: &Profile) -> Result<bool, PowerError> {
+        self.pwr_pulse_us(p.pwr_on_pulse_us)?;
+        let pulse_end = self.now_ns();
+        if self.wait_vint(true, 1_000)? == Some(false) {
+            return Ok(false);
+        }
+        if self.wait_boot(p.boot_ms)? {
+            return Ok(true);
+        }
+        if self.vint.is_some() || p.pwr_on_pulse_us < 1_000_000 {
+            return Ok(false);
+        }
+        let since_ms = (self.now_ns() - pulse_end) / 1_000_000;
+        let rest = u64::from(p.power_down_ms).saturating_sub(since_ms);
+        self.sleep_ms(u32::try_from(rest).unwrap_or(u32::MAX));
+        self.discard_input()?;
+        self.pwr_pulse_us(p.pwr_on_pulse_us)?;
+        Ok(self.wait_boot(p.boot_ms)?)
     }
 
     /// The initialisation sequence, on a modem that answers `AT`.
@@ -306,9 +340,24 @@ where
     /// Switch the modem off and verify it.
     ///
     /// `AT+CPWROFF` (up to 3 tries on `ABORTED` or timeout), then V_INT low within the
-    /// model's power-down time (without V_INT: 1 s, then one unanswered `AT`). Fallbacks if it
-    /// is still on: a PWR_ON off pulse (never on the G350: a pulse switches it on), then
-    /// RESET_N (R410: RESET_N switches it off; others reboot and get one more `AT+CPWROFF`).
+    /// model's power-down time (U2/G3 15 s, R4 35 s, R5 20 s). Without V_INT the modem counts
+    /// as off once two `AT`s in a row go unanswered, probed (1 s after `AT+CPWROFF`, then
+    /// every second) for up to that power-down time: a module still shutting down may answer
+    /// one. Fallbacks if it is still on:
+    ///
+    /// 1. a PWR_ON off pulse (1.5 s U2, 1.6 s R4/R5). Never on the G350 (a pulse switches it
+    ///    on), and not without V_INT after `AT+CPWROFF` answered `OK`: the module may only be
+    ///    slow to shut down, and the R410's off pulse is inside its switch-on range;
+    /// 2. RESET_N: the R410 switches off; the others reboot and get one more `AT+CPWROFF`;
+    /// 3. R5 with RESET_N: the emergency hardware shutdown (PWR_ON low, 500 ms later RESET_N
+    ///    low, PWR_ON released after 23 s, RESET_N 2 s later) for an R510 that ignores
+    ///    PWR_ON and RESET_N alone (device-os PR #2365).
+    ///
+    /// Cost: a modem that switches off at once costs the `AT+CPWROFF` exchange (the modem
+    /// answers within 40 s) and the V_INT wait, or without V_INT ~3 s of probes. Worst case,
+    /// every fallback run to the end: `AT+CPWROFF` unanswered 3 × 40 s = 2 min, then each
+    /// fallback's power-down time and the reboot in between: about 3.5 min on U2, G3 and R4,
+    /// 4.5 min on R5 with the emergency shutdown.
     ///
     /// # Errors
     /// [`PowerError::StillOn`] when every method failed; [`PowerError::Pin`].
@@ -349,24 +398,47 @@ where
         Ok(false)
     }
 
+    /// Is the modem off within its power-down time? V_INT low, or without V_INT, `AT`
+    /// unanswered [`OFF_PROBES`] times in a row (one lost character must not pass for "off").
     fn verify_off(&mut self) -> Result<bool, PowerError> {
         let ms = self.st.profile.power_down_ms;
         match self.wait_vint(false, ms)? {
             Some(off) => Ok(off),
             None => {
+                let deadline = self.deadline(ms);
+                let mut silent = 0;
                 self.sleep_ms(1_000);
-                self.discard_input()?;
-                Ok(!self.probe(1)?)
+                loop {
+                    self.discard_input()?;
+                    if self.probe(1)? {
+                        // Still answering (a module shutting down may): ask again later.
+                        silent = 0;
+                        self.sleep_ms(1_000);
+                    } else {
+                        silent += 1;
+                        if silent >= OFF_PROBES {
+                            return Ok(true);
+                        }
+                    }
+                    if self.now_ns() >= deadline {
+                        return Ok(false);
+                    }
+                }
             }
         }
     }
 
     fn power_off_inner(&mut self) -> Result<(), PowerError> {
-        if self.cpwroff(3)? && self.verify_off()? {
+        let accepted = self.cpwroff(3)?;
+        if accepted && self.verify_off()? {
             return Ok(());
         }
         let p = self.st.profile;
-        if let Some(ms) = p.pwr_off_pulse_ms {
+        // Without V_INT, a module that accepted AT+CPWROFF and still answered may just be slow
+        // to shut down: an off pulse could then switch it on again (the R410's 1.6 s off
+        // pulse is inside its 0.15-3.2 s switch-on range). Only RESET_N is used then.
+        let pulse_safe = !accepted || self.vint.is_some();
+        if let (Some(ms), true) = (p.pwr_off_pulse_ms, pulse_safe) {
             self.pwr_pulse_us(ms.saturating_mul(1_000))?;
             if self.verify_off()? {
                 return Ok(());
@@ -382,31 +454,65 @@ where
             } else if self.wait_boot(p.boot_ms)? && self.cpwroff(1)? && self.verify_off()? {
                 return Ok(());
             }
+            if p.emergency_shutdown {
+                self.emergency_shutdown()?;
+                if self.verify_off()? {
+                    return Ok(());
+                }
+            }
         }
         Err(PowerError::StillOn)
+    }
+
+    /// The SARA-R510 emergency hardware shutdown for a module that ignores `AT+CPWROFF`,
+    /// PWR_ON and RESET_N (device-os `sara_ncp_client.cpp`, PR #2365): PWR_ON low, 500 ms,
+    /// RESET_N low, PWR_ON released 23 s later, RESET_N 2 s after that. Only called with a
+    /// RESET_N pin.
+    fn emergency_shutdown(&mut self) -> Result<(), PowerError> {
+        self.pwr.set_low().map_err(Self::pin_err)?;
+        self.sleep_ms(500);
+        if let Some(r) = self.reset.as_mut() {
+            r.set_low().map_err(Self::pin_err)?;
+        }
+        self.sleep_ms(23_000);
+        self.pwr.set_high().map_err(Self::pin_err)?;
+        self.sleep_ms(2_000);
+        if let Some(r) = self.reset.as_mut() {
+            r.set_high().map_err(Self::pin_err)?;
+        }
+        Ok(())
     }
 
     /// Reset (RESET_N, or a PWR_ON power cycle, or a soft reset as last resort), wait for boot
     /// and initialise. Used when the modem stopped answering.
     pub(crate) fn restart(&mut self) -> Result<(), PowerError> {
         let p = self.st.profile;
-        if self.reset_pulse_ms(p.reset_pulse_ms)? {
+        let booted = if self.reset_pulse_ms(p.reset_pulse_ms)? {
             if p.reset_powers_off {
                 self.sleep_ms(1_000);
                 self.pwr_pulse_us(p.pwr_on_pulse_us)?;
             }
+            self.discard_input()?;
+            self.wait_boot(p.boot_ms)?
         } else if let Some(ms) = p.pwr_off_pulse_ms {
             self.pwr_pulse_us(ms.saturating_mul(1_000))?;
-            let _ = self.wait_vint(false, p.power_down_ms)?;
-            self.sleep_ms(1_000);
-            self.pwr_pulse_us(p.pwr_on_pulse_us)?;
+            if self.wait_vint(false, p.power_down_ms)?.is_some() {
+                self.sleep_ms(1_000);
+            } else {
+                // Without V_INT: the module ignores PWR_ON while it shuts down (up to 35 s on
+                // R4, 20 s on R5), so it gets its whole power-down time before the on pulse.
+                self.sleep_ms(p.power_down_ms);
+            }
+            self.discard_input()?;
+            self.pulse_on_and_boot(&p)?
         } else {
             // G350 without RESET_N: a PWR_ON pulse switches it on if it went off; if it is on
             // and deaf there is nothing else the pins can do.
             self.pwr_pulse_us(p.pwr_on_pulse_us)?;
-        }
-        self.discard_input()?;
-        if !self.wait_boot(p.boot_ms)? {
+            self.discard_input()?;
+            self.wait_boot(p.boot_ms)?
+        };
+        if !booted {
             self.st.powered = false;
             return Err(PowerError::NoResponse);
         }
@@ -418,6 +524,16 @@ where
 
     /// Check that the modem answers; if it does not (or has been timing out), reset it and
     /// initialise it again. Call when operations keep failing with `Timeout`.
+    ///
+    /// The restart is a RESET_N pulse (R410: RESET_N switches it off, then a PWR_ON pulse);
+    /// without RESET_N a PWR_ON power cycle whose switch-on pulse waits for the model's whole
+    /// power-down time when there is no V_INT (a module shutting down ignores PWR_ON); on a
+    /// G350 without RESET_N only a switch-on pulse.
+    ///
+    /// Cost: 3 `AT` probes (up to 3 s) when the modem answers. A restart adds the reset or
+    /// power cycle, the boot time and the initialisation: see
+    /// [Recovery cost](Modem#recovery-cost) (worst case about 1.5 min, R5 without RESET_N
+    /// and V_INT).
     ///
     /// # Errors
     /// [`PowerError::NoResponse`] if even a reset did not bring it back.

@@ -497,3 +497,55 @@ fn hex_mode_reads_fit_the_line_buffer() {
     m.close(s).expect("close");
     assert_eq!(e.violations(), vec![]);
 }
+
+// --- Power sequencing without V_INT (and RESET_N) ------------------------------------------
+
+type BareEmuModem = Modem<emu::Uart, emu::Delay, emu::PwrOn>;
+
+fn bare(e: &Emulator) -> BareEmuModem {
+    Modem::new(
+        e.uart(),
+        e.delay(),
+        e.pwr_on(),
+        Config::new(family(e.model())),
+    )
+}
+
+/// A deaf SARA-R410 on a board without V_INT and RESET_N is power-cycled with PWR_ON. The
+/// R410 takes up to 35 s to power down and ignores PWR_ON meanwhile: the switch-on pulse
+/// must wait for that, or it is lost and the module stays off.
+#[test]
+fn restart_without_vint_waits_for_the_power_down_before_the_on_pulse() {
+    let mut c = emu::Config::for_model(emu::Model::SaraR410M);
+    c.timing.power_down = Duration::from_secs(30);
+    let e = Emulator::with_config(emu::Model::SaraR410M, c);
+    let mut m = bare(&e);
+    m.power_on().expect("power on");
+    // Deaf for the three probes of recover(): it is power-cycled.
+    for n in 1..=3 {
+        e.add_fault(Fault::new(Trigger::nth("AT", n), Action::DropResponse));
+    }
+    assert_eq!(m.recover(), Ok(modem_ublox::Recovery::Restarted));
+    assert!(e.is_on());
+    // Switched on by power_on and by the restart's on pulse (not lost in the power-down).
+    let t = e.transcript_string();
+    assert_eq!(t.matches("switching on").count(), 2, "{t}");
+    m.wait_sim_ready(10_000).expect("working again");
+    assert_eq!(e.violations(), vec![]);
+}
+
+/// Without V_INT a SARA-R510 that is on but missed the first `AT` (UART power saving lost
+/// its first character) looks off. Its 1.5 s switch-on pulse is also long enough to switch
+/// it off (the R510's on and off ranges overlap), so the driver pulses once more when the
+/// module stays silent for its boot time: the module comes back on and power_on succeeds.
+#[test]
+fn r510_without_vint_switched_off_by_the_on_pulse_is_switched_on_again() {
+    let e = Emulator::new(emu::Model::SaraR510S);
+    e.power_on_now();
+    e.add_fault(Fault::new(Trigger::at_ms(0), Action::LoseNextChar));
+    let mut m = bare(&e);
+    m.power_on().expect("power on");
+    assert!(e.is_on());
+    m.wait_sim_ready(10_000).expect("working");
+    assert_eq!(e.violations(), vec![]);
+}

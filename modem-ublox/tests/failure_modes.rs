@@ -576,6 +576,73 @@ fn fm16_power_control_failures() {
     b.done();
 }
 
+/// SARA-R510 that ignores PWR_ON and RESET_N (device-os PR #2365): after `AT+CPWROFF`, the
+/// off pulse and a reset with another `AT+CPWROFF` all fail, the emergency hardware shutdown
+/// of research section 2.2 switches it off: PWR_ON low, 500 ms, RESET_N low, PWR_ON released
+/// 23 s later, RESET_N 2 s after that.
+#[test]
+fn fm16_r510_ignoring_pwr_on_and_reset_gets_the_emergency_shutdown() {
+    let (b, mut m) = booted(Family::R5);
+    // Only RESET_N held low for 25 s (the emergency sequence) switches it off.
+    b.script
+        .on_pulse(|pin, w| (pin == "RESET_N" && w >= 25_000 * MS).then_some((100 * MS, false)));
+    b.push(ok("AT+CPWROFF\r\n"));
+    // The reset is ignored: the modem still answers, and accepts AT+CPWROFF again.
+    b.push(ok("AT\r\n"));
+    b.push(ok("AT+CPWROFF\r\n"));
+    m.power_off().unwrap();
+    b.done();
+    let pwr = b.script.pulses("PWR_ON");
+    let rst = b.script.pulses("RESET_N");
+    assert_eq!(pwr.len(), 3, "boot, off pulse, emergency: {pwr:?}");
+    assert_eq!(pwr[1].1, 1_600 * MS, "the ordinary off pulse came first");
+    assert_eq!(rst.len(), 2, "reset, emergency: {rst:?}");
+    assert_eq!(rst[0].1, 200 * MS, "the ordinary reset came first");
+    let (p_start, p_width) = pwr[2];
+    let (r_start, r_width) = rst[1];
+    assert_eq!(
+        r_start - p_start,
+        500 * MS,
+        "RESET_N low 500 ms after PWR_ON"
+    );
+    assert_eq!(
+        p_width,
+        23_500 * MS,
+        "PWR_ON released 23 s after RESET_N went low"
+    );
+    assert_eq!(
+        r_start + r_width - (p_start + p_width),
+        2_000 * MS,
+        "RESET_N released 2 s after PWR_ON"
+    );
+    assert!(!m.is_powered());
+}
+
+/// Power-off without V_INT on a SARA-R410: after `AT+CPWROFF` answered `OK`, the module may
+/// still answer an `AT` while it shuts down. The driver must not send the 1.6 s off pulse
+/// then (it is inside the R410's 0.15-3.2 s switch-ON range and could boot it again): it
+/// probes until two `AT`s in a row go unanswered, within the R410's 35 s power-down time.
+#[test]
+fn fm16_r410_power_off_without_vint_never_pulses_after_cpwroff_ok() {
+    let b = Bench::new();
+    let mut m = b.bare(Config::new(Family::R4));
+    b.push([tx("AT\r\n"), tx("AT\r\n"), rx_after(300, "AT\r\r\nOK\r\n")]);
+    b.push(init_steps(Family::R4));
+    m.power_on().unwrap();
+    b.done();
+    b.push(ok("AT+CPWROFF\r\n"));
+    b.push(ok("AT\r\n")); // still shutting down
+    b.push([tx("AT\r\n"), tx("AT\r\n")]); // gone
+    m.power_off().unwrap();
+    b.done();
+    assert_eq!(
+        b.script.pulses("PWR_ON").len(),
+        1,
+        "only the power-on pulse"
+    );
+    assert!(!m.is_powered());
+}
+
 #[test]
 fn fm17_uart_power_saving_first_character_lost() {
     // Prevention: AT+UPSV=0 is part of init on U2/G3/R5 (checked in init_steps).
