@@ -195,6 +195,39 @@ impl State {
     }
 }
 
+/// A fingerprint of a command line (length and FNV-1a hash of its bytes without CR and LF),
+/// to tell its echo from payload text that happens to start with "AT".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Echo {
+    len: u16,
+    hash: u32,
+}
+
+impl Echo {
+    const NONE: Self = Self {
+        len: 0,
+        hash: FNV_OFFSET,
+    };
+
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b != b'\r' && b != b'\n' {
+                self.len = self.len.saturating_add(1);
+                self.hash = (self.hash ^ u32::from(b)).wrapping_mul(FNV_PRIME);
+            }
+        }
+    }
+
+    fn of(line: &[u8]) -> Self {
+        let mut e = Self::NONE;
+        e.push(line);
+        e
+    }
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
 /// What a running command wants to see besides results and URCs (which the engine handles).
 pub(crate) trait Response {
     /// An information line; return `true` if it was expected.
@@ -280,6 +313,8 @@ pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
     rx_pos: u8,
     rx_len: u8,
     spent_ns: u64,
+    /// The command line last sent, to recognise its echo.
+    last_cmd: Echo,
 }
 
 impl<U, D, P> Modem<U, D, P>
@@ -305,6 +340,7 @@ where
             rx_pos: 0,
             rx_len: 0,
             spent_ns: 0,
+            last_cmd: Echo::NONE,
         }
     }
 }
@@ -326,6 +362,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
             rx_pos: self.rx_pos,
             rx_len: self.rx_len,
             spent_ns: self.spent_ns,
+            last_cmd: self.last_cmd,
         }
     }
 
@@ -345,6 +382,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
             rx_pos: self.rx_pos,
             rx_len: self.rx_len,
             spent_ns: self.spent_ns,
+            last_cmd: self.last_cmd,
         }
     }
 
@@ -364,6 +402,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
             rx_pos: self.rx_pos,
             rx_len: self.rx_len,
             spent_ns: self.spent_ns,
+            last_cmd: self.last_cmd,
         }
     }
 
@@ -536,15 +575,21 @@ where
     /// Feed one byte through the framer and handle what it completes.
     fn feed(&mut self, b: u8, resp: &mut dyn Response, overflow: &mut bool) -> Option<Done> {
         let Self {
-            framer, st, stats, ..
+            framer,
+            st,
+            stats,
+            last_cmd,
+            ..
         } = self;
         match framer.push(b)? {
             Event::Line(line) => {
                 if let Some(f) = urc::final_result(line) {
                     return Some(Done::Final(f));
                 }
-                if line.len() >= 2 && line[..2].eq_ignore_ascii_case(b"AT") {
-                    // Echo of a command line: after ATE0 it means the modem rebooted.
+                if line.eq_ignore_ascii_case(b"AT") || Echo::of(line) == *last_cmd {
+                    // Echo of the command just sent (or of a bare `AT`): after ATE0 it means
+                    // the modem rebooted. Other lines starting with "AT" are payload text
+                    // (after lost framing) or noise, not an echo.
                     if st.echo_off && !st.in_reinit {
                         st.reboot_detected = true;
                     }
@@ -727,8 +772,7 @@ where
                     Err(_) => Err(AtError::Timeout),
                 };
             }
-            self.write_bytes(b"AT\r\n")?;
-            self.stats.commands = self.stats.commands.wrapping_add(1);
+            self.send_cmd(b"AT\r\n")?;
             let t = self.timeouts().short;
             match self.wait(t, false, &mut ()) {
                 Ok(_) | Err(AtError::Error) | Err(AtError::Cme(_)) | Err(AtError::Aborted) => {
@@ -805,10 +849,18 @@ where
         self.finish(timeout_ms, resp)
     }
 
-    /// Send a command line (after [`begin`](Self::begin) has run).
+    /// Send a command line (after [`begin`](Self::begin) has run), or its start when the
+    /// rest follows with [`send_cmd_more`](Self::send_cmd_more).
     pub(crate) fn send_cmd(&mut self, cmd: &[u8]) -> Result<(), AtError> {
         self.stats.commands = self.stats.commands.wrapping_add(1);
-        self.write_bytes(cmd)
+        self.last_cmd = Echo::NONE;
+        self.send_cmd_more(cmd)
+    }
+
+    /// More of the command line started with [`send_cmd`](Self::send_cmd) (hex data).
+    pub(crate) fn send_cmd_more(&mut self, bytes: &[u8]) -> Result<(), AtError> {
+        self.last_cmd.push(bytes);
+        self.write_bytes(bytes)
     }
 
     /// Wait for the final result of the command just sent.

@@ -55,8 +55,7 @@ where
     /// towards recovery.
     fn probe(&mut self, tries: u32) -> Result<bool, AtError> {
         for _ in 0..tries {
-            self.write_bytes(b"AT\r\n")?;
-            self.stats.commands = self.stats.commands.wrapping_add(1);
+            self.send_cmd(b"AT\r\n")?;
             let t = self.timeouts().short;
             let r = self.finish_probe(t);
             match r {
@@ -314,7 +313,7 @@ where
             if rate != target {
                 let mut c = Cmd::new("AT+IPR=");
                 c.num(target);
-                self.write_bytes(c.finish()?)?;
+                self.send_cmd(c.finish()?)?;
                 let t = self.timeouts().short;
                 self.finish_probe(t)?;
                 set_rate(&mut self.uart, target);

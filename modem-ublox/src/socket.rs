@@ -531,9 +531,9 @@ where
                     hex[2 * i] = HEX[usize::from(b >> 4)];
                     hex[2 * i + 1] = HEX[usize::from(b & 15)];
                 }
-                self.write_bytes(&hex[..2 * chunk.len()])?;
+                self.send_cmd_more(&hex[..2 * chunk.len()])?;
             }
-            self.write_bytes(b"\"\r\n")?;
+            self.send_cmd_more(b"\"\r\n")?;
             self.finish(
                 t,
                 &mut crate::modem::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),

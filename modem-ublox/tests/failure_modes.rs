@@ -299,6 +299,31 @@ fn fm09_partial_reads_and_garbled_lines() {
     b.done();
 }
 
+/// After an overrun garbled a binary read's header, the payload arrives as plain lines; one
+/// starting with "AT" is payload text, not the echo of a command (only an echo of the
+/// command just sent, or a bare `AT`, means the modem rebooted with echo back on).
+#[test]
+fn fm09_payload_lines_starting_with_at_are_not_taken_for_echo() {
+    let (b, mut m) = booted(Family::U2);
+    let s = tcp(&b, &mut m, 0);
+    b.push([rx("\r\n+UUSORD: 0,12\r\n")]);
+    m.poll(0).unwrap();
+    b.push(at(
+        "AT+USORD=0,12\r\n",
+        "\r\n+USRD: 0,12,\"hi\r\nATZ\r\nAT+CFUN=16\r\n\"\r\n\r\nOK\r\n",
+    ));
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        m.receive(s, &mut buf),
+        Err(SocketError::At(AtError::Unexpected))
+    );
+    assert_eq!(m.stats().reboots_detected, 0);
+    // The session goes on: same socket, no re-initialisation.
+    b.push(at("AT+USORD=0,0\r\n", info_ok("+USORD: 0,0")));
+    assert_eq!(m.receive(s, &mut buf), Ok(0));
+    b.done();
+}
+
 #[test]
 fn fm10_uusord_lost_or_coalesced() {
     let (b, mut m) = booted(Family::U2);
