@@ -134,6 +134,9 @@ pub enum SimError {
     NotInserted,
     /// The SIM wants a PIN (or PUK); the driver does not enter PINs.
     PinRequired,
+    /// The module does not accept this SIM (`+CME ERROR: 15`, "SIM wrong": e.g. a
+    /// network-locked module). Waiting does not help.
+    Wrong,
     /// The SIM stayed busy or failing (`+CME ERROR: 14` / `13`) for the whole budget, or the
     /// budget ended while `AT+CPIN?` was still unanswered.
     NotReady,
@@ -146,6 +149,7 @@ impl fmt::Display for SimError {
         match self {
             Self::NotInserted => f.write_str("SIM not inserted"),
             Self::PinRequired => f.write_str("SIM PIN required"),
+            Self::Wrong => f.write_str("SIM not accepted (SIM wrong)"),
             Self::NotReady => f.write_str("SIM not ready within the budget"),
             Self::At(e) => e.fmt(f),
         }

@@ -89,7 +89,8 @@ where
     ///
     /// # Errors
     /// [`SimError::NotInserted`], [`SimError::PinRequired`] (the driver does not enter PINs),
-    /// [`SimError::NotReady`] after the budget, [`SimError::At`].
+    /// [`SimError::Wrong`] (`+CME ERROR: 15`), [`SimError::NotReady`] after the budget,
+    /// [`SimError::At`].
     pub fn wait_sim_ready(&mut self, budget_ms: u32) -> Result<(), SimError> {
         let deadline = self.deadline(budget_ms);
         let t = self.timeouts().sim;
@@ -104,7 +105,8 @@ where
                     return Err(SimError::PinRequired)
                 }
                 Err(AtError::Cme(10)) => return Err(SimError::NotInserted),
-                Err(AtError::Cme(13..=15)) | Err(AtError::Error) => {}
+                Err(AtError::Cme(15)) => return Err(SimError::Wrong),
+                Err(AtError::Cme(13 | 14)) | Err(AtError::Error) => {}
                 Err(AtError::Timeout) if self.now_ns() >= deadline => {
                     return Err(SimError::NotReady)
                 }

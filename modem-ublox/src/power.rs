@@ -248,11 +248,14 @@ where
             b"ATI9\r\n",
             t,
             &mut OnLine(|l: &[u8]| {
-                if fw_len == 0 {
-                    let n = l.len().min(fw.len());
-                    fw[..n].copy_from_slice(&l[..n]);
-                    fw_len = n as u8;
+                // A boot URC the engine does not know (`+PACSP1`, `+CPIN: READY`) may come
+                // first; versions never start with '+'.
+                if fw_len != 0 || l.starts_with(b"+") {
+                    return false;
                 }
+                let n = l.len().min(fw.len());
+                fw[..n].copy_from_slice(&l[..n]);
+                fw_len = n as u8;
                 true
             }),
         )?;

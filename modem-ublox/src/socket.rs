@@ -244,12 +244,14 @@ where
     }
 
     /// Close modem sockets this driver does not own (left open by a previous MCU run):
-    /// `AT+USOCTL=<h>,0` for each handle in `mask` not open here, `AT+USOCL=<h>` for those the
-    /// modem reports as TCP or UDP. Returns how many were closed. Runs by itself before the
-    /// first socket after [`power_on`](Self::power_on) found the modem already running, when
-    /// a URC names an unknown handle, and when `AT+USOCR` fails.
+    /// `AT+USOCTL=<h>,0` for each handle not open here, `AT+USOCL=<h>` for those the modem
+    /// reports as TCP or UDP, and for those whose `AT+USOCTL` fails (R410 fw 05.08 answers it
+    /// with a CME error). Returns how many were closed. Runs by itself before the first
+    /// socket after [`power_on`](Self::power_on) found the modem already running, when a URC
+    /// names an unknown handle, and when `AT+USOCR` fails.
     ///
-    /// Cost: about 20 bytes each way per handle probed (7 at most).
+    /// Cost: about 20 bytes each way per handle probed (7 at most), 40 where `AT+USOCL`
+    /// follows; each `AT+USOCL` may take up to the close timeout (R4 TCP: 120 s).
     ///
     /// # Errors
     /// [`SocketError::At`] on a timeout or UART error (CME errors on a handle mean "not open").
@@ -272,19 +274,23 @@ where
                 f.next()?;
                 f.int()
             });
-            match kind {
-                Ok(6 | 17) => {
-                    let mut c = Cmd::new("AT+USOCL=");
-                    c.num(u32::from(h));
-                    let tc = self.timeouts().close;
-                    match self.simple(c.finish()?, tc) {
-                        Ok(()) => closed += 1,
-                        Err(AtError::Cme(_) | AtError::Error) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(_) | Err(AtError::Cme(_) | AtError::Error | AtError::Unexpected) => {}
+            let close = match kind {
+                Ok(6 | 17) => true,
+                // R410 fw 05.08 refuses AT+USOCTL altogether: close blindly (a handle that
+                // is not open refuses that too).
+                Err(AtError::Cme(_) | AtError::Error) => true,
+                Ok(_) | Err(AtError::Unexpected) => false,
                 Err(e) => return Err(e.into()),
+            };
+            if close {
+                let mut c = Cmd::new("AT+USOCL=");
+                c.num(u32::from(h));
+                let tc = self.timeouts().close;
+                match self.simple(c.finish()?, tc) {
+                    Ok(()) => closed += 1,
+                    Err(AtError::Cme(_) | AtError::Error) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         self.st.stale &= !mask;

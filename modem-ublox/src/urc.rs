@@ -149,7 +149,8 @@ pub enum Urc {
     PdpDeactivated(u8),
     /// `+CREG`/`+CGREG`/`+CEREG` in URC shape.
     Registration(Domain, RegStatus),
-    /// `+CGEV: …` (only `NW DETACH`/`ME DETACH` matter: the data context is gone).
+    /// `+CGEV: NW DETACH` / `ME DETACH` / `NW PDN DEACT` / `ME PDN DEACT` / `NW DEACT`: the
+    /// data context is gone.
     Detached,
     /// `+UUPSMR: <state>[,…]` (R4/R5 power saving state).
     PowerSaving(u8),
@@ -214,11 +215,13 @@ pub fn parse(line: &[u8]) -> Option<Urc> {
         return Some(Urc::PowerSaving(u8::try_from(Fields::new(a).int()?).ok()?));
     }
     if let Some(a) = strip(line, b"+CGEV:") {
-        return Some(if a.windows(6).any(|w| w == b"DETACH") {
-            Urc::Detached
-        } else {
-            Urc::Other
-        });
+        // `NW DETACH`, `ME DETACH`, `NW PDN DEACT <cid>`, `ME PDN DEACT <cid>`,
+        // `NW DEACT <type>,<addr>,<cid>`: the data context is gone. `… PDN ACT`, `… MODIFY`
+        // and the like change nothing the driver tracks.
+        let gone = a
+            .split(|&c| c == b' ' || c == b',')
+            .any(|w| w == b"DETACH" || w == b"DEACT");
+        return Some(if gone { Urc::Detached } else { Urc::Other });
     }
     if let Some((d, None, s)) = reg_line(line) {
         return Some(Urc::Registration(d, s));
@@ -289,6 +292,13 @@ mod tests {
             })
         );
         assert_eq!(parse(b"+CGEV: NW DETACH"), Some(Urc::Detached));
+        assert_eq!(parse(b"+CGEV: NW PDN DEACT 1"), Some(Urc::Detached));
+        assert_eq!(
+            parse(br#"+CGEV: NW DEACT "IP","10.0.0.1",1"#),
+            Some(Urc::Detached)
+        );
+        assert_eq!(parse(b"+CGEV: ME PDN ACT 1"), Some(Urc::Other));
+        assert_eq!(parse(b"+CGEV: NW MODIFY 1,0,0"), Some(Urc::Other));
         assert_eq!(
             final_result(b"+CME ERROR: SIM not inserted"),
             Some(Final::Cme(10))

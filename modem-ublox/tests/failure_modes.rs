@@ -186,6 +186,33 @@ fn fm05_stale_sockets_from_previous_mcu_run() {
     b.done();
 }
 
+/// SARA-R410 fw 05.08 answers `AT+USOCTL` with a CME error (device-os parser notes): the
+/// sweep then closes the stale handle with `AT+USOCL=<h>` directly instead of leaving it
+/// open forever.
+#[test]
+fn fm05_stale_socket_closed_when_usoctl_is_not_supported() {
+    let (b, mut m) = booted(Family::R4);
+    b.push([rx("\r\n+UUSORD: 4,10\r\n")]);
+    m.poll(0).unwrap();
+    b.push(at(
+        "AT+USOCTL=4,0\r\n",
+        "\r\n+CME ERROR: Operation not allowed\r\n",
+    ));
+    b.push(ok("AT+USOCL=4\r\n"));
+    b.push(at("AT+USOCR=6\r\n", info_ok("+USOCR: 0")));
+    let s = m.open_socket(Protocol::Tcp).unwrap();
+    assert_eq!(s.handle(), 0);
+    // A handle that is not open either way: USOCTL and USOCL both refuse, nothing closed.
+    b.push(at("AT+USOCTL=1,0\r\n", "\r\n+CME ERROR: 3\r\n"));
+    b.push(at("AT+USOCL=1\r\n", "\r\n+CME ERROR: 3\r\n"));
+    for h in 2..7 {
+        b.push(at(format!("AT+USOCTL={h},0\r\n"), "\r\n+CME ERROR: 3\r\n"));
+        b.push(ok(format!("AT+USOCL={h}\r\n")));
+    }
+    assert_eq!(m.sweep_stale_sockets(), Ok(5));
+    b.done();
+}
+
 #[test]
 fn fm06_cme_error_variants() {
     let (b, mut m) = booted(Family::R4);
@@ -467,6 +494,31 @@ fn fm13_lost_registration_and_context() {
         Ok(Ipv4Addr::new(10, 0, 0, 8))
     );
     b.done();
+
+    // R4/R5 report a lost default bearer with +CGEV: NW PDN DEACT (or NW DEACT / NW DETACH);
+    // the context is known to be down. An activation report leaves it up.
+    for urc in [
+        "+CGEV: NW PDN DEACT 1",
+        "+CGEV: NW DEACT \"IP\",\"10.39.187.185\",1",
+        "+CGEV: ME PDN DEACT 1",
+        "+CGEV: NW DETACH",
+    ] {
+        let (b, mut m) = booted(Family::R4);
+        b.push(at("AT+CGACT?\r\n", info_ok("+CGACT: 1,1")));
+        b.push(at(
+            "AT+CGPADDR=1\r\n",
+            info_ok("+CGPADDR: 1,\"10.39.187.185\""),
+        ));
+        m.activate_data(&modem_ublox::Apn::new("apn"), 60_000)
+            .unwrap();
+        b.push([rx("\r\n+CGEV: ME PDN ACT 1\r\n")]);
+        m.poll(0).unwrap();
+        assert_eq!(m.data_address(), Some(Ipv4Addr::new(10, 39, 187, 185)));
+        b.push([rx(format!("\r\n{urc}\r\n"))]);
+        m.poll(0).unwrap();
+        assert_eq!(m.data_address(), None, "{urc}");
+        b.done();
+    }
 }
 
 #[test]

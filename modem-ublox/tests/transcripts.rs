@@ -79,7 +79,8 @@ fn a_modem_already_on_is_not_pulsed_and_stale_sockets_are_swept() {
     b.push(init_steps(Family::U2));
     m.power_on().unwrap();
     assert!(b.script.pulses("PWR_ON").is_empty());
-    // First socket: sweep handles 0..6 (AT+USOCTL=<h>,0), close the open ones.
+    // First socket: sweep handles 0..6 (AT+USOCTL=<h>,0), close the open ones. A CME error
+    // may mean "not open" or (R410 fw 05.08) "no AT+USOCTL": AT+USOCL is tried, and refused.
     for h in 0..7 {
         let c = format!("AT+USOCTL={h},0\r\n");
         match h {
@@ -89,6 +90,8 @@ fn a_modem_already_on_is_not_pulsed_and_stale_sockets_are_swept() {
         }
         if h == 2 || h == 5 {
             b.push(ok(format!("AT+USOCL={h}\r\n")));
+        } else {
+            b.push(at(format!("AT+USOCL={h}\r\n"), "\r\n+CME ERROR: 3\r\n"));
         }
     }
     b.push(at("AT+USOCR=6\r\n", info_ok("+USOCR: 0")));
@@ -114,6 +117,28 @@ fn a_no_vint_cold_start_probes_then_pulses() {
 
 // ---------------------------------------------------------------- B. SIM
 
+/// `ATI9` may be preceded by a boot URC the engine does not know (`+PACSP1`, `+CPIN: READY`):
+/// the firmware version is the first line that does not look like one.
+#[test]
+fn a_ati9_skips_urc_lines_before_the_version() {
+    let b = Bench::new();
+    b.script.set_vint(true);
+    let mut m = b.modem(Config::new(Family::G3));
+    b.push(ok("AT\r\n"));
+    b.push(at("ATE0\r\n", "ATE0\r\r\nOK\r\n"));
+    b.push(ok("AT\r\n"));
+    b.push(ok("AT+CMEE=1\r\n"));
+    b.push(at("AT+CGMM\r\n", info_ok("SARA-G350")));
+    b.push(at(
+        "ATI9\r\n",
+        "\r\n+PACSP1\r\n\r\n+CPIN: READY\r\n\r\n08.90,A01.13\r\n\r\nOK\r\n",
+    ));
+    b.push(ok("AT+UPSV=0\r\n"));
+    m.power_on().unwrap();
+    assert_eq!(m.firmware_version(), b"08.90,A01.13");
+    b.done();
+}
+
 #[test]
 fn b_sim_ready_iccid_imsi() {
     let (b, mut m) = booted(Family::U2);
@@ -135,6 +160,18 @@ fn b_sim_not_inserted_verbose_and_numeric() {
         let (b, mut m) = booted(Family::U2);
         b.push(at("AT+CPIN?\r\n", answer));
         assert_eq!(m.wait_sim_ready(10_000), Err(SimError::NotInserted));
+        b.done();
+    }
+}
+
+/// `+CME ERROR: 15` ("SIM wrong": e.g. a network-locked module) does not go away by
+/// waiting: it is reported at once, not retried until the budget ends.
+#[test]
+fn b_sim_wrong_is_reported_not_retried() {
+    for answer in ["\r\n+CME ERROR: SIM wrong\r\n", "\r\n+CME ERROR: 15\r\n"] {
+        let (b, mut m) = booted(Family::R4);
+        b.push(at("AT+CPIN?\r\n", answer));
+        assert_eq!(m.wait_sim_ready(10_000), Err(SimError::Wrong));
         b.done();
     }
 }
