@@ -58,6 +58,7 @@ impl Config {
 /// PDP authentication type (`AT+UPSD=0,6,<n>`; ignored on R4/R5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Auth {
     /// No authentication.
     #[default]
@@ -69,9 +70,11 @@ pub enum Auth {
 }
 
 /// Access point name and credentials. Strings must not contain `"` or control characters
-/// and are at most 99 bytes (u-blox limit).
+/// and are at most 99 bytes (u-blox limit). Build with [`Apn::new`] and the `with_*`
+/// methods (all `const`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Apn<'a> {
     /// The APN, e.g. `"spark.telefonica.com"`.
     pub name: &'a str,
@@ -93,12 +96,28 @@ impl<'a> Apn<'a> {
             auth: Auth::None,
         }
     }
+
+    /// With a user name and password.
+    pub const fn with_credentials(mut self, user: &'a str, password: &'a str) -> Self {
+        self.user = Some(user);
+        self.password = Some(password);
+        self
+    }
+
+    /// With an authentication type (U2/G3).
+    pub const fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
 }
 
 /// The registration interventions of Particle's drivers, each enabled separately. They run
 /// at most once per [`Registration::intervention_interval_ms`] while registration is stuck.
+/// Start from [`Interventions::NONE`] or [`Interventions::ALL`] and use the `with_*` methods
+/// (all `const`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Interventions {
     /// Not registered and not searching / searching: `AT+COPS=0,2` (automatic selection).
     pub reselect: bool,
@@ -121,11 +140,31 @@ impl Interventions {
         radio_cycle_on_denied: true,
         attach: true,
     };
+
+    /// With [`reselect`](Self::reselect) on or off.
+    pub const fn with_reselect(mut self, on: bool) -> Self {
+        self.reselect = on;
+        self
+    }
+
+    /// With [`radio_cycle_on_denied`](Self::radio_cycle_on_denied) on or off.
+    pub const fn with_radio_cycle_on_denied(mut self, on: bool) -> Self {
+        self.radio_cycle_on_denied = on;
+        self
+    }
+
+    /// With [`attach`](Self::attach) on or off.
+    pub const fn with_attach(mut self, on: bool) -> Self {
+        self.attach = on;
+        self
+    }
 }
 
-/// Options of [`Modem::register`](crate::Modem::register).
+/// Options of [`Modem::register`](crate::Modem::register). Build with [`Registration::new`]
+/// and adjust fields, or use the `with_*` methods (all `const`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Registration<'a> {
     /// The whole registration, commands included, must finish within this budget.
     pub budget_ms: u32,
@@ -157,5 +196,19 @@ impl Registration<'_> {
             eps_apn: None,
             fix_r4_rat: true,
         }
+    }
+}
+
+impl<'a> Registration<'a> {
+    /// With these [`interventions`](Self::interventions).
+    pub const fn with_interventions(mut self, interventions: Interventions) -> Self {
+        self.interventions = interventions;
+        self
+    }
+
+    /// With the R4/R5 default bearer's APN ([`eps_apn`](Self::eps_apn)).
+    pub const fn with_eps_apn(mut self, apn: &'a str) -> Self {
+        self.eps_apn = Some(apn);
+        self
     }
 }

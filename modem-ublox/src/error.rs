@@ -17,6 +17,8 @@ impl fmt::Display for PinError {
     }
 }
 
+impl core::error::Error for PinError {}
+
 #[cfg(feature = "defmt")]
 impl defmt::Format for PinError {
     fn format(&self, f: defmt::Formatter<'_>) {
@@ -323,5 +325,25 @@ impl embedded_nal::TcpError for SocketError {
             }
             _ => embedded_nal::TcpErrorKind::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_error<E: core::error::Error + fmt::Debug + Clone + Copy + PartialEq + Eq>() {}
+
+    #[test]
+    fn every_error_type_is_a_core_error() {
+        is_error::<PinError>();
+        is_error::<AtError>();
+        is_error::<PowerError>();
+        is_error::<SimError>();
+        is_error::<RegistrationError>();
+        is_error::<DataError>();
+        is_error::<SocketError>();
+        let e: &dyn core::error::Error = &PinError(embedded_hal::digital::ErrorKind::Other);
+        assert!(e.to_string().contains("pin error"));
     }
 }

@@ -13,6 +13,7 @@ use core::fmt;
 /// A module family: one power sequence, one AT dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Family {
     /// SARA-U260, U270, U201 (3G/2G).
     U2,
@@ -164,9 +165,10 @@ impl fmt::Display for Model {
     }
 }
 
-/// Power and timing profile of a family.
+/// Power and timing profile of a family ([`Family::profile`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Profile {
     /// PWR_ON low time that switches the module on, µs.
     pub pwr_on_pulse_us: u32,
@@ -190,9 +192,12 @@ pub struct Profile {
 }
 
 /// Per-command response timeouts, in ms. Override any of them with
-/// [`Config::timeouts`](crate::Config::timeouts).
+/// [`Config::timeouts`](crate::Config::timeouts): start from [`Timeouts::U2_G3`] or
+/// [`Timeouts::R4_R5`] and change fields (`let mut t = Timeouts::R4_R5; t.connect = 60_000;`,
+/// also in a `const` block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Simple commands (`AT`, `ATE0`, `AT+CGMM`, `AT+CREG=2`, …) and the boot-time `AT` probe.
     pub short: u32,

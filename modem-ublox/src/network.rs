@@ -56,6 +56,7 @@ impl defmt::Format for Digits {
 /// PSM timers as assigned by the network (`AT+UCPSMS?`), GPRS timer bit strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct PsmTimers {
     /// PSM on (1) or off (0).
     pub mode: u8,

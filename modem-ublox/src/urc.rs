@@ -13,6 +13,7 @@ use core::net::Ipv4Addr;
 
 /// A final result code ending a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Final {
     /// `OK`
     Ok,
@@ -128,6 +129,7 @@ pub enum Domain {
 
 /// A parsed unsolicited result code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Urc {
     /// `+UUSORD: <h>,<n>` (TCP) or `+UUSORF: <h>,<n>` (UDP): `n` bytes are waiting.
     DataReady {

@@ -563,10 +563,7 @@ fn fm14_registration_sticky_states() {
     b.push(ok("AT+CGATT=1\r\n"));
     b.push([rx("\r\n+CGREG: 1\r\n")]);
     let mut reg = Registration::new(60_000);
-    reg.interventions = Interventions {
-        attach: true,
-        ..Interventions::NONE
-    };
+    reg.interventions = Interventions::NONE.with_attach(true);
     reg.intervention_interval_ms = 0;
     assert_eq!(m.register(&reg), Ok(RegStatus::Home));
     b.done();

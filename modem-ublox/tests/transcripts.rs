@@ -57,6 +57,7 @@ fn a_boot_sync_every_family_exact_bytes_and_pulse() {
             Family::G3 => 10_000,
             Family::R4 => 200_000,
             Family::R5 => 1_500_000,
+            f => unimplemented!("{f:?}"),
         };
         assert_eq!(pulses[0].1, want_us * 1_000, "{f:?} pulse width");
         // AT+IPR is followed by >= 100 ms of silence (the G350 needs > 40 ms).
@@ -417,12 +418,9 @@ fn d_pdp_urc_before_ok_and_credentials() {
         "\r\n+UUPSDA: 0,\"10.1.2.3\"\r\n\r\nOK\r\n",
     ));
     b.push(at("AT+UPSND=0,0\r\n", info_ok("+UPSND: 0,0,\"10.1.2.3\"")));
-    let apn = Apn {
-        name: "apn",
-        user: Some("user"),
-        password: Some("secret"),
-        auth: modem_ublox::Auth::Chap,
-    };
+    let apn = Apn::new("apn")
+        .with_credentials("user", "secret")
+        .with_auth(modem_ublox::Auth::Chap);
     assert_eq!(
         m.activate_data(&apn, 60_000),
         Ok(Ipv4Addr::new(10, 1, 2, 3))
@@ -917,4 +915,35 @@ fn a_vint_high_but_deaf_is_reset_not_pulsed() {
     assert!(b.script.pulses("PWR_ON").is_empty());
     assert_eq!(b.script.pulses("RESET_N")[0].1, 200 * MS);
     b.done();
+}
+
+/// Options that will grow are `#[non_exhaustive]`; what a caller must build is still built in
+/// a `const` through `const fn`s.
+#[test]
+fn options_are_built_with_const_fns() {
+    use modem_ublox::{Auth, Interventions};
+    const IV: Interventions = Interventions::NONE.with_attach(true).with_reselect(true);
+    const APN: Apn<'static> = Apn::new("internet")
+        .with_credentials("user", "secret")
+        .with_auth(Auth::Chap);
+    const REG: Registration<'static> = Registration::new(60_000)
+        .with_interventions(IV)
+        .with_eps_apn("internet");
+    assert_eq!(
+        (IV.reselect, IV.radio_cycle_on_denied, IV.attach),
+        (true, false, true)
+    );
+    assert_eq!(
+        (APN.name, APN.user, APN.password, APN.auth),
+        ("internet", Some("user"), Some("secret"), Auth::Chap)
+    );
+    assert_eq!(REG.interventions, IV);
+    assert_eq!(REG.eps_apn, Some("internet"));
+    assert_eq!(
+        Interventions::NONE
+            .with_reselect(true)
+            .with_radio_cycle_on_denied(true)
+            .with_attach(true),
+        Interventions::ALL
+    );
 }

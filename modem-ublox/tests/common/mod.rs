@@ -620,6 +620,7 @@ pub fn model_name(f: Family) -> (&'static str, &'static str) {
         Family::G3 => ("SARA-G350", "08.90,A01.13"),
         Family::R4 => ("SARA-R410M-02B", "L0.0.00.00.05.08,A.02.04"),
         Family::R5 => ("SARA-R510S-01B", "02.06,A00.01"),
+        f => unimplemented!("no reference model for {f:?}"),
     }
 }
 
