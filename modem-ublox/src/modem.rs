@@ -20,6 +20,10 @@ use crate::urc::{self, Domain, Final, RegStatus, Urc};
 /// [`Modem::pump_until`]).
 pub(crate) const DRAIN_MS: u32 = 100;
 
+/// How long the resynchronisation after a timeout drains late answers once its `AT` probe
+/// was answered, ms (device-os skips 1 s of input before its probe, for the same reason).
+pub(crate) const RESYNC_SETTLE_MS: u32 = 1_000;
+
 /// A placeholder for an absent optional pin (RESET_N, V_INT). Never driven or read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPin;
@@ -62,6 +66,9 @@ pub struct Stats {
     pub urcs: u32,
     /// Lines that were neither a result, a URC nor expected by the running command.
     pub unknown_lines: u32,
+    /// Final result codes that belonged to no command: late answers of timed-out commands
+    /// (and the resynchronising `AT`'s), drained before the next command.
+    pub stray_results: u32,
     /// Lines longer than the line buffer.
     pub lines_too_long: u32,
     /// Command timeouts.
@@ -278,7 +285,8 @@ pub(crate) enum Done {
 /// on top of its own cost:
 ///
 /// * after a command timed out, the next command resynchronises: `AT` probes (1 s timeout
-///   each) and a short drain of late answers;
+///   each) and, once one is answered, 1 s of draining late answers (about 1 s in all when
+///   the modem is alive);
 /// * at [`Config::max_timeouts`] consecutive timeouts (probes included) the modem is
 ///   restarted and initialised again ([`Modem::recover`]);
 /// * a reboot noticed on the way (echo back on, `+CREG: 0,<stat>` after `AT+CREG=2`) costs a
@@ -713,7 +721,9 @@ where
             }
             match self.next_byte()? {
                 Some(b) => {
-                    let _ = self.feed(b, &mut (), &mut overflow);
+                    if let Some(Done::Final(_)) = self.feed(b, &mut (), &mut overflow) {
+                        self.stats.stray_results = self.stats.stray_results.wrapping_add(1);
+                    }
                     if self.now_ns() >= hard {
                         return Ok(());
                     }
@@ -762,7 +772,9 @@ where
 
     /// After a timeout: make sure the modem answers again and that a late result of the
     /// timed-out command cannot be taken for the next command's. `AT` until `OK` (each probe
-    /// counts as a timeout if unanswered), then 100 ms of quiet draining. At
+    /// counts as a timeout if unanswered), then [`RESYNC_SETTLE_MS`] of draining: a late
+    /// result due soon after the probe's `OK` is dropped there (counted in
+    /// [`Stats::stray_results`]) instead of ending the next command. At
     /// [`Config::max_timeouts`] consecutive timeouts the modem is reset.
     fn resync(&mut self) -> Result<(), AtError> {
         loop {
@@ -776,7 +788,7 @@ where
             let t = self.timeouts().short;
             match self.wait(t, false, &mut ()) {
                 Ok(_) | Err(AtError::Error) | Err(AtError::Cme(_)) | Err(AtError::Aborted) => {
-                    self.pump_until(100, &|_| false)?;
+                    self.pump_until(RESYNC_SETTLE_MS, &|_| false)?;
                     self.st.needs_sync = false;
                     self.st.timeouts = 0;
                     return Ok(());

@@ -256,16 +256,46 @@ fn fm07_long_timeouts_and_commands_not_interrupted() {
     b.push(at("AT+CREG?\r\n", info_ok("+CREG: 2,1")));
     b.push(at("AT+CGREG?\r\n", info_ok("+CGREG: 2,1")));
     assert_eq!(m.register(&Registration::new(400_000)), Ok(RegStatus::Home));
-    // CGATT gives up at 180 s; its OK arrives at 180.3 s, during the resynchronising AT of
-    // the next command, which must not mistake it for its own answer.
-    b.push([tx("AT+CGATT=1\r\n"), rx_late(180_300, "\r\nOK\r\n")]);
+    // CGATT gives up at 180 s (its own timeout, inside the budget): an AT timeout.
+    b.push([tx("AT+CGATT=1\r\n")]);
     assert_eq!(
         m.activate_data(&modem_ublox::Apn::new("apn"), 600_000),
         Err(DataError::At(AtError::Timeout))
     );
-    b.push([tx("AT\r\n"), rx("\r\nOK\r\n")]);
+    // The next command resynchronises with AT. Its OK comes at once; CGATT's late OK comes
+    // 300 ms after it; AT+CCID's answer would come after that. The probe must match the
+    // first OK, the late OK must be dropped as a stray result (not taken as AT+CCID's final
+    // result, which would leave AT+CCID without its +CCID line), and AT+CCID must get its
+    // own answer.
+    b.push([tx("AT\r\n"), rx("\r\nOK\r\n"), rx_late(300, "\r\nOK\r\n")]);
     b.push(at("AT+CCID\r\n", info_ok("+CCID: 8934071100270000000")));
+    let strays = m.stats().stray_results;
     assert_eq!(m.iccid().unwrap().as_str(), "8934071100270000000");
+    assert_eq!(
+        m.stats().stray_results,
+        strays + 1,
+        "the late OK was a stray"
+    );
+    let probe = b.script.tx_time(b"AT\r\n");
+    let ccid = b.script.tx_time(b"AT+CCID\r\n");
+    assert!(
+        ccid - probe >= 300 * MS,
+        "AT+CCID went out {} ms after the probe, before the late OK",
+        (ccid - probe) / MS
+    );
+    b.done();
+
+    // Same again with the late OK and the probe's OK due at the same moment.
+    b.push([tx("AT+CGATT=1\r\n")]);
+    assert_eq!(
+        m.activate_data(&modem_ublox::Apn::new("apn"), 600_000),
+        Err(DataError::At(AtError::Timeout))
+    );
+    b.push([tx("AT\r\n"), rx("\r\nOK\r\n\r\nOK\r\n")]);
+    b.push(at("AT+CCID\r\n", info_ok("+CCID: 8934071100270000000")));
+    let strays = m.stats().stray_results;
+    assert_eq!(m.iccid().unwrap().as_str(), "8934071100270000000");
+    assert_eq!(m.stats().stray_results, strays + 1);
     b.done();
 }
 
