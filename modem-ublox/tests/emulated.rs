@@ -549,3 +549,70 @@ fn r510_without_vint_switched_off_by_the_on_pulse_is_switched_on_again() {
     m.wait_sim_ready(10_000).expect("working");
     assert_eq!(e.violations(), vec![]);
 }
+
+// --- UART power saving (failure mode 17) ----------------------------------------------------
+
+/// The module's UART loses the first character of a command ("T+CCID" arrives; the emulator,
+/// like a V.250 parser, ignores a line without "AT"): the command times out, the next one
+/// resynchronises and works, and the modem is not reset.
+#[test]
+fn fm17_lost_first_character_of_a_command() {
+    let e = Emulator::new(emu::Model::SaraU201);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let before = m.stats();
+    e.add_fault(Fault::new(Trigger::at_ms(0), Action::LoseNextChar));
+    assert_eq!(m.iccid(), Err(AtError::Timeout));
+    assert_eq!(
+        m.iccid().expect("after resync").as_str(),
+        "8934071100270000000"
+    );
+    let st = m.stats();
+    assert_eq!(
+        (
+            st.timeouts - before.timeouts,
+            st.recoveries - before.recoveries
+        ),
+        (1, 0)
+    );
+    assert_eq!(e.violations(), vec![]);
+}
+
+/// A SARA-U201 with UART power saving sleeps right after sending `@` and loses the first
+/// payload byte (ubxlib #156): it waits for one more byte and never answers. The write
+/// reports a timeout; the resynchronising `AT` completes the payload (its `A`), the driver
+/// takes the late `+USOWR`/`OK` for the probe's answer, drains the rest, and the socket works
+/// again. The corrupted bytes did go out: the echo shows them. (Prevention: the driver keeps
+/// `AT+UPSV=0`; hex mode is immune.)
+#[test]
+fn fm17_u201_sleeping_after_the_prompt_loses_a_payload_byte_and_the_driver_recovers() {
+    let echo = tcp_echo();
+    let mut c = emu::Config::for_model(emu::Model::SaraU201);
+    // The 10 s write timeout is spent in 1 ms polls: less real sleep per virtual delay.
+    c.real_sleep_cap = Duration::from_micros(20);
+    let e = Emulator::with_config(emu::Model::SaraU201, c);
+    let mut m = modem(&e);
+    bring_up(&mut m);
+    let s = m.open_socket(Protocol::Tcp).expect("socket");
+    m.connect(s, echo).expect("connect");
+    let before = m.stats();
+    // The module falls asleep right after "\r\n@", its answer to the next AT+USOWR.
+    let prompt_sent = e.sent_bytes().len() as u64 + 3;
+    e.add_fault(Fault::new(
+        Trigger::AfterOutputBytes(prompt_sent),
+        Action::LoseNextChar,
+    ));
+    assert_eq!(m.send(s, b"hello"), Err(SocketError::At(AtError::Timeout)));
+    assert_eq!(m.send(s, b"again").expect("send after resync"), 5);
+    assert_eq!(receive_exactly(&mut m, s, 10), b"elloAagain");
+    let st = m.stats();
+    assert_eq!(
+        (
+            st.timeouts - before.timeouts,
+            st.recoveries - before.recoveries,
+            st.reboots_detected - before.reboots_detected
+        ),
+        (1, 0, 0)
+    );
+    m.close(s).expect("close");
+}

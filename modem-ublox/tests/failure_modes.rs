@@ -760,6 +760,21 @@ fn fm17_uart_power_saving_first_character_lost() {
     assert!(m.iccid().is_ok());
     assert_eq!(m.stats().timeouts, 1);
     b.done();
+
+    // A real lost first character: the modem received "T+CCID" and answers ERROR (with echo
+    // on it also echoes "T+CCID"). The command fails with that ERROR; it is not a timeout
+    // (no resynchronisation), not a reboot (the echo is not of the command sent), and the
+    // next command works.
+    let (b, mut m) = booted(Family::U2);
+    b.push(at("AT+CCID\r\n", "\r\nERROR\r\n"));
+    assert_eq!(m.iccid(), Err(AtError::Error));
+    b.push(at("AT+CCID\r\n", "T+CCID\r\r\nERROR\r\n"));
+    assert_eq!(m.iccid(), Err(AtError::Error));
+    b.push(at("AT+CCID\r\n", info_ok("+CCID: 8934071100270000000")));
+    assert_eq!(m.iccid().unwrap().as_str(), "8934071100270000000");
+    let st = m.stats();
+    assert_eq!((st.timeouts, st.reboots_detected, st.recoveries), (0, 0, 0));
+    b.done();
 }
 
 #[test]
