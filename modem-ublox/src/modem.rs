@@ -744,6 +744,10 @@ where
     /// end is taken in for at most 100 ms more, so a modem that never stops sending (noise,
     /// NULs on a dead line, a URC loop) cannot hold the caller.
     ///
+    /// Cost: `wait_ms`, and at most 100 ms more while input keeps arriving. A reboot noticed in
+    /// what arrived costs the re-initialisation (see [recovery cost](Modem#recovery-cost));
+    /// `poll` never resynchronises or resets.
+    ///
     /// # Errors
     /// [`AtError::Uart`]; [`AtError::ModemRebooted`] if a reboot was detected (the driver
     /// has re-initialised the modem).

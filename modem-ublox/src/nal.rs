@@ -5,7 +5,9 @@
 //! waiting; each such call costs one `AT+USORD=<h>,0` (or `AT+USORF`) exchange, so poll with
 //! a delay or use [`Modem::wait_readable`] first. `connect` and `send` block until the modem
 //! answered (bounded by the command timeouts); `send` returns `WouldBlock` only when the modem
-//! took no bytes at all ([`SocketError::WouldBlock`]), `connect` never.
+//! took no bytes at all ([`SocketError::WouldBlock`]), `connect` never. Each call costs what
+//! the [`Modem`] method it calls costs (see their "Cost" lines, and the
+//! [recovery cost](Modem#recovery-cost) any command may pay after an earlier timeout).
 
 use core::net::SocketAddr;
 

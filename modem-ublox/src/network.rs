@@ -88,6 +88,10 @@ where
     /// `CFUN` change), up to `budget_ms`. Each `AT+CPIN?` waits at most for what is left of the
     /// budget.
     ///
+    /// Cost: one `AT+CPIN?` (about 25 bytes each way) per second while the SIM is busy, at most
+    /// `budget_ms` in all; plus the [recovery cost](Modem#recovery-cost) if an earlier command
+    /// timed out or a reboot is noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`SimError::NotInserted`], [`SimError::PinRequired`] (the driver does not enter PINs),
     /// [`SimError::Wrong`] (`+CME ERROR: 15`), [`SimError::NotReady`] after the budget,
@@ -122,6 +126,10 @@ where
 
     /// The SIM's ICCID (`AT+CCID`).
     ///
+    /// Cost: one exchange (about 40 bytes), up to 10 s; plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
     pub fn iccid(&mut self) -> Result<Digits, AtError> {
@@ -130,6 +138,10 @@ where
     }
 
     /// The subscriber identity (`AT+CIMI`, up to 10 s).
+    ///
+    /// Cost: one exchange (about 30 bytes), up to 10 s; plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
@@ -183,7 +195,10 @@ where
     /// `AT+CFUN=0` + `AT+CFUN=1`; not searching/searching → `AT+COPS=0,2`; CS registered but
     /// not PS → `AT+CGATT=1`. Every command's timeout is capped by the remaining budget.
     ///
-    /// Cost: about 70 bytes out and 150 in for the setup, ~40 bytes per poll.
+    /// Cost: about 70 bytes out and 150 in for the setup, ~40 bytes per poll; at most
+    /// `budget_ms` (and 100 ms of draining input that keeps arriving); plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`RegistrationError::Timeout`] with the last status, [`RegistrationError::Denied`],
@@ -315,6 +330,10 @@ where
     /// registration ([`Registration::eps_apn`]); `apn` is not sent here.
     ///
     /// Every command's timeout is capped by what is left of the budget when it is sent.
+    ///
+    /// Cost: U2/G3 up to 9 exchanges (about 200 bytes out, 250 in), R4/R5 2 to 4; at most
+    /// `budget_ms`; plus the [recovery cost](Modem#recovery-cost) if an earlier command timed
+    /// out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`DataError::AuthFailed`] (149), [`DataError::NotSubscribed`] (127/132/133),
@@ -470,6 +489,10 @@ where
     /// Deactivate the data context: `AT+UPSDA=0,4` (U2/G3/R5). On R4 the default EPS bearer
     /// cannot be deactivated; nothing is sent.
     ///
+    /// Cost: one exchange (U2/G3/R5), up to the PDP timeout (180 s U2/G3, 150 s R5); plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`DataError::At`].
     pub fn deactivate_data(&mut self) -> Result<(), DataError> {
@@ -485,6 +508,9 @@ where
     /// R4/R5: request power saving mode with periodic TAU and active time as GPRS timer bit
     /// strings (`AT+CPSMS=1,,,"<tau>","<active>"`), or disable it (`None`: `AT+CPSMS=0`).
     /// On R4 deregister first (`AT+COPS=2`) and [`soft_reset`](Self::soft_reset) after.
+    ///
+    /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
+    /// earlier command timed out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`AtError::InvalidArgument`] unless both are 8 characters of `0`/`1`.
@@ -504,6 +530,9 @@ where
     }
 
     /// R410M/R412M: the PSM timers the network granted (`AT+UCPSMS?`).
+    ///
+    /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
+    /// earlier command timed out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`AtError`] of the exchange; `Unexpected` if the answer is malformed.
@@ -527,6 +556,9 @@ where
     /// R4/R5: report power-saving state changes as `+UUPSMR` URCs (`AT+UPSMR=1`); read them
     /// with [`power_saving_state`](Self::power_saving_state).
     ///
+    /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
+    /// earlier command timed out or a reboot is noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`AtError`] of the exchange.
     pub fn enable_psm_urc(&mut self) -> Result<(), AtError> {
@@ -536,6 +568,9 @@ where
 
     /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`: 7 LTE-M, 8 NB-IoT).
     /// `AT+CEDRXS=0` does not disable it completely on R410 (device-os notes).
+    ///
+    /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
+    /// earlier command timed out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`AtError`] of the exchange.

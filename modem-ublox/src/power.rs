@@ -121,12 +121,12 @@ where
     /// Then: `ATE0`, `AT`, `AT+CMEE=1`, `AT+CGMM`, `ATI9`, and as configured `AT+IPR`,
     /// `AT&K3`/`AT+IFC=2,2`, `AT+UPSV=0` (not R4), `AT+UDCONF=1,1` (hex mode).
     ///
-    /// Cost: without V_INT, one `AT` timeout (1 s) on a cold start; the boot time of the
-    /// module (typically 2–6 s); about 90 bytes each way for the init commands. Worst case,
-    /// when nothing answers: each family's pulse and boot time (U2 20 s, G3 15 s, R4 15 s,
-    /// R5 20 s, plus 21.5 s for the R5's second pulse without V_INT), then RESET_N (R4: 10 s)
-    /// and one more boot time: about 1.5 min with all four families enabled, 2 min for R5
-    /// without V_INT. With V_INT a family whose pulse does not raise V_INT costs only 1 s.
+    /// Cost: without V_INT, one `AT` timeout (1 s) on a cold start; the boot time of the module
+    /// (typically 2–6 s); about 90 bytes each way for the init commands. Worst case, when
+    /// nothing answers: each family's pulse and boot time (U2 20 s, G3 15 s, R4 15 s, R5 20 s,
+    /// plus 21.5 s for the R5's second pulse without V_INT), then RESET_N (R4: 10 s) and one
+    /// more boot time: about 1.5 min with all four families enabled, 2 min for R5 without
+    /// V_INT. With V_INT a family whose pulse does not raise V_INT costs only 1 s.
     ///
     /// # Errors
     /// [`PowerError::NoResponse`] (nothing answered, check the baud rate with
@@ -533,9 +533,9 @@ where
     /// G350 without RESET_N only a switch-on pulse.
     ///
     /// Cost: 3 `AT` probes (up to 3 s) when the modem answers. A restart adds the reset or
-    /// power cycle, the boot time and the initialisation: see
-    /// [Recovery cost](Modem#recovery-cost) (worst case about 1.5 min, R5 without RESET_N
-    /// and V_INT).
+    /// power cycle, the boot time and the initialisation: see the
+    /// [recovery cost](Modem#recovery-cost) (worst case about 1.5 min, R5 without RESET_N and
+    /// V_INT).
     ///
     /// # Errors
     /// [`PowerError::NoResponse`] if even a reset did not bring it back.
@@ -552,6 +552,10 @@ where
 
     /// Soft reset: `AT+CFUN=16` (`AT+CFUN=15` on R4), then wait for the reboot and initialise
     /// again. Needed after PSM settings on R4. Sockets and the data context are gone.
+    ///
+    /// Cost: `AT+CFUN=16`/`15` (up to 180 s), 1 s, the boot time (R4 up to 15 s, others 20 s)
+    /// and the initialisation; plus the [recovery cost](Modem#recovery-cost) if an earlier
+    /// command timed out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`PowerError::At`] if the command failed, [`PowerError::NoResponse`] if the modem did

@@ -251,7 +251,9 @@ where
     /// names an unknown handle, and when `AT+USOCR` fails.
     ///
     /// Cost: about 20 bytes each way per handle probed (7 at most), 40 where `AT+USOCL`
-    /// follows; each `AT+USOCL` may take up to the close timeout (R4 TCP: 120 s).
+    /// follows; each `AT+USOCL` may take up to the close timeout (R4 TCP: 120 s); plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::At`] on a timeout or UART error (CME errors on a handle mean "not open").
@@ -301,6 +303,11 @@ where
     }
 
     /// Create a socket (`AT+USOCR=6` or `AT+USOCR=17`).
+    ///
+    /// Cost: one exchange (about 25 bytes each way, up to 10 s), and a sweep of stale handles
+    /// when one is due (see [`sweep_stale_sockets`](Self::sweep_stale_sockets)); plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::NoFreeSocket`] if the modem has none left after a sweep of stale ones;
@@ -367,6 +374,11 @@ where
     /// TCP: connect (`AT+USOCO=<h>,"<ip>",<port>`, up to 20 s on U2/G3, 130 s on R4/R5).
     /// UDP: remember `remote` for [`send`](Self::send); nothing is sent.
     ///
+    /// Cost: TCP one exchange (about 40 bytes out), up to 20 s (U2/G3) or 130 s (R4/R5), and
+    /// one `AT+USOER` after an error; UDP nothing; plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`SocketError::Unsupported`] for IPv6; [`SocketError::Socket`] with the `+USOER` code
     /// (e.g. 111 refused); [`SocketError::Invalidated`]; [`SocketError::At`].
@@ -405,6 +417,11 @@ where
     /// A chunk whose answer never came (`AtError::Timeout`) may have been sent, in full, in
     /// part, or corrupted (a SARA-U201 with UART power saving loses the first byte after `@`):
     /// treat the TCP stream as broken and close the socket.
+    ///
+    /// Cost: per chunk one exchange with about 35 bytes of overhead, the prompt wait (50 ms)
+    /// and up to the write timeout (10 s U2/G3, 120 s R4/R5) twice (prompt, confirmation);
+    /// 100/200/300 ms between retries; plus the [recovery cost](Modem#recovery-cost) if an
+    /// earlier command timed out or a reboot is noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::Closed`] after the peer closed, [`SocketError::WouldBlock`] if the modem
@@ -460,6 +477,11 @@ where
     /// Send one datagram on a UDP socket (`AT+USOST=<h>,"<ip>",<port>,<n>`, `@`, the bytes).
     /// It is sent again only when the modem said it took none of it: `ERROR` with `+USOER` 11
     /// or 172, or `+USOST: <h>,0` (3 retries). `OK` without a count means it was sent.
+    ///
+    /// Cost: one exchange with about 50 bytes of overhead, the prompt wait (50 ms) and up to
+    /// the write timeout (10 s U2/G3, 120 s R4/R5) twice; 100/200/300 ms between retries; plus
+    /// the [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::TooLarge`] over 1024 bytes (512 in hex mode);
@@ -584,7 +606,9 @@ where
     /// intact. After `+UUSOCL` the data already received is still returned; once it is
     /// drained, [`SocketError::Closed`].
     ///
-    /// Cost: one or two AT exchanges (~30 bytes of overhead).
+    /// Cost: one or two AT exchanges (~30 bytes of overhead), up to 10 s each; plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::Closed`], [`SocketError::Invalidated`], [`SocketError::Unsupported`]
@@ -670,6 +694,10 @@ where
     /// read is limited by the line buffer (see [`Config::hex_mode`](crate::Config::hex_mode)):
     /// the modem keeps the rest of a longer datagram, and the next calls return it.
     ///
+    /// Cost: one or two AT exchanges (~60 bytes of overhead), up to 10 s each; plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`SocketError::Invalidated`], [`SocketError::Unsupported`] on TCP sockets,
     /// [`SocketError::At`].
@@ -728,6 +756,11 @@ where
     /// the URC was lost. Returns `true` if [`receive`](Self::receive) has something to report
     /// (data or the close).
     ///
+    /// Cost: up to `timeout_ms` of URC handling (and 100 ms of draining input that keeps
+    /// arriving), then, if nothing came, one `AT+USORD`/`AT+USORF` exchange (up to 10 s); plus
+    /// the [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
+    ///
     /// # Errors
     /// [`SocketError::Invalidated`], [`SocketError::At`].
     pub fn wait_readable(&mut self, id: SocketId, timeout_ms: u32) -> Result<bool, SocketError> {
@@ -782,6 +815,10 @@ where
 
     /// Close a socket (`AT+USOCL=<h>`, up to 120 s for TCP on R4). The handle is freed
     /// whatever the modem answers (as Particle does); an error is still reported.
+    ///
+    /// Cost: one exchange, up to 10 s (R4/R5 TCP: 120 s); plus the
+    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
+    /// noticed (up to about 1 min).
     ///
     /// # Errors
     /// [`SocketError::Invalidated`] (nothing to close: the modem rebooted),
