@@ -3,7 +3,7 @@
 //! byte-exact emulator (its sockets reach a real loopback server). Run with
 //! `bash scripts/modem-report.sh`.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::thread;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use modem_ublox_emu::Emulator;
 
 const RECEIVED: usize = 64 * 1024;
 
-/// A server that sends `RECEIVED` bytes to whoever connects.
+/// A server that sends `RECEIVED` bytes to whoever connects, once it has read one byte (so that
+/// nothing arrives while the bring-up is being counted).
 fn source() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -22,6 +23,10 @@ fn source() -> SocketAddr {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
             thread::spawn(move || {
+                let mut go = [0u8; 1];
+                if s.read_exact(&mut go).is_err() {
+                    return;
+                }
                 let _ = s.write_all(&vec![0xA5; RECEIVED]);
                 thread::sleep(Duration::from_secs(30));
             });
@@ -83,13 +88,15 @@ fn main() {
         m.connect(s, server).expect("connect");
         let up = e.stats();
         let up_ms = (e.now() - t0) / 1000;
+        m.send(s, b"g").expect("go");
+        let go = e.stats();
         let mut buf = [0u8; 1024];
         let mut got = 0;
         while got < RECEIVED {
             assert!(m.wait_readable(s, 10_000).expect("wait"), "stalled");
             got += m.receive(s, &mut buf).expect("receive");
         }
-        let rx = e.stats().since(&up);
+        let rx = e.stats().since(&go);
         let kib = (RECEIVED / 1024) as f64;
         let overhead = rx.to_modem.at + rx.from_modem.at + rx.to_modem.payload;
         println!(
