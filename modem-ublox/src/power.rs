@@ -355,6 +355,11 @@ where
     ///    low, PWR_ON released after 23 s, RESET_N 2 s later) for an R510 that ignores
     ///    PWR_ON and RESET_N alone (device-os PR #2365).
     ///
+    /// Without V_INT, a driver that has not switched the modem on itself (a fresh MCU run)
+    /// first asks with `AT`: a modem silent for two of them counts as off already, and gets
+    /// neither `AT+CPWROFF` nor a pulse (a pulse would switch an off R410 on). A modem that is
+    /// on but deaf is then left on: only V_INT tells the two apart.
+    ///
     /// Cost: a modem that switches off at once costs the `AT+CPWROFF` exchange (the modem
     /// answers within 40 s) and the V_INT wait, or without V_INT ~3 s of probes. Worst case,
     /// every fallback run to the end: `AT+CPWROFF` unanswered 3 × 40 s = 2 min, then each
@@ -364,9 +369,23 @@ where
     /// # Errors
     /// [`PowerError::StillOn`] when every method failed; [`PowerError::Pin`].
     pub fn power_off(&mut self) -> Result<(), PowerError> {
-        if self.vint_high()? == Some(false) {
-            self.mark_off();
-            return Ok(());
+        match self.vint_high()? {
+            Some(false) => {
+                self.mark_off();
+                return Ok(());
+            }
+            // No V_INT, and this driver did not switch the modem on (a fresh MCU run): it may
+            // be off already. Then `AT+CPWROFF` would wait out its timeout three times and the
+            // off pulse could switch it on (the R410's is inside its switch-on range), so
+            // ask first: silent for OFF_PROBES `AT`s means off.
+            None if !self.st.powered => {
+                self.discard_input()?;
+                if !self.probe(OFF_PROBES)? {
+                    self.mark_off();
+                    return Ok(());
+                }
+            }
+            _ => {}
         }
         self.st.no_recover = true;
         let r = self.power_off_inner();

@@ -616,3 +616,30 @@ fn fm17_u201_sleeping_after_the_prompt_loses_a_payload_byte_and_the_driver_recov
     );
     m.close(s).expect("close");
 }
+
+/// After an MCU reset on a board without V_INT, the application switches the modem off "to be
+/// sure", but it is off already. The driver must not wait out `AT+CPWROFF` three times, and
+/// must not send an off pulse, which switches an R410 on (its 1.6 s off pulse is inside the
+/// 0.15–3.2 s switch-on range).
+#[test]
+fn power_off_without_vint_leaves_an_off_modem_off_quickly() {
+    for model in [emu::Model::SaraR410M, emu::Model::SaraU260] {
+        let e = Emulator::new(model);
+        let mut m = bare(&e);
+        let t0 = e.now();
+        m.power_off().expect("off is off");
+        let spent_ms = (e.now() - t0) / 1000;
+        assert!(e.is_off(), "{model:?} was switched on");
+        assert!(
+            spent_ms < 10_000,
+            "{model:?}: {spent_ms} ms to find an off modem off"
+        );
+        assert!(!e.transcript_string().contains("CPWROFF"), "{model:?}");
+    }
+    // A modem left on by the previous MCU run is still switched off.
+    let e = Emulator::new(emu::Model::SaraR410M);
+    e.power_on_now();
+    let mut m = bare(&e);
+    m.power_off().expect("switched off");
+    assert!(e.is_off());
+}
