@@ -75,6 +75,29 @@ fn bits8(s: &[u8]) -> Option<[u8; 8]> {
     Some(o)
 }
 
+/// Inside an operation with a budget: the timeout `$t` capped by what is left before
+/// `$deadline`, or `return Err($out)` if nothing is left.
+macro_rules! budget_cap {
+    ($m:ident, $deadline:expr, $out:expr, $t:expr) => {
+        match $m.capped($t, $deadline) {
+            Ok(v) => v,
+            Err(()) => return Err($out),
+        }
+    };
+}
+
+/// Inside an operation with a budget: the value of `$e`, or `return` its error; a command that
+/// timed out at the budget's end is the budget running out, `$out`.
+macro_rules! budget_run {
+    ($m:ident, $deadline:expr, $out:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(AtError::Timeout) if $m.now_ns() >= $deadline => return Err($out),
+            Err(e) => return Err(e.into()),
+        }
+    };
+}
+
 impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L>
 where
     U: Read + Write + ReadReady,
@@ -222,21 +245,12 @@ where
         // command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                match self.capped($t, deadline) {
-                    Ok(v) => v,
-                    Err(()) => return Err(out_of_time(&self.st)),
-                }
+                budget_cap!(self, deadline, out_of_time(&self.st), $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
-                        return Err(out_of_time(&self.st))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                budget_run!(self, deadline, out_of_time(&self.st), $e)
             };
         }
         let fam = self.st.family;
@@ -341,24 +355,15 @@ where
     /// [`DataError::Timeout`], [`DataError::ModemRebooted`], [`DataError::At`].
     pub fn activate_data(&mut self, apn: &Apn<'_>, budget_ms: u32) -> Result<Ipv4Addr, DataError> {
         let deadline = self.deadline(budget_ms);
+        // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                match self.capped($t, deadline) {
-                    Ok(v) => v,
-                    Err(()) => return Err(DataError::Timeout),
-                }
+                budget_cap!(self, deadline, DataError::Timeout, $t)
             };
         }
-        // A command that times out at the budget's end is the budget running out.
         macro_rules! run {
             ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
-                        return Err(DataError::Timeout)
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                budget_run!(self, deadline, DataError::Timeout, $e)
             };
         }
         let t = self.timeouts();
@@ -429,24 +434,15 @@ where
 
     fn activate_eps(&mut self, deadline: u64) -> Result<Ipv4Addr, DataError> {
         let t = self.timeouts();
+        // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                match self.capped($t, deadline) {
-                    Ok(v) => v,
-                    Err(()) => return Err(DataError::Timeout),
-                }
+                budget_cap!(self, deadline, DataError::Timeout, $t)
             };
         }
-        // A command that times out at the budget's end is the budget running out.
         macro_rules! run {
             ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(AtError::Timeout) if self.now_ns() >= deadline => {
-                        return Err(DataError::Timeout)
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                budget_run!(self, deadline, DataError::Timeout, $e)
             };
         }
         let mut active = false;
