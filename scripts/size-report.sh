@@ -58,6 +58,9 @@ if command -v qemu-system-arm >/dev/null 2>&1; then
   CARGO_PROFILE_RELEASE_OPT_LEVEL=z cargo build -q --release --features stack
   echo "stack (opt z, QEMU netduino2): $(timeout 120 qemu-system-arm -M netduino2 -nographic \
     -semihosting-config enable=on,target=native -kernel "$BIN" 2>/dev/null | tr -d '\r')"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z cargo build -q --release --features cloud-stack
+  echo "stack (opt z, QEMU netduino2): $(timeout 120 qemu-system-arm -M netduino2 -nographic \
+    -semihosting-config enable=on,target=native -kernel "$BIN" 2>/dev/null | tr -d '\r')"
   # Worst-case instructions of SleepGuard::decide (8 reasons, 7 leases expiring, a critical
   # lease running), counted from QEMU's translation-block trace between two marker functions.
   RUSTFLAGS="-C link-arg=-Tlink.x" CARGO_PROFILE_RELEASE_OPT_LEVEL=z cargo build -q --release --features sleep-count

@@ -115,19 +115,20 @@ fn full() -> bool {
     bl.run(&mut f, &mut buf, || {}).is_ok()
 }
 
-#[cfg(feature = "stack")]
-fn measure_stack() {
+/// Paints the unused stack below this frame (leaving 256 bytes of margin), runs `f`, and
+/// reports the deepest painted word it overwrote, over semihosting (QEMU netduino2).
+#[cfg(any(feature = "stack", feature = "cloud-stack"))]
+fn measure_stack(what: &str, f: impl FnOnce() -> bool) {
     use cortex_m_semihosting::{debug, hprintln};
     const PAINT: u32 = 0xDEAD_BEEF;
     const DEPTH: usize = 24 * 1024;
     let sp = cortex_m::register::msp::read() as usize;
-    // Paint the unused stack below this frame (leaving 256 bytes of margin).
     let top = sp - 256;
     let bottom = top - DEPTH;
     for a in (bottom..top).step_by(4) {
         unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
     }
-    let ok = verify_offer();
+    let ok = f();
     let mut low = top;
     for a in (bottom..top).step_by(4) {
         if unsafe { core::ptr::read_volatile(a as *const u32) } != PAINT {
@@ -135,7 +136,7 @@ fn measure_stack() {
             break;
         }
     }
-    hprintln!("verify ok={} peak stack={} bytes", ok, sp - low);
+    hprintln!("{} ok={} peak stack={} bytes", what, ok, sp - low);
     debug::exit(if ok {
         debug::EXIT_SUCCESS
     } else {
@@ -250,7 +251,7 @@ mod sleep {
     }
 }
 
-#[cfg(feature = "cloud")]
+#[cfg(any(feature = "cloud", feature = "cloud-stack"))]
 mod cloud {
     //! The device side of cloud-proto, as an application links it: one endpoint and one
     //! stream decoder in statics, every call made once with values the compiler cannot see.
@@ -468,7 +469,9 @@ fn main() -> ! {
         cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
     }
     #[cfg(feature = "stack")]
-    measure_stack();
+    measure_stack("verify", verify_offer);
+    #[cfg(feature = "cloud-stack")]
+    measure_stack("cloud-proto device calls", || cloud::exercise() > 0);
     #[cfg(all(feature = "verify", not(feature = "stack")))]
     black_box(verify_offer());
     #[cfg(feature = "full")]
