@@ -18,7 +18,10 @@
 //! On top of that it can inject a power cut at any mutating operation
 //! ([`Cut`], [`CutKind`]), which is how power-loss tests of the bootloader
 //! enumerate every possible interruption point: run the scenario once, read
-//! [`Stats::ops`], then replay it with a cut scheduled at each index `0..ops`.
+//! [`Stats::ops`], then replay it with a cut scheduled at each index `0..ops`
+//! and each kind of [`CutKind::all`]. A torn cut's shape ([`Tear`]) is
+//! chosen by the test: where a write stops, what its torn word reads, how much
+//! of a sector an erase erased.
 //!
 //! # Example
 //!
@@ -113,12 +116,139 @@ impl std::error::Error for SimError {}
 pub enum CutKind {
     /// Power is lost before the operation starts: nothing changes.
     Before,
-    /// Power is lost in the middle of the operation: a write programs the first
-    /// half of its words exactly and corrupts the next one; an erase erases the
-    /// first half of its first sector.
+    /// Power is lost in the middle of the operation, in the classic shape
+    /// [`Tear::CLASSIC`]: a write programs the first half of its words exactly
+    /// and corrupts the next one (`new & pattern`); an erase erases the first
+    /// half of its first sector.
     Torn,
+    /// Power is lost in the middle of the operation, leaving the shape `Tear`
+    /// describes. [`Tear::VARIANTS`] lists a set worth iterating.
+    TornWith(Tear),
     /// Power is lost right after the operation completed.
     After,
+}
+
+impl CutKind {
+    /// Every kind a power-loss test should try at each operation: `Before`,
+    /// `After`, and a torn cut of each shape in [`Tear::VARIANTS`].
+    pub fn all() -> impl Iterator<Item = CutKind> {
+        [CutKind::Before, CutKind::After]
+            .into_iter()
+            .chain(Tear::VARIANTS.iter().map(|&t| CutKind::TornWith(t)))
+    }
+}
+
+/// Where a torn write of `n` words stops: how many of its words are programmed
+/// exactly before the one being programmed when power failed (the *torn word*,
+/// see [`TornWord`]). The words after it keep their old contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TearPoint {
+    /// No exact word: the first word is torn.
+    Start,
+    /// One exact word (none for a one-word write).
+    OneWord,
+    /// ⌊n/2⌋ exact words (the classic cut).
+    Half,
+    /// n − 1 exact words: only the last word is torn.
+    LastWord,
+}
+
+impl TearPoint {
+    /// Exact words for a write of `words` words (always less than `words`
+    /// when `words > 0`).
+    pub fn exact_words(self, words: usize) -> usize {
+        let last = words.saturating_sub(1);
+        match self {
+            TearPoint::Start => 0,
+            TearPoint::OneWord => 1.min(last),
+            TearPoint::Half => (words / 2).min(last),
+            TearPoint::LastWord => last,
+        }
+    }
+}
+
+/// What the torn word reads after the cut. `p` is [`torn_pattern`] of the
+/// operation index, `old` what the word held, `new` what was being written.
+///
+/// On a `MULTIWRITE` flash every variant obeys the `MultiwriteNorFlash` power-loss
+/// contract (bits written as 1 stay as they were, bits that were 0 stay 0): `And`
+/// and `Partial` both give `old & (new | p)`, `Unchanged` gives `old`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornWord {
+    /// `new & p`: any value, including bits read 0 that should be 1 (`NorFlash`
+    /// leaves a torn word undefined). For an all-zero word this is all zero,
+    /// the same as a complete write.
+    And,
+    /// `old & (new | p)`: only some of the bits that should clear are cleared,
+    /// so a word written as all zero (a marker) still reads partly `FF`.
+    Partial,
+    /// `old`: the torn word was not programmed at all (on an erased word: still
+    /// reads `FF`).
+    Unchanged,
+}
+
+/// How much of its range a torn erase erased. The rest keeps its old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornErase {
+    /// The first half of the first sector reads `FF` (the classic cut).
+    Half,
+    /// Only the first `WRITE_SIZE` bytes of the first sector read `FF`.
+    FirstWord,
+    /// Everything but the last `WRITE_SIZE` bytes of the last sector reads
+    /// `FF`: the range looks erased unless one reads its very end.
+    AllButLastWord,
+    /// Every byte of the first sector has some bits erased: `old | p`, with `p`
+    /// the [`torn_pattern`] of the operation index repeated over the sector.
+    Bits,
+}
+
+/// The shape a [`CutKind::TornWith`] cut leaves: where a write stops and what
+/// its torn word reads, and how much an erase erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tear {
+    /// Where a torn write stops.
+    pub point: TearPoint,
+    /// What the torn word of a write reads.
+    pub word: TornWord,
+    /// How much a torn erase erased.
+    pub erase: TornErase,
+}
+
+impl Tear {
+    /// The shape of [`CutKind::Torn`].
+    pub const CLASSIC: Tear = Tear {
+        point: TearPoint::Half,
+        word: TornWord::And,
+        erase: TornErase::Half,
+    };
+
+    /// A set of shapes that together use every [`TearPoint`], [`TornWord`] and
+    /// [`TornErase`] at least once. A one-word write (a marker) sees each
+    /// `TornWord`: `And` (reads as written), `Partial` (partly `FF`) and
+    /// `Unchanged` (still erased).
+    pub const VARIANTS: [Tear; 5] = [
+        Tear::CLASSIC,
+        Tear {
+            point: TearPoint::Start,
+            word: TornWord::Partial,
+            erase: TornErase::FirstWord,
+        },
+        Tear {
+            point: TearPoint::OneWord,
+            word: TornWord::Unchanged,
+            erase: TornErase::Bits,
+        },
+        Tear {
+            point: TearPoint::LastWord,
+            word: TornWord::Partial,
+            erase: TornErase::AllButLastWord,
+        },
+        Tear {
+            point: TearPoint::LastWord,
+            word: TornWord::Unchanged,
+            erase: TornErase::Half,
+        },
+    ];
 }
 
 /// A power cut to inject at a given mutating operation.
@@ -139,7 +269,8 @@ pub struct Stats {
     pub ops: u64,
     /// Write calls that (at least partly) programmed the flash.
     pub writes: u64,
-    /// Sectors erased (fully, or partly by a torn erase).
+    /// Sectors erased (fully, or partly by a torn erase: each sector it
+    /// touched).
     pub erases: u64,
     /// Successful read calls.
     pub reads: u64,
@@ -147,7 +278,8 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Bytes read.
     pub bytes_read: u64,
-    /// Bytes erased (a torn erase counts the half it erased).
+    /// Bytes erased (a torn erase counts the bytes it erased, or for
+    /// [`TornErase::Bits`] the whole sector whose bits it partly erased).
     pub bytes_erased: u64,
 }
 
@@ -447,10 +579,16 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
                 self.erase_sectors(sectors);
             }
             (Op::Write { offset, bytes }, Some(CutKind::Torn)) => {
-                self.torn_write(index, offset, bytes);
+                self.torn_write(index, offset, bytes, Tear::CLASSIC);
+            }
+            (Op::Write { offset, bytes }, Some(CutKind::TornWith(t))) => {
+                self.torn_write(index, offset, bytes, t);
             }
             (Op::Erase { sectors }, Some(CutKind::Torn)) => {
-                self.torn_erase(sectors.start);
+                self.torn_erase(index, sectors, TornErase::Half);
+            }
+            (Op::Erase { sectors }, Some(CutKind::TornWith(t))) => {
+                self.torn_erase(index, sectors, t.erase);
             }
         }
         if kind.is_some() {
@@ -460,10 +598,11 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
         }
     }
 
-    /// Torn write: first `words / 2` words exact, the next one corrupted.
-    fn torn_write(&mut self, index: u64, offset: usize, bytes: &[u8]) {
+    /// Torn write: `tear.point` decides how many words are exact, `tear.word`
+    /// what the next one reads; the rest of the range is unchanged.
+    fn torn_write(&mut self, index: u64, offset: usize, bytes: &[u8], tear: Tear) {
         let words = bytes.len() / W;
-        let exact = (words / 2) * W;
+        let exact = tear.point.exact_words(words) * W;
         self.program(offset, &bytes[..exact]);
         let mut touched = exact;
         if words > 0 {
@@ -471,15 +610,15 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
             let new = &bytes[exact..exact + W];
             let cells = &mut self.data[offset + exact..offset + exact + W];
             for ((cell, &n), &p) in cells.iter_mut().zip(new).zip(&pattern) {
-                *cell = if M {
+                *cell = match (tear.word, M) {
+                    (TornWord::Unchanged, _) => *cell,
                     // Only some of the bits that should clear (old 1, new 0) are
                     // cleared; 1→1 bits stay 1 and 0 bits stay 0, as the
                     // `MultiwriteNorFlash` contract guarantees.
-                    *cell & (n | p)
-                } else {
+                    (TornWord::Partial, _) | (TornWord::And, true) => *cell & (n | p),
                     // Word was erased; its content after a torn program is
                     // undefined per `NorFlash`.
-                    n & p
+                    (TornWord::And, false) => n & p,
                 };
             }
             touched += W;
@@ -488,17 +627,41 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
         self.stats.bytes_written += touched as u64;
     }
 
-    /// Torn erase: the first half of sector `s` becomes 0xFF.
-    fn torn_erase(&mut self, s: usize) {
-        let r = self.sectors[s].clone();
-        let half = (r.end - r.start) as usize / 2;
-        let start = r.start as usize;
-        // The second half keeps its old data, so the sector does not look
-        // erased unless it was already erased there.
-        self.data[start..start + half].fill(0xFF);
-        self.wear[s] += 1;
-        self.stats.erases += 1;
-        self.stats.bytes_erased += half as u64;
+    /// Torn erase of `sectors` in the shape `how`.
+    fn torn_erase(&mut self, index: u64, sectors: Range<usize>, how: TornErase) {
+        let first = self.sectors[sectors.start].clone();
+        let (first_start, first_len) = (first.start as usize, (first.end - first.start) as usize);
+        let (range, touched) = match how {
+            TornErase::Half => {
+                let r = first_start..first_start + first_len / 2;
+                self.data[r.clone()].fill(0xFF);
+                (r, sectors.start..sectors.start + 1)
+            }
+            TornErase::FirstWord => {
+                let r = first_start..first_start + W;
+                self.data[r.clone()].fill(0xFF);
+                (r, sectors.start..sectors.start + 1)
+            }
+            TornErase::AllButLastWord => {
+                let end = self.sectors[sectors.end - 1].end as usize;
+                let r = first_start..end - W;
+                self.data[r.clone()].fill(0xFF);
+                (r, sectors.clone())
+            }
+            TornErase::Bits => {
+                let r = first_start..first_start + first_len;
+                let p = torn_pattern(index, 8);
+                for (i, cell) in self.data[r.clone()].iter_mut().enumerate() {
+                    *cell |= p[i % 8];
+                }
+                (r, sectors.start..sectors.start + 1)
+            }
+        };
+        for s in touched {
+            self.wear[s] += 1;
+            self.stats.erases += 1;
+        }
+        self.stats.bytes_erased += range.len() as u64;
     }
 }
 

@@ -1,7 +1,9 @@
 //! Power-cut injection: exact contents after each cut kind.
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
-use ota_flash_sim::{torn_pattern, Cut, CutKind, SimError, SimFlash};
+use ota_flash_sim::{
+    torn_pattern, Cut, CutKind, SimError, SimFlash, Tear, TearPoint, TornErase, TornWord,
+};
 
 type Flash = SimFlash<4, 1024, false>;
 type MwFlash = SimFlash<4, 1024, true>;
@@ -398,4 +400,213 @@ fn enumerate_every_cut_point_of_a_sequence() {
             f.read(0, &mut b).unwrap();
         }
     }
+}
+
+fn torn_with(tear: Tear, at: u64, bytes: &[u8]) -> Flash {
+    let mut f = Flash::new(MAP);
+    burn_ops(&mut f, at);
+    f.schedule_cut(Cut {
+        at,
+        kind: CutKind::TornWith(tear),
+    });
+    assert_eq!(f.write(AT, bytes), Err(SimError::PowerLost));
+    f
+}
+
+#[test]
+fn tear_points_choose_how_many_words_are_exact() {
+    assert_eq!(
+        [
+            TearPoint::Start,
+            TearPoint::OneWord,
+            TearPoint::Half,
+            TearPoint::LastWord
+        ]
+        .map(|p| p.exact_words(5)),
+        [0, 1, 2, 4]
+    );
+    // A one-word write always tears its only word.
+    for p in [
+        TearPoint::Start,
+        TearPoint::OneWord,
+        TearPoint::Half,
+        TearPoint::LastWord,
+    ] {
+        assert_eq!(p.exact_words(1), 0);
+        assert_eq!(p.exact_words(0), 0);
+    }
+    for (point, exact) in [
+        (TearPoint::Start, 0usize),
+        (TearPoint::OneWord, 1),
+        (TearPoint::Half, 2),
+        (TearPoint::LastWord, 4),
+    ] {
+        let tear = Tear {
+            point,
+            word: TornWord::And,
+            erase: TornErase::Half,
+        };
+        let f = torn_with(tear, 3, &NEW);
+        let a = AT as usize;
+        let p = torn_pattern(3, 4);
+        let mut expect = vec![0xFF; f.capacity()];
+        expect[a..a + 4 * exact].copy_from_slice(&NEW[..4 * exact]);
+        for i in 0..4 {
+            expect[a + 4 * exact + i] = NEW[4 * exact + i] & p[i];
+        }
+        assert_eq!(f.contents(), &expect[..], "{point:?}");
+        assert_eq!(f.stats().bytes_written, 4 * exact as u64 + 4);
+    }
+}
+
+#[test]
+fn torn_word_values_for_a_zero_marker() {
+    // A word marker is written as all zero: `And` reads as written, `Partial` reads the
+    // pattern (partly FF), `Unchanged` still reads erased.
+    let at = 6;
+    let p = torn_pattern(at, 4);
+    let mut results = Vec::new();
+    for word in [TornWord::And, TornWord::Partial, TornWord::Unchanged] {
+        let tear = Tear {
+            point: TearPoint::Half,
+            word,
+            erase: TornErase::Half,
+        };
+        let f = torn_with(tear, at, &[0; 4]);
+        results.push(f.contents()[AT as usize..AT as usize + 4].to_vec());
+    }
+    assert_eq!(results[0], [0; 4]);
+    assert_eq!(results[1], p);
+    assert!(
+        results[1].iter().any(|&b| b != 0),
+        "partial marker reads as written"
+    );
+    assert_eq!(results[2], [0xFF; 4]);
+    // Over many cut points a partial marker is almost never all zero or all FF.
+    let mut clean = 0;
+    for at in 0..32 {
+        let tear = Tear {
+            point: TearPoint::Start,
+            word: TornWord::Partial,
+            erase: TornErase::Half,
+        };
+        let f = torn_with(tear, at, &[0; 4]);
+        let w = &f.contents()[AT as usize..AT as usize + 4];
+        if w == [0; 4] || w == [0xFF; 4] {
+            clean += 1;
+        }
+    }
+    assert!(clean < 2, "{clean} of 32 partial markers were clean");
+}
+
+#[test]
+fn torn_words_on_multiwrite_obey_its_power_loss_contract() {
+    let old = [0xF0u8, 0xFF, 0x0F, 0xAA];
+    let new = [0x30u8, 0x0F, 0x0F, 0x22];
+    for at in 0..8u64 {
+        let p = torn_pattern(at, 4);
+        for word in [TornWord::And, TornWord::Partial, TornWord::Unchanged] {
+            let mut f = MwFlash::new(&[1024, 1024]);
+            burn_ops(&mut f, at);
+            f.preload(0, &old);
+            f.schedule_cut(Cut {
+                at,
+                kind: CutKind::TornWith(Tear {
+                    point: TearPoint::Start,
+                    word,
+                    erase: TornErase::Half,
+                }),
+            });
+            assert_eq!(f.write(0, &new), Err(SimError::PowerLost));
+            let w = &f.contents()[0..4];
+            for i in 0..4 {
+                let want = match word {
+                    TornWord::Unchanged => old[i],
+                    _ => old[i] & (new[i] | p[i]),
+                };
+                assert_eq!(w[i], want, "{word:?} at {at}");
+            }
+        }
+    }
+}
+
+#[test]
+fn torn_erase_extents() {
+    let tear = |erase| Tear {
+        point: TearPoint::Half,
+        word: TornWord::And,
+        erase,
+    };
+    let cut = |erase, from, to| {
+        let mut f = Flash::new(MAP);
+        let p = fill(f.capacity());
+        f.preload(0, &p);
+        f.schedule_cut(Cut {
+            at: 0,
+            kind: CutKind::TornWith(tear(erase)),
+        });
+        assert_eq!(f.erase(from, to), Err(SimError::PowerLost));
+        (f, p)
+    };
+    // First word only.
+    let (f, mut p) = cut(TornErase::FirstWord, 4096, 8192);
+    p[4096..4100].fill(0xFF);
+    assert_eq!(f.contents(), &p[..]);
+    assert_eq!(f.stats().bytes_erased, 4);
+    assert_eq!(f.erase_count(4), 1);
+    // All but the last word of the last sector, over three sectors.
+    let (f, mut p) = cut(TornErase::AllButLastWord, 1024, 4096);
+    p[1024..4092].fill(0xFF);
+    assert_eq!(f.contents(), &p[..]);
+    assert_eq!(
+        (0..7).map(|s| f.erase_count(s)).collect::<Vec<_>>(),
+        [0, 1, 1, 1, 0, 0, 0]
+    );
+    assert_eq!(f.stats().erases, 3);
+    // Some bits of every byte of the first sector.
+    let (f, mut p) = cut(TornErase::Bits, 0, 2048);
+    let pat = torn_pattern(0, 8);
+    for (i, b) in p[0..1024].iter_mut().enumerate() {
+        *b |= pat[i % 8];
+    }
+    assert_eq!(f.contents(), &p[..]);
+    assert!(f.contents()[..1024].iter().any(|&b| b != 0xFF));
+    assert_eq!(f.erase_count(0), 1);
+    assert_eq!(f.erase_count(1), 0);
+    // The classic torn cut is the Half shape.
+    let (f, mut p) = cut(TornErase::Half, 4096, 8192);
+    p[4096..6144].fill(0xFF);
+    assert_eq!(f.contents(), &p[..]);
+}
+
+#[test]
+fn cut_kinds_cover_every_tear_shape() {
+    let kinds: Vec<CutKind> = CutKind::all().collect();
+    assert_eq!(kinds.len(), 2 + Tear::VARIANTS.len());
+    assert!(kinds.contains(&CutKind::Before) && kinds.contains(&CutKind::After));
+    assert!(kinds.contains(&CutKind::TornWith(Tear::CLASSIC)));
+    let v = Tear::VARIANTS;
+    for p in [
+        TearPoint::Start,
+        TearPoint::OneWord,
+        TearPoint::Half,
+        TearPoint::LastWord,
+    ] {
+        assert!(v.iter().any(|t| t.point == p), "{p:?}");
+    }
+    for w in [TornWord::And, TornWord::Partial, TornWord::Unchanged] {
+        assert!(v.iter().any(|t| t.word == w), "{w:?}");
+    }
+    for e in [
+        TornErase::Half,
+        TornErase::FirstWord,
+        TornErase::AllButLastWord,
+        TornErase::Bits,
+    ] {
+        assert!(v.iter().any(|t| t.erase == e), "{e:?}");
+    }
+    // `Torn` and `TornWith(CLASSIC)` leave the same result.
+    let a = write_cut(CutKind::Torn, 9);
+    let b = write_cut(CutKind::TornWith(Tear::CLASSIC), 9);
+    assert_eq!(a.contents(), b.contents());
 }
