@@ -224,6 +224,14 @@ impl Persisted {
     }
 }
 
+/// True if sequence number `a` is newer than `b`: serial-number arithmetic modulo 2³² (RFC
+/// 1982), so the number after `0xFFFF_FFFF` is 0 and still newer. Equal numbers are not newer:
+/// of two records with the same number the first found (in address order) stays.
+pub(crate) fn newer(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x8000_0000
+}
+
 /// Where the next record goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StateLog {
@@ -258,7 +266,7 @@ impl StateLog {
                 }
                 next_free = addr + RECORD_LEN as u32;
                 if let Some(rec) = Persisted::decode(&buf) {
-                    if sector_best.is_none_or(|b| rec.seq > b.seq) {
+                    if sector_best.is_none_or(|b| newer(rec.seq, b.seq)) {
                         sector_best = Some(rec);
                     }
                 }
@@ -267,7 +275,7 @@ impl StateLog {
                 first = Some((sector.start, next_free));
             }
             if let Some(rec) = sector_best {
-                if best.is_none_or(|(b, _, _)| rec.seq > b.seq) {
+                if best.is_none_or(|(b, _, _)| newer(rec.seq, b.seq)) {
                     best = Some((rec, sector.start, next_free));
                 }
             }
@@ -328,11 +336,14 @@ impl StateLog {
             self.sector_start = next.start;
             self.next = next.start;
         }
-        state.seq = self.seq.wrapping_add(1);
+        // Whatever happens, this number and this slot are used now: a retry after a failed
+        // write or read-back gets the next number (so it outranks whatever this attempt left)
+        // and the next slot (a torn slot must not be programmed again).
+        self.seq = self.seq.wrapping_add(1);
+        state.seq = self.seq;
         let mut buf = [0u8; RECORD_LEN];
         state.encode(&mut buf);
         let addr = self.next;
-        // Whatever happens, this slot is used now (a torn write must not be written again).
         self.next += RECORD_LEN as u32;
         flash.write(addr, &buf).map_err(|e| e.kind())?;
         // Read back: a slot programmed twice (two writers) or weakly programmed must not pass
@@ -342,7 +353,6 @@ impl StateLog {
         if check != buf {
             return Err(NorFlashErrorKind::Other);
         }
-        self.seq = state.seq;
         Ok(())
     }
 }
@@ -350,6 +360,17 @@ impl StateLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_modulo_2_32() {
+        assert!(newer(1, 0));
+        assert!(!newer(0, 1));
+        assert!(!newer(5, 5));
+        assert!(newer(0, u32::MAX));
+        assert!(newer(3, u32::MAX - 3));
+        assert!(newer(0x7FFF_FFFF, 0));
+        assert!(!newer(0x8000_0000, 0));
+    }
 
     #[test]
     fn record_round_trips_and_rejects_corruption() {
