@@ -5,7 +5,7 @@ use core::fmt;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 
 use crate::layout::LayoutError;
-use crate::state::Phase;
+use crate::state::{CommitError, Phase};
 
 macro_rules! impl_error {
     ($t:ty) => {
@@ -51,6 +51,11 @@ pub enum BeginError {
     Refused(crate::verify::VerifyError),
     /// The offered image is the confirmed image already running: nothing to download.
     AlreadyInstalled,
+    /// Erase work must run first: the progress region still holds an earlier download, or the
+    /// state log needs its next sector erased. Run [`Updater::erase_step`](crate::Updater::erase_step)
+    /// until [`Updater::erase_work`](crate::Updater::erase_work) is done, then call `begin`
+    /// again. A different download that was in progress has been abandoned (state Idle).
+    NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -63,6 +68,7 @@ impl fmt::Display for BeginError {
             Self::ProgressRegionTooSmall => f.write_str("progress region too small"),
             Self::Refused(e) => write!(f, "offer refused: {e}"),
             Self::AlreadyInstalled => f.write_str("the offered image is already installed"),
+            Self::NeedsErase => f.write_str("erase work must run before the download can start"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -88,8 +94,8 @@ pub enum ChunkError {
     /// The chunk's digest does not match the manifest: corrupt or forged; fetch it again.
     Corrupt,
     /// Erase work must run first ([`Updater::erase_step`](crate::Updater::erase_step)): the
-    /// chunk's sector is not erased yet, or holds a torn write and must be repaired. Keep the
-    /// chunk and hand it in again afterwards.
+    /// chunk's sector is not erased yet, or a staging sector holds a torn write and must be
+    /// repaired. Keep the chunk and hand it in again afterwards.
     NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
@@ -128,6 +134,9 @@ pub enum FinishError {
     IntegrityFailure,
     /// The buffer is empty.
     BufferTooSmall,
+    /// The state log needs its next sector erased before it can record the result: run
+    /// [`Updater::erase_step`](crate::Updater::erase_step), then call `finish` again.
+    NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -139,6 +148,7 @@ impl fmt::Display for FinishError {
             Self::Incomplete { missing } => write!(f, "{missing} chunks missing"),
             Self::IntegrityFailure => f.write_str("staged image digest mismatch"),
             Self::BufferTooSmall => f.write_str("buffer too small"),
+            Self::NeedsErase => f.write_str("erase work must run before the state can change"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -158,6 +168,9 @@ pub enum StateError {
     ImageMismatch,
     /// The buffer is shorter than the flash write size.
     BufferTooSmall,
+    /// The state log needs its next sector erased before it can record this change: run
+    /// [`Updater::erase_step`](crate::Updater::erase_step), then try again. Nothing changed.
+    NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
 }
@@ -169,6 +182,7 @@ impl fmt::Display for StateError {
             Self::AlreadyProvisioned => f.write_str("the device is already provisioned"),
             Self::ImageMismatch => f.write_str("the active slot does not match the manifest"),
             Self::BufferTooSmall => f.write_str("buffer shorter than the flash write size"),
+            Self::NeedsErase => f.write_str("erase work must run before the state can change"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -221,3 +235,17 @@ from_flash!(
     StateError,
     BootError
 );
+
+macro_rules! from_commit {
+    ($($t:ty),*) => {$(
+        impl From<CommitError> for $t {
+            fn from(e: CommitError) -> Self {
+                match e {
+                    CommitError::NeedsErase => Self::NeedsErase,
+                    CommitError::Flash(k) => Self::Flash(k),
+                }
+            }
+        }
+    )*};
+}
+from_commit!(BeginError, ChunkError, FinishError, StateError);

@@ -107,7 +107,15 @@ impl Bootloader {
         }
     }
 
-    /// Does one bounded piece of work: one swap stage, or one state transition.
+    /// Does one bounded piece of work: one swap stage, one state transition, or (during an
+    /// install or revert) one erase of the state sector the log needs next.
+    ///
+    /// Erases happen only as install or revert work (swap stages, and keeping the state ring's
+    /// next sector blank), with one exception: a trial boot-attempt record that finds the
+    /// state log full with its next sector not blank erases that sector (one state-sector
+    /// erase) rather than boot without counting the attempt. Installs leave the ring ready, so
+    /// this happens only when a trial lasts more boots than a state sector has slots, or after
+    /// a power cut tore the record that opened a new state sector.
     pub fn step<F: NorFlash>(
         &mut self,
         flash: &mut F,
@@ -120,9 +128,14 @@ impl Bootloader {
         match st.phase {
             Phase::Installing | Phase::Reverting => {
                 self.check_journal(&st)?;
+                // Keep the state ring ready, so that the trial's boot-attempt records (and the
+                // application's next state changes) find a blank sector when they need one.
+                if self.store.erase_state_step(flash)? {
+                    return Ok(BootStep::Continue);
+                }
                 if let Some((rel, len, stage)) = self.stage(st.swap_step, st.swap_len) {
                     self.run_stage(flash, rel, len, stage, buf)?;
-                    self.store.commit(
+                    self.store.commit_or_erase(
                         flash,
                         Persisted {
                             swap_step: st.swap_step + 1,
@@ -130,7 +143,7 @@ impl Bootloader {
                         },
                     )?;
                 } else if st.phase == Phase::Installing {
-                    self.store.commit(
+                    self.store.commit_or_erase(
                         flash,
                         Persisted {
                             phase: Phase::Trial,
@@ -140,7 +153,7 @@ impl Bootloader {
                     )?;
                 } else {
                     // Reverted: the confirmed image is back; the failed one sits in staging.
-                    self.store.commit(
+                    self.store.commit_or_erase(
                         flash,
                         Persisted {
                             phase: Phase::Idle,
@@ -154,7 +167,7 @@ impl Bootloader {
             }
             Phase::Trial => {
                 if st.boot_attempts >= self.config.max_boot_attempts.max(1) {
-                    self.store.commit(
+                    self.store.commit_or_erase(
                         flash,
                         Persisted {
                             phase: Phase::Reverting,
@@ -165,7 +178,7 @@ impl Bootloader {
                     return Ok(BootStep::Continue);
                 }
                 let attempt = st.boot_attempts + 1;
-                self.store.commit(
+                self.store.commit_or_erase(
                     flash,
                     Persisted {
                         boot_attempts: attempt,

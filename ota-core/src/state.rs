@@ -1,14 +1,19 @@
 //! The persisted OTA state and the power-safe log that holds it.
 //!
 //! The state is one fixed-size 192-byte record (layout in `docs/image-format.md`, section
-//! "State record"). Every change appends a whole new record with a higher sequence number and
-//! a CRC-32 to a ring of at least two sectors; the valid record with the highest sequence
+//! "State record"). Every change appends a whole new record with a newer sequence number and
+//! a CRC-32 to a ring of at least two sectors; the valid record with the newest sequence
 //! number is the state. A torn append leaves a slot whose CRC fails: it is skipped and the
-//! previous record stays in force. When the current sector is full the next one is erased and
-//! the record is written at its start, so the newest valid record always survives.
+//! previous record stays in force. When the current sector is full the record goes to the
+//! start of the next sector, which must be blank; so that no state change ever has to erase,
+//! that sector is erased ahead of time by an explicit step (`Updater::erase_step`, reported by
+//! `Updater::erase_work`; the bootloader during install and revert steps).
 //!
 //! Cost: one 192-byte write per state change; one sector erase of the state region every
-//! `sector_size / 192` changes (85 on a 16 KiB sector); opening reads the whole state region.
+//! `sector_size / 192` changes (85 on a 16 KiB sector), in an explicit step; opening reads the
+//! whole state region.
+
+use core::ops::Range;
 
 use crc::{Crc, CRC_32_ISO_HDLC};
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
@@ -232,15 +237,47 @@ pub(crate) fn newer(a: u32, b: u32) -> bool {
     d != 0 && d < 0x8000_0000
 }
 
-/// Where the next record goes.
+/// Why a record was not committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitError {
+    /// The sector of the newest record is full and the next sector of the ring is not erased:
+    /// an explicit erase step must run first. Nothing was written.
+    NeedsErase,
+    /// The flash failed.
+    Flash(NorFlashErrorKind),
+}
+
+impl From<NorFlashErrorKind> for CommitError {
+    fn from(k: NorFlashErrorKind) -> Self {
+        Self::Flash(k)
+    }
+}
+
+/// End of the whole slots of `sector`.
+fn slots_end(sector: &Range<u32>) -> u32 {
+    sector.start + (sector.end - sector.start) / RECORD_LEN as u32 * RECORD_LEN as u32
+}
+
+/// Where the next record goes, and whether the ring is ready for it.
+///
+/// Ring rule (see `docs/image-format.md`, section 4): records go to the sector that holds the
+/// newest record; when it is full, to the start of the next sector of the ring, which must then
+/// be blank. That next sector holds only older records, so it may be erased whenever the
+/// newest record is elsewhere: [`pending_erase`](Self::pending_erase) says when, and the
+/// caller schedules it. [`append`](Self::append) itself erases only when asked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StateLog {
     region: Region,
-    /// Start of the sector that holds the newest record.
+    /// Start of the sector the next record goes to.
     sector_start: u32,
-    /// Next free slot address (may equal the sector's usable end: full).
+    /// Next free slot address (may equal the sector's slot end: full).
     next: u32,
+    /// Last sequence number used (or used up by a failed attempt).
     seq: u32,
+    /// Start of the sector holding the newest valid record, if any. Never erased.
+    newest: Option<u32>,
+    /// Every slot of the ring sector after `sector_start` reads erased.
+    next_blank: bool,
 }
 
 impl StateLog {
@@ -251,90 +288,178 @@ impl StateLog {
         flash: &mut F,
         layout: &Layout,
     ) -> Result<(Self, Option<Persisted>), NorFlashErrorKind> {
-        let mut best: Option<(Persisted, u32, u32)> = None; // state, sector start, next slot
-        let mut first: Option<(u32, u32)> = None;
+        struct Cursor {
+            rec: Option<Persisted>,
+            start: u32,
+            next: u32,
+            /// Blankness of the ring sector after this one, once the scan has seen it.
+            next_blank: Option<bool>,
+        }
+        let mut best: Option<Cursor> = None;
+        // Where records go when no valid record exists: the first sector.
+        let mut first: Option<Cursor> = None;
+        let mut first_blank = true;
         let mut buf = [0u8; RECORD_LEN];
         for sector in layout.map.sectors(layout.state) {
-            let slots = (sector.end - sector.start) / RECORD_LEN as u32;
             let mut next_free = sector.start;
             let mut sector_best: Option<Persisted> = None;
-            for i in 0..slots {
-                let addr = sector.start + i * RECORD_LEN as u32;
+            let mut addr = sector.start;
+            while addr < slots_end(&sector) {
                 flash.read(addr, &mut buf).map_err(|e| e.kind())?;
-                if buf.iter().all(|&b| b == 0xFF) {
-                    continue;
-                }
-                next_free = addr + RECORD_LEN as u32;
-                if let Some(rec) = Persisted::decode(&buf) {
-                    if sector_best.is_none_or(|b| newer(rec.seq, b.seq)) {
-                        sector_best = Some(rec);
+                if buf.iter().any(|&b| b != 0xFF) {
+                    next_free = addr + RECORD_LEN as u32;
+                    if let Some(rec) = Persisted::decode(&buf) {
+                        if sector_best.is_none_or(|b| newer(rec.seq, b.seq)) {
+                            sector_best = Some(rec);
+                        }
                     }
                 }
+                addr += RECORD_LEN as u32;
+            }
+            let blank = next_free == sector.start;
+            // This sector is the ring successor of the previous one.
+            for c in [best.as_mut(), first.as_mut()].into_iter().flatten() {
+                c.next_blank.get_or_insert(blank);
             }
             if first.is_none() {
-                first = Some((sector.start, next_free));
+                first_blank = blank;
+                first = Some(Cursor {
+                    rec: None,
+                    start: sector.start,
+                    next: next_free,
+                    next_blank: None,
+                });
             }
             if let Some(rec) = sector_best {
-                if best.is_none_or(|(b, _, _)| newer(rec.seq, b.seq)) {
-                    best = Some((rec, sector.start, next_free));
+                if best
+                    .as_ref()
+                    .is_none_or(|b| b.rec.is_none_or(|r| newer(rec.seq, r.seq)))
+                {
+                    best = Some(Cursor {
+                        rec: Some(rec),
+                        start: sector.start,
+                        next: next_free,
+                        next_blank: None,
+                    });
                 }
             }
         }
         let region = layout.state;
-        Ok(match best {
-            Some((rec, sector_start, next)) => (
-                Self {
-                    region,
-                    sector_start,
-                    next,
-                    seq: rec.seq,
-                },
-                Some(rec),
-            ),
-            None => {
-                let (sector_start, next) = first.unwrap_or((region.start, region.start));
-                (
-                    Self {
-                        region,
-                        sector_start,
-                        next,
-                        seq: 0,
-                    },
-                    None,
-                )
-            }
-        })
+        let c = best.or(first).unwrap_or(Cursor {
+            rec: None,
+            start: region.start,
+            next: region.start,
+            next_blank: None,
+        });
+        let log = Self {
+            region,
+            sector_start: c.start,
+            next: c.next,
+            seq: c.rec.map_or(0, |r| r.seq),
+            newest: c.rec.map(|_| c.start),
+            // The last sector's successor is the first.
+            next_blank: c.next_blank.unwrap_or(first_blank),
+        };
+        Ok((log, c.rec))
+    }
+
+    /// The ring sector after the one starting at `start`.
+    fn ring_next(&self, layout: &Layout, start: u32) -> Result<Range<u32>, NorFlashErrorKind> {
+        let s = layout
+            .map
+            .sector_at(start)
+            .ok_or(NorFlashErrorKind::OutOfBounds)?;
+        let n = if s.end >= self.region.end {
+            self.region.start
+        } else {
+            s.end
+        };
+        layout
+            .map
+            .sector_at(n)
+            .ok_or(NorFlashErrorKind::OutOfBounds)
+    }
+
+    /// The state sector that may and should be erased now so that the ring never has to erase
+    /// inside a state change: the one after the cursor sector, unless it is already blank or
+    /// holds the newest valid record.
+    pub(crate) fn pending_erase(&self, layout: &Layout) -> Option<Range<u32>> {
+        if self.next_blank {
+            return None;
+        }
+        let t = self.ring_next(layout, self.sector_start).ok()?;
+        (self.newest != Some(t.start)).then_some(t)
+    }
+
+    /// Erases the [`pending_erase`](Self::pending_erase) sector, if any. Returns whether it
+    /// erased. Cost: at most one state-sector erase.
+    pub(crate) fn erase_pending<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        layout: &Layout,
+    ) -> Result<bool, NorFlashErrorKind> {
+        let Some(t) = self.pending_erase(layout) else {
+            return Ok(false);
+        };
+        flash.erase(t.start, t.end).map_err(|e| e.kind())?;
+        self.next_blank = true;
+        Ok(true)
+    }
+
+    /// True if a record can be appended without an erase.
+    pub(crate) fn has_room(&self, layout: &Layout) -> bool {
+        self.next_blank
+            || layout
+                .map
+                .sector_at(self.sector_start)
+                .is_some_and(|s| self.next + RECORD_LEN as u32 <= slots_end(&s))
     }
 
     /// Appends `state` as the new newest record, setting its sequence number.
     ///
-    /// Cost: one 192-byte write; when the current sector is full, first one erase of the next
-    /// state sector.
+    /// When the cursor sector is full, the record goes to the start of the next ring sector,
+    /// which must be blank: if it is not, `append` erases it first when `may_erase` is set,
+    /// and otherwise refuses with [`CommitError::NeedsErase`] without writing anything.
+    ///
+    /// Cost: one 192-byte write and its read-back; when the record starts a new sector, a read
+    /// of the sector after it (to learn whether it is blank) and, only with `may_erase`, one
+    /// state-sector erase.
     pub(crate) fn append<F: NorFlash>(
         &mut self,
         flash: &mut F,
         layout: &Layout,
         state: &mut Persisted,
-    ) -> Result<(), NorFlashErrorKind> {
+        may_erase: bool,
+    ) -> Result<(), CommitError> {
         let sector = layout
             .map
             .sector_at(self.sector_start)
             .ok_or(NorFlashErrorKind::OutOfBounds)?;
-        let slots_end =
-            sector.start + (sector.end - sector.start) / RECORD_LEN as u32 * RECORD_LEN as u32;
-        if self.next + RECORD_LEN as u32 > slots_end {
-            let next_start = if sector.end >= self.region.end {
-                self.region.start
-            } else {
-                sector.end
-            };
-            let next = layout
-                .map
-                .sector_at(next_start)
-                .ok_or(NorFlashErrorKind::OutOfBounds)?;
-            flash.erase(next.start, next.end).map_err(|e| e.kind())?;
-            self.sector_start = next.start;
-            self.next = next.start;
+        if self.next + RECORD_LEN as u32 > slots_end(&sector) {
+            let target = self.ring_next(layout, sector.start)?;
+            if !self.next_blank {
+                if self.newest == Some(target.start) {
+                    // Every slot of the cursor sector failed since the newest record was
+                    // written (a flash that keeps failing): erasing would lose the state.
+                    return Err(CommitError::Flash(NorFlashErrorKind::Other));
+                }
+                if !may_erase {
+                    return Err(CommitError::NeedsErase);
+                }
+                flash
+                    .erase(target.start, target.end)
+                    .map_err(|e| e.kind())?;
+                self.next_blank = true;
+            }
+            self.sector_start = target.start;
+            self.next = target.start;
+            let after = self.ring_next(layout, target.start)?;
+            self.next_blank = after.start != target.start
+                && crate::flash_ops::is_erased(
+                    flash,
+                    after.start,
+                    slots_end(&after) - after.start,
+                )?;
         }
         // Whatever happens, this number and this slot are used now: a retry after a failed
         // write or read-back gets the next number (so it outranks whatever this attempt left)
@@ -351,8 +476,9 @@ impl StateLog {
         let mut check = [0u8; RECORD_LEN];
         flash.read(addr, &mut check).map_err(|e| e.kind())?;
         if check != buf {
-            return Err(NorFlashErrorKind::Other);
+            return Err(CommitError::Flash(NorFlashErrorKind::Other));
         }
+        self.newest = Some(self.sector_start);
         Ok(())
     }
 }
@@ -435,14 +561,50 @@ impl Store {
         })
     }
 
-    /// Persists `next` as the new state (see [`StateLog::append`] for the cost).
+    /// Persists `next` as the new state (see [`StateLog::append`] for the cost). Never
+    /// erases: when the ring needs an erase first, [`CommitError::NeedsErase`].
     pub(crate) fn commit<F: NorFlash>(
         &mut self,
         flash: &mut F,
         mut next: Persisted,
-    ) -> Result<(), NorFlashErrorKind> {
-        self.log.append(flash, &self.layout, &mut next)?;
+    ) -> Result<(), CommitError> {
+        self.log.append(flash, &self.layout, &mut next, false)?;
         self.state = next;
         Ok(())
+    }
+
+    /// As [`commit`](Self::commit), but erases the next state sector itself when the ring has
+    /// no free slot (the bootloader, which must always be able to record its progress).
+    pub(crate) fn commit_or_erase<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        mut next: Persisted,
+    ) -> Result<(), NorFlashErrorKind> {
+        match self.log.append(flash, &self.layout, &mut next, true) {
+            Ok(()) => {
+                self.state = next;
+                Ok(())
+            }
+            Err(CommitError::Flash(k)) => Err(k),
+            Err(CommitError::NeedsErase) => Err(NorFlashErrorKind::Other),
+        }
+    }
+
+    /// The state sector an explicit erase step should erase now, if any.
+    pub(crate) fn pending_state_erase(&self) -> Option<Range<u32>> {
+        self.log.pending_erase(&self.layout)
+    }
+
+    /// Erases the pending state sector, if any; returns whether it did.
+    pub(crate) fn erase_state_step<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+    ) -> Result<bool, NorFlashErrorKind> {
+        self.log.erase_pending(flash, &self.layout)
+    }
+
+    /// True if the next state change needs no erase.
+    pub(crate) fn has_room(&self) -> bool {
+        self.log.has_room(&self.layout)
     }
 }

@@ -27,7 +27,8 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Begin {
-    /// A new download was set up: the progress region was erased and the manifest stored.
+    /// A new download was set up: the manifest copy was stored in the (blank) progress region
+    /// and the new state recorded.
     Started,
     /// The same manifest was already being downloaded (or is downloaded): nothing was done,
     /// the download continues where it stopped.
@@ -44,7 +45,16 @@ pub enum ChunkOutcome {
     Duplicate,
 }
 
-/// Erase work that must run before every chunk can be written.
+/// Erase work the updater wants done, all of it in explicit [`Updater::erase_step`] calls:
+/// nothing else in this crate erases, except the bootloader's install and revert.
+///
+/// It counts, in the order `erase_step` runs them:
+/// * the state sector the state log needs next (once every `sector_size / 192` state changes);
+/// * during a download, a pending repair of a staging sector after a torn chunk write (2
+///   steps: scratch, then the sector), then every staging sector the image needs that is not
+///   erased yet;
+/// * outside a download, every sector of the progress region that still holds an earlier
+///   download, so that the next [`Updater::begin`] finds it blank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EraseWork {
@@ -58,6 +68,11 @@ impl EraseWork {
     /// No erase work left.
     pub fn is_done(&self) -> bool {
         self.steps == 0
+    }
+
+    fn add(&mut self, bytes: u32) {
+        self.steps += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
     }
 }
 
@@ -252,10 +267,16 @@ impl Updater {
 
     /// Starts downloading `manifest`, or resumes if it is the download already in progress.
     ///
-    /// A new download **erases** the sectors of the progress region that are not blank (one
-    /// 16–64 KiB erase on the Electron, which stalls an STM32F2 for up to ~1 s), writes the
-    /// manifest copy there and records the new state. It never erases staging: that is
-    /// [`erase_step`](Self::erase_step)'s job.
+    /// A new download needs a blank progress region: `begin` checks it, writes the manifest
+    /// copy there and records the new state. It **never erases**. If the progress region still
+    /// holds an earlier download (or the state log needs its next sector erased), it returns
+    /// [`BeginError::NeedsErase`]: run [`erase_step`](Self::erase_step) until
+    /// [`erase_work`](Self::erase_work) is done (at a time a flash stall is acceptable), then
+    /// call `begin` again. A *different* download in progress is abandoned first (one record,
+    /// state Idle): its progress region is then erase work.
+    ///
+    /// Cost: reads the part of the progress region the download uses (to check it is blank),
+    /// one manifest-sized write, one 192-byte record (two when it abandons a download).
     pub fn begin<F: NorFlash>(
         &mut self,
         flash: &mut F,
@@ -289,17 +310,30 @@ impl Updater {
         if progress.end() > l.progress.end as u64 {
             return Err(BeginError::ProgressRegionTooSmall);
         }
-        // From here on the old download (if any) is void: its progress region is erased.
-        self.download = None;
-        for s in l
-            .map
-            .sectors(Region::new(l.progress.start, progress.end() as u32))
+        if matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
+            // The new offer supersedes the download in progress: abandon it, so that its
+            // progress region becomes erase work.
+            self.store.commit(
+                flash,
+                Persisted {
+                    phase: Phase::Idle,
+                    result: UpdateResult::Initial,
+                    staged: None,
+                    repair_sector: None,
+                    repair_restoring: false,
+                    ..st
+                },
+            )?;
+            self.download = None;
+        }
+        let start = l.progress.start;
+        if !flash_ops::is_erased(flash, start, progress.end() as u32 - start)?
+            || !self.store.has_room()
         {
-            if !flash_ops::is_erased(flash, s.start, s.end - s.start)? {
-                flash.erase(s.start, s.end).map_err(kind)?;
-            }
+            return Err(BeginError::NeedsErase);
         }
         flash_ops::write_padded(flash, progress.manifest_addr(), m.as_bytes())?;
+        let st = self.store.state;
         let next = Persisted {
             phase: Phase::Downloading,
             result: UpdateResult::Initial,
@@ -383,33 +417,64 @@ impl Updater {
             .map(|(i, s)| (i as u32, s))
     }
 
-    /// The erase work left before every chunk can be written: staging sectors not yet erased,
-    /// plus a pending repair. Cost: one marker read per staging sector.
+    /// True while the progress region holds the manifest copy and markers of a download.
+    fn progress_in_use(&self) -> bool {
+        self.download.is_some()
+            && matches!(
+                self.store.state.phase,
+                Phase::Downloading | Phase::Downloaded
+            )
+    }
+
+    /// Bytes erase_covering erases for `len` bytes of scratch.
+    fn scratch_erase_bytes(&self, len: u32) -> u32 {
+        let l = &self.store.layout;
+        l.map
+            .sectors(Region::new(
+                l.scratch.start,
+                l.scratch.start.saturating_add(len),
+            ))
+            .map(|s| s.end - s.start)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// The erase work left (see [`EraseWork`] for what it counts): [`erase_step`](Self::erase_step)
+    /// does exactly this work, one step per call.
+    ///
+    /// Cost: one marker read per staging sector the image uses during a download; outside a
+    /// download, a read of each progress sector up to its first programmed byte (the whole
+    /// region when it is blank).
     pub fn erase_work<F: ReadNorFlash>(
         &self,
         flash: &mut F,
     ) -> Result<EraseWork, NorFlashErrorKind> {
-        let Some(d) = self
-            .download
-            .filter(|_| self.store.state.phase == Phase::Downloading)
-        else {
-            return Ok(EraseWork::default());
-        };
         let mut w = EraseWork::default();
-        if let Some(k) = self.store.state.repair_sector {
+        if let Some(s) = self.store.pending_state_erase() {
+            w.add(s.end - s.start);
+        }
+        let st = &self.store.state;
+        if !self.progress_in_use() {
+            let l = &self.store.layout;
+            for s in l.map.sectors(l.progress) {
+                if !flash_ops::is_erased(flash, s.start, s.end - s.start)? {
+                    w.add(s.end - s.start);
+                }
+            }
+            return Ok(w);
+        }
+        let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) else {
+            return Ok(w);
+        };
+        if let Some(k) = st.repair_sector {
             let size = self.staging_sector(k).map(|s| s.end - s.start).unwrap_or(0);
-            let stages = if self.store.state.repair_restoring {
-                1
-            } else {
-                2
-            };
-            w.steps += stages;
-            w.bytes += stages * size;
+            if !st.repair_restoring {
+                w.add(self.scratch_erase_bytes(size));
+            }
+            w.add(size);
         }
         for (i, s) in self.image_sectors(&d) {
             if !self.sector_marked(flash, &d, i)? {
-                w.steps += 1;
-                w.bytes += s.end - s.start;
+                w.add(s.end - s.start);
             }
         }
         Ok(w)
@@ -420,37 +485,53 @@ impl Updater {
         l.map.sectors(l.staging).nth(index as usize)
     }
 
-    /// Runs one unit of erase work: erases one staging sector the image needs (and records
-    /// that), or runs one stage of a repair (see [`ChunkError::NeedsErase`]). Call it when a
-    /// flash stall is acceptable, e.g. before powering the modem. Returns the work left.
+    /// Runs one unit of the erase work [`erase_work`](Self::erase_work) reports: erases the
+    /// state sector the state log needs next; or, during a download, runs one stage of a
+    /// repair (see [`ChunkError::NeedsErase`]) or erases one staging sector the image needs
+    /// (and records that); or, outside a download, erases one progress sector that still holds
+    /// an earlier download. Call it when a flash stall is acceptable, e.g. before powering the
+    /// modem. Returns the work left; with none left it does nothing.
     ///
-    /// Cost: one sector erase and one word write; a repair stage also copies the sector's
-    /// recorded chunks to or from scratch.
+    /// Cost: at most one erase call (a repair's first stage: the scratch sectors covering one
+    /// staging sector) and one word write; a repair stage also copies the sector's recorded
+    /// chunks to or from scratch and writes one record. `buf` (at least the flash write size)
+    /// is the copy buffer.
     pub fn erase_step<F: NorFlash>(
         &mut self,
         flash: &mut F,
         buf: &mut [u8],
     ) -> Result<EraseWork, StateError> {
-        let st = self.store.state;
-        let d = match self.download {
-            Some(d) if st.phase == Phase::Downloading => d,
-            _ => return Err(StateError::WrongPhase(st.phase)),
-        };
         if buf.len() < self.write_size() {
             return Err(StateError::BufferTooSmall);
         }
-        if let Some(k) = st.repair_sector {
-            self.repair_stage(flash, &d, k, buf)?;
-        } else {
-            let next = self.image_sectors(&d).try_fold(None, |found, (i, s)| {
-                if found.is_some() {
-                    return Ok(found);
+        if self.store.erase_state_step(flash)? {
+            return Ok(self.erase_work(flash)?);
+        }
+        let st = self.store.state;
+        if !self.progress_in_use() {
+            let l = self.store.layout;
+            for s in l.map.sectors(l.progress) {
+                if !flash_ops::is_erased(flash, s.start, s.end - s.start)? {
+                    flash.erase(s.start, s.end).map_err(kind)?;
+                    break;
                 }
-                Ok::<_, NorFlashErrorKind>((!self.sector_marked(flash, &d, i)?).then_some((i, s)))
-            })?;
-            if let Some((i, s)) = next {
-                flash.erase(s.start, s.end).map_err(kind)?;
-                self.write_marker(flash, d.progress.erase_marker(i), None)?;
+            }
+        } else if let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) {
+            if let Some(k) = st.repair_sector {
+                self.repair_stage(flash, &d, k, buf)?;
+            } else {
+                let next = self.image_sectors(&d).try_fold(None, |found, (i, s)| {
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                    Ok::<_, NorFlashErrorKind>(
+                        (!self.sector_marked(flash, &d, i)?).then_some((i, s)),
+                    )
+                })?;
+                if let Some((i, s)) = next {
+                    flash.erase(s.start, s.end).map_err(kind)?;
+                    self.write_marker(flash, d.progress.erase_marker(i), None)?;
+                }
             }
         }
         Ok(self.erase_work(flash)?)

@@ -248,6 +248,17 @@ fn a_new_offer_supersedes_the_download_in_progress() {
         .unwrap();
     let keys = trusted(&[1]);
     let offer = up.verify_offer(&b.manifest, &keys).unwrap();
+    // `a` is abandoned; its progress region must be erased first, in an explicit step.
+    let erases = flash.stats().erases;
+    assert_eq!(up.begin(&mut flash, &offer), Err(BeginError::NeedsErase));
+    assert_eq!(flash.stats().erases, erases, "begin erased");
+    assert_eq!(up.phase(), Phase::Idle);
+    assert_eq!(
+        up.erase_work(&mut flash).unwrap().steps,
+        1,
+        "the progress sector"
+    );
+    erase_all(&mut up, &mut flash);
     assert_eq!(up.begin(&mut flash, &offer), Ok(Begin::Started));
     assert_eq!(up.status().progress.unwrap().chunks_done, 0);
     // Its sectors must be erased again (they hold a's chunk 0).

@@ -66,6 +66,26 @@ struct Story<'a> {
 #[derive(Debug)]
 struct PowerLost;
 
+/// Errors that ask for erase work first.
+trait AsksForErase {
+    fn asks_for_erase(&self) -> bool;
+}
+impl AsksForErase for ota_core::BeginError {
+    fn asks_for_erase(&self) -> bool {
+        *self == ota_core::BeginError::NeedsErase
+    }
+}
+impl AsksForErase for ota_core::FinishError {
+    fn asks_for_erase(&self) -> bool {
+        *self == ota_core::FinishError::NeedsErase
+    }
+}
+impl AsksForErase for ota_core::StateError {
+    fn asks_for_erase(&self) -> bool {
+        *self == ota_core::StateError::NeedsErase
+    }
+}
+
 /// Evaluates a flash call, then returns `PowerLost` from the caller if power is gone.
 macro_rules! ck {
     ($flash:expr, $e:expr) => {{
@@ -96,6 +116,33 @@ impl<'a> Story<'a> {
             Ok(v) => Ok(v),
             Err(_) if flash.is_powered_off() => Err(PowerLost),
             Err(e) => panic!("unexpected error with power on: {e:?}"),
+        }
+    }
+
+    /// All erase work, as the application schedules it (before it powers the modem).
+    fn erase_all<const M: bool>(
+        flash: &mut Sim<M>,
+        up: &mut Updater,
+        buf: &mut [u8],
+    ) -> Result<(), PowerLost> {
+        while !ck!(flash, up.erase_step(flash, buf)).is_done() {}
+        Ok(())
+    }
+
+    /// Runs `f`; when it asks for erase work, runs it and tries again.
+    fn retry<T, E: std::fmt::Debug + AsksForErase, const M: bool>(
+        flash: &mut Sim<M>,
+        up: &mut Updater,
+        buf: &mut [u8],
+        mut f: impl FnMut(&mut Updater, &mut Sim<M>) -> Result<T, E>,
+    ) -> Result<T, PowerLost> {
+        loop {
+            match f(up, flash) {
+                Err(e) if e.asks_for_erase() && !flash.is_powered_off() => {
+                    Self::erase_all(flash, up, buf)?
+                }
+                r => return Self::check(flash, r),
+            }
         }
     }
 
@@ -144,7 +191,9 @@ impl<'a> Story<'a> {
         if up.is_trial() {
             assert!(is_new);
             match self.ending {
-                Ending::Confirm => ck!(flash, up.mark_confirmed(flash)),
+                Ending::Confirm => {
+                    Self::retry(flash, &mut up, &mut buf, |up, f| up.mark_confirmed(f))?
+                }
                 Ending::Revert => return Ok(false), // crashes before confirming: reset
             }
         }
@@ -172,11 +221,11 @@ impl<'a> Story<'a> {
             let offer = up
                 .verify_offer(&self.new.manifest, &keys)
                 .expect("offer verifies");
-            ck!(flash, up.begin(flash, &offer));
+            Self::retry(flash, &mut up, &mut buf, |up, f| up.begin(f, &offer))?;
         }
         if up.phase() == Phase::Downloading {
             // Before the modem is powered: all erase work.
-            while !ck!(flash, up.erase_step(flash, &mut buf)).is_done() {}
+            Self::erase_all(flash, &mut up, &mut buf)?;
             // Chunks in a scrambled order; the device "sleeps" (drops its RAM) every 7.
             let n = self.new.chunks();
             let mut since_sleep = 0;
@@ -210,10 +259,13 @@ impl<'a> Story<'a> {
                     up = ck!(flash, flash.open_updater());
                 }
             }
-            ck!(flash, up.finish(flash, &mut buf));
+            let mut hash_buf = [0u8; 512];
+            Self::retry(flash, &mut up, &mut buf, |up, f| {
+                up.finish(f, &mut hash_buf)
+            })?;
         }
         if up.phase() == Phase::Downloaded {
-            ck!(flash, up.mark_install(flash));
+            Self::retry(flash, &mut up, &mut buf, |up, f| up.mark_install(f))?;
         }
         Ok(false) // reset into the bootloader
     }
