@@ -50,14 +50,6 @@ pub(crate) fn is_erased<F: ReadNorFlash>(flash: &mut F, addr: u32, len: u32) -> 
     })
 }
 
-/// True if the flash at `addr` holds exactly `data`.
-pub(crate) fn holds<F: ReadNorFlash>(flash: &mut F, addr: u32, data: &[u8]) -> R<bool> {
-    let mut buf = [0u8; 64];
-    for_each_piece(flash, addr, data.len() as u32, &mut buf, |o, p| {
-        Ok(data[o as usize..o as usize + p.len()] == *p)
-    })
-}
-
 /// SHA-256 of `len` bytes at `addr`, read through `buf`.
 pub(crate) fn sha256<F: ReadNorFlash>(
     flash: &mut F,

@@ -83,6 +83,18 @@ struct Download {
     chunks_done: u32,
 }
 
+/// What the staging slot of an unrecorded chunk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Nothing: every byte reads erased.
+    Erased,
+    /// Exactly the chunk (its digest matches the manifest) and erased padding: the write
+    /// completed, only its marker is missing.
+    Complete,
+    /// Anything else: a torn write; only a repair of the sector cleans it.
+    Torn,
+}
+
 /// The application's OTA state machine.
 ///
 /// It owns no flash: every call that touches flash takes it as an argument, so the same
@@ -98,6 +110,9 @@ pub struct Updater {
     config: Config,
     bits_available: bool,
     download: Option<Download>,
+    /// A staging sector that holds a torn chunk write and whose repair has not started (its
+    /// first stage records it). Not persisted: `open` finds it again after a reset.
+    torn_sector: Option<u32>,
 }
 
 fn kind<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> NorFlashErrorKind {
@@ -108,8 +123,17 @@ impl Updater {
     /// Opens the updater: validates the layout, reads the state log and, if a download is in
     /// progress, checks the stored manifest copy and counts the chunks already written.
     ///
-    /// Cost: reads the state region, the manifest copy (hashed once) and one marker per chunk.
-    /// Writes nothing.
+    /// After a reset in the middle of a chunk write it also learns what that write left, so
+    /// that no chunk is fetched twice and the erase work is known before any chunk is fetched:
+    /// every chunk not yet recorded whose staging sector is already erased is checked once. A
+    /// slot that holds exactly the chunk (digest as in the manifest, padding erased) gets its
+    /// missing marker written and counts as done; a slot that is neither erased nor the chunk
+    /// is a torn write, whose repair [`erase_work`](Self::erase_work) then reports.
+    ///
+    /// Cost: reads the state region, the manifest copy (hashed once), one marker per chunk and,
+    /// during a download, every unrecorded chunk slot in an erased staging sector up to its
+    /// first programmed byte (at most the image size in total; a programmed slot is also hashed
+    /// once). Writes nothing but those missing markers (after a power cut, at most one).
     pub fn open<F: NorFlash>(
         flash: &mut F,
         layout: Layout,
@@ -121,6 +145,7 @@ impl Updater {
             config,
             bits_available: false,
             download: None,
+            torn_sector: None,
         };
         u.load_download(flash)?;
         Ok(u)
@@ -157,6 +182,7 @@ impl Updater {
 
     fn load_download<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), NorFlashErrorKind> {
         self.download = None;
+        self.torn_sector = None;
         let st = self.store.state;
         if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
             return Ok(());
@@ -172,7 +198,7 @@ impl Updater {
             }
             _ => None,
         };
-        let Some(header) = valid else {
+        let Some(header) = valid.filter(|h| self.fits(h, st.bit_markers)) else {
             // The progress region does not hold this download (a new download's set-up was
             // cut short). Treat it as gone; the next transition persists that.
             self.store.state.phase = Phase::Idle;
@@ -185,13 +211,97 @@ impl Updater {
             progress,
             chunks_done: 0,
         };
-        for i in 0..header.chunk_count() {
-            if self.chunk_marked(flash, &d, i)? {
-                d.chunks_done += 1;
+        let l = self.store.layout;
+        let cs = header.chunk_size;
+        let scan = st.phase == Phase::Downloading;
+        let mut done = 0;
+        let mut torn = None;
+        for (k, sector) in self.image_sectors(&d) {
+            let first = (sector.start - l.staging.start) / cs;
+            let count = ((sector.end - sector.start) / cs).min(header.chunk_count() - first);
+            // Slots of a sector not erased yet, or under repair, hold nothing to learn from.
+            let check = scan && st.repair_sector != Some(k) && self.sector_marked(flash, &d, k)?;
+            for c in first..first + count {
+                if self.chunk_marked(flash, &d, c)? {
+                    done += 1;
+                    continue;
+                }
+                if !check {
+                    continue;
+                }
+                match self.slot(flash, &d, c)? {
+                    Slot::Erased => {}
+                    Slot::Complete => {
+                        let m = d.progress.chunk_marker(c);
+                        self.write_marker(flash, m.addr, m.bit)?;
+                        done += 1;
+                    }
+                    Slot::Torn => {
+                        torn.get_or_insert(k);
+                    }
+                }
             }
         }
+        d.chunks_done = done;
         self.download = Some(d);
+        self.torn_sector = torn;
         Ok(())
+    }
+
+    /// True if a download with this header can live in this layout (as `begin` checked when
+    /// it started it): anything else in flash is not a download of this device.
+    fn fits(&self, h: &ManifestHeader, bits: bool) -> bool {
+        let l = &self.store.layout;
+        h.image_size <= self.store.capacity
+            && l.map
+                .sectors(l.staging)
+                .all(|s| (s.end - s.start) % h.chunk_size == 0)
+            && self.progress_layout(h, bits).end() <= l.progress.end as u64
+    }
+
+    /// The chunk's digest from the manifest copy.
+    fn digest_entry<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        chunk: u32,
+    ) -> Result<[u8; CHUNK_DIGEST_LEN], NorFlashErrorKind> {
+        let mut want = [0u8; CHUNK_DIGEST_LEN];
+        let at =
+            d.progress.manifest_addr() + (HEADER_LEN + chunk as usize * CHUNK_DIGEST_LEN) as u32;
+        flash.read(at, &mut want).map_err(kind)?;
+        Ok(want)
+    }
+
+    /// What chunk `c`'s slot holds. Cost: reads the slot up to its first programmed byte; a
+    /// programmed slot is then hashed.
+    fn slot<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        c: u32,
+    ) -> Result<Slot, NorFlashErrorKind> {
+        let addr = self.store.layout.staging.start + c * d.header.chunk_size;
+        let len = d.header.chunk_len(ChunkIndex(c)).unwrap_or(0);
+        let w = self.write_size() as u32;
+        let padded = len.div_ceil(w) * w;
+        if flash_ops::is_erased(flash, addr, padded)? {
+            return Ok(Slot::Erased);
+        }
+        let mut buf = [0u8; 64];
+        let got = flash_ops::sha256(flash, addr, len, &mut buf)?;
+        let complete = got.0[..CHUNK_DIGEST_LEN] == self.digest_entry(flash, d, c)?
+            && flash_ops::is_erased(flash, addr + len, padded - len)?;
+        Ok(if complete { Slot::Complete } else { Slot::Torn })
+    }
+
+    /// The repair to run, if any: staging sector and whether its second stage (restore from
+    /// scratch) is next.
+    fn repair(&self) -> Option<(u32, bool)> {
+        let st = &self.store.state;
+        st.repair_sector
+            .map(|k| (k, st.repair_restoring))
+            .or(self.torn_sector.map(|k| (k, false)))
     }
 
     /// The policy offers are judged by (hardware id, stored security counter, capacity).
@@ -325,6 +435,7 @@ impl Updater {
                 },
             )?;
             self.download = None;
+            self.torn_sector = None;
         }
         let start = l.progress.start;
         if !flash_ops::is_erased(flash, start, progress.end() as u32 - start)?
@@ -465,9 +576,9 @@ impl Updater {
         let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) else {
             return Ok(w);
         };
-        if let Some(k) = st.repair_sector {
+        if let Some((k, restoring)) = self.repair() {
             let size = self.staging_sector(k).map(|s| s.end - s.start).unwrap_or(0);
-            if !st.repair_restoring {
+            if !restoring {
                 w.add(self.scratch_erase_bytes(size));
             }
             w.add(size);
@@ -517,8 +628,8 @@ impl Updater {
                 }
             }
         } else if let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) {
-            if let Some(k) = st.repair_sector {
-                self.repair_stage(flash, &d, k, buf)?;
+            if let Some((k, restoring)) = self.repair() {
+                self.repair_stage(flash, &d, k, restoring, buf)?;
             } else {
                 let next = self.image_sectors(&d).try_fold(None, |found, (i, s)| {
                     if found.is_some() {
@@ -539,17 +650,20 @@ impl Updater {
 
     /// Repair of staging sector `k` after a torn chunk write, without re-fetching any chunk:
     /// stage 1 copies its recorded chunks to scratch, stage 2 erases it and copies them back.
-    /// Each stage is redone from its start after a power cut; only their ends are recorded.
+    /// Each stage is redone from its start after a power cut; only their ends are recorded
+    /// (before stage 1 ends, `open` finds the torn write again).
     fn repair_stage<F: NorFlash>(
         &mut self,
         flash: &mut F,
         d: &Download,
         k: u32,
+        restoring: bool,
         buf: &mut [u8],
     ) -> Result<(), StateError> {
         let l = self.store.layout;
         let Some(sector) = self.staging_sector(k) else {
             // Cannot happen with a state written by this layout; drop the repair.
+            self.torn_sector = None;
             let next = Persisted {
                 repair_sector: None,
                 repair_restoring: false,
@@ -561,7 +675,7 @@ impl Updater {
         let cs = d.header.chunk_size;
         let first = (sector.start - l.staging.start) / cs;
         let count = (size / cs).min(d.header.chunk_count().saturating_sub(first));
-        let (from, to, restoring) = if self.store.state.repair_restoring {
+        let (from, to, restoring) = if restoring {
             flash.erase(sector.start, sector.end).map_err(kind)?;
             (l.scratch.start, sector.start, false)
         } else {
@@ -581,7 +695,11 @@ impl Updater {
             repair_restoring: restoring,
             ..self.store.state
         };
-        Ok(self.store.commit(flash, next)?)
+        self.store.commit(flash, next)?;
+        if self.torn_sector == Some(k) {
+            self.torn_sector = None;
+        }
+        Ok(())
     }
 
     /// The first chunk at or after `from` that is still missing. Cost: one marker read per
@@ -633,8 +751,11 @@ impl Updater {
     /// written again.
     ///
     /// Cost: one SHA-256 of the chunk, a 16-byte read of its digest, a read of its slot (to
-    /// find a torn earlier write), one write of the chunk and one word write for the marker.
-    /// Never erases: [`ChunkError::NeedsErase`] asks for [`erase_step`](Self::erase_step).
+    /// find an earlier write that did not finish), one write of the chunk (two when its length
+    /// is not a multiple of the write size: the last word is padded) and one word write for
+    /// the marker. Never erases and never writes a state record:
+    /// [`ChunkError::NeedsErase`] asks for [`erase_step`](Self::erase_step) (the chunk's
+    /// staging sector is not erased yet, or a torn write must be repaired first).
     pub fn handle_chunk<F: NorFlash>(
         &mut self,
         flash: &mut F,
@@ -653,11 +774,7 @@ impl Updater {
                 got: u32::try_from(data.len()).unwrap_or(u32::MAX),
             });
         }
-        let mut want = [0u8; CHUNK_DIGEST_LEN];
-        let at =
-            d.progress.manifest_addr() + (HEADER_LEN + index.0 as usize * CHUNK_DIGEST_LEN) as u32;
-        flash.read(at, &mut want).map_err(kind)?;
-        if chunk_digest(data) != want {
+        if chunk_digest(data) != self.digest_entry(flash, &d, index.0)? {
             return Err(ChunkError::Corrupt);
         }
         if self.chunk_marked(flash, &d, index.0)? {
@@ -669,26 +786,22 @@ impl Updater {
             .find(|(_, s)| s.contains(&(self.store.layout.staging.start + offset)))
             .map(|(i, _)| i)
             .ok_or(ChunkError::BadIndex)?;
-        if st.repair_sector.is_some() || !self.sector_marked(flash, &d, sector)? {
+        if self.repair().is_some() || !self.sector_marked(flash, &d, sector)? {
             return Err(ChunkError::NeedsErase);
         }
-        let addr = self.store.layout.staging.start + offset;
-        let padded = expected.div_ceil(self.write_size() as u32) * self.write_size() as u32;
-        if !flash_ops::is_erased(flash, addr, padded)? {
-            if !flash_ops::holds(flash, addr, data)? {
-                // A write of this chunk was torn by a power cut: its slot can only be cleaned
-                // by erasing the sector. Record the repair; nothing is lost.
-                let next = Persisted {
-                    repair_sector: Some(sector),
-                    repair_restoring: false,
-                    ..st
-                };
-                self.store.commit(flash, next)?;
+        match self.slot(flash, &d, index.0)? {
+            Slot::Erased => {
+                let addr = self.store.layout.staging.start + offset;
+                flash_ops::write_padded(flash, addr, data)?;
+            }
+            // The data made it before a failure, only the marker did not.
+            Slot::Complete => {}
+            Slot::Torn => {
+                // A write of this chunk did not finish: its slot can only be cleaned by
+                // erasing the sector. Nothing is lost: erase_work now reports the repair.
+                self.torn_sector = Some(sector);
                 return Err(ChunkError::NeedsErase);
             }
-            // The data made it before the cut, only the marker did not.
-        } else {
-            flash_ops::write_padded(flash, addr, data)?;
         }
         let m = d.progress.chunk_marker(index.0);
         self.write_marker(flash, m.addr, m.bit)?;
@@ -734,6 +847,7 @@ impl Updater {
             };
             self.store.commit(flash, next)?;
             self.download = None;
+            self.torn_sector = None;
             return Err(FinishError::IntegrityFailure);
         }
         self.store.commit(
@@ -777,6 +891,7 @@ impl Updater {
             },
         )?;
         self.download = None;
+        self.torn_sector = None;
         Ok(())
     }
 
@@ -892,6 +1007,7 @@ impl Updater {
             },
         )?;
         self.download = None;
+        self.torn_sector = None;
         Ok(())
     }
 }

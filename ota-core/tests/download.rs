@@ -296,16 +296,17 @@ fn torn_chunk_write_is_repaired_without_refetching_neighbours() {
         .is_err());
     flash.power_on();
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    // The repair is announced right after the reset, before any chunk is fetched.
+    let w = up.erase_work(&mut flash).unwrap();
+    assert_eq!(
+        (w.steps, w.bytes),
+        (2, 2 * 4096),
+        "repair: copy out (erase scratch), then erase and copy back"
+    );
     assert_eq!(
         up.next_missing(&mut flash, ChunkIndex(0)).unwrap(),
         Some(ChunkIndex(5))
     );
-    assert_eq!(
-        up.handle_chunk(&mut flash, ChunkIndex(5), s.chunk(5)),
-        Err(ChunkError::NeedsErase)
-    );
-    let w = up.erase_work(&mut flash).unwrap();
-    assert_eq!(w.steps, 2, "repair: copy out, then erase and copy back");
     let mut buf = [0u8; 64];
     erase_all(&mut up, &mut flash);
     assert_eq!(
@@ -321,6 +322,106 @@ fn torn_chunk_write_is_repaired_without_refetching_neighbours() {
         up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
             .unwrap();
     }
+    up.finish(&mut flash, &mut buf).unwrap();
+}
+
+/// A power cut after a chunk's data was completely written but before its marker was (cut
+/// after the data write, or a torn marker write that left the marker erased): after the reset
+/// the chunk counts as done and is never requested again.
+#[test]
+fn a_chunk_written_but_not_marked_before_a_reset_is_not_fetched_again() {
+    use ota_flash_sim::{Cut, CutKind, Tear, TearPoint, TornErase, TornWord};
+    let unchanged = CutKind::TornWith(Tear {
+        point: TearPoint::Start,
+        word: TornWord::Unchanged,
+        erase: TornErase::Half,
+    });
+    // (which write of handle_chunk to cut: 0 = data, 1 = marker; how)
+    for (op, kind) in [(0, CutKind::After), (1, CutKind::Before), (1, unchanged)] {
+        let mut flash = Flash::new(&SECTORS);
+        // 7001 bytes: the last chunk (27) is 89 bytes, written as 88 bytes and a padded word.
+        let s = sign(7001, 30, 1);
+        let mut up = start(&mut flash, &s);
+        erase_all(&mut up, &mut flash);
+        for i in 0..4 {
+            up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+                .unwrap();
+        }
+        for chunk in [4, 27] {
+            // The last chunk takes two data writes (88 bytes, then the padded tail word).
+            let data_writes = if chunk == 27 { 2 } else { 1 };
+            let at = flash.stats().ops
+                + if op == 0 {
+                    data_writes - 1
+                } else {
+                    data_writes
+                };
+            flash.schedule_cut(Cut { at, kind });
+            assert!(up
+                .handle_chunk(&mut flash, ChunkIndex(chunk), s.chunk(chunk))
+                .is_err());
+            flash.power_on();
+            let w = flash.stats().writes;
+            up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+            assert_eq!(
+                flash.stats().writes,
+                w + 1,
+                "open writes the missing marker, nothing else"
+            );
+            assert!(up.erase_work(&mut flash).unwrap().is_done());
+            let done = if chunk == 4 { 5 } else { 6 };
+            assert_eq!(
+                up.status().progress.unwrap().chunks_done,
+                done,
+                "{kind:?} on write {op} of chunk {chunk}"
+            );
+            let mut missing = [ChunkIndex(0); 64];
+            let n = up
+                .missing_chunks(&mut flash, ChunkIndex(0), &mut missing)
+                .unwrap();
+            assert!(
+                !missing[..n].contains(&ChunkIndex(chunk)),
+                "{kind:?} on write {op}: chunk {chunk} is requested again"
+            );
+            assert_eq!(
+                up.handle_chunk(&mut flash, ChunkIndex(chunk), s.chunk(chunk)),
+                Ok(ChunkOutcome::Duplicate)
+            );
+        }
+        for i in 5..27 {
+            up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+                .unwrap();
+        }
+        let mut buf = [0u8; 64];
+        up.finish(&mut flash, &mut buf).unwrap();
+    }
+}
+
+/// A torn write of the last chunk's padded tail word: repaired, like any torn chunk.
+#[test]
+fn a_torn_tail_word_is_repaired() {
+    use ota_flash_sim::{Cut, CutKind};
+    let mut flash = Flash::new(&SECTORS);
+    let s = sign(7001, 31, 1);
+    let mut up = start(&mut flash, &s);
+    erase_all(&mut up, &mut flash);
+    let at = flash.stats().ops + 1;
+    flash.schedule_cut(Cut {
+        at,
+        kind: CutKind::Torn,
+    });
+    assert!(up
+        .handle_chunk(&mut flash, ChunkIndex(27), s.chunk(27))
+        .is_err());
+    flash.power_on();
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert_eq!(up.erase_work(&mut flash).unwrap().steps, 2);
+    erase_all(&mut up, &mut flash);
+    for i in 0..s.chunks() {
+        up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+            .unwrap();
+    }
+    let mut buf = [0u8; 64];
     up.finish(&mut flash, &mut buf).unwrap();
 }
 
@@ -409,4 +510,41 @@ fn erase_step_refuses_a_buffer_shorter_than_a_word() {
         up.handle_chunk(&mut flash, ChunkIndex(1), s.chunk(1)),
         Ok(ChunkOutcome::Written)
     );
+}
+
+/// A slot found programmed but wrong while the device runs (a write that failed without a
+/// reset): the chunk is refused, the repair is announced as erase work, and afterwards the
+/// chunk is accepted; the chunks recorded in that sector are kept.
+#[test]
+fn a_bad_slot_found_by_handle_chunk_is_announced_as_erase_work() {
+    let mut flash = Flash::new(&SECTORS);
+    let s = sign(7000, 32, 1);
+    let mut up = start(&mut flash, &s);
+    erase_all(&mut up, &mut flash);
+    for i in 0..3 {
+        up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+            .unwrap();
+    }
+    flash.preload((STAGING + 3 * 256 + 40) as u32, &[0x12, 0x34, 0x56, 0x78]);
+    assert_eq!(
+        up.handle_chunk(&mut flash, ChunkIndex(3), s.chunk(3)),
+        Err(ChunkError::NeedsErase)
+    );
+    assert_eq!(up.erase_work(&mut flash).unwrap().steps, 2);
+    // No other chunk is taken until the repair ran.
+    assert_eq!(
+        up.handle_chunk(&mut flash, ChunkIndex(4), s.chunk(4)),
+        Err(ChunkError::NeedsErase)
+    );
+    erase_all(&mut up, &mut flash);
+    assert_eq!(
+        up.next_missing(&mut flash, ChunkIndex(0)).unwrap(),
+        Some(ChunkIndex(3))
+    );
+    for i in 3..s.chunks() {
+        up.handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+            .unwrap();
+    }
+    let mut buf = [0u8; 64];
+    up.finish(&mut flash, &mut buf).unwrap();
 }
