@@ -21,6 +21,11 @@ macro_rules! impl_error {
 pub enum OpenError {
     /// The layout breaks a rule.
     Layout(LayoutError),
+    /// A download in progress records its chunks with bit markers, which only a flash that
+    /// can clear bits of a written word supports: open it with
+    /// [`Updater::open_multiwrite`](crate::Updater::open_multiwrite), as the firmware that
+    /// started the download did. Nothing was written.
+    NeedsMultiwrite,
     /// The flash failed (the HAL error, erased to its kind).
     Flash(NorFlashErrorKind),
 }
@@ -29,6 +34,9 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Layout(e) => write!(f, "invalid layout: {e}"),
+            Self::NeedsMultiwrite => {
+                f.write_str("the download in progress uses bit markers: open with multiwrite")
+            }
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -166,6 +174,10 @@ pub enum StateError {
     AlreadyProvisioned,
     /// The active slot does not hold the image the manifest describes.
     ImageMismatch,
+    /// The manifest fails this device's policy (hardware id, anti-rollback, size):
+    /// [`Updater::provision`](crate::Updater::provision) checks it again whatever policy the
+    /// manifest was verified against.
+    Refused(crate::verify::VerifyError),
     /// The buffer is shorter than the flash write size.
     BufferTooSmall,
     /// The state log needs its next sector erased before it can record this change: run
@@ -181,6 +193,7 @@ impl fmt::Display for StateError {
             Self::WrongPhase(p) => write!(f, "not allowed while {p:?}"),
             Self::AlreadyProvisioned => f.write_str("the device is already provisioned"),
             Self::ImageMismatch => f.write_str("the active slot does not match the manifest"),
+            Self::Refused(e) => write!(f, "manifest refused: {e}"),
             Self::BufferTooSmall => f.write_str("buffer shorter than the flash write size"),
             Self::NeedsErase => f.write_str("erase work must run before the state can change"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),

@@ -179,6 +179,10 @@ pub enum LayoutError {
     ScratchTooSmall,
     /// The flash's write size is not a power of two of at most 32 bytes.
     UnsupportedWriteSize,
+    /// The flash's read size (`ReadNorFlash::READ_SIZE`) is not 1. ota-core reads at byte
+    /// offsets (a 16-byte chunk digest, a chunk's unaligned tail); wrap a driver that reads
+    /// in larger units in one that takes any offset and length.
+    UnsupportedReadSize,
     /// The progress region cannot hold the manifest and markers of a full staging slot at the
     /// smallest chunk size.
     ProgressTooSmall,
@@ -192,6 +196,7 @@ impl fmt::Display for LayoutError {
             Self::StateTooSmall => "the state region needs at least two sectors",
             Self::ScratchTooSmall => "scratch is smaller than the largest swap unit",
             Self::UnsupportedWriteSize => "flash write size must be a power of two up to 32",
+            Self::UnsupportedReadSize => "flash read size must be 1",
             Self::ProgressTooSmall => "the progress region is too small for the staging slot",
         })
     }
@@ -247,12 +252,17 @@ impl Layout {
         }
     }
 
-    /// Checks every rule above for a flash with write size `write_size`.
+    /// Checks every rule above for a flash with write size `write_size` and read size
+    /// `read_size` (`NorFlash::WRITE_SIZE`, `ReadNorFlash::READ_SIZE`; the updater and the
+    /// bootloader check this when they open).
     ///
     /// Cost: O(number of sectors).
-    pub fn validate(&self, write_size: usize) -> Result<(), LayoutError> {
+    pub fn validate(&self, write_size: usize, read_size: usize) -> Result<(), LayoutError> {
         if !write_size.is_power_of_two() || write_size > 32 {
             return Err(LayoutError::UnsupportedWriteSize);
+        }
+        if read_size != 1 {
+            return Err(LayoutError::UnsupportedReadSize);
         }
         let regions = [
             self.state,
@@ -367,7 +377,15 @@ mod tests {
 
     #[test]
     fn electron_layout_is_valid() {
-        assert_eq!(Layout::ELECTRON.validate(4), Ok(()));
+        assert_eq!(Layout::ELECTRON.validate(4, 1), Ok(()));
+        assert_eq!(
+            Layout::ELECTRON.validate(4, 4),
+            Err(LayoutError::UnsupportedReadSize)
+        );
+        assert_eq!(
+            Layout::ELECTRON.validate(3, 1),
+            Err(LayoutError::UnsupportedWriteSize)
+        );
         assert_eq!(Layout::ELECTRON.capacity(), 384 * 1024);
         assert_eq!(Layout::ELECTRON.unit_end(0), Some(128 * 1024));
     }

@@ -549,7 +549,7 @@ impl Store {
         layout: Layout,
     ) -> Result<Self, crate::error::OpenError> {
         layout
-            .validate(F::WRITE_SIZE)
+            .validate(F::WRITE_SIZE, F::READ_SIZE)
             .map_err(crate::error::OpenError::Layout)?;
         let (log, state) = StateLog::open(flash, &layout)?;
         Ok(Self {

@@ -134,21 +134,18 @@ impl Updater {
     /// during a download, every unrecorded chunk slot in an erased staging sector up to its
     /// first programmed byte (at most the image size in total; a programmed slot is also hashed
     /// once). Writes nothing but those missing markers (after a power cut, at most one).
+    ///
+    /// # Errors
+    /// [`OpenError::Layout`] if the layout (or the flash's write or read size) breaks a rule;
+    /// [`OpenError::NeedsMultiwrite`] if a download in progress was started with
+    /// [`open_multiwrite`](Self::open_multiwrite) (bit markers): this flash type cannot record
+    /// its chunks.
     pub fn open<F: NorFlash>(
         flash: &mut F,
         layout: Layout,
         config: Config,
     ) -> Result<Self, OpenError> {
-        let store = Store::open(flash, layout)?;
-        let mut u = Self {
-            store,
-            config,
-            bits_available: false,
-            download: None,
-            torn_sector: None,
-        };
-        u.load_download(flash)?;
-        Ok(u)
+        Self::open_with(flash, layout, config, false)
     }
 
     /// As [`open`](Self::open), for a flash that can clear bits of a written word: new
@@ -159,8 +156,24 @@ impl Updater {
         layout: Layout,
         config: Config,
     ) -> Result<Self, OpenError> {
-        let mut u = Self::open(flash, layout, config)?;
-        u.bits_available = true;
+        Self::open_with(flash, layout, config, true)
+    }
+
+    fn open_with<F: NorFlash>(
+        flash: &mut F,
+        layout: Layout,
+        config: Config,
+        bits_available: bool,
+    ) -> Result<Self, OpenError> {
+        let store = Store::open(flash, layout)?;
+        let mut u = Self {
+            store,
+            config,
+            bits_available,
+            download: None,
+            torn_sector: None,
+        };
+        u.load_download(flash)?;
         Ok(u)
     }
 
@@ -180,7 +193,7 @@ impl Updater {
         self.store.write_size
     }
 
-    fn load_download<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), NorFlashErrorKind> {
+    fn load_download<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), OpenError> {
         self.download = None;
         self.torn_sector = None;
         let st = self.store.state;
@@ -205,6 +218,11 @@ impl Updater {
             self.store.state.result = UpdateResult::Initial;
             return Ok(());
         };
+        if st.phase == Phase::Downloading && st.bit_markers && !self.bits_available {
+            // Its next marker (here below, or in handle_chunk) would clear a bit of a written
+            // word, which this flash does not allow.
+            return Err(OpenError::NeedsMultiwrite);
+        }
         let progress = self.progress_layout(&header, st.bit_markers);
         let mut d = Download {
             header,
@@ -814,8 +832,9 @@ impl Updater {
     /// Re-hashes the staged image from flash and, if it matches the manifest, records the
     /// phase Downloaded. On a mismatch the download is abandoned (Idle, IntegrityFailure).
     ///
-    /// Cost: reads and hashes the whole image through `buf` (any length ≥ 1; 256 bytes or
-    /// more is sensible), one state record write.
+    /// Cost: one marker read per chunk (the missing count comes from flash), reads and hashes
+    /// the whole image through `buf` (any length ≥ 1; 256 bytes or more is sensible), one
+    /// state record write.
     pub fn finish<F: NorFlash>(
         &mut self,
         flash: &mut F,
@@ -829,7 +848,13 @@ impl Updater {
         if buf.is_empty() {
             return Err(FinishError::BufferTooSmall);
         }
-        let missing = d.header.chunk_count() - d.chunks_done;
+        // Counted from flash, not from the running count: the markers are the record.
+        let mut missing = 0;
+        for i in 0..d.header.chunk_count() {
+            if !self.chunk_marked(flash, &d, i)? {
+                missing += 1;
+            }
+        }
         if missing > 0 {
             return Err(FinishError::Incomplete { missing });
         }
@@ -945,6 +970,10 @@ impl Updater {
     /// describes, and stores its security counter. Without it a device knows no confirmed
     /// image, so its first install swaps the whole slot. Allowed once, while Idle.
     ///
+    /// Whatever policy the manifest was verified against, this device's applies
+    /// ([`StateError::Refused`]: hardware id, anti-rollback, size), as in
+    /// [`begin`](Self::begin).
+    ///
     /// Cost: hashes the image in the active slot through `buf`; one record write.
     pub fn provision<F: NorFlash>(
         &mut self,
@@ -960,8 +989,9 @@ impl Updater {
             return Err(StateError::AlreadyProvisioned);
         }
         let h = manifest.header();
-        if buf.is_empty() || h.image_size > self.store.capacity {
-            return Err(StateError::ImageMismatch);
+        self.policy().check(h).map_err(StateError::Refused)?;
+        if buf.is_empty() {
+            return Err(StateError::BufferTooSmall);
         }
         let got = flash_ops::sha256(flash, self.store.layout.active.start, h.image_size, buf)?;
         if got != h.image_digest {
