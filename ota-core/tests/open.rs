@@ -20,7 +20,7 @@ impl ErrorType for WordReads {
 impl ReadNorFlash for WordReads {
     const READ_SIZE: usize = 4;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
-        if offset % 4 != 0 || bytes.len() % 4 != 0 {
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(SimError::NotAligned);
         }
         self.0.read(offset, bytes)
