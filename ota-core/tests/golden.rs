@@ -1,7 +1,11 @@
-//! The worked example of `docs/image-format.md` is what the code produces and accepts.
+//! The worked examples of `docs/image-format.md` are what the code produces and accepts.
 
 use ota_core::manifest::{build_signed, ImageParams, Manifest};
-use ota_core::{verify, HardwareId, Policy, SecurityCounter, Sha256Digest, TrustedKey, Version};
+use ota_core::state::{Persisted, RECORD_LEN};
+use ota_core::{
+    verify, HardwareId, ImageSummary, Phase, Policy, SecurityCounter, Sha256Digest, TrustedKey,
+    UpdateResult, Version,
+};
 
 const DOC: &str = include_str!("../../docs/image-format.md");
 
@@ -66,4 +70,53 @@ fn doc_manifest_example_matches_the_code() {
     let image: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(v.header().image_digest, Sha256Digest::of(&image));
     assert_eq!(Manifest::parse(&doc).unwrap().header().chunk_count(), 3);
+}
+
+/// Section 4's example: the record an Electron writes after the first swap stage of installing
+/// the image of section 1.5 over a provisioned factory image (that image's first 400 bytes,
+/// version 1.1.0, counter 2).
+fn state_example() -> Persisted {
+    let image: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+    Persisted {
+        seq: 42,
+        phase: Phase::Installing,
+        result: UpdateResult::Initial,
+        boot_attempts: 0,
+        bit_markers: false,
+        security_counter: SecurityCounter(2),
+        active: Some(ImageSummary {
+            version: Version::new(1, 1, 0),
+            security_counter: SecurityCounter(2),
+            size: 400,
+            digest: Sha256Digest::of(&image[..400]),
+        }),
+        staged: Some(ImageSummary {
+            version: Version::new(1, 2, 0),
+            security_counter: SecurityCounter(3),
+            size: 600,
+            digest: Sha256Digest::of(&image),
+        }),
+        manifest_digest: Sha256Digest::of(&example()),
+        manifest_len: 232,
+        swap_len: 0x2_0000,
+        swap_step: 1,
+        repair_sector: None,
+        repair_restoring: false,
+    }
+}
+
+#[test]
+fn doc_state_record_example_matches_the_code() {
+    let mut built = [0u8; RECORD_LEN];
+    state_example().encode(&mut built);
+    let doc = doc_hex("state-example");
+    if doc != built {
+        for line in built.chunks(16) {
+            let groups: Vec<String> = line.chunks(4).map(hex::encode).collect();
+            println!("{}", groups.join(" "));
+        }
+        panic!("docs/image-format.md state record example differs from Persisted::encode");
+    }
+    let rec: [u8; RECORD_LEN] = doc.try_into().unwrap();
+    assert_eq!(Persisted::decode(&rec), Some(state_example()));
 }
