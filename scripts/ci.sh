@@ -53,7 +53,7 @@ bash scripts/modem-report.sh >/dev/null 2>&1
 if cargo fuzz --version >/dev/null 2>&1; then
   # Bounded runs from the seed corpora: manifest parser (ota-core), frames (cloud-proto), AT
   # lines and URCs (modem-ublox).
-  for target in manifest frame at_parser; do
+  for target in manifest frame at_parser state; do
     step "fuzz: $target (bounded run from the seed corpus)"
     corpus=$(mktemp -d)
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" "seeds/$target" -- \

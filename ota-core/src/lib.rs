@@ -31,3 +31,7 @@ pub use verify::{
 
 /// Re-exported so users name the same error kind type as this crate.
 pub use embedded_storage::nor_flash::NorFlashErrorKind;
+
+/// The `embedded-storage` this crate's API is generic over, re-exported so a flash driver (or
+/// a host test double) implements exactly these `NorFlash` traits.
+pub use embedded_storage;
