@@ -163,7 +163,7 @@ impl fmt::Display for FinishError {
 }
 impl_error!(FinishError);
 
-/// Why a state transition (`mark_*`, `cancel`, `erase_step`) was refused.
+/// Why a state transition (`mark_*`, `cancel`, `provision`, `erase_step`) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

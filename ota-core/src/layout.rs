@@ -141,7 +141,7 @@ impl Region {
 ///
 /// * `state` — the state log (at least two sectors; written on every state change).
 /// * `progress` — the copy of the manifest and the per-chunk and per-sector markers of the
-///   download in progress (erased at the start of each download).
+///   download in progress (erased in explicit erase steps once a download is over).
 /// * `active` — the image that runs.
 /// * `staging` — where a new image is downloaded; after an install it holds the previous image
 ///   until the new one is confirmed.

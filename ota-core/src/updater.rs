@@ -99,8 +99,10 @@ enum Slot {
 ///
 /// It owns no flash: every call that touches flash takes it as an argument, so the same
 /// `Updater` works with any `embedded-storage` driver, and nothing happens behind the caller's
-/// back. State survives resets in the state region; the `Updater` itself is cheap to rebuild
-/// with [`open`](Self::open) at every wake.
+/// back: only [`erase_step`](Self::erase_step) erases, one bounded step per call, and
+/// [`erase_work`](Self::erase_work) says how much of that work is left. State survives resets
+/// in the state region; the `Updater` itself is cheap to rebuild with [`open`](Self::open) at
+/// every wake.
 ///
 /// Keep one `Updater` per device: it caches where the next state record goes, so two
 /// instances writing the same state region would collide (it is deliberately not `Clone`).
