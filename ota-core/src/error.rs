@@ -143,7 +143,8 @@ pub enum FinishError {
     /// The buffer is empty.
     BufferTooSmall,
     /// The state log needs its next sector erased before it can record the result: run
-    /// [`Updater::erase_step`](crate::Updater::erase_step), then call `finish` again.
+    /// [`Updater::erase_step`](crate::Updater::erase_step) (that erase is always its first
+    /// step), then call `finish` again.
     NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
@@ -181,7 +182,8 @@ pub enum StateError {
     /// The buffer is shorter than the flash write size.
     BufferTooSmall,
     /// The state log needs its next sector erased before it can record this change: run
-    /// [`Updater::erase_step`](crate::Updater::erase_step), then try again. Nothing changed.
+    /// [`Updater::erase_step`](crate::Updater::erase_step) (that erase is always its first
+    /// step), then try again. Nothing changed.
     NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),

@@ -443,19 +443,23 @@ impl Updater {
         if matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
             // The new offer supersedes the download in progress: abandon it, so that its
             // progress region becomes erase work.
-            self.store.commit(
-                flash,
-                Persisted {
-                    phase: Phase::Idle,
-                    result: UpdateResult::Initial,
-                    staged: None,
-                    repair_sector: None,
-                    repair_restoring: false,
-                    ..st
-                },
-            )?;
+            let abandoned = Persisted {
+                phase: Phase::Idle,
+                result: UpdateResult::Initial,
+                staged: None,
+                repair_sector: None,
+                repair_restoring: false,
+                ..st
+            };
             self.download = None;
             self.torn_sector = None;
+            if let Err(e) = self.store.commit(flash, abandoned) {
+                // Abandoned all the same: the erase work asked for is then the state sector
+                // and this progress region, not the old download's staging sectors. After a
+                // reset the erased manifest copy no longer matches: `open` drops the download.
+                self.store.state = abandoned;
+                return Err(e.into());
+            }
         }
         let start = l.progress.start;
         if !flash_ops::is_erased(flash, start, progress.end() as u32 - start)?

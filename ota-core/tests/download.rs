@@ -548,3 +548,47 @@ fn a_bad_slot_found_by_handle_chunk_is_announced_as_erase_work() {
     let mut buf = [0u8; 64];
     up.finish(&mut flash, &mut buf).unwrap();
 }
+
+/// A newer offer arrives while the state log has no free slot: `begin` cannot record that it
+/// abandons the download in progress, but the erase work it asks for is the state sector and
+/// the progress region, never the abandoned download's staging sectors.
+#[test]
+fn a_superseding_offer_with_a_full_state_log_asks_only_for_the_erases_it_needs() {
+    use ota_core::state::{Persisted, RECORD_LEN};
+    let mut flash = Flash::new(&SECTORS);
+    let a = sign(7000, 33, 1);
+    let b = sign(5000, 34, 2);
+    start(&mut flash, &a);
+    // Fill the first state sector with copies of the newest record, and leave something in
+    // the second: the log is full and its next sector is not blank.
+    let mut rec = [0u8; RECORD_LEN];
+    rec.copy_from_slice(&flash.contents()[..RECORD_LEN]);
+    let newest = Persisted::decode(&rec).unwrap();
+    for slot in 1..5u32 {
+        Persisted {
+            seq: newest.seq + slot,
+            ..newest
+        }
+        .encode(&mut rec);
+        flash.preload(slot * RECORD_LEN as u32, &rec);
+    }
+    flash.preload(1024 + 500, &[0]);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert_eq!(up.phase(), Phase::Downloading);
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&b.manifest, &keys).unwrap();
+    assert_eq!(up.begin(&mut flash, &offer), Err(BeginError::NeedsErase));
+    let w = up.erase_work(&mut flash).unwrap();
+    assert_eq!(
+        (w.steps, w.bytes),
+        (2, 1024 + 2048),
+        "the state sector and the progress sector, not a's staging sectors"
+    );
+    erase_all(&mut up, &mut flash);
+    assert_eq!(up.begin(&mut flash, &offer), Ok(Begin::Started));
+    let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    assert_eq!(
+        up.download_key(),
+        Some(ota_core::Sha256Digest::of(&b.manifest))
+    );
+}
