@@ -406,13 +406,14 @@ impl StateLog {
         Ok(true)
     }
 
-    /// True if a record can be appended without an erase.
-    pub(crate) fn has_room(&self, layout: &Layout) -> bool {
-        self.next_blank
-            || layout
-                .map
-                .sector_at(self.sector_start)
-                .is_some_and(|s| self.next + RECORD_LEN as u32 <= slots_end(&s))
+    /// True if the next append would refuse with [`CommitError::NeedsErase`]: no free slot,
+    /// and a next sector that an erase step can (and should) erase.
+    pub(crate) fn needs_erase_first(&self, layout: &Layout) -> bool {
+        let full = layout
+            .map
+            .sector_at(self.sector_start)
+            .is_none_or(|s| self.next + RECORD_LEN as u32 > slots_end(&s));
+        full && self.pending_erase(layout).is_some()
     }
 
     /// Appends `state` as the new newest record, setting its sequence number.
@@ -603,8 +604,8 @@ impl Store {
         self.log.erase_pending(flash, &self.layout)
     }
 
-    /// True if the next state change needs no erase.
-    pub(crate) fn has_room(&self) -> bool {
-        self.log.has_room(&self.layout)
+    /// True if the next state change would ask for an erase step first.
+    pub(crate) fn needs_erase_first(&self) -> bool {
+        self.log.needs_erase_first(&self.layout)
     }
 }

@@ -463,7 +463,7 @@ impl Updater {
         }
         let start = l.progress.start;
         if !flash_ops::is_erased(flash, start, progress.end() as u32 - start)?
-            || !self.store.has_room()
+            || self.store.needs_erase_first()
         {
             return Err(BeginError::NeedsErase);
         }
@@ -627,10 +627,10 @@ impl Updater {
     /// an earlier download. Call it when a flash stall is acceptable, e.g. before powering the
     /// modem. Returns the work left; with none left it does nothing.
     ///
-    /// Cost: at most one erase call (a repair's first stage: the scratch sectors covering one
-    /// staging sector) and one word write; a repair stage also copies the sector's recorded
-    /// chunks to or from scratch and writes one record. `buf` (at least the flash write size)
-    /// is the copy buffer.
+    /// Cost: one sector erase (a repair's first stage: the scratch sectors covering one
+    /// staging sector, one erase call each) and at most one word write; a repair stage also
+    /// copies the sector's recorded chunks to or from scratch and writes one record. `buf` (at
+    /// least the flash write size) is the copy buffer.
     pub fn erase_step<F: NorFlash>(
         &mut self,
         flash: &mut F,
