@@ -51,8 +51,8 @@ bash scripts/wire-report.sh >/dev/null
 bash scripts/modem-report.sh >/dev/null 2>&1
 
 if cargo fuzz --version >/dev/null 2>&1; then
-  # Bounded runs from the seed corpora: manifest parser (ota-core), frames (cloud-proto), AT
-  # lines and URCs (modem-ublox).
+  # Bounded runs from the seed corpora: manifest parser and state decoders (ota-core), frames
+  # (cloud-proto), AT lines and URCs (modem-ublox).
   for target in manifest frame at_parser state; do
     step "fuzz: $target (bounded run from the seed corpus)"
     corpus=$(mktemp -d)
