@@ -977,23 +977,38 @@ impl Core {
         self.vint || self.vint_stuck
     }
 
-    pub fn pwr_pin(&mut self, low: bool) {
+    /// Tracks an active-low control pin: `Some(µs held low)` when a pulse ends and the pin is
+    /// not ignored by a fault; `None` otherwise. Notes every edge in the transcript.
+    fn pulse(&mut self, low: bool, pin: Pin) -> Option<u64> {
+        let (name, ignored) = match pin {
+            Pin::PwrOn => ("PWR_ON", self.ignore_pwr_on),
+            Pin::Reset => ("RESET_N", self.ignore_reset),
+        };
+        let now = self.now;
+        let since = match pin {
+            Pin::PwrOn => &mut self.pwr_low_since,
+            Pin::Reset => &mut self.reset_low_since,
+        };
         if low {
-            if self.pwr_low_since.is_none() {
-                self.pwr_low_since = Some(self.now);
-                self.note("PWR_ON low");
+            if since.is_none() {
+                *since = Some(now);
+                self.note(format!("{name} low"));
             }
-            return;
+            return None;
         }
-        let Some(since) = self.pwr_low_since.take() else {
+        let held = now - since.take()?;
+        self.note(format!("{name} high after {held} us low"));
+        if ignored {
+            self.note(format!("{name} pulse ignored (fault)"));
+            return None;
+        }
+        Some(held)
+    }
+
+    pub fn pwr_pin(&mut self, low: bool) {
+        let Some(held) = self.pulse(low, Pin::PwrOn) else {
             return;
         };
-        let held = self.now - since;
-        self.note(format!("PWR_ON high after {held} us low"));
-        if self.ignore_pwr_on {
-            self.note("PWR_ON pulse ignored (fault)");
-            return;
-        }
         let rules = self.model.power_rules();
         match self.power {
             Power::Off => {
@@ -1022,22 +1037,9 @@ impl Core {
     }
 
     pub fn reset_pin(&mut self, low: bool) {
-        if low {
-            if self.reset_low_since.is_none() {
-                self.reset_low_since = Some(self.now);
-                self.note("RESET_N low");
-            }
-            return;
-        }
-        let Some(since) = self.reset_low_since.take() else {
+        let Some(held) = self.pulse(low, Pin::Reset) else {
             return;
         };
-        let held = self.now - since;
-        self.note(format!("RESET_N high after {held} us low"));
-        if self.ignore_reset {
-            self.note("RESET_N pulse ignored (fault)");
-            return;
-        }
         let rules = self.model.power_rules();
         if matches!(self.power, Power::Off) {
             return;
@@ -1357,4 +1359,11 @@ pub(crate) fn cme_text(code: u16) -> Option<&'static str> {
         149 => "PDP authentication failure",
         _ => return None,
     })
+}
+
+/// The module's active-low control pins.
+#[derive(Clone, Copy)]
+enum Pin {
+    PwrOn,
+    Reset,
 }
