@@ -125,6 +125,13 @@ pub enum RequestError<E> {
     Frame(FrameError),
     /// No key for this device id.
     UnknownDevice(DeviceId),
+    /// Authentic, with counter `FFFFFFFF`, which no device sends (`docs/protocol.md` §2.2: a
+    /// device stops at `FFFFFFFE` and must be re-keyed). Dropped, nothing recorded; the device
+    /// (or whoever holds its key) is broken: re-provision it.
+    CounterExhausted {
+        /// Sender.
+        device: DeviceId,
+    },
     /// Authentic, but its counter is below the last one accepted: a replay, or a stale
     /// reordered frame.
     Replayed {
@@ -171,6 +178,13 @@ impl<E: fmt::Debug> fmt::Display for RequestError<E> {
         match self {
             Self::Frame(e) => write!(f, "{e}"),
             Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
+            Self::CounterExhausted { device } => {
+                write!(
+                    f,
+                    "device {} sent counter FFFFFFFF, which is never sent",
+                    device.0
+                )
+            }
             Self::Replayed { counter, last } => {
                 write!(f, "replayed frame: counter {counter} < last {last}")
             }
@@ -230,8 +244,9 @@ pub struct Request<'a> {
 /// only for an authentic frame that is new (or an allowed retransmission); on every other
 /// error nothing changed.
 ///
-/// Order: framing, key lookup, tag, **then** freshness (so a stale copy of an undecodable
-/// frame is a replay, not a reason to answer), then the body.
+/// Order: framing, key lookup, tag, the counter's range (`FFFFFFFF` is never sent), **then**
+/// freshness (so a stale copy of an undecodable frame is a replay, not a reason to answer),
+/// then the body.
 ///
 /// Errors: see [`RequestError`]. Cost: one key lookup, one HMAC-SHA256 over the frame, one
 /// record read and one compare-and-set (retried on a race), one postcard decode.
@@ -248,6 +263,9 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
         .ok_or(RequestError::UnknownDevice(device))?;
     let v = frame::verify_up(&keys, frame)?;
     let counter = v.counter;
+    if counter == u32::MAX {
+        return Err(RequestError::CounterExhausted { device });
+    }
     let mut retransmission = None;
     for _ in 0..3 {
         let last = store.last_frame(device).map_err(RequestError::Store)?;

@@ -705,3 +705,31 @@ fn an_inline_offer_always_fits_a_sara_datagram() {
         ManifestRef::Fetch { len } if len as usize == MAX_INLINE_MANIFEST + 1
     ));
 }
+
+#[test]
+fn counter_ffffffff_is_refused_as_never_sent() {
+    // Authentic (the key holder built it), but the spec says no device sends FFFFFFFF.
+    let mut store = store();
+    let body = [0x04, 0x84, 0x07]; // Goodbye{900}
+    let f = raw_up(u32::MAX, &body);
+    assert_eq!(
+        handle(&mut store, &f),
+        Err(Rejected::CounterExhausted { device: DEVICE })
+    );
+    assert_eq!(store.last_counter(DEVICE), None, "nothing recorded");
+    // Also after the last counter a device may use, which stays acceptable.
+    handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
+    assert_eq!(
+        handle(&mut store, &f),
+        Err(Rejected::CounterExhausted { device: DEVICE })
+    );
+    assert_eq!(store.last_counter(DEVICE), Some(u32::MAX - 1));
+    // A forgery with that counter is a bad tag first: the distinct error means "authentic".
+    let mut forged = f.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        handle(&mut store, &forged),
+        Err(Rejected::Frame(FrameError::BadTag))
+    );
+}
