@@ -7,6 +7,7 @@
 //! use cloud_proto::server::{self, DeviceStore, MemoryStore, ReplayPolicy, RequestError};
 //! use cloud_proto::{DeviceId, Down, NackCode, MAX_FRAME};
 //!
+//! // MemoryStore is for tests and tools: a server implements DeviceStore over its database.
 //! let mut store = MemoryStore::default();
 //! store.insert(DeviceId(7), &[0x42; 32]);
 //! # let frame = [0u8; 4];
@@ -57,7 +58,8 @@ pub struct LastFrame {
 }
 
 /// What the server keeps per device. Implemented by the server application over its
-/// database; [`MemoryStore`] (feature `std`) is the in-memory one.
+/// database, which must keep the [`LastFrame`] records across restarts; [`MemoryStore`]
+/// (feature `std`) is an in-memory one for tests and tools.
 ///
 /// Crash safety: apply a request's effects and the [`replace_last_frame`] it caused in one
 /// transaction where the effects matter (stored publishes). Otherwise a crash between the two
@@ -393,17 +395,36 @@ mod memory {
     use super::{DeviceStore, LastFrame};
     use crate::frame::{DeviceId, Keys};
 
-    /// An in-memory [`DeviceStore`] for tests, tools and single-process servers (feature
-    /// `std`). A database-backed server keeps the same columns.
+    /// An in-memory [`DeviceStore`] **for tests and tools only** (feature `std`).
+    ///
+    /// Not for a server: it lives in RAM, so a restarted process forgets every device's
+    /// [`LastFrame`] and then accepts each old frame again (replays) until the device sends a
+    /// new one. A real server keeps the same columns in a database that persists the record
+    /// before the answer goes out ([`DeviceStore::replace_last_frame`]).
     #[derive(Debug, Default, Clone)]
     pub struct MemoryStore {
         devices: HashMap<DeviceId, (Keys, Option<LastFrame>)>,
     }
 
     impl MemoryStore {
-        /// Adds (or re-keys) a device; its counter history starts empty.
+        /// Adds a device, or replaces a known device's key. A known device **keeps** its
+        /// replay record: inserting it again (a tool reloading its device list) never makes
+        /// its old frames acceptable. A device re-provisioned with a new key whose counters
+        /// start again needs [`remove`](Self::remove) first. Cost: two HMAC-SHA256 (the key
+        /// derivation).
         pub fn insert(&mut self, device: DeviceId, root_key: &[u8; 32]) {
-            self.devices.insert(device, (Keys::derive(root_key), None));
+            let keys = Keys::derive(root_key);
+            self.devices
+                .entry(device)
+                .and_modify(|d| d.0 = keys.clone())
+                .or_insert((keys, None));
+        }
+
+        /// Forgets `device` and its replay record; returns whether it was known. Only for a
+        /// device whose key is retired: with the same key its old frames would be accepted
+        /// again once it is inserted anew.
+        pub fn remove(&mut self, device: DeviceId) -> bool {
+            self.devices.remove(&device).is_some()
         }
 
         /// The last counter accepted from `device`.

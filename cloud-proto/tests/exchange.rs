@@ -733,3 +733,31 @@ fn counter_ffffffff_is_refused_as_never_sent() {
         Err(Rejected::Frame(FrameError::BadTag))
     );
 }
+
+#[test]
+fn inserting_a_known_device_again_keeps_its_replay_record() {
+    let mut store = store();
+    let mut dev = device();
+    let old = send(&mut dev, 0, &checkin());
+    handle(&mut store, &old).unwrap();
+    dev.abandon();
+    let last = send(&mut dev, 1, &checkin());
+    handle(&mut store, &last).unwrap();
+    // A tool reloads its device list.
+    store.insert(DEVICE, &ROOT_KEY);
+    assert_eq!(store.last_counter(DEVICE), Some(1));
+    assert_eq!(
+        handle(&mut store, &old),
+        Err(Rejected::Replayed {
+            counter: 0,
+            last: 1
+        })
+    );
+    // Removing the device is the one way to forget its record.
+    assert!(store.remove(DEVICE));
+    assert_eq!(
+        handle(&mut store, &old),
+        Err(Rejected::UnknownDevice(DEVICE))
+    );
+    assert!(!store.remove(DEVICE));
+}
