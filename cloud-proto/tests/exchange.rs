@@ -145,7 +145,8 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     let f = send(&mut dev, 0, &req);
     let image = vec![7u8; 64 * 1024];
     let policy = ReplayPolicy::DEFAULT;
-    let at = |store: &mut MemoryStore, now| server::handle_datagram(&f, store, now, policy);
+    let at =
+        |store: &mut MemoryStore, now| server::handle_datagram(&f, DEVICE_ADDR, store, now, policy);
     assert!(!at(&mut store, 1_000).unwrap().retransmission);
     // Three more answers (four in all) within the window…
     for now in [3_000, 7_000, 15_000] {
@@ -760,4 +761,77 @@ fn inserting_a_known_device_again_keeps_its_replay_record() {
         Err(Rejected::UnknownDevice(DEVICE))
     );
     assert!(!store.remove(DEVICE));
+}
+
+/// Somewhere else than the device (TEST-NET-3, RFC 5737).
+fn elsewhere(port: u16) -> core::net::SocketAddr {
+    core::net::SocketAddr::from(([203, 0, 113, 9], port))
+}
+
+#[test]
+fn injected_copies_do_not_use_up_the_devices_retransmissions() {
+    let mut store = store();
+    let mut dev = device();
+    let f = send(&mut dev, 0, &checkin());
+    let policy = ReplayPolicy::DEFAULT;
+    let at = |store: &mut MemoryStore, from, now| {
+        server::handle_datagram(&f, from, store, now, policy).map(|r| r.retransmission)
+    };
+    // The device's frame arrives; its answer is lost on the way back.
+    assert_eq!(at(&mut store, DEVICE_ADDR, 0), Ok(false));
+    // A sniffer injects copies from elsewhere, more than the allowance: each is refused and
+    // none is answered (no reflection to the spoofed address either).
+    for (i, now) in [10, 20, 30, 40, 50].into_iter().enumerate() {
+        assert_eq!(
+            at(&mut store, elsewhere(i as u16), now),
+            Err(Rejected::OtherSource { counter: 0 })
+        );
+    }
+    // The device's own retransmissions are still answered: all three.
+    let mut now = 0;
+    for _ in 1..policy.max_answers {
+        now = dev.poll_timeout().unwrap();
+        let Timeout::Retransmit(again) = dev.handle_timeout(now) else {
+            panic!("retransmit")
+        };
+        assert_eq!(again, &f[..]);
+        assert_eq!(at(&mut store, DEVICE_ADDR, now), Ok(true));
+    }
+    // Then the allowance is spent, from anywhere.
+    assert_eq!(
+        at(&mut store, DEVICE_ADDR, now + 1),
+        Err(Rejected::RetransmissionRefused { counter: 0 })
+    );
+    assert_eq!(
+        at(&mut store, elsewhere(1), now + 1),
+        Err(Rejected::OtherSource { counter: 0 })
+    );
+}
+
+#[test]
+fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device() {
+    // What is left to an on-path attacker who saw the device's address: its copies count
+    // against the allowance, but every answer goes to the device itself.
+    let mut store = store();
+    let mut dev = device();
+    let f = send(&mut dev, 0, &checkin());
+    let policy = ReplayPolicy::DEFAULT;
+    let answered = (0..10u64)
+        .filter(|&now| server::handle_datagram(&f, DEVICE_ADDR, &mut store, now, policy).is_ok())
+        .count();
+    assert_eq!(
+        answered,
+        usize::from(policy.max_answers),
+        "all to DEVICE_ADDR"
+    );
+    // And a copy that won the race to the server takes the frame's address: the device's own
+    // copies are then refused (as if the attacker had dropped them), and answers go to the
+    // attacker's address only, at most max_answers of them.
+    let mut store = self::store();
+    let f = send(&mut device_from(Counters::cold(100)), 0, &checkin());
+    assert!(server::handle_datagram(&f, elsewhere(7), &mut store, 0, policy).is_ok());
+    assert_eq!(
+        server::handle_datagram(&f, DEVICE_ADDR, &mut store, 1, policy),
+        Err(Rejected::OtherSource { counter: 100 })
+    );
 }

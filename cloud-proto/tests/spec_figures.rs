@@ -244,9 +244,15 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// `text` with every run of whitespace (line breaks included) as one space.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The spec's prose says `needle` (line breaks do not matter).
 fn assert_states(what: &str, needle: &str) {
     assert!(
-        prose().contains(needle),
+        flat(&prose()).contains(&flat(needle)),
         "docs/protocol.md should state {what} as `{needle}`"
     );
 }
@@ -558,5 +564,84 @@ fn the_manifest_sizes_follow_the_image_format() {
     assert_states(
         "the fetched manifest of 7.4",
         &format!("manifest ({} bytes)", thousands(manifest_len(262_144, 512))),
+    );
+}
+
+/// The spoofed address an attacker has the answers sent to (TEST-NET-2, RFC 5737).
+fn victim(port: u16) -> core::net::SocketAddr {
+    core::net::SocketAddr::from(([198, 51, 100, 1], port))
+}
+
+#[test]
+fn the_worst_reflection_of_a_sniffed_frame_is_what_section_5_says() {
+    // The largest answer: a chunk request for the most chunks of the largest size.
+    let n = MAX_CHUNKS_PER_REQUEST;
+    let req =
+        ChunkRequest::plan(UpdateId(1), Object::Image, MAX_CHUNK_DATA as u16, 0..n, n).unwrap();
+    let mut dev = common::device();
+    let f = dev.send(0, &Up::ChunkRequest(req)).unwrap().frame.to_vec();
+    let image = vec![0xA5u8; MAX_CHUNK_DATA * n as usize];
+    let policy = ReplayPolicy::DEFAULT;
+    // An on-path attacker drops the device's copy and sends its own, as many as it likes,
+    // from a victim's address and from a hundred others, for two windows.
+    let mut store = common::store();
+    let mut sent: std::collections::HashMap<core::net::SocketAddr, usize> = Default::default();
+    let mut answers = 0;
+    for now in 0..2 * policy.retransmit_window_ms / 1000 {
+        let now = now * 1000;
+        for from in [victim(1)].into_iter().chain((2..102).map(victim)) {
+            let Ok(r) = server::handle_datagram(&f, from, &mut store, now, policy) else {
+                continue;
+            };
+            answers += 1;
+            let mut out = [0u8; MAX_FRAME];
+            let bytes = sent.entry(from).or_default();
+            server::serve_chunks(&common::keys(), &r, &image, &mut out, |fr| {
+                *bytes += fr.len()
+            })
+            .unwrap();
+        }
+    }
+    let total: usize = sent.values().sum();
+    assert_eq!(sent.len(), 1, "one address is answered: {sent:?}");
+    assert_eq!(answers, usize::from(policy.max_answers));
+    let per_answer = n as usize * MAX_FRAME;
+    assert_eq!(total, answers * per_answer);
+    // The figures of section 4.4 and section 5, from these measurements.
+    assert_states(
+        "the largest answer",
+        &format!(
+            "`MAX_CHUNKS_PER_REQUEST × MAX_FRAME = {n} × {} = {}`",
+            thousands(MAX_FRAME),
+            thousands(per_answer)
+        ),
+    );
+    assert_states(
+        "the worst reflection",
+        &format!(
+            "a sniffed {}-byte chunk request can make the server send at most `{answers} × {n} × {} = {}` bytes",
+            f.len(),
+            thousands(MAX_FRAME),
+            thousands(total)
+        ),
+    );
+    // The crate's own docs repeat the figure.
+    for (file, text) in [
+        ("README.md", include_str!("../README.md")),
+        ("src/server.rs", include_str!("../src/server.rs")),
+    ] {
+        assert!(
+            flat(text).contains(&format!("{} bytes", thousands(total))),
+            "{file} should state {} bytes",
+            thousands(total)
+        );
+    }
+    let frames = answers * n as usize;
+    assert_states(
+        "the worst reflection with IPv4/UDP headers",
+        &format!(
+            "({frames} chunk frames; {} bytes with IPv4/UDP headers)",
+            thousands(total + frames * 28)
+        ),
     );
 }
