@@ -835,3 +835,32 @@ fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device(
         Err(Rejected::OtherSource { counter: 100 })
     );
 }
+
+/// Compiles only for types that wipe themselves when dropped.
+fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+#[test]
+fn keys_are_wiped_on_drop_and_on_demand() {
+    // Keys, and the SHA-256 state the HMACs of the device and the server key with.
+    wiped_on_drop::<Keys>();
+    wiped_on_drop::<sha2::Sha256>();
+    // Wiping leaves both direction keys all zero: what it seals is tagged with the zero key.
+    use zeroize::Zeroize;
+    let mut k = keys();
+    k.zeroize();
+    let mut out = [0u8; MAX_FRAME];
+    let n = frame::seal_up(&k, DEVICE, 3, &checkin(), &mut out).unwrap();
+    let (signed, tag) = out[..n].split_at(n - 8);
+    let want = hmac(
+        &[0; 32],
+        &[&DEVICE.0.to_le_bytes(), &3u32.to_le_bytes(), signed],
+    );
+    assert_eq!(tag, &want[..8], "K_up wiped");
+    let n = frame::seal_down(&k, DEVICE, 3, &Down::Ack, &mut out).unwrap();
+    let (signed, tag) = out[..n].split_at(n - 8);
+    let want = hmac(
+        &[0; 32],
+        &[&DEVICE.0.to_le_bytes(), &3u32.to_le_bytes(), signed],
+    );
+    assert_eq!(tag, &want[..8], "K_down wiped");
+}
