@@ -28,6 +28,10 @@ pub enum Error {
     },
     /// The reason's index is not below `N`.
     InvalidReason,
+    /// The call interrupted another call of the same guard inside its critical section, which
+    /// only a context the critical section does not mask can do (an NMI or HardFault handler).
+    /// Nothing changed; call again from a maskable context.
+    Reentrant,
 }
 
 impl fmt::Display for Error {
@@ -42,6 +46,7 @@ impl fmt::Display for Error {
                 write!(f, "extension exceeds the maximum ({available_ms} ms left)")
             }
             Self::InvalidReason => f.write_str("reason index out of range"),
+            Self::Reentrant => f.write_str("re-entrant call while the guard was in use"),
         }
     }
 }

@@ -89,7 +89,7 @@ impl<R: Reason> defmt::Format for Decision<R> {
 /// ([`SleepGuard::token`] then [`SleepGuard::commit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SleepToken(u32);
+pub struct SleepToken(Option<u32>);
 
 /// `Millis::MAX` stands for "none" in the two time fields below (8 bytes each instead of 16
 /// for an `Option`): no lease can end and no hold can start at the end of time.
@@ -102,6 +102,9 @@ struct Slot {
     stats: ReasonStats,
     count: u16,
     level: bool,
+    /// The reason is [`Class::Critical`] (set by its first lease: only a lease can hold a
+    /// critical reason), so that no `Reason` method runs while the state is borrowed.
+    critical: bool,
 }
 
 impl Slot {
@@ -111,6 +114,7 @@ impl Slot {
         stats: ReasonStats::ZERO,
         count: 0,
         level: false,
+        critical: false,
     };
 
     fn lease_until(&self) -> Option<Millis> {
@@ -154,6 +158,27 @@ struct Inner<const N: usize> {
 /// Every method takes `&self` and runs in one short critical section, so one `static`
 /// guard can be shared by tasks and interrupt handlers. Every call is O(N). RAM:
 /// `N × 48` bytes plus about 40, and `N × 8` more for the retained counters.
+///
+/// # Re-entrance
+/// The guard never panics, and it never calls application code while its state is in use:
+/// `enter` (in [`try_sleep`](Self::try_sleep)) runs after the state is let go, though still
+/// inside the same critical section, and the [`Reason`] methods run before it is taken. So
+/// every call works from `enter`, from a `Reason` method, from a task and from an interrupt
+/// handler. Only a call from a context that the critical section does not mask (an NMI or
+/// HardFault handler on a single-core Cortex-M) can find the state in use by the call it
+/// interrupted; such a call changes nothing and answers:
+///
+/// | call | answer when re-entered |
+/// |---|---|
+/// | `begin_cycle`, `acquire`, `release`, `lease`, `set`, `hold`, `extend` | `Err(Error::Reentrant)` |
+/// | `decide`, `try_sleep` | `Stay` with no blockers and `recheck_at: now` (`enter` is not called) |
+/// | `commit` | `Err` of that `Stay` |
+/// | `token` | a token that never commits |
+/// | `holders`, `is_held` | every reason holds |
+/// | `stats` | zero |
+/// | `deadline`, `remaining_ms`, `generation` | 0 |
+/// | `retained` | a copy that is not [valid](Retained::is_valid) |
+/// | `restore` | `false` (nothing taken) |
 pub struct SleepGuard<R: Reason, const N: usize> {
     inner: Mutex<RefCell<Inner<N>>>,
     config: Config,
@@ -195,8 +220,25 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         self.config
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner<N>) -> T) -> T {
-        critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
+    /// Runs `f` on the state in one critical section; [`Error::Reentrant`] if the state is in
+    /// use by the call this one interrupted (see "Re-entrance" on [`SleepGuard`]).
+    fn with<T>(&self, f: impl FnOnce(&mut Inner<N>) -> T) -> Result<T, Error> {
+        critical_section::with(|cs| {
+            let mut g = self
+                .inner
+                .borrow(cs)
+                .try_borrow_mut()
+                .map_err(|_| Error::Reentrant)?;
+            Ok(f(&mut g))
+        })
+    }
+
+    /// What `decide` answers when it cannot look: stay, look again now.
+    fn busy(now: Millis) -> Decision<R> {
+        Decision::Stay {
+            blockers: ReasonSet::EMPTY,
+            recheck_at: now,
+        }
     }
 
     fn slot_index(r: R) -> Result<usize, Error> {
@@ -225,7 +267,9 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Starts a wake cycle at `now`: the awake budget runs from here and extensions are reset.
     /// Holds are kept (after a reset from STANDBY there are none; after a shallower sleep,
     /// state-like holds such as "update pending" rightly still block).
-    pub fn begin_cycle(&self, now: Millis) {
+    ///
+    /// Errors: [`Error::Reentrant`] only (see "Re-entrance" above).
+    pub fn begin_cycle(&self, now: Millis) -> Result<(), Error> {
         self.with(|g| {
             Self::expire(g, now);
             g.deadline = now.saturating_add(self.config.awake_budget_ms as Millis);
@@ -243,10 +287,11 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// call does: leases that ran out by `now` end.
     pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
+        let class = r.class();
         self.with(|g| {
             // Expired leases end even when the call is refused: time moved on either way.
             Self::expire(g, now);
-            if r.class() == Class::Critical {
+            if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
             let s = &mut g.slots[i];
@@ -255,14 +300,20 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })
+        })?
     }
 
     /// Ends one counted hold. An unbalanced release is [`Error::Unbalanced`], counted in the
     /// statistics, and changes nothing else.
     pub fn release(&self, r: R, now: Millis) -> Result<(), Error> {
+        self.release_at(r, Some(now))
+    }
+
+    /// [`release`](Self::release) at `now`, or at the latest time seen if `None`.
+    fn release_at(&self, r: R, now: Option<Millis>) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
         self.with(|g| {
+            let now = now.unwrap_or(g.last_now);
             Self::expire(g, now);
             let s = &mut g.slots[i];
             if s.count == 0 {
@@ -275,7 +326,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })
+        })?
     }
 
     /// Self-expiring hold until `now + ms`. Calling it again renews it (a download renews its
@@ -286,9 +337,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r)?;
+        let (class, max_ms) = (r.class(), r.max_lease_ms());
         self.with(|g| {
             Self::expire(g, now);
-            match (r.class(), r.max_lease_ms()) {
+            match (class, max_ms) {
                 (Class::Critical, None) => return Err(Error::UnboundedCritical),
                 (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
                 _ => {}
@@ -304,11 +356,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 return Ok(now);
             }
             s.lease_end = until.min(NONE - 1);
+            s.critical = class == Class::Critical;
             s.stats.acquires = s.stats.acquires.saturating_add(1);
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(until)
-        })
+        })?
     }
 
     /// Level hold for state-like reasons ("an update is pending"): `true` holds, `false`
@@ -317,9 +370,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Errors: [`Error::CriticalNeedsLease`] for a critical reason.
     pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
+        let class = r.class();
         self.with(|g| {
             Self::expire(g, now);
-            if r.class() == Class::Critical {
+            if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
             let s = &mut g.slots[i];
@@ -332,7 +386,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 g.generation = g.generation.wrapping_add(1);
             }
             Ok(())
-        })
+        })?
     }
 
     /// A counted hold released when the returned value is dropped, for task code. A drop is
@@ -362,7 +416,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             g.deadline = g.deadline.saturating_add(by_ms as Millis);
             g.generation = g.generation.wrapping_add(1);
             Ok(g.deadline)
-        })
+        })?
     }
 
     fn decide_locked(&self, g: &mut Inner<N>, now: Millis) -> Decision<R> {
@@ -375,8 +429,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             if !s.is_held() {
                 continue;
             }
-            let class = R::from_index(i).map_or(Class::Deferrable, |r| r.class());
-            if class == Class::Critical {
+            if s.critical {
                 critical.insert_index(i);
                 critical_until = critical_until.min(s.lease_end);
             } else {
@@ -419,6 +472,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// overridden (Forced); any other hold means Stay; no hold means Sleep.
     pub fn decide(&self, now: Millis) -> Decision<R> {
         self.with(|g| self.decide_locked(g, now))
+            .unwrap_or(Self::busy(now))
     }
 
     fn record_sleep(g: &mut Inner<N>, d: &Decision<R>) {
@@ -440,14 +494,28 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// and the entry either runs before the check (and is seen) or after `enter` returns
     /// (it woke the device). On Cortex-M, `enter` configures the sleep mode and executes WFI:
     /// a pending interrupt still ends WFI with interrupts masked. Returns the decision.
-    /// Statistics (forced sleeps, overrides) are recorded only when `enter` runs.
-    pub fn try_sleep(&self, now: Millis, enter: impl FnOnce(&Decision<R>)) -> Decision<R> {
-        self.with(|g| {
-            let d = self.decide_locked(g, now);
-            if d.allows_sleep() {
-                Self::record_sleep(g, &d);
-                enter(&d);
+    ///
+    /// The sleep is recorded (forced sleeps, overrides) before `enter` runs, and `enter`
+    /// gets the [`Retained`] counters that already count it, sealed, to store in backup SRAM
+    /// before STANDBY. `enter` runs after the guard has let go of its state (still inside the
+    /// critical section), so it may call the guard too.
+    pub fn try_sleep(
+        &self,
+        now: Millis,
+        enter: impl FnOnce(&Decision<R>, &Retained<N>),
+    ) -> Decision<R> {
+        critical_section::with(|cs| {
+            let Ok(mut g) = self.inner.borrow(cs).try_borrow_mut() else {
+                return Self::busy(now);
+            };
+            let d = self.decide_locked(&mut g, now);
+            if !d.allows_sleep() {
+                return d;
             }
+            Self::record_sleep(&mut g, &d);
+            let kept = g.retained;
+            drop(g);
+            enter(&d, &kept);
             d
         })
     }
@@ -456,7 +524,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// work between the decision and the sleep (power the modem down…): take a token, do the
     /// work, then [`commit`](Self::commit).
     pub fn token(&self) -> SleepToken {
-        self.with(|g| SleepToken(g.generation))
+        SleepToken(self.with(|g| g.generation).ok())
     }
 
     /// Second half: `Ok(decision)` if nothing changed since `token` (no hold taken or ended,
@@ -466,12 +534,13 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn commit(&self, token: SleepToken, now: Millis) -> Result<Decision<R>, Decision<R>> {
         self.with(|g| {
             let d = self.decide_locked(g, now);
-            if g.generation != token.0 || !d.allows_sleep() {
+            if token.0 != Some(g.generation) || !d.allows_sleep() {
                 return Err(d);
             }
             Self::record_sleep(g, &d);
             Ok(d)
         })
+        .unwrap_or(Err(Self::busy(now)))
     }
 
     /// The reasons holding at `now` (expired leases ended first).
@@ -486,6 +555,9 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             }
             set
         })
+        .unwrap_or(ReasonSet::from_bits(
+            u32::MAX.checked_shr((32 - N) as u32).unwrap_or(0),
+        ))
     }
 
     /// True if `r` holds at `now`.
@@ -498,12 +570,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         let Ok(i) = Self::slot_index(r) else {
             return ReasonStats::ZERO;
         };
-        self.with(|g| g.slots[i].stats)
+        self.with(|g| g.slots[i].stats).unwrap_or(ReasonStats::ZERO)
     }
 
     /// End of this cycle's awake budget (extensions included).
     pub fn deadline(&self) -> Millis {
-        self.with(|g| g.deadline)
+        self.with(|g| g.deadline).unwrap_or(0)
     }
 
     /// Awake budget left at `now`.
@@ -513,7 +585,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 
     /// The change counter (bumps on every hold change, expiry and extension).
     pub fn generation(&self) -> u32 {
-        self.with(|g| g.generation)
+        self.with(|g| g.generation).unwrap_or(0)
     }
 
     /// The counters to keep across deep sleep (store them in backup SRAM before sleeping).
@@ -522,6 +594,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             g.retained.seal();
             g.retained
         })
+        .unwrap_or(Retained::INVALID)
     }
 
     /// Restores counters kept across deep sleep, if they are valid (a checksum guards against
@@ -530,8 +603,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         if !saved.is_valid() {
             return false;
         }
-        self.with(|g| g.retained = *saved);
-        true
+        self.with(|g| g.retained = *saved).is_ok()
     }
 }
 
@@ -553,9 +625,9 @@ impl<R: Reason, const N: usize> Hold<'_, R, N> {
 impl<R: Reason, const N: usize> Drop for Hold<'_, R, N> {
     fn drop(&mut self) {
         if !self.released {
-            // Balanced by construction: the acquire succeeded.
-            let now = self.guard.with(|g| g.last_now);
-            let _ = self.guard.release(self.reason, now);
+            // Balanced by construction: the acquire succeeded. One critical section, so the
+            // stamp is the latest time seen when the hold really ends.
+            let _ = self.guard.release_at(self.reason, None);
         }
     }
 }
@@ -565,5 +637,107 @@ impl<R: Reason, const N: usize> core::fmt::Debug for Hold<'_, R, N> {
         f.debug_struct("Hold")
             .field("reason", &self.reason.name())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Two {
+        Pending,
+        Erase,
+    }
+    impl Reason for Two {
+        const COUNT: usize = 2;
+        fn index(self) -> usize {
+            self as usize
+        }
+        fn from_index(i: usize) -> Option<Self> {
+            [Two::Pending, Two::Erase].get(i).copied()
+        }
+        fn name(self) -> &'static str {
+            "two"
+        }
+        fn class(self) -> Class {
+            match self {
+                Two::Pending => Class::Deferrable,
+                Two::Erase => Class::Critical,
+            }
+        }
+        fn max_lease_ms(self) -> Option<u32> {
+            Some(100)
+        }
+    }
+
+    fn guard() -> SleepGuard<Two, 2> {
+        SleepGuard::new(Config {
+            awake_budget_ms: 1_000,
+            max_extension_ms: 1_000,
+        })
+    }
+
+    /// An NMI arriving while a call holds the state: it cannot be masked, so it finds the
+    /// state in use. Every call answers as the table on `SleepGuard` says, and changes nothing.
+    #[test]
+    fn a_call_that_finds_the_state_in_use_changes_nothing_and_does_not_panic() {
+        let g = guard();
+        g.set(Two::Pending, true, 10).unwrap();
+        let token = g.token();
+        let before = g.retained();
+        let (gen, deadline) = (g.generation(), g.deadline());
+        let busy = Decision::Stay {
+            blockers: ReasonSet::EMPTY,
+            recheck_at: 5_000,
+        };
+        let mut entered = false;
+        critical_section::with(|cs| {
+            // The interrupted call's borrow.
+            let _in_use = g.inner.borrow_ref_mut(cs);
+            assert_eq!(g.begin_cycle(5_000), Err(Error::Reentrant));
+            assert_eq!(g.acquire(Two::Pending, 5_000), Err(Error::Reentrant));
+            assert_eq!(g.release(Two::Pending, 5_000), Err(Error::Reentrant));
+            assert_eq!(g.lease(Two::Erase, 50, 5_000), Err(Error::Reentrant));
+            assert_eq!(g.set(Two::Pending, false, 5_000), Err(Error::Reentrant));
+            assert_eq!(g.extend(10, 5_000), Err(Error::Reentrant));
+            assert!(matches!(g.hold(Two::Pending, 5_000), Err(Error::Reentrant)));
+            assert_eq!(g.decide(5_000), busy);
+            assert_eq!(g.try_sleep(5_000, |_, _| entered = true), busy);
+            assert_eq!(g.commit(token, 5_000), Err(busy));
+            assert_eq!(g.token(), SleepToken(None));
+            assert_eq!(g.holders(5_000), ReasonSet::from_bits(0b11));
+            assert!(g.is_held(Two::Erase, 5_000));
+            assert_eq!(g.stats(Two::Pending), ReasonStats::ZERO);
+            assert_eq!(g.deadline(), 0);
+            assert_eq!(g.remaining_ms(5_000), 0);
+            assert_eq!(g.generation(), 0);
+            assert!(!g.retained().is_valid());
+            assert!(!g.restore(&Retained::new()));
+        });
+        assert!(!entered);
+        // Nothing changed, and the guard works again.
+        assert_eq!((g.generation(), g.deadline()), (gen, deadline));
+        assert_eq!(g.retained(), before);
+        assert_eq!(g.holders(20), ReasonSet::from_bits(0b01));
+        assert_eq!(g.stats(Two::Pending).acquires, 1);
+        assert_eq!(
+            g.commit(token, 2_000),
+            Ok(Decision::Forced {
+                overridden: ReasonSet::from_bits(0b01)
+            })
+        );
+    }
+
+    /// A token taken while the state was in use never commits.
+    #[test]
+    fn a_token_taken_while_in_use_never_commits() {
+        let g = guard();
+        let token = critical_section::with(|cs| {
+            let _in_use = g.inner.borrow_ref_mut(cs);
+            g.token()
+        });
+        assert_eq!(g.commit(token, 0), Err(Decision::Sleep));
+        assert_eq!(g.commit(g.token(), 0), Ok(Decision::Sleep));
     }
 }

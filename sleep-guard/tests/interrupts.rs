@@ -140,7 +140,7 @@ fn try_sleep_never_enters_while_an_interrupt_holds() {
     with_interrupts(&TRY_GUARD, &TRY_HOLDING, |running| {
         while running() {
             let mut entered = false;
-            let d = TRY_GUARD.try_sleep(tick(), |d| {
+            let d = TRY_GUARD.try_sleep(tick(), |d, _| {
                 // Inside the critical section: no interrupt is between acquire and release.
                 entered = true;
                 if *d != Decision::Sleep {

@@ -110,7 +110,7 @@ fn critical_reasons_must_be_bounded_leases() {
 #[test]
 fn extension_is_bounded_per_cycle() {
     let g = guard();
-    g.begin_cycle(1_000);
+    g.begin_cycle(1_000).unwrap();
     assert_eq!(g.deadline(), 11_000);
     assert_eq!(g.extend(3_000, 1_000), Ok(14_000));
     assert_eq!(
@@ -122,14 +122,14 @@ fn extension_is_bounded_per_cycle() {
     assert_eq!(g.deadline(), 14_000);
     assert_eq!(g.extend(2_000, 1_000), Ok(16_000));
     // A new cycle starts a new budget.
-    g.begin_cycle(50_000);
+    g.begin_cycle(50_000).unwrap();
     assert_eq!(g.extend(5_000, 50_000), Ok(65_000));
 }
 
 #[test]
 fn critical_lease_outlives_the_budget_but_deferrable_holds_do_not() {
     let g = guard();
-    g.begin_cycle(0);
+    g.begin_cycle(0).unwrap();
     g.set(R::Pending, true, 0).unwrap();
     g.lease(R::Erase, 2_000, 9_000).unwrap();
     // Past the budget: the erase still holds, the pending update waits for it.
@@ -142,7 +142,7 @@ fn critical_lease_outlives_the_budget_but_deferrable_holds_do_not() {
     );
     // The erase ends: the deferrable hold is overridden.
     let mut entered = None;
-    let d = g.try_sleep(11_000, |d| entered = Some(*d));
+    let d = g.try_sleep(11_000, |d, _| entered = Some(*d));
     assert_eq!(
         d,
         Decision::Forced {
@@ -160,7 +160,7 @@ fn critical_lease_outlives_the_budget_but_deferrable_holds_do_not() {
 #[test]
 fn stay_says_when_to_look_again() {
     let g = guard();
-    g.begin_cycle(0);
+    g.begin_cycle(0).unwrap();
     g.lease(R::Download, 4_000, 1_000).unwrap();
     assert_eq!(
         g.decide(1_500),
@@ -202,15 +202,15 @@ fn hold_statistics_and_raii() {
 #[test]
 fn retained_counters_survive_and_detect_garbage() {
     let g = guard();
-    g.begin_cycle(0);
+    g.begin_cycle(0).unwrap();
     g.set(R::Pending, true, 0).unwrap();
-    assert!(g.try_sleep(10_000, |_| {}).allows_sleep());
+    assert!(g.try_sleep(10_000, |_, _| {}).allows_sleep());
     let saved = g.retained();
     assert!(saved.is_valid());
     // Deep sleep: RAM is lost, backup SRAM kept the counters.
     let g2 = guard();
     assert!(g2.restore(&saved));
-    g2.begin_cycle(0);
+    g2.begin_cycle(0).unwrap();
     assert_eq!(g2.retained().forced_sleeps, 1);
     assert_eq!(g2.retained().cycles, 2);
     // SRAM that lost power is refused.
@@ -219,4 +219,106 @@ fn retained_counters_survive_and_detect_garbage() {
     assert!(!garbage.is_valid());
     assert!(!g2.restore(&garbage));
     assert!(Retained::<4>::new().is_valid());
+}
+
+/// The README's own need: save the retained counters from inside `enter`, just before
+/// STANDBY. The call must not panic, and the saved copy must already count this sleep; `enter`
+/// also gets that copy directly.
+#[test]
+fn the_guard_can_be_called_inside_enter() {
+    let g = guard();
+    g.begin_cycle(0).unwrap();
+    g.set(R::Pending, true, 0).unwrap();
+    let mut saved = None;
+    let d = g.try_sleep(10_000, |d, kept| {
+        saved = Some((g.retained(), *kept));
+        // Any call works here; the decision was made and recorded already.
+        assert_eq!(g.decide(10_000), *d);
+        assert_eq!(g.lease(R::Download, 5, 10_000), Ok(10_005));
+        assert_eq!(g.lease(R::Download, 0, 10_000), Ok(10_000));
+    });
+    assert_eq!(
+        d,
+        Decision::Forced {
+            overridden: set(&[R::Pending])
+        }
+    );
+    let (saved, kept) = saved.expect("enter ran");
+    assert_eq!(saved, kept);
+    assert!(saved.is_valid());
+    assert_eq!(saved.forced_sleeps, 1, "the saved copy misses this sleep");
+    assert_eq!(saved.overrides[R::Pending.index()], 1);
+    let g2 = guard();
+    assert!(g2.restore(&kept));
+    assert_eq!(g2.retained().forced_sleeps, 1);
+}
+
+/// `Reason` methods run while no guard state is borrowed, so even one that asks the guard
+/// something (a log line, say) cannot make it panic.
+#[test]
+fn reason_methods_may_call_the_guard() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Nosy(usize);
+    /// Calls from a `Reason` method that found the state in use (a re-entrant answer).
+    static IN_USE: AtomicU32 = AtomicU32::new(0);
+    fn look() {
+        if !NOSY.retained().is_valid() {
+            IN_USE.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    static NOSY: SleepGuard<Nosy, 2> = SleepGuard::new(Config {
+        awake_budget_ms: 100,
+        max_extension_ms: 0,
+    });
+    impl Reason for Nosy {
+        const COUNT: usize = 2;
+        fn index(self) -> usize {
+            look();
+            self.0
+        }
+        fn from_index(i: usize) -> Option<Self> {
+            look();
+            (i < 2).then_some(Nosy(i))
+        }
+        fn name(self) -> &'static str {
+            "nosy"
+        }
+        fn class(self) -> Class {
+            look();
+            if self.0 == 1 {
+                Class::Critical
+            } else {
+                Class::Deferrable
+            }
+        }
+        fn max_lease_ms(self) -> Option<u32> {
+            look();
+            Some(50)
+        }
+    }
+    NOSY.acquire(Nosy(0), 0).unwrap();
+    assert_eq!(NOSY.lease(Nosy(1), 50, 0), Ok(50));
+    NOSY.set(Nosy(0), true, 0).unwrap();
+    let both = ReasonSet::from_bits(0b11);
+    assert_eq!(
+        NOSY.decide(10),
+        Decision::Stay {
+            blockers: both,
+            recheck_at: 50
+        }
+    );
+    assert_eq!(NOSY.holders(10), both);
+    assert_eq!(format!("{both:?}"), r#"{"nosy", "nosy"}"#);
+    assert_eq!(
+        NOSY.try_sleep(100, |_, _| {}),
+        Decision::Forced {
+            overridden: ReasonSet::from_bits(0b01)
+        }
+    );
+    assert_eq!(
+        IN_USE.load(Ordering::SeqCst),
+        0,
+        "a Reason method ran while the guard's state was in use"
+    );
 }

@@ -459,7 +459,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(guard.extend(by, now), model.extend(by, now), "{}", ctx);
             }
             Op::BeginCycle => {
-                guard.begin_cycle(now);
+                guard.begin_cycle(now).unwrap();
                 model.begin_cycle(now);
             }
             Op::Decide => {
@@ -467,7 +467,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::TrySleep => {
                 let mut entered = None;
-                let got = guard.try_sleep(now, |d| entered = Some(*d));
+                let got = guard.try_sleep(now, |d, _| entered = Some(*d));
                 let (want, want_enter) = model.try_sleep(now);
                 prop_assert_eq!(got, want, "{}", ctx);
                 prop_assert_eq!(entered.is_some(), want_enter, "{}: enter called?", ctx);
@@ -571,7 +571,7 @@ fn bits(rs: &[Why]) -> ReasonSet<Why> {
 #[test]
 fn critical_lease_is_never_overridden_past_the_deadline() {
     let g: SleepGuard<Why, N> = SleepGuard::new(CONFIG);
-    g.begin_cycle(100); // deadline 1_100
+    g.begin_cycle(100).unwrap(); // deadline 1_100
     g.acquire(Why::Outbox, 200).unwrap();
     assert_eq!(g.lease(Why::FlashWrite, 300, 1_000), Ok(1_300));
 
@@ -586,7 +586,7 @@ fn critical_lease_is_never_overridden_past_the_deadline() {
     // Past the deadline: only the critical lease blocks, until it ends.
     let mut entered = false;
     assert_eq!(
-        g.try_sleep(1_100, |_| entered = true),
+        g.try_sleep(1_100, |_, _| entered = true),
         Decision::Stay {
             blockers: bits(&[Why::FlashWrite]),
             recheck_at: 1_300,
@@ -595,7 +595,7 @@ fn critical_lease_is_never_overridden_past_the_deadline() {
     assert!(!entered);
     assert_eq!(g.stats(Why::Outbox).overrides, 0);
     // The critical lease ends: the deferrable hold is overridden.
-    let d = g.try_sleep(1_300, |_| entered = true);
+    let d = g.try_sleep(1_300, |_, _| entered = true);
     assert_eq!(
         d,
         Decision::Forced {
@@ -720,7 +720,7 @@ fn extension_is_bounded_per_cycle() {
     assert_eq!(g.extend(0, 40), Ok(2_500));
     // A new cycle resets the budget and the extension total; holds are kept.
     g.set(Why::UpdatePending, true, 50).unwrap();
-    g.begin_cycle(3_000);
+    g.begin_cycle(3_000).unwrap();
     assert_eq!(g.deadline(), 4_000);
     assert_eq!(g.extend(1_500, 3_000), Ok(5_500));
     assert_eq!(
