@@ -14,6 +14,9 @@ use crate::stats::{ReasonStats, Retained};
 pub type Millis = u64;
 
 /// Awake-budget settings.
+///
+/// No wake lasts longer than `awake_budget_ms + max_extension_ms + max_critical_overrun_ms`
+/// from its [`begin_cycle`](SleepGuard::begin_cycle), whatever holds are taken or renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
@@ -22,6 +25,15 @@ pub struct Config {
     /// The most [`SleepGuard::extend`] may add to one cycle, in total (e.g. granted by the
     /// cloud for an update).
     pub max_extension_ms: u32,
+    /// How long critical leases may keep the device awake past the awake budget (extensions
+    /// included), per cycle: the hard cap that protects the battery from a critical lease
+    /// renewed forever (a stuck erase-and-retry loop). From `deadline + max_critical_overrun_ms`
+    /// on, a critical lease is refused ([`Error::CriticalOverrunExceeded`]) and the decision is
+    /// [`Decision::Forced`] with the critical reasons among the overridden (counted like any
+    /// override). Critical work inside the budget does not use it up. Set it to the longest
+    /// critical operation that must be allowed to finish once the budget is spent (the worst
+    /// case of a sector erase, say); 0 means critical leases never outlive the budget.
+    pub max_critical_overrun_ms: u32,
 }
 
 /// What the device should do now.
@@ -29,15 +41,17 @@ pub struct Config {
 pub enum Decision<R> {
     /// Nothing holds: sleep.
     Sleep,
-    /// Stay awake; look again at `recheck_at` at the latest (the earliest lease expiry or the
-    /// end of the awake budget, whichever comes first).
+    /// Stay awake; look again at `recheck_at` at the latest (the earliest lease expiry, the
+    /// end of the awake budget or the end of the critical overrun, whichever comes first).
     Stay {
         /// The reasons holding the device awake.
         blockers: ReasonSet<R>,
         /// When the decision can change without any call.
         recheck_at: Millis,
     },
-    /// The awake budget is spent: sleep although these deferrable reasons still hold.
+    /// The awake budget is spent: sleep although these deferrable reasons still hold (and,
+    /// past the critical overrun, these critical ones: see
+    /// [`Config::max_critical_overrun_ms`]).
     Forced {
         /// The overridden reasons.
         overridden: ReasonSet<R>,
@@ -333,8 +347,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// lease per chunk, so a stalled one releases itself). Returns the expiry time.
     ///
     /// Errors: [`Error::UnboundedCritical`] for a critical reason without
-    /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it. On error nothing changes but
-    /// what every call does: leases that ran out by `now` end.
+    /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it,
+    /// [`Error::CriticalOverrunExceeded`] for a critical lease (not an end, `ms == 0`) at or
+    /// after the end of this cycle's critical overrun ([`Config::max_critical_overrun_ms`]).
+    /// On error nothing changes but what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r)?;
         let (class, max_ms) = (r.class(), r.max_lease_ms());
@@ -343,6 +359,9 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             match (class, max_ms) {
                 (Class::Critical, None) => return Err(Error::UnboundedCritical),
                 (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
+                (Class::Critical, _) if ms > 0 && now >= self.overrun_end(g) => {
+                    return Err(Error::CriticalOverrunExceeded)
+                }
                 _ => {}
             }
             let until = now.saturating_add(ms as Millis);
@@ -419,6 +438,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         })?
     }
 
+    /// The end of this cycle's critical overrun.
+    fn overrun_end(&self, g: &Inner<N>) -> Millis {
+        g.deadline
+            .saturating_add(self.config.max_critical_overrun_ms as Millis)
+    }
+
     fn decide_locked(&self, g: &mut Inner<N>, now: Millis) -> Decision<R> {
         Self::expire(g, now);
         let mut critical = ReasonSet::EMPTY;
@@ -441,8 +466,14 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             }
         }
         if !critical.is_empty() {
+            let overrun_end = self.overrun_end(g);
+            if now >= overrun_end {
+                return Decision::Forced {
+                    overridden: ReasonSet::from_bits(critical.bits() | deferrable.bits()),
+                };
+            }
             let mut blockers = critical;
-            let mut recheck_at = critical_until;
+            let mut recheck_at = critical_until.min(overrun_end);
             if now < g.deadline {
                 blockers = ReasonSet::from_bits(critical.bits() | deferrable.bits());
                 recheck_at = recheck_at.min(lease_until).min(g.deadline);
@@ -468,8 +499,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 
     /// What to do at `now`. Ends expired leases (and counts them); otherwise changes nothing.
     ///
-    /// Rules: a critical lease always means Stay; past the awake budget, deferrable holds are
-    /// overridden (Forced); any other hold means Stay; no hold means Sleep.
+    /// Rules: a critical lease means Stay until the end of the critical overrun (the awake
+    /// budget plus [`Config::max_critical_overrun_ms`]), then Forced; past the awake budget,
+    /// deferrable holds are overridden (Forced); any other hold means Stay; no hold means
+    /// Sleep.
     pub fn decide(&self, now: Millis) -> Decision<R> {
         self.with(|g| self.decide_locked(g, now))
             .unwrap_or(Self::busy(now))
@@ -675,6 +708,7 @@ mod tests {
         SleepGuard::new(Config {
             awake_budget_ms: 1_000,
             max_extension_ms: 1_000,
+            max_critical_overrun_ms: 0,
         })
     }
 

@@ -25,6 +25,7 @@ use sleep_guard::{Config, Decision, Millis, SleepGuard};
 const CONFIG: Config = Config {
     awake_budget_ms: u32::MAX,
     max_extension_ms: 0,
+    max_critical_overrun_ms: 0,
 };
 
 const ITERATIONS: u32 = 20_000;

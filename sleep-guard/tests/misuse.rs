@@ -47,6 +47,7 @@ fn guard() -> SleepGuard<R, 4> {
     SleepGuard::new(Config {
         awake_budget_ms: 10_000,
         max_extension_ms: 5_000,
+        max_critical_overrun_ms: 5_000,
     })
 }
 
@@ -270,6 +271,7 @@ fn reason_methods_may_call_the_guard() {
     static NOSY: SleepGuard<Nosy, 2> = SleepGuard::new(Config {
         awake_budget_ms: 100,
         max_extension_ms: 0,
+        max_critical_overrun_ms: 0,
     });
     impl Reason for Nosy {
         const COUNT: usize = 2;
@@ -321,4 +323,42 @@ fn reason_methods_may_call_the_guard() {
         0,
         "a Reason method ran while the guard's state was in use"
     );
+}
+
+/// A critical lease renewed in a loop (a stuck erase-and-retry) must not keep the device
+/// awake forever: past the awake budget plus the critical overrun, renewals are refused and
+/// the decision is `Forced`, with the critical reason among the overridden.
+#[test]
+fn a_renewed_critical_lease_cannot_keep_the_device_awake_forever() {
+    let g = guard(); // budget 10 s; critical leases may overrun it by 5 s
+    g.begin_cycle(0).unwrap();
+    let mut refused = None;
+    let mut t = 0;
+    while t < 200 * 10_000 {
+        if let Err(e) = g.lease(R::Erase, 2_000, t) {
+            refused = Some((t, e));
+            break;
+        }
+        t += 1_000;
+    }
+    assert_eq!(refused, Some((15_000, Error::CriticalOverrunExceeded)));
+    // The last renewal (at 14 s) runs to 16 s, but the cap is at 15 s.
+    assert_eq!(
+        g.decide(14_500),
+        Decision::Stay {
+            blockers: set(&[R::Erase]),
+            recheck_at: 15_000
+        }
+    );
+    let forced = Decision::Forced {
+        overridden: set(&[R::Erase]),
+    };
+    assert_eq!(g.decide(15_000), forced);
+    assert_eq!(g.try_sleep(15_000, |_, _| {}), forced);
+    assert_eq!(g.stats(R::Erase).overrides, 1);
+    assert_eq!(g.retained().forced_sleeps, 1);
+    // Ending a lease is always allowed; a new cycle allows critical leases again.
+    assert_eq!(g.lease(R::Erase, 0, 15_100), Ok(15_100));
+    g.begin_cycle(20_000).unwrap();
+    assert_eq!(g.lease(R::Erase, 2_000, 20_000), Ok(22_000));
 }

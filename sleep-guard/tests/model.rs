@@ -12,6 +12,7 @@ use sleep_guard::{Class, Config, Decision, Error, Millis, Reason, ReasonSet, Sle
 const CONFIG: Config = Config {
     awake_budget_ms: 1_000,
     max_extension_ms: 1_500,
+    max_critical_overrun_ms: 400,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -74,6 +75,12 @@ impl Model {
         }
     }
 
+    /// "Critical leases keep the device awake until `deadline + max_critical_overrun_ms`, no
+    /// longer."
+    fn cap(&self) -> u64 {
+        self.deadline + u64::from(self.config.max_critical_overrun_ms)
+    }
+
     fn bump(&mut self) {
         self.generation += 1;
     }
@@ -128,6 +135,10 @@ impl Model {
             (Class::Critical, None) => return Err(Error::UnboundedCritical),
             (_, Some(m)) if ms > m => return Err(Error::LeaseTooLong { max_ms: m }),
             _ => {}
+        }
+        // Past the cap a critical lease is refused, but ending one is always allowed.
+        if r.class() == Class::Critical && ms > 0 && now >= self.cap() {
+            return Err(Error::CriticalOverrunExceeded);
         }
         let s = &mut self.slots[r.index()];
         if ms == 0 {
@@ -213,7 +224,12 @@ impl Model {
             }
         }
         if c_bits != 0 {
-            return if now < self.deadline {
+            return if now >= self.cap() {
+                // The battery comes first: every hold is overridden.
+                Decision::Forced {
+                    overridden: ReasonSet::from_bits(c_bits | d_bits),
+                }
+            } else if now < self.deadline {
                 Decision::Stay {
                     blockers: ReasonSet::from_bits(c_bits | d_bits),
                     recheck_at: c_min.min(d_min).min(self.deadline),
@@ -221,7 +237,7 @@ impl Model {
             } else {
                 Decision::Stay {
                     blockers: ReasonSet::from_bits(c_bits),
-                    recheck_at: c_min,
+                    recheck_at: c_min.min(self.cap()),
                 }
             };
         }
@@ -310,6 +326,8 @@ enum Op {
     Advance(u64),
     /// Moves the clock exactly to the end of the awake budget (if still ahead); no call.
     AdvanceToDeadline,
+    /// Moves the clock exactly to the end of the critical overrun (if still ahead); no call.
+    AdvanceToCap,
     /// Moves the clock exactly to the end of the reason's lease (if any, and ahead); no call.
     AdvanceToLeaseEnd(Why),
 }
@@ -368,6 +386,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Commit),
         9 => advance_ms().prop_map(Op::Advance),
         2 => Just(Op::AdvanceToDeadline),
+        2 => Just(Op::AdvanceToCap),
         3 => reason().prop_map(Op::AdvanceToLeaseEnd),
     ]
 }
@@ -493,6 +512,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::AdvanceToDeadline => {
                 now = now.max(model.deadline);
+                took_now = false;
+            }
+            Op::AdvanceToCap => {
+                now = now.max(model.cap());
                 took_now = false;
             }
             Op::AdvanceToLeaseEnd(r) => {

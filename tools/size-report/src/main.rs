@@ -196,6 +196,7 @@ mod sleep {
     pub static GUARD: SleepGuard<Why, 8> = SleepGuard::new(Config {
         awake_budget_ms: 10_000,
         max_extension_ms: 60_000,
+        max_critical_overrun_ms: 5_000,
     });
 
     /// Every call once, with values the compiler cannot see through.
