@@ -11,6 +11,19 @@ use crate::stats::{ReasonStats, Retained};
 
 /// Milliseconds on a monotonic clock the application chooses (since boot, an RTC count…).
 /// The guard never reads a clock: every call takes `now`.
+///
+/// # The clock contract
+/// `now` should never go backwards: widen a wrapping tick counter without letting it wrap,
+/// and do not set the clock back. If it does go back (a 32-bit ms tick wraps after ~49.7 days,
+/// an RTC is set back, or a task calls with a `now` it read before an interrupt's later call),
+/// the step back counts as **no time passing**: the call is taken at the latest time seen,
+/// and time goes on from there as the clock advances again. So a step back never stretches a
+/// lease, the awake budget or the critical overrun by its size: they keep the time they had
+/// left, and the times the guard returns afterwards (lease ends, [`SleepGuard::deadline`],
+/// `recheck_at`) are on the clock as it now reads. The price is the other way round: a step
+/// back of *d* ms shortens what was running across it by up to *d* (the battery-safe side;
+/// for calls that merely race an interrupt, *d* is the time between reading the clock and
+/// calling the guard). A step forward ends whatever it passes.
 pub type Millis = u64;
 
 /// Awake-budget settings.
@@ -162,8 +175,11 @@ struct Inner<const N: usize> {
     deadline: Millis,
     extended_ms: u32,
     generation: u32,
-    /// Latest `now` any call passed in (used to stamp a dropped [`Hold`]).
+    /// The guard's own time, which never goes back: the caller's `now` plus `offset`. Every
+    /// time in `Inner` is on this clock.
     last_now: Millis,
+    /// The sum of the caller's steps back (see "The clock contract" on [`Millis`]).
+    offset: Millis,
     retained: Retained<N>,
 }
 
@@ -222,6 +238,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 extended_ms: 0,
                 generation: 0,
                 last_now: 0,
+                offset: 0,
                 retained: Retained::new(),
             })),
             config,
@@ -264,9 +281,26 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         }
     }
 
-    /// Ends every lease that ran out at or before `now`.
+    /// Takes the caller's `now` onto the guard's clock (a step back counts as no time
+    /// passing) and ends the leases that ran out by then. Returns the guard's time.
+    fn advance(g: &mut Inner<N>, now: Millis) -> Millis {
+        let t = now.saturating_add(g.offset);
+        if t < g.last_now {
+            g.offset = g.offset.saturating_add(g.last_now - t);
+        } else {
+            g.last_now = t;
+        }
+        Self::expire(g, g.last_now);
+        g.last_now
+    }
+
+    /// A time on the guard's clock as the caller's clock reads it.
+    fn outside(g: &Inner<N>, t: Millis) -> Millis {
+        t.saturating_sub(g.offset)
+    }
+
+    /// Ends every lease that ran out at or before `now` (the guard's clock).
     fn expire(inner: &mut Inner<N>, now: Millis) {
-        inner.last_now = inner.last_now.max(now);
         for (i, s) in inner.slots.iter_mut().enumerate() {
             if let Some(until) = s.lease_until().filter(|&u| u <= now) {
                 s.lease_end = NONE;
@@ -285,7 +319,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Errors: [`Error::Reentrant`] only (see "Re-entrance" above).
     pub fn begin_cycle(&self, now: Millis) -> Result<(), Error> {
         self.with(|g| {
-            Self::expire(g, now);
+            let now = Self::advance(g, now);
             g.deadline = now.saturating_add(self.config.awake_budget_ms as Millis);
             g.extended_ms = 0;
             g.generation = g.generation.wrapping_add(1);
@@ -304,7 +338,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         let class = r.class();
         self.with(|g| {
             // Expired leases end even when the call is refused: time moved on either way.
-            Self::expire(g, now);
+            let now = Self::advance(g, now);
             if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
@@ -327,8 +361,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     fn release_at(&self, r: R, now: Option<Millis>) -> Result<(), Error> {
         let i = Self::slot_index(r)?;
         self.with(|g| {
-            let now = now.unwrap_or(g.last_now);
-            Self::expire(g, now);
+            let now = match now {
+                Some(now) => Self::advance(g, now),
+                None => g.last_now,
+            };
             let s = &mut g.slots[i];
             if s.count == 0 {
                 s.stats.unbalanced = s.stats.unbalanced.saturating_add(1);
@@ -355,7 +391,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         let i = Self::slot_index(r)?;
         let (class, max_ms) = (r.class(), r.max_lease_ms());
         self.with(|g| {
-            Self::expire(g, now);
+            let now = Self::advance(g, now);
             match (class, max_ms) {
                 (Class::Critical, None) => return Err(Error::UnboundedCritical),
                 (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
@@ -372,14 +408,14 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                     s.track(now);
                     g.generation = g.generation.wrapping_add(1);
                 }
-                return Ok(now);
+                return Ok(Self::outside(g, now));
             }
             s.lease_end = until.min(NONE - 1);
             s.critical = class == Class::Critical;
             s.stats.acquires = s.stats.acquires.saturating_add(1);
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
-            Ok(until)
+            Ok(Self::outside(g, until))
         })?
     }
 
@@ -391,7 +427,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         let i = Self::slot_index(r)?;
         let class = r.class();
         self.with(|g| {
-            Self::expire(g, now);
+            let now = Self::advance(g, now);
             if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
@@ -425,7 +461,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// is left, and nothing changes. Returns the new deadline.
     pub fn extend(&self, by_ms: u32, now: Millis) -> Result<Millis, Error> {
         self.with(|g| {
-            Self::expire(g, now);
+            Self::advance(g, now);
             let left =
                 self.config.max_extension_ms - g.extended_ms.min(self.config.max_extension_ms);
             if by_ms > left {
@@ -434,7 +470,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             g.extended_ms += by_ms;
             g.deadline = g.deadline.saturating_add(by_ms as Millis);
             g.generation = g.generation.wrapping_add(1);
-            Ok(g.deadline)
+            Ok(Self::outside(g, g.deadline))
         })?
     }
 
@@ -444,8 +480,23 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             .saturating_add(self.config.max_critical_overrun_ms as Millis)
     }
 
+    /// The decision at the caller's `now`, `recheck_at` on the caller's clock.
     fn decide_locked(&self, g: &mut Inner<N>, now: Millis) -> Decision<R> {
-        Self::expire(g, now);
+        let now = Self::advance(g, now);
+        match self.decide_at(g, now) {
+            Decision::Stay {
+                blockers,
+                recheck_at,
+            } => Decision::Stay {
+                blockers,
+                recheck_at: Self::outside(g, recheck_at),
+            },
+            d => d,
+        }
+    }
+
+    /// The decision at `now` on the guard's clock.
+    fn decide_at(&self, g: &Inner<N>, now: Millis) -> Decision<R> {
         let mut critical = ReasonSet::EMPTY;
         let mut deferrable = ReasonSet::EMPTY;
         let mut critical_until = Millis::MAX;
@@ -579,7 +630,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// The reasons holding at `now` (expired leases ended first).
     pub fn holders(&self, now: Millis) -> ReasonSet<R> {
         self.with(|g| {
-            Self::expire(g, now);
+            Self::advance(g, now);
             let mut set = ReasonSet::EMPTY;
             for (i, s) in g.slots.iter().enumerate() {
                 if s.is_held() {
@@ -608,12 +659,16 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 
     /// End of this cycle's awake budget (extensions included).
     pub fn deadline(&self) -> Millis {
-        self.with(|g| g.deadline).unwrap_or(0)
+        self.with(|g| Self::outside(g, g.deadline)).unwrap_or(0)
     }
 
-    /// Awake budget left at `now`.
+    /// Awake budget left at `now` (expired leases ended first).
     pub fn remaining_ms(&self, now: Millis) -> Millis {
-        self.deadline().saturating_sub(now)
+        self.with(|g| {
+            let now = Self::advance(g, now);
+            g.deadline.saturating_sub(now)
+        })
+        .unwrap_or(0)
     }
 
     /// The change counter (bumps on every hold change, expiry and extension).

@@ -339,17 +339,19 @@ fn a_renewed_critical_lease_cannot_keep_the_device_awake_forever() {
             refused = Some((t, e));
             break;
         }
+        if t == 14_000 {
+            // The last renewal runs to 16 s, but the cap is at 15 s.
+            assert_eq!(
+                g.decide(14_500),
+                Decision::Stay {
+                    blockers: set(&[R::Erase]),
+                    recheck_at: 15_000
+                }
+            );
+        }
         t += 1_000;
     }
     assert_eq!(refused, Some((15_000, Error::CriticalOverrunExceeded)));
-    // The last renewal (at 14 s) runs to 16 s, but the cap is at 15 s.
-    assert_eq!(
-        g.decide(14_500),
-        Decision::Stay {
-            blockers: set(&[R::Erase]),
-            recheck_at: 15_000
-        }
-    );
     let forced = Decision::Forced {
         overridden: set(&[R::Erase]),
     };
@@ -361,4 +363,65 @@ fn a_renewed_critical_lease_cannot_keep_the_device_awake_forever() {
     assert_eq!(g.lease(R::Erase, 0, 15_100), Ok(15_100));
     g.begin_cycle(20_000).unwrap();
     assert_eq!(g.lease(R::Erase, 2_000, 20_000), Ok(22_000));
+}
+
+/// A widened 32-bit millisecond tick that wraps steps the clock back by 2^32 ms (~49.7 days).
+/// The step back counts as no time passing: what was running keeps the time it had left, on
+/// the clock as it now reads; nothing is stretched by the size of the jump.
+#[test]
+fn a_clock_that_steps_back_stretches_nothing() {
+    let g = guard(); // budget 10 s
+    let wrap = 1u64 << 32;
+    g.begin_cycle(wrap - 5_000).unwrap(); // deadline wrap + 5 s
+    assert_eq!(g.lease(R::Erase, 2_000, wrap - 1_000), Ok(wrap + 1_000));
+    g.set(R::Pending, true, wrap - 1_000).unwrap();
+    // The tick wraps: the clock reads 500 where it read 2^32 - 1_000 a moment ago. At that
+    // moment the lease had 2 s left and the budget 6 s.
+    assert_eq!(
+        g.decide(500),
+        Decision::Stay {
+            blockers: set(&[R::Pending, R::Erase]),
+            recheck_at: 2_500
+        }
+    );
+    assert_eq!(g.deadline(), 6_500);
+    assert_eq!(g.remaining_ms(1_500), 5_000);
+    assert_eq!(
+        g.decide(2_500),
+        Decision::Stay {
+            blockers: set(&[R::Pending]),
+            recheck_at: 6_500
+        }
+    );
+    assert_eq!(g.stats(R::Erase).expiries, 1);
+    assert_eq!(
+        g.decide(6_500),
+        Decision::Forced {
+            overridden: set(&[R::Pending])
+        }
+    );
+    // A lease taken on the new clock is on the new clock.
+    assert_eq!(g.lease(R::Download, 1_000, 7_000), Ok(8_000));
+    assert!(g.is_held(R::Download, 7_999));
+    assert!(!g.is_held(R::Download, 8_000));
+    // Hold statistics never count the jump: Pending was held from 2^32 - 1_000 until the
+    // wrap (no time on the guard's clock, which had seen nothing later), then to 8_500.
+    g.set(R::Pending, false, 8_500).unwrap();
+    assert_eq!(g.stats(R::Pending).total_hold_ms, 8_000);
+}
+
+/// A call with an earlier `now` than the one before (two tasks reading the clock in a
+/// different order than they call the guard) is treated as the latest time seen.
+#[test]
+fn an_earlier_now_is_the_latest_time_seen() {
+    let g = guard();
+    assert_eq!(g.lease(R::Download, 1_000, 5_000), Ok(6_000));
+    // A task that read the clock at 4_900 calls a little late: taken at 5_000, the latest
+    // time seen, so the lease runs 1_000 ms, from then: to 5_900 on the caller's clock, which
+    // the guard now reads 100 ms ahead.
+    assert_eq!(g.lease(R::Download, 1_000, 4_900), Ok(5_900));
+    assert!(g.is_held(R::Download, 5_899));
+    assert!(!g.is_held(R::Download, 5_900));
+    assert_eq!(g.stats(R::Download).total_hold_ms, 1_000);
+    assert_eq!(g.lease(R::Download, 1_000, 6_000), Ok(7_000));
 }
