@@ -186,8 +186,15 @@ struct Inner<const N: usize> {
 /// The sleep coordinator for the application's reasons `R` (with `N == R::COUNT`).
 ///
 /// Every method takes `&self` and runs in one short critical section, so one `static`
-/// guard can be shared by tasks and interrupt handlers. Every call is O(N). RAM:
-/// `N × 48` bytes plus about 40, and `N × 8` more for the retained counters.
+/// guard can be shared by tasks and interrupt handlers. Every call is O(N).
+///
+/// RAM: `N × 64 + 80` bytes on `thumbv7m-none-eabi` (576 + 16 = 592 for 8 reasons, as
+/// `scripts/size-report.sh` measures). Per reason: 56 for its state (lease end, hold start,
+/// [`ReasonStats`], hold count and flags) and 8 for its two [`Retained`] counters. Fixed: 20
+/// for the rest of `Retained`, 32 for the deadline, extension, change counter and the guard's
+/// clock, 4 for the `RefCell` flag, 12 for the [`Config`], and 12 of padding to 8-byte
+/// alignment. A 64-bit host gets the same total (its 8-byte `RefCell` flag takes the padding
+/// a 32-bit target leaves after the 4-byte one); the unit tests pin it.
 ///
 /// # Re-entrance
 /// The guard never panics, and it never calls application code while its state is in use:
@@ -334,11 +341,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// 65 535 nested holds, [`Error::InvalidReason`]. On error nothing changes but what every
     /// call does: leases that ran out by `now` end.
     pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
-        let i = Self::slot_index(r)?;
+        let i = Self::slot_index(r);
         let class = r.class();
         self.with(|g| {
             // Expired leases end even when the call is refused: time moved on either way.
             let now = Self::advance(g, now);
+            let i = i?;
             if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
@@ -359,12 +367,13 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 
     /// [`release`](Self::release) at `now`, or at the latest time seen if `None`.
     fn release_at(&self, r: R, now: Option<Millis>) -> Result<(), Error> {
-        let i = Self::slot_index(r)?;
+        let i = Self::slot_index(r);
         self.with(|g| {
             let now = match now {
                 Some(now) => Self::advance(g, now),
                 None => g.last_now,
             };
+            let i = i?;
             let s = &mut g.slots[i];
             if s.count == 0 {
                 s.stats.unbalanced = s.stats.unbalanced.saturating_add(1);
@@ -380,7 +389,9 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     }
 
     /// Self-expiring hold until `now + ms`. Calling it again renews it (a download renews its
-    /// lease per chunk, so a stalled one releases itself). Returns the expiry time.
+    /// lease per chunk, so a stalled one releases itself). Returns the expiry time: the first
+    /// `now` at which the lease no longer holds (at most `u64::MAX - 1`). `ms == 0` ends the
+    /// lease now (not counted as an expiry) and returns `now`.
     ///
     /// Errors: [`Error::UnboundedCritical`] for a critical reason without
     /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it,
@@ -388,10 +399,11 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// after the end of this cycle's critical overrun ([`Config::max_critical_overrun_ms`]).
     /// On error nothing changes but what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
-        let i = Self::slot_index(r)?;
+        let i = Self::slot_index(r);
         let (class, max_ms) = (r.class(), r.max_lease_ms());
         self.with(|g| {
             let now = Self::advance(g, now);
+            let i = i?;
             match (class, max_ms) {
                 (Class::Critical, None) => return Err(Error::UnboundedCritical),
                 (_, Some(max)) if ms > max => return Err(Error::LeaseTooLong { max_ms: max }),
@@ -400,7 +412,8 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 }
                 _ => {}
             }
-            let until = now.saturating_add(ms as Millis);
+            // The end of time is `NONE`, so a lease ends at the latest at the millisecond before.
+            let until = now.saturating_add(ms as Millis).min(NONE - 1);
             let s = &mut g.slots[i];
             if ms == 0 {
                 // A zero lease ends the lease now.
@@ -410,7 +423,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 }
                 return Ok(Self::outside(g, now));
             }
-            s.lease_end = until.min(NONE - 1);
+            s.lease_end = until;
             s.critical = class == Class::Critical;
             s.stats.acquires = s.stats.acquires.saturating_add(1);
             s.track(now);
@@ -424,10 +437,11 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     ///
     /// Errors: [`Error::CriticalNeedsLease`] for a critical reason.
     pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
-        let i = Self::slot_index(r)?;
+        let i = Self::slot_index(r);
         let class = r.class();
         self.with(|g| {
             let now = Self::advance(g, now);
+            let i = i?;
             if class == Class::Critical {
                 return Err(Error::CriticalNeedsLease);
             }
@@ -559,7 +573,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             .unwrap_or(Self::busy(now))
     }
 
+    /// Records a sleep the caller will enter; a sleep is a change (a token taken before it
+    /// does not commit after it).
     fn record_sleep(g: &mut Inner<N>, d: &Decision<R>) {
+        g.generation = g.generation.wrapping_add(1);
         if let Decision::Forced { overridden } = d {
             g.retained.forced_sleeps = g.retained.forced_sleeps.wrapping_add(1);
             for i in 0..N {
@@ -607,14 +624,19 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// First half of the two-phase entry (Linux `wakeup_count` style) for code that must do
     /// work between the decision and the sleep (power the modem down…): take a token, do the
     /// work, then [`commit`](Self::commit).
+    ///
+    /// Everything that bumps the [`generation`](Self::generation) invalidates the token: a
+    /// hold taken or ended, a lease renewed or run out, [`begin_cycle`](Self::begin_cycle),
+    /// any successful [`extend`](Self::extend) (even by 0), and a recorded sleep (a
+    /// [`try_sleep`](Self::try_sleep) that entered, a successful `commit`).
     pub fn token(&self) -> SleepToken {
         SleepToken(self.with(|g| g.generation).ok())
     }
 
-    /// Second half: `Ok(decision)` if nothing changed since `token` (no hold taken or ended,
-    /// no lease expired, no extension) and the decision allows sleep; the sleep is then
+    /// Second half: `Ok(decision)` if nothing changed since `token` (see
+    /// [`token`](Self::token) for what counts) and the decision allows sleep; the sleep is then
     /// recorded and the caller must go to sleep. `Err(decision)` otherwise: stay awake and
-    /// start over.
+    /// start over. A token commits at most once: the recorded sleep is itself a change.
     pub fn commit(&self, token: SleepToken, now: Millis) -> Result<Decision<R>, Decision<R>> {
         self.with(|g| {
             let d = self.decide_locked(g, now);
@@ -671,7 +693,8 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         .unwrap_or(0)
     }
 
-    /// The change counter (bumps on every hold change, expiry and extension).
+    /// The change counter: bumps on every hold change, lease renewal or expiry, extension,
+    /// new cycle and recorded sleep (see [`token`](Self::token)).
     pub fn generation(&self) -> u32 {
         self.with(|g| g.generation).unwrap_or(0)
     }
@@ -816,6 +839,27 @@ mod tests {
                 overridden: ReasonSet::from_bits(0b01)
             })
         );
+    }
+
+    /// The RAM figure in the docs of [`SleepGuard`], from the real layout.
+    #[test]
+    fn ram_is_64_bytes_per_reason_plus_80() {
+        assert_eq!(core::mem::size_of::<Slot>(), 56);
+        assert_eq!(core::mem::size_of::<Retained<2>>(), 20 + 2 * 8);
+        assert_eq!(core::mem::size_of::<SleepGuard<Two, 2>>(), 2 * 64 + 80);
+        fn parts<const N: usize>() -> usize {
+            core::mem::size_of::<Mutex<RefCell<Inner<N>>>>() + core::mem::size_of::<Config>()
+        }
+        // Every N the same formula (`SleepGuard<R, N>` needs `N == R::COUNT`, so measure its
+        // parts; the struct adds only alignment, checked above).
+        for (n, size) in [
+            (1, parts::<1>()),
+            (7, parts::<7>()),
+            (8, parts::<8>()),
+            (32, parts::<32>()),
+        ] {
+            assert_eq!(size.next_multiple_of(8), n * 64 + 80, "N = {n}");
+        }
     }
 
     /// A token taken while the state was in use never commits.

@@ -425,3 +425,93 @@ fn an_earlier_now_is_the_latest_time_seen() {
     assert_eq!(g.stats(R::Download).total_hold_ms, 1_000);
     assert_eq!(g.lease(R::Download, 1_000, 6_000), Ok(7_000));
 }
+
+/// A lease whose end would pass the end of time ends where the guard says it does.
+#[test]
+fn a_lease_at_the_end_of_time_ends_when_it_says() {
+    let g = guard();
+    let end = g.lease(R::Download, 1_000, u64::MAX - 10).unwrap();
+    assert!(g.is_held(R::Download, end - 1));
+    assert!(
+        !g.is_held(R::Download, end),
+        "lease said it ends at {end}, but still holds then"
+    );
+}
+
+/// A reason whose index is not below `N` is refused, but like every call that takes `now`,
+/// the refusal still ends the leases that ran out.
+#[test]
+fn an_invalid_reason_is_refused_and_still_ends_expired_leases() {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Odd {
+        A,
+        B,
+        /// Index 2 with `COUNT == 2`: an application bug.
+        Stray,
+    }
+    impl Reason for Odd {
+        const COUNT: usize = 2;
+        fn index(self) -> usize {
+            self as usize
+        }
+        fn from_index(i: usize) -> Option<Self> {
+            [Odd::A, Odd::B].get(i).copied()
+        }
+        fn name(self) -> &'static str {
+            "odd"
+        }
+        fn class(self) -> Class {
+            Class::Deferrable
+        }
+    }
+    type Call = fn(&SleepGuard<Odd, 2>, u64) -> Result<(), Error>;
+    let calls: [(&str, Call); 4] = [
+        ("acquire", |g, t| g.acquire(Odd::Stray, t)),
+        ("release", |g, t| g.release(Odd::Stray, t)),
+        ("lease", |g, t| g.lease(Odd::Stray, 10, t).map(drop)),
+        ("set", |g, t| g.set(Odd::Stray, true, t)),
+    ];
+    for (name, call) in calls {
+        let g = SleepGuard::<Odd, 2>::new(Config {
+            awake_budget_ms: 1_000,
+            max_extension_ms: 0,
+            max_critical_overrun_ms: 0,
+        });
+        assert_eq!(g.lease(Odd::B, 50, 0), Ok(50));
+        assert_eq!(call(&g, 50), Err(Error::InvalidReason), "{name}");
+        assert_eq!(g.stats(Odd::B).expiries, 1, "{name} did not end the lease");
+        assert!(matches!(g.hold(Odd::Stray, 60), Err(Error::InvalidReason)));
+        assert_eq!(g.stats(Odd::Stray), Default::default());
+        assert!(!g.is_held(Odd::Stray, 60));
+        assert_eq!(g.holders(60), ReasonSet::EMPTY);
+    }
+}
+
+/// A token commits once: the recorded sleep is a change. And what the docs say invalidates a
+/// token does: a new cycle, any extension (even by 0), a sleep entered with `try_sleep`.
+#[test]
+fn a_token_commits_once() {
+    let g = guard();
+    let token = g.token();
+    assert_eq!(g.commit(token, 10), Ok(Decision::Sleep));
+    assert_eq!(
+        g.commit(token, 10),
+        Err(Decision::Sleep),
+        "the same token committed twice"
+    );
+
+    type Change = fn(&SleepGuard<R, 4>);
+    let changes: [(&str, Change); 3] = [
+        ("begin_cycle", |g| g.begin_cycle(20).unwrap()),
+        ("extend(0)", |g| assert!(g.extend(0, 20).is_ok())),
+        ("try_sleep", |g| {
+            assert!(g.try_sleep(20, |_, _| {}).allows_sleep())
+        }),
+    ];
+    for (name, change) in changes {
+        let token = g.token();
+        change(&g);
+        assert_eq!(g.commit(token, 30), Err(Decision::Sleep), "{name}");
+        assert_eq!(g.commit(g.token(), 30), Ok(Decision::Sleep), "{name}");
+    }
+}

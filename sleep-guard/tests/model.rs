@@ -278,7 +278,9 @@ impl Model {
         }
     }
 
+    /// "A recorded sleep is a change": a token does not commit twice.
     fn record_sleep(&mut self, d: &Decision<Why>) {
+        self.bump();
         if let Decision::Forced { overridden } = d {
             self.forced_sleeps += 1;
             for i in 0..N {
