@@ -188,7 +188,7 @@ struct Inner<const N: usize> {
 /// Every method takes `&self` and runs in one short critical section, so one `static`
 /// guard can be shared by tasks and interrupt handlers. Every call is O(N).
 ///
-/// RAM: `N × 64 + 80` bytes on `thumbv7m-none-eabi` (576 + 16 = 592 for 8 reasons, as
+/// RAM: `N × 64 + 80` bytes on `thumbv7m-none-eabi` (8 × 64 + 80 = 592 for 8 reasons, as
 /// `scripts/size-report.sh` measures). Per reason: 56 for its state (lease end, hold start,
 /// [`ReasonStats`], hold count and flags) and 8 for its two [`Retained`] counters. Fixed: 20
 /// for the rest of `Retained`, 32 for the deadline, extension, change counter and the guard's
