@@ -166,6 +166,86 @@ fn every_rejection_is_distinct() {
     assert_eq!(VerifyError::WrongHardware.update_result() as u8, 6);
 }
 
+/// Re-signs `m` (a manifest signed by key 1) after `edit` changed its signed bytes, so a
+/// structural rule is what refuses it, not the signature.
+fn resigned(mut m: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let n = m.len() - 64;
+    edit(&mut m[..n]);
+    let sig = keypair(1).sk.sign(&m[..n], None);
+    m[n..].copy_from_slice(&sig[..]);
+    m
+}
+
+/// Section 1.4 step 1, rule by rule: each header rule on a correctly signed manifest.
+#[test]
+fn every_step_1_rule_is_enforced_on_signed_manifests() {
+    let keys = trusted(&[1]);
+    let good = sign(3000, 1, 5);
+    assert!(verify(&good.manifest, &keys, &policy()).is_ok());
+    let refused = |edit: &dyn Fn(&mut [u8])| {
+        let m = resigned(good.manifest.clone(), |b| edit(b));
+        match verify(&m, &keys, &policy()) {
+            Err(VerifyError::Malformed(e)) => e,
+            other => panic!("not refused as malformed: {other:?}"),
+        }
+    };
+    assert_eq!(refused(&|b| b[0] = b'X'), ParseError::BadMagic);
+    assert_eq!(refused(&|b| b[4] = 2), ParseError::UnsupportedVersion(2));
+    // Flag bits 1-7 must be zero, each of them.
+    for bit in 1..8 {
+        assert_eq!(refused(&|b| b[5] = 1 << bit), ParseError::ReservedBitsSet);
+    }
+    for at in [6, 7, 38, 39] {
+        assert_eq!(refused(&|b| b[at] = 1), ParseError::ReservedBitsSet);
+    }
+    // Flag bit 0 clear: the base digest must be all zero, every byte of it.
+    for at in [88, 100, 119] {
+        assert_eq!(refused(&|b| b[at] = 1), ParseError::ReservedBitsSet);
+    }
+    // Flag bit 0 set with an all-zero base digest: refused (a digest of no image).
+    assert_eq!(refused(&|b| b[5] = 1), ParseError::ZeroBaseDigest);
+    // Flag bit 0 set with any other base digest: accepted and reported.
+    let with_base = resigned(good.manifest.clone(), |b| {
+        b[5] = 1;
+        b[119] = 0x80;
+    });
+    let v = verify(&with_base, &keys, &policy()).unwrap();
+    let mut base = [0u8; 32];
+    base[31] = 0x80;
+    assert_eq!(v.header().base_digest, Some(ota_core::Sha256Digest(base)));
+    // The builder refuses to write what the parser refuses to read.
+    let params = ota_core::ImageParams {
+        hardware_id: hw(),
+        version: Version::new(1, 0, 0),
+        security_counter: SecurityCounter(5),
+        chunk_size: 256,
+        base_digest: Some(ota_core::Sha256Digest([0; 32])),
+    };
+    assert_eq!(
+        params.manifest_len(3000),
+        Err(ota_core::BuildError::Invalid(ParseError::ZeroBaseDigest))
+    );
+    // Image size at least 1 (the chunk count 0 matches, so only this rule refuses it).
+    assert_eq!(
+        refused(&|b| {
+            b[44..48].copy_from_slice(&0u32.to_le_bytes());
+            b[52..56].copy_from_slice(&0u32.to_le_bytes());
+        }),
+        ParseError::EmptyImage
+    );
+    for cs in [0u32, 128, 300, 131072] {
+        assert_eq!(
+            refused(&|b| b[48..52].copy_from_slice(&cs.to_le_bytes())),
+            ParseError::BadChunkSize,
+            "chunk size {cs}"
+        );
+    }
+    assert_eq!(
+        refused(&|b| b[52..56].copy_from_slice(&13u32.to_le_bytes())),
+        ParseError::ChunkCountMismatch
+    );
+}
+
 #[test]
 fn manifest_accessors() {
     let s = sign(1000, 3, 1);
