@@ -147,8 +147,22 @@ impl<'a> VerifiedManifest<'a> {
     }
 }
 
-/// Checks an Ed25519 signature (RFC 8032, strict: non-canonical encodings are refused by
-/// `ed25519-compact`). This is the primitive [`authenticate`] uses on the manifest bytes.
+/// Checks an Ed25519 signature by the rule of `docs/image-format.md` section 1.3: RFC 8032
+/// section 5.1.7 with its cofactored equation, plus two refusals. Exactly:
+///
+/// 1. S (the signature's last 32 bytes, little-endian) must be below the group order L;
+/// 2. `public_key` and R (the first 32 bytes) must decode as RFC 8032 section 5.1.3 says, with
+///    no reduction (y < p, a point exists, no x = 0 with the sign bit set);
+/// 3. neither the key nor R may have small order (8·P = identity);
+/// 4. with k = SHA-512(R ‖ key ‖ `message`) mod L, 8·(S·B − k·A − R) must be the identity.
+///
+/// A cofactorless verifier such as OpenSSL differs only on signatures an RFC 8032 signer
+/// never makes (section 1.6 lists them): it refuses an R or key off by a small-order point,
+/// which this accepts, and accepts R = identity or a small-order key, which this refuses.
+///
+/// This is the primitive [`authenticate`] uses on the manifest bytes. Every refusal is
+/// [`VerifyError::BadSignature`]. Cost: one SHA-512 pass over `message`, two point
+/// decodings and one double-scalar multiplication (variable time: all inputs are public).
 pub fn check_signature(
     public_key: &[u8; 32],
     message: &[u8],

@@ -78,6 +78,104 @@ fn rfc8032_vectors_through_the_verifier() {
     }
 }
 
+/// The eight points of small order, canonically encoded: [i]T8 for i = 0..8, T8 of order 8
+/// (orders 1, 8, 4, 8, 2, 8, 4, 8).
+const SMALL_ORDER: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+/// Encodings that RFC 8032 decoding refuses: y ≥ p (y = p and y = p + 1, each sign), x = 0
+/// with the sign bit set (identity and (0, -1)), and a y with no point (y = 2).
+const NOT_CANONICAL_OR_OFF_CURVE: [&str; 7] = [
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0100000000000000000000000000000000000000000000000000000000000080",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0200000000000000000000000000000000000000000000000000000000000000",
+];
+
+fn key32(s: &str) -> [u8; 32] {
+    h(s).try_into().unwrap()
+}
+
+/// 256-bit little-endian `a + b`, `None` on overflow.
+fn add_le(a: &[u8], b: &[u8; 32]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+/// Section 1.3 steps 1, 2-3 and 4-5, with vectors built here (section 1.6 has the ones that
+/// need point arithmetic): S ≥ L, small-order and undecodable keys, small-order and
+/// undecodable R.
+#[test]
+fn ed25519_rule_refusals() {
+    const L: &str = "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
+    let l = key32(L);
+    let (_, pk, msg, sig) = RFC8032[2];
+    let (pk, msg, sig): ([u8; 32], _, [u8; 64]) = (key32(pk), h(msg), h(sig).try_into().unwrap());
+    assert_eq!(check_signature(&pk, &msg, &sig), Ok(()));
+    // Step 1: S + L and S + 2L name the same scalar, but only S < L is accepted; so is
+    // any S with its top bits set.
+    let mut two_l = l;
+    two_l = add_le(&two_l, &l).unwrap();
+    for add in [l, two_l] {
+        let mut bad = sig;
+        bad[32..].copy_from_slice(&add_le(&sig[32..], &add).unwrap());
+        assert_eq!(
+            check_signature(&pk, &msg, &bad),
+            Err(VerifyError::BadSignature)
+        );
+    }
+    let mut bad = sig;
+    bad[63] |= 0xe0;
+    assert_eq!(
+        check_signature(&pk, &msg, &bad),
+        Err(VerifyError::BadSignature)
+    );
+    // Steps 2-3: under a small-order key, R = identity and S = 0 satisfy even the
+    // cofactorless equation, for any message; and R = A with S = 0 the cofactored one.
+    for a in SMALL_ORDER.iter().chain(&NOT_CANONICAL_OR_OFF_CURVE) {
+        let a = key32(a);
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        assert_eq!(
+            check_signature(&a, b"any message", &forged),
+            Err(VerifyError::BadSignature),
+            "key {}",
+            hex::encode(a)
+        );
+        forged[..32].copy_from_slice(&a);
+        assert_eq!(
+            check_signature(&a, b"any message", &forged),
+            Err(VerifyError::BadSignature)
+        );
+    }
+    // Steps 4-5: R small order or not decodable, whatever S.
+    for r in SMALL_ORDER.iter().chain(&NOT_CANONICAL_OR_OFF_CURVE) {
+        let mut bad = sig;
+        bad[..32].copy_from_slice(&key32(r));
+        assert_eq!(
+            check_signature(&pk, &msg, &bad),
+            Err(VerifyError::BadSignature)
+        );
+    }
+}
+
 #[test]
 fn accepts_a_good_manifest_with_either_rotated_key() {
     let s = sign_with(image(3000, 1), 2, Version::new(2, 0, 0), 6, 256, hw());
