@@ -4,8 +4,10 @@ mod common;
 
 use common::*;
 use ota_core::manifest::{Manifest, HEADER_LEN};
+use ota_core::verify::KeyError;
 use ota_core::{
-    check_signature, verify, HardwareId, ParseError, Policy, SecurityCounter, VerifyError, Version,
+    check_signature, verify, HardwareId, ParseError, Policy, SecurityCounter, TrustedKey,
+    VerifyError, Version,
 };
 
 fn policy() -> Policy {
@@ -172,6 +174,53 @@ fn ed25519_rule_refusals() {
         assert_eq!(
             check_signature(&pk, &msg, &bad),
             Err(VerifyError::BadSignature)
+        );
+    }
+}
+
+/// `TrustedKey::try_new` refuses what section 1.3 steps 2-3 refuse, with one error each.
+#[test]
+fn checked_key_constructor_refuses_small_order_and_undecodable_keys() {
+    for a in SMALL_ORDER {
+        assert_eq!(
+            TrustedKey::try_new(key32(a)),
+            Err(KeyError::SmallOrder),
+            "key {a}"
+        );
+    }
+    for a in NOT_CANONICAL_OR_OFF_CURVE {
+        assert_eq!(
+            TrustedKey::try_new(key32(a)),
+            Err(KeyError::NotAPoint),
+            "key {a}"
+        );
+    }
+    for (_, pk, _, _) in RFC8032 {
+        let k = TrustedKey::try_new(key32(pk)).unwrap();
+        assert_eq!(k, TrustedKey::new(key32(pk)));
+        assert_eq!(k.id(), ota_core::KeyId::of(&key32(pk)));
+    }
+    // Section 1.6: the keys of vectors 8 and 9 are refused; vector 10's key, a valid point
+    // plus one of order 2, is not (only a scalar multiplication could tell).
+    assert_eq!(
+        TrustedKey::try_new(key32(SMALL_ORDER[0])),
+        Err(KeyError::SmallOrder)
+    );
+    assert_eq!(
+        TrustedKey::try_new(key32(
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+        )),
+        Err(KeyError::NotAPoint)
+    );
+    assert!(TrustedKey::try_new(key32(
+        "16a567fe7d4ef5482ab4012c369bf8c5f11e8d0c2559dcda50fde59708f8aee5"
+    ))
+    .is_ok());
+    // Keys from key generation always pass.
+    for seed in 1..=255u8 {
+        assert!(
+            TrustedKey::try_new(*keypair(seed).pk).is_ok(),
+            "seed {seed}"
         );
     }
 }
