@@ -5,6 +5,7 @@
 
 mod cmd;
 mod config;
+mod engine;
 mod error;
 mod fields;
 pub mod frame;
@@ -17,6 +18,7 @@ mod socket;
 pub mod urc;
 
 pub use config::{Apn, Auth, Config, Interventions, Registration};
+pub use engine::PendingRecovery;
 pub use error::{
     AtError, DataError, PinError, PowerError, RegistrationError, SimError, SocketError,
     UartErrorKind,

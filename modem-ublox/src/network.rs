@@ -449,7 +449,7 @@ where
         run!(self.exec(
             b"AT+CGACT?\r\n",
             cap!(t.query),
-            &mut crate::modem::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
+            &mut crate::engine::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
                 Some(r) => {
                     let mut f = Fields::new(r);
                     if f.int() == Some(1) && f.int() == Some(1) {

@@ -40,7 +40,7 @@ pub fn final_result(line: &[u8]) -> Option<Final> {
             if let Some(rest) = strip(line, b"+CME ERROR:") {
                 Some(Final::Cme(error_code(rest)))
             } else {
-                strip(line, b"+CMS ERROR:").map(|rest| Final::Cms(error_code(rest)))
+                strip(line, b"+CMS ERROR:").map(|rest| Final::Cms(cms_error_code(rest)))
             }
         }
     }
@@ -72,6 +72,58 @@ pub fn error_code(arg: &[u8]) -> u16 {
         .iter()
         .find(|(t, _)| arg.eq_ignore_ascii_case(t))
         .map_or(100, |&(_, c)| c)
+}
+
+/// The numeric code of a `+CMS ERROR:` argument, mapping the verbose texts of 3GPP TS 27.005
+/// §3.2.5 to their numbers (with or without the "(U)" of "(U)SIM"); unknown texts give 500
+/// ("unknown error").
+pub fn cms_error_code(arg: &[u8]) -> u16 {
+    if let Some(n) = parse_u32(arg) {
+        return u16::try_from(n).unwrap_or(500);
+    }
+    let text = match arg.get(..3) {
+        Some(p) if p.eq_ignore_ascii_case(b"(u)") => &arg[3..],
+        _ => arg,
+    };
+    const TEXTS: &[(&[u8], u16)] = &[
+        (b"ME failure", 300),
+        (b"SMS service of ME reserved", 301),
+        (b"operation not allowed", 302),
+        (b"operation not supported", 303),
+        (b"invalid PDU mode parameter", 304),
+        (b"invalid text mode parameter", 305),
+        (b"SIM not inserted", 310),
+        (b"SIM PIN required", 311),
+        (b"PH-SIM PIN required", 312),
+        (b"SIM failure", 313),
+        (b"SIM busy", 314),
+        (b"SIM wrong", 315),
+        (b"SIM PUK required", 316),
+        (b"SIM PIN2 required", 317),
+        (b"SIM PUK2 required", 318),
+        (b"memory failure", 320),
+        (b"invalid memory index", 321),
+        (b"memory full", 322),
+        (b"SMSC address unknown", 330),
+        (b"no network service", 331),
+        (b"network timeout", 332),
+        (b"no +CNMA acknowledgement expected", 340),
+        (b"unknown error", 500),
+    ];
+    TEXTS
+        .iter()
+        .find(|(t, _)| text.eq_ignore_ascii_case(t))
+        .map_or(500, |&(_, c)| c)
+}
+
+/// Whether `line` is the first line of a two-line URC whose second line is its body: `+CMT`
+/// (SMS delivered directly), `+CDS` (status report) and `+CBM` (cell broadcast), 3GPP TS
+/// 27.005 §3.4.1. The body (a PDU of up to 2 × 176 hex digits, or text) belongs to the URC,
+/// whatever it contains, and may be longer than the line buffer.
+pub fn body_follows(line: &[u8]) -> bool {
+    [&b"+CMT:"[..], b"+CDS:", b"+CBM:"]
+        .iter()
+        .any(|p| line.starts_with(p))
 }
 
 /// A registration status (`<stat>` of `+CREG`/`+CGREG`/`+CEREG`).
@@ -312,5 +364,43 @@ mod tests {
         );
         assert_eq!(final_result(b"OK"), Some(Final::Ok));
         assert_eq!(final_result(b"OKAY"), None);
+    }
+
+    /// Issue 8 item 4: `+CMS ERROR` texts are 3GPP TS 27.005 §3.2.5 codes, not the TS 27.007
+    /// `+CME ERROR` ones (`unknown error` is 500, not 100).
+    #[test]
+    fn cms_error_texts_use_27_005_codes() {
+        assert_eq!(
+            final_result(b"+CMS ERROR: unknown error"),
+            Some(Final::Cms(500))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: Something new"),
+            Some(Final::Cms(500))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: operation not allowed"),
+            Some(Final::Cms(302))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: (U)SIM not inserted"),
+            Some(Final::Cms(310))
+        );
+        assert_eq!(final_result(b"+CMS ERROR: SIM busy"), Some(Final::Cms(314)));
+        assert_eq!(final_result(b"+CMS ERROR: 330"), Some(Final::Cms(330)));
+        // The CME table is unchanged.
+        assert_eq!(
+            final_result(b"+CME ERROR: operation not allowed"),
+            Some(Final::Cme(3))
+        );
+    }
+
+    #[test]
+    fn sms_urcs_carry_a_body_line() {
+        assert!(body_follows(b"+CMT: ,159"));
+        assert!(body_follows(b"+CDS: 25"));
+        assert!(body_follows(b"+CBM: 88"));
+        assert!(!body_follows(b"+CMTI: \"SM\",3"));
+        assert!(!body_follows(b"+CMGR: 0,,25"));
     }
 }
