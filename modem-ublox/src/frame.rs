@@ -92,11 +92,6 @@ impl<const L: usize> Framer<L> {
         self.emitted = false;
     }
 
-    /// `true` if no partial line or payload is pending.
-    pub fn is_idle(&self) -> bool {
-        (self.len == 0 || self.emitted) && self.state == State::Line
-    }
-
     /// Feed one byte. Cost: O(1), except when a `"` completes a possible payload header
     /// (O(line length)).
     pub fn push(&mut self, b: u8) -> Option<Event<'_>> {
