@@ -46,74 +46,68 @@ pub fn final_result(line: &[u8]) -> Option<Final> {
     }
 }
 
+/// Verbose error texts with their `+CME ERROR` code (3GPP TS 27.007 §9.2, the ones seen from
+/// SARA modules) and their `+CMS ERROR` code (TS 27.005 §3.2.5); 0 where the text is not one
+/// of that family's. One table, so the texts both families share are stored once.
+const ERROR_TEXTS: &[(&[u8], u16, u16)] = &[
+    (b"operation not allowed", 3, 302),
+    (b"operation not supported", 4, 303),
+    (b"sim not inserted", 10, 310),
+    (b"sim pin required", 11, 311),
+    (b"sim puk required", 12, 316),
+    (b"sim failure", 13, 313),
+    (b"sim busy", 14, 314),
+    (b"sim wrong", 15, 315),
+    (b"incorrect password", 16, 0),
+    (b"no network service", 30, 331),
+    (b"network timeout", 31, 332),
+    (b"gprs services not allowed", 107, 0),
+    (b"unspecified gprs error", 148, 0),
+    (b"pdp authentication failure", 149, 0),
+    (b"me failure", 0, 300),
+    (b"sms service of me reserved", 0, 301),
+    (b"invalid pdu mode parameter", 0, 304),
+    (b"invalid text mode parameter", 0, 305),
+    (b"ph-sim pin required", 0, 312),
+    (b"sim pin2 required", 0, 317),
+    (b"sim puk2 required", 0, 318),
+    (b"memory failure", 0, 320),
+    (b"invalid memory index", 0, 321),
+    (b"memory full", 0, 322),
+    (b"smsc address unknown", 0, 330),
+    (b"no +cnma acknowledgement expected", 0, 340),
+    (b"unknown error", 0, 500),
+];
+
+/// The code of an error argument: its number, or its text looked up in [`ERROR_TEXTS`]
+/// (`cms` selects the family), or `unknown`.
+fn code_of(arg: &[u8], cms: bool, unknown: u16) -> u16 {
+    if let Some(n) = parse_u32(arg) {
+        return u16::try_from(n).unwrap_or(unknown);
+    }
+    // TS 27.005 writes "(U)SIM …"; SARA modules write "SIM …".
+    let text = match arg.get(..3) {
+        Some(p) if cms && p.eq_ignore_ascii_case(b"(u)") => &arg[3..],
+        _ => arg,
+    };
+    ERROR_TEXTS
+        .iter()
+        .map(|&(t, cme, cms_code)| (t, if cms { cms_code } else { cme }))
+        .find(|&(t, c)| c != 0 && text.eq_ignore_ascii_case(t))
+        .map_or(unknown, |(_, c)| c)
+}
+
 /// The numeric code of a `+CME ERROR:` argument, mapping the verbose texts seen from SARA
 /// modules (3GPP TS 27.007 §9.2) to their numbers; unknown texts give 100 ("unknown").
 pub fn error_code(arg: &[u8]) -> u16 {
-    if let Some(n) = parse_u32(arg) {
-        return u16::try_from(n).unwrap_or(100);
-    }
-    const TEXTS: &[(&[u8], u16)] = &[
-        (b"operation not allowed", 3),
-        (b"operation not supported", 4),
-        (b"sim not inserted", 10),
-        (b"sim pin required", 11),
-        (b"sim puk required", 12),
-        (b"sim failure", 13),
-        (b"sim busy", 14),
-        (b"sim wrong", 15),
-        (b"incorrect password", 16),
-        (b"no network service", 30),
-        (b"network timeout", 31),
-        (b"gprs services not allowed", 107),
-        (b"unspecified gprs error", 148),
-        (b"pdp authentication failure", 149),
-    ];
-    TEXTS
-        .iter()
-        .find(|(t, _)| arg.eq_ignore_ascii_case(t))
-        .map_or(100, |&(_, c)| c)
+    code_of(arg, false, 100)
 }
 
 /// The numeric code of a `+CMS ERROR:` argument, mapping the verbose texts of 3GPP TS 27.005
 /// §3.2.5 to their numbers (with or without the "(U)" of "(U)SIM"); unknown texts give 500
 /// ("unknown error").
 pub fn cms_error_code(arg: &[u8]) -> u16 {
-    if let Some(n) = parse_u32(arg) {
-        return u16::try_from(n).unwrap_or(500);
-    }
-    let text = match arg.get(..3) {
-        Some(p) if p.eq_ignore_ascii_case(b"(u)") => &arg[3..],
-        _ => arg,
-    };
-    const TEXTS: &[(&[u8], u16)] = &[
-        (b"ME failure", 300),
-        (b"SMS service of ME reserved", 301),
-        (b"operation not allowed", 302),
-        (b"operation not supported", 303),
-        (b"invalid PDU mode parameter", 304),
-        (b"invalid text mode parameter", 305),
-        (b"SIM not inserted", 310),
-        (b"SIM PIN required", 311),
-        (b"PH-SIM PIN required", 312),
-        (b"SIM failure", 313),
-        (b"SIM busy", 314),
-        (b"SIM wrong", 315),
-        (b"SIM PUK required", 316),
-        (b"SIM PIN2 required", 317),
-        (b"SIM PUK2 required", 318),
-        (b"memory failure", 320),
-        (b"invalid memory index", 321),
-        (b"memory full", 322),
-        (b"SMSC address unknown", 330),
-        (b"no network service", 331),
-        (b"network timeout", 332),
-        (b"no +CNMA acknowledgement expected", 340),
-        (b"unknown error", 500),
-    ];
-    TEXTS
-        .iter()
-        .find(|(t, _)| text.eq_ignore_ascii_case(t))
-        .map_or(500, |&(_, c)| c)
+    code_of(arg, true, 500)
 }
 
 /// Whether `line` is the first line of a two-line URC whose second line is its body: `+CMT`
