@@ -121,6 +121,9 @@ pub(crate) struct Engine<const L: usize> {
     /// The next line is the body of a two-line URC (`+CMT`, `+CDS`, `+CBM`).
     urc_body: bool,
     pub(crate) link: Link,
+    /// The end of the running budgeted call (`wait_sim_ready`, `register`, `activate_data`):
+    /// a resynchronisation inside it stops there and never restarts the modem.
+    budget_end: Option<u64>,
 }
 
 impl<const L: usize> Engine<L> {
@@ -133,6 +136,7 @@ impl<const L: usize> Engine<L> {
             last_cmd: Echo::NONE,
             urc_body: false,
             link: Link::InStep,
+            budget_end: None,
         }
     }
 
@@ -146,6 +150,7 @@ impl<const L: usize> Engine<L> {
             last_cmd: self.last_cmd,
             urc_body: false,
             link: self.link,
+            budget_end: self.budget_end,
         }
     }
 
@@ -253,6 +258,15 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
             Link::Rebooted => Some(PendingRecovery::Reinitialise),
             Link::InStep | Link::Initialising | Link::PoweringOff => None,
         }
+    }
+
+    /// Run `f` (a call with a budget ending at `end`, in driver ns) with recovery capped by
+    /// that budget (see [`resync`](Self::resync)).
+    pub(crate) fn within_budget<T>(&mut self, end: u64, f: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = self.eng.budget_end.replace(end);
+        let r = f(self);
+        self.eng.budget_end = outer;
+        r
     }
 
     /// Change the engine's [`Link`] (power sequences: off, on, restart).
@@ -540,27 +554,54 @@ where
     /// a late result due soon after the probe's `OK` is dropped there (counted in
     /// [`Stats::stray_results`](crate::Stats)) instead of ending the next command. At
     /// [`Config::max_timeouts`](crate::Config) consecutive timeouts the modem is restarted.
+    ///
+    /// Inside a budgeted call ([`within_budget`](Self::within_budget)) probes and draining
+    /// stop at the budget's end (`Timeout` there, the link still out of step), and a restart
+    /// is never started: `Timeout`, with the restart left to
+    /// [`needs_recovery`](Self::needs_recovery) and [`recover`](Self::recover).
     fn resync(&mut self) -> Result<(), AtError> {
         loop {
             let Link::OutOfStep { timeouts } = self.eng.link else {
                 // A reboot was seen meanwhile: the re-initialisation takes over.
                 return Ok(());
             };
+            let left = self.eng.budget_end.map(|end| self.left_ms(end));
             if timeouts >= self.cfg.max_timeouts {
+                if left.is_some() {
+                    return Err(AtError::Timeout);
+                }
                 return match self.recover_hard() {
                     Ok(()) => Err(AtError::ModemRebooted),
                     Err(_) => Err(AtError::Timeout),
                 };
             }
+            let t = self.timeouts().short.min(left.unwrap_or(u32::MAX));
+            if t == 0 {
+                return Err(AtError::Timeout);
+            }
             self.send_cmd(b"AT\r\n")?;
-            let t = self.timeouts().short;
             match self.wait(t, false, &mut ()) {
                 Ok(_) | Err(AtError::Error) | Err(AtError::Cme(_)) | Err(AtError::Aborted) => {
-                    self.pump_until(RESYNC_SETTLE_MS, &|_| false)?;
+                    let left = self.eng.budget_end.map(|end| self.left_ms(end));
+                    let settle = RESYNC_SETTLE_MS.min(left.unwrap_or(u32::MAX));
+                    self.pump_until(settle, &|_| false)?;
+                    if settle < RESYNC_SETTLE_MS {
+                        // The budget ended before late answers were drained: still out of
+                        // step, the next call drains again.
+                        if let Link::OutOfStep { .. } = self.eng.link {
+                            self.eng.link = Link::OutOfStep { timeouts: 0 };
+                        }
+                        return Err(AtError::Timeout);
+                    }
                     if let Link::OutOfStep { .. } = self.eng.link {
                         self.eng.link = Link::InStep;
                     }
                     return Ok(());
+                }
+                Err(AtError::Timeout) if t < self.timeouts().short => {
+                    // Cut short by the budget: not a sign of a deaf modem, not counted.
+                    self.eng.link = Link::OutOfStep { timeouts };
+                    return Err(AtError::Timeout);
                 }
                 Err(AtError::Timeout) | Err(AtError::LineTooLong) => continue,
                 Err(e) => return Err(e),

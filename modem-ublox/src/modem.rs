@@ -225,7 +225,10 @@ impl State {
 ///
 /// [`needs_recovery`](Modem::needs_recovery) says which of these the next command would pay,
 /// so an application short of awake time can leave it to the next wake (or run it with
-/// [`recover`](Modem::recover) when it chooses).
+/// [`recover`](Modem::recover) when it chooses). Calls with a budget
+/// ([`wait_sim_ready`](Modem::wait_sim_ready), [`register`](Modem::register),
+/// [`activate_data`](Modem::activate_data)) cap the resynchronisation by their budget and
+/// never start a restart: they fail with `AtError::Timeout` and leave it pending.
 ///
 /// Worst cases with the default timeouts and `max_timeouts = 2` (probes + restart, without
 /// the initialisation), by the pins the board has:

@@ -8,7 +8,10 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
-use modem_ublox::{AtError, Config, Family, PendingRecovery, Protocol, SocketError, SocketId};
+use modem_ublox::{
+    AtError, Config, Family, PendingRecovery, Protocol, Registration, RegistrationError, SimError,
+    SocketError, SocketId,
+};
 
 fn tcp(b: &Bench, m: &mut FullModem, h: u8) -> SocketId {
     b.push(at("AT+USOCR=6\r\n", info_ok(format!("+USOCR: {h}"))));
@@ -270,5 +273,44 @@ fn pending_recovery_is_visible_before_the_next_call() {
     b.push([tx("AT+CCID\r\n")]);
     assert_eq!(m.iccid(), Err(AtError::Timeout));
     assert_eq!(m.needs_recovery(), Some(PendingRecovery::Restart));
+    b.done();
+}
+
+/// Issue 8 item 8: inside a call with a budget (`wait_sim_ready`, `register`,
+/// `activate_data`) the recovery an earlier timeout left is capped by that budget: the
+/// resynchronising probe ends with the budget, and a restart (~20 s) is never started there
+/// but left to `needs_recovery()` / `recover()`.
+#[test]
+fn budgeted_calls_cap_recovery_by_their_budget() {
+    let (b, mut m) = booted(Family::U2);
+    b.push([tx("AT+CCID\r\n")]);
+    assert_eq!(m.iccid(), Err(AtError::Timeout));
+    // A budget shorter than a probe: the probe is cut at the budget's end and not counted.
+    b.push([tx("AT\r\n")]);
+    let t0 = m.time_spent_ms();
+    assert_eq!(m.wait_sim_ready(300), Err(SimError::NotReady));
+    let spent = m.time_spent_ms() - t0;
+    assert!(spent <= 305, "{spent} ms for a 300 ms budget");
+    assert_eq!(m.needs_recovery(), Some(PendingRecovery::Resync));
+    // Room for the probe; it goes unanswered, which makes a restart due (max_timeouts = 2):
+    // not inside the budget.
+    b.push([tx("AT\r\n")]);
+    let t0 = m.time_spent_ms();
+    assert_eq!(
+        m.register(&Registration::new(30_000)),
+        Err(RegistrationError::At(AtError::Timeout))
+    );
+    let spent = m.time_spent_ms() - t0;
+    assert!(spent <= 1_005, "{spent} ms: only the probe");
+    assert!(b.script.pulses("RESET_N").is_empty());
+    assert_eq!(m.needs_recovery(), Some(PendingRecovery::Restart));
+    b.done();
+    // The application runs it when it chooses.
+    b.push([tx("AT\r\n"), tx("AT\r\n"), tx("AT\r\n")]);
+    b.push([tx("AT\r\n"), rx_after(400, "AT\r\r\nOK\r\n")]);
+    b.push(init_steps(Family::U2));
+    assert_eq!(m.recover(), Ok(modem_ublox::Recovery::Restarted));
+    assert_eq!(b.script.pulses("RESET_N").len(), 1);
+    assert_eq!(m.needs_recovery(), None);
     b.done();
 }
