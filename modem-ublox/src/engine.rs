@@ -11,6 +11,7 @@
 //! | `InStep`, `OutOfStep` | UART error (framer reset) | `OutOfStep` (count kept) |
 //! | `OutOfStep { n }` | next command: `AT` answered, late answers drained | `InStep` |
 //! | `OutOfStep { n ≥ max }` | next command: reset or power cycle, boot | `Initialising` |
+//! | `OutOfStep { n }` | next command inside a budget that ends first, or due a restart | unchanged (`Timeout`) |
 //! | `InStep`, `OutOfStep` | echo after `ATE0`, `+CREG: 0,<stat>` | `Rebooted` |
 //! | `Rebooted` | end of the call | `Initialising`, stale sockets to sweep |
 //! | `Initialising` | initialisation done / failed | `InStep` / `OutOfStep` |
