@@ -111,13 +111,15 @@ pub fn cms_error_code(arg: &[u8]) -> u16 {
 }
 
 /// Whether `line` is the first line of a two-line URC whose second line is its body: `+CMT`
-/// (SMS delivered directly), `+CDS` (status report) and `+CBM` (cell broadcast), 3GPP TS
-/// 27.005 §3.4.1. The body (a PDU of up to 2 × 176 hex digits, or text) belongs to the URC,
-/// whatever it contains, and may be longer than the line buffer.
+/// (SMS delivered directly) and `+CBM` (cell broadcast) in PDU and text mode, `+CDS` (status
+/// report) in PDU mode (`+CDS: <length>`; in text mode it is one line), 3GPP TS 27.005 §3.4.1.
+/// The body (a PDU of up to 2 × 176 hex digits, or text) belongs to the URC, whatever it
+/// contains, and may be longer than the line buffer.
 pub fn body_follows(line: &[u8]) -> bool {
-    [&b"+CMT:"[..], b"+CDS:", b"+CBM:"]
-        .iter()
-        .any(|p| line.starts_with(p))
+    if let Some(a) = strip(line, b"+CDS:") {
+        return parse_u32(a).is_some();
+    }
+    line.starts_with(b"+CMT:") || line.starts_with(b"+CBM:")
 }
 
 /// A registration status (`<stat>` of `+CREG`/`+CGREG`/`+CEREG`).
@@ -393,6 +395,10 @@ mod tests {
     fn sms_urcs_carry_a_body_line() {
         assert!(body_follows(b"+CMT: ,159"));
         assert!(body_follows(b"+CDS: 25"));
+        // Text mode: the status report is one line.
+        assert!(!body_follows(
+            b"+CDS: 6,12,\"+4917\",145,\"24/01/01,10:00:00+04\",\"24/01/01,10:00:05+04\",0"
+        ));
         assert!(body_follows(b"+CBM: 88"));
         assert!(!body_follows(b"+CMTI: \"SM\",3"));
         assert!(!body_follows(b"+CMGR: 0,,25"));
