@@ -623,8 +623,10 @@ where
     /// When no `+UUSORD` told how much is waiting, `AT+USORD=<h>,0` asks first (URCs can be
     /// lost or coalesced). Data is read with `AT+USORD=<h>,<n>` (n ≤ 1024, ≤ `buf.len()`) and
     /// taken by its declared length, so payloads containing `\r\nOK\r\n`, `"` or `@` arrive
-    /// intact. After `+UUSOCL` the data already received is still returned; once it is
-    /// drained, [`SocketError::Closed`].
+    /// intact. After `+UUSOCL` (or `+UUPSDD`, the data context lost) the data already
+    /// received is still returned; once it is drained, or as soon as the modem refuses the
+    /// read, [`SocketError::Closed`]. An answer declaring more bytes than asked is a framing
+    /// error ([`AtError::Unexpected`]); the next read asks the modem what is left.
     ///
     /// Cost: one or two AT exchanges (~30 bytes of overhead), up to 10 s each; plus the
     /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
