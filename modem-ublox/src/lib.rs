@@ -5,18 +5,31 @@
 
 mod cmd;
 mod config;
+mod engine;
 mod error;
 mod fields;
+// `frame` and `urc` are public only for the fuzz targets and property tests, behind the
+// non-default `fuzzing` feature, and not part of the semver API (as quinn-proto's and
+// postcard's fuzzing features).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod frame;
+#[cfg(not(feature = "fuzzing"))]
+mod frame;
 mod model;
 mod modem;
 mod nal;
 mod network;
 mod power;
 mod socket;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod urc;
+#[cfg(not(feature = "fuzzing"))]
+mod urc;
 
 pub use config::{Apn, Auth, Config, Interventions, Registration};
+pub use engine::PendingRecovery;
 pub use error::{
     AtError, DataError, PinError, PowerError, RegistrationError, SimError, SocketError,
     UartErrorKind,
