@@ -190,6 +190,15 @@ fn lenient(b: &[u8; RECORD_LEN]) -> Persisted {
         },
         repair_sector: (b[11] & 8 != 0).then(|| if raw { le32(b, 156) } else { le32(b, 156) % 4 }),
         repair_restoring: b[11] & 4 != 0,
+        // This layout's id, so that sealed records are read; raw bytes (mostly another
+        // layout, refused at open) unless the raw flag asks for them.
+        layout_id: if raw {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[160..168]);
+            ota_core::LayoutId(id)
+        } else {
+            LAYOUT.id(W)
+        },
     }
 }
 

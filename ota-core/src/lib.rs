@@ -17,7 +17,7 @@ pub mod verify;
 
 pub use error::{BeginError, BootError, ChunkError, FinishError, OpenError, StateError};
 pub use install::{BootConfig, BootStep, BootTarget, Bootloader};
-pub use layout::{Layout, LayoutError, Region, SectorMap, SectorRun};
+pub use layout::{Layout, LayoutError, LayoutId, Region, SectorMap, SectorRun};
 pub use manifest::{
     build_signed, BuildError, ChunkIndex, HardwareId, ImageParams, KeyId, Manifest, ManifestHeader,
     ParseError, SecurityCounter, Sha256Digest, Version,
