@@ -212,7 +212,7 @@ fn config() -> Config {
 type Open<F> = fn(&mut F) -> Result<Updater, ota_core::OpenError>;
 
 /// Everything a device does with what it finds in flash, each call bounded: the updater
-/// (open, erase work, a chunk, finish, install), the bootloader (up to 24 steps), the updater
+/// (open, erase work, a chunk, finish, install), the bootloader (up to 64 steps), the updater
 /// again (confirm, fail, cancel).
 fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
     let mut buf = [0u8; 256];
@@ -239,9 +239,10 @@ fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
     }
     let config = BootConfig {
         max_boot_attempts: 2,
+        ..BootConfig::default()
     };
     if let Ok(mut bl) = Bootloader::open(flash, LAYOUT, config) {
-        for _ in 0..24 {
+        for _ in 0..64 {
             match bl.step(flash, &mut buf) {
                 Ok(BootStep::Continue) => {}
                 _ => break,
