@@ -24,7 +24,7 @@ pub use manifest::{
 };
 pub use state::{ImageSummary, Phase};
 pub use status::{Progress, State, Status, UpdateResult};
-pub use updater::{Begin, ChunkOutcome, Config, EraseWork, Updater};
+pub use updater::{Begin, ChunkOutcome, Config, EraseWork, HashStep, Updater};
 pub use verify::{
     authenticate, check_signature, verify, Policy, TrustedKey, VerifiedManifest, VerifyError,
 };
