@@ -907,9 +907,9 @@ impl Updater {
     /// phase Downloaded. On a mismatch the download is abandoned (Idle, IntegrityFailure).
     ///
     /// The one-call form of [`finish_step`](Self::finish_step): the whole image in one call
-    /// (about 50 Cortex-M3 instructions a byte: 384 KiB ≈ 20 M instructions, 160 ms at
-    /// 120 MHz, with no chance to feed a watchdog or service the modem). Use `finish_step`
-    /// where that is too long.
+    /// (38 Cortex-M3 instructions a byte, see the crate README: 384 KiB ≈ 15 M instructions,
+    /// at least 126 ms at 120 MHz and eight times that at 16 MHz, with no chance to feed a
+    /// watchdog or service the modem). Use `finish_step` where that is too long.
     ///
     /// Cost: one marker read per chunk (the missing count comes from flash), reads and hashes
     /// the whole image through `buf` (any length ≥ 1; 256 bytes or more is sensible), one
@@ -937,13 +937,14 @@ impl Updater {
     /// between calls, except change the download: `begin`, `cancel`, a written chunk or an
     /// erase step that touches staging start the hash over.
     ///
-    /// The hash state lives in the `Updater` (a SHA-256 state, about 110 bytes), not in flash:
+    /// The hash state lives in the `Updater` (a SHA-256 state: it makes the `Updater` about
+    /// 150 bytes larger), not in flash:
     /// after a reset the hash starts over. A call after [`FinishError::NeedsErase`] and the
     /// erase step only records the result; it does not hash again.
     ///
     /// Cost: the first call reads one marker per chunk (the missing count comes from flash);
-    /// each call reads and hashes at most `max_bytes` through `buf` (about 50 Cortex-M3
-    /// instructions a byte: 16 KiB ≈ 0.8 M instructions, 7 ms at 120 MHz); the last writes one
+    /// each call reads and hashes at most `max_bytes` through `buf` (38 Cortex-M3 instructions
+    /// a byte: 16 KiB ≈ 0.63 M instructions, at least 5 ms at 120 MHz); the last writes one
     /// state record.
     ///
     /// # Errors
@@ -1176,7 +1177,7 @@ impl Updater {
     /// manifest until it returns [`HashStep::Done`]; another manifest starts over. The hash
     /// state lives in the `Updater` (RAM), as for [`finish_step`](Self::finish_step).
     ///
-    /// Cost: each call reads and hashes at most `max_bytes` through `buf` (about 50 Cortex-M3
+    /// Cost: each call reads and hashes at most `max_bytes` through `buf` (38 Cortex-M3
     /// instructions a byte); the last writes one record.
     ///
     /// # Errors
