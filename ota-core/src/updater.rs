@@ -181,6 +181,22 @@ fn kind<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> NorFlashErrorKin
     e.kind()
 }
 
+/// The chunk digest (manifest section 1.2) of `len` bytes of 0xFF.
+fn erased_chunk_digest(len: u32) -> [u8; CHUNK_DIGEST_LEN] {
+    let mut h = Sha256::new();
+    let ff = [0xFFu8; 64];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(64);
+        h.update(&ff[..n as usize]);
+        left -= n;
+    }
+    let d: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; CHUNK_DIGEST_LEN];
+    out.copy_from_slice(&d[..CHUNK_DIGEST_LEN]);
+    out
+}
+
 impl Updater {
     /// Opens the updater: validates the layout, reads the state log and, if a download is in
     /// progress, checks the stored manifest copy and counts the chunks already written.
@@ -189,13 +205,16 @@ impl Updater {
     /// that no chunk is fetched twice and the erase work is known before any chunk is fetched:
     /// every chunk not yet recorded whose staging sector is already erased is checked once. A
     /// slot that holds exactly the chunk (digest as in the manifest, padding erased) gets its
-    /// missing marker written and counts as done; a slot that is neither erased nor the chunk
-    /// is a torn write, whose repair [`erase_work`](Self::erase_work) then reports.
+    /// missing marker written and counts as done (so does an erased slot whose chunk is all
+    /// 0xFF: it holds exactly that chunk); a slot that is neither erased nor the chunk is a
+    /// torn write, whose repair [`erase_work`](Self::erase_work) then reports.
     ///
     /// Cost: reads the state region, the manifest copy (hashed once), one marker per chunk and,
     /// during a download, every unrecorded chunk slot in an erased staging sector up to its
     /// first programmed byte (at most the image size in total; a programmed slot is also hashed
-    /// once). Writes nothing but those missing markers (after a power cut, at most one).
+    /// once, an erased one has its 16-byte digest entry read; one SHA-256 of a chunk of 0xFF).
+    /// Writes nothing but those missing markers (after a power cut, at most one, plus one for
+    /// each chunk that is all 0xFF and not yet recorded).
     ///
     /// # Errors
     /// [`OpenError::Layout`] if the layout (or the flash's write or read size) breaks a rule;
@@ -298,6 +317,7 @@ impl Updater {
         let scan = st.phase == Phase::Downloading;
         let mut done = 0;
         let mut torn = None;
+        let mut erased_full = None;
         for (k, sector) in self.image_sectors(&d) {
             let first = (sector.start - l.staging.start) / cs;
             let count = ((sector.end - sector.start) / cs).min(header.chunk_count() - first);
@@ -312,6 +332,13 @@ impl Updater {
                     continue;
                 }
                 match self.slot(flash, &d, c)? {
+                    // A chunk that is all 0xFF reads the same written or not: its erased slot
+                    // holds exactly it, so it is done (a reset may have cut its marker).
+                    Slot::Erased if self.is_erased_chunk(flash, &d, c, &mut erased_full)? => {
+                        let m = d.progress.chunk_marker(c);
+                        self.write_marker(flash, m.addr, m.bit)?;
+                        done += 1;
+                    }
                     Slot::Erased => {}
                     Slot::Complete => {
                         let m = d.progress.chunk_marker(c);
@@ -353,6 +380,25 @@ impl Updater {
             d.progress.manifest_addr() + (HEADER_LEN + chunk as usize * CHUNK_DIGEST_LEN) as u32;
         flash.read(at, &mut want).map_err(kind)?;
         Ok(want)
+    }
+
+    /// True if chunk `c` is all 0xFF: its digest entry is that of as many erased bytes.
+    /// `full` caches the digest of a whole chunk of them. Cost: a 16-byte read, and the first
+    /// time (or for a shorter last chunk) one SHA-256 of the chunk's length of 0xFF.
+    fn is_erased_chunk<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        c: u32,
+        full: &mut Option<[u8; CHUNK_DIGEST_LEN]>,
+    ) -> Result<bool, NorFlashErrorKind> {
+        let len = d.header.chunk_len(ChunkIndex(c)).unwrap_or(0);
+        let erased = if len == d.header.chunk_size {
+            *full.get_or_insert_with(|| erased_chunk_digest(len))
+        } else {
+            erased_chunk_digest(len)
+        };
+        Ok(self.digest_entry(flash, d, c)? == erased)
     }
 
     /// What chunk `c`'s slot holds. Cost: reads the slot up to its first programmed byte; a

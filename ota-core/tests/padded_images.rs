@@ -204,3 +204,48 @@ fn padded_images_survive_a_power_cut_at_every_bootloader_operation() {
     }
     println!("padded images: {points} power-cut points in the bootloader");
 }
+
+/// A chunk that is all 0xFF reads the same written or not: when a reset cut its marker, `open`
+/// must still count it done (its digest says the erased slot is exactly the chunk), as for any
+/// chunk written completely, and never ask for it again.
+#[test]
+fn an_erased_looking_chunk_whose_marker_was_cut_is_not_fetched_again() {
+    let mut img = image(7001, 80);
+    img[1024..1280].fill(0xFF); // chunk 4
+    img[6912..].fill(0xFF); // chunk 27, the 89-byte tail
+    let s = sign_with(img, 1, Version::new(1, 1, 0), 1, 256, hw());
+    for (chunk, data_writes) in [(4u32, 1u64), (27, 2)] {
+        let mut flash = Flash::new(&SECTORS);
+        let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+        let keys = trusted(&[1]);
+        let offer = up.verify_offer(&s.manifest, &keys).unwrap();
+        up.begin(&mut flash, &offer).unwrap();
+        let mut buf = [0u8; 256];
+        while !up.erase_step(&mut flash, &mut buf).unwrap().is_done() {}
+        // The cut lands on the marker write, after the chunk's (no-op) data write.
+        let at = flash.stats().ops + data_writes;
+        flash.schedule_cut(Cut {
+            at,
+            kind: CutKind::Before,
+        });
+        assert!(up
+            .handle_chunk(&mut flash, ChunkIndex(chunk), s.chunk(chunk))
+            .is_err());
+        flash.power_on();
+        let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+        let mut missing = [ChunkIndex(0); 64];
+        let n = up
+            .missing_chunks(&mut flash, ChunkIndex(0), &mut missing)
+            .unwrap();
+        assert!(
+            !missing[..n].contains(&ChunkIndex(chunk)),
+            "chunk {chunk} (all 0xFF) is requested again"
+        );
+        for i in 0..s.chunks() {
+            let _ = up
+                .handle_chunk(&mut flash, ChunkIndex(i), s.chunk(i))
+                .unwrap();
+        }
+        up.finish(&mut flash, &mut buf).unwrap();
+    }
+}
