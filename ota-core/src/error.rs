@@ -228,8 +228,9 @@ impl_error!(StateError);
 pub enum BootError {
     /// The copy buffer is shorter than the flash write size.
     BufferTooSmall,
-    /// The persisted install journal does not fit the layout (a state written with another
-    /// layout, or a forged record): swap length beyond the slots or below an image it must
+    /// The persisted install journal does not fit the layout (a forged or corrupt record, or
+    /// one from before records carried a layout id, written under another layout; with an id,
+    /// [`OpenError::LayoutMismatch`] refuses it first): swap length beyond the slots or below an image it must
     /// move, or a stage count past the end. Nothing was changed. Retrying gives the same
     /// answer: the layout of a device in the field must never change. A board may boot the
     /// active slot anyway or stay in its recovery mode.

@@ -48,10 +48,10 @@
 //! Cost of one install, per unit of `u` bytes: 3 erases covering `u` bytes, 3 copies of at
 //! most `u` bytes (erased pieces are skipped), 3 state records; then one read and SHA-256 of
 //! the new image (38 Cortex-M3 instructions a byte, see the crate README: 384 KiB ≈ 15 M
-//! instructions, at least 126 ms at 120 MHz) and one record. Steps: per stage, one per target sector plus
-//! ⌈`u` / `step_bytes`⌉; for the check, ⌈image size / `step_bytes`⌉ (an Electron install of a
-//! 384 KiB image in 128 KiB units, 16 KiB steps: 9 erase and 72 copy steps, 24 check steps
-//! and the boot-attempt record, 106 steps in all, as `tests/costs.rs` counts).
+//! instructions, at least 126 ms at 120 MHz) and one record. Steps: per stage, one per target
+//! sector plus ⌈`u` / `step_bytes`⌉; for the check, ⌈image size / `step_bytes`⌉ (an Electron
+//! install of a 384 KiB image in 128 KiB units, 16 KiB steps: 9 erase and 72 copy steps, 24
+//! check steps and the boot-attempt record, 106 steps in all, as `tests/costs.rs` counts).
 
 use core::fmt;
 

@@ -218,6 +218,7 @@ impl Updater {
     ///
     /// # Errors
     /// [`OpenError::Layout`] if the layout (or the flash's write or read size) breaks a rule;
+    /// [`OpenError::LayoutMismatch`] if the state was written under another layout;
     /// [`OpenError::NeedsMultiwrite`] if a download in progress was started with
     /// [`open_multiwrite`](Self::open_multiwrite) (bit markers): this flash type cannot record
     /// its chunks.
