@@ -40,8 +40,8 @@
 //! sector erase**. On the STM32F205 a 128 KiB sector takes 1 s typical and 2 s at most at x32
 //! parallelism (2.7–3.6 V), 4 s at most at x8 (ST's datasheet figures for the F2/F4 flash,
 //! `tERASE128KB`). Its IWDG runs from the LSI, 17–47 kHz: with prescaler 64 and reload 4095 the
-//! period is 4096 × 64 / f(LSI) = 5.6 s at the fastest LSI (8.2 s at 32 kHz), which covers
-//! even x8 erases. The IWDG's reset values (prescaler 4, reload 4095: 0.35–0.96 s) do not cover
+//! period is 4096 × 64 / f(LSI), at least 5.5 s at the fastest LSI (8.2 s at 32 kHz), which
+//! covers even x8 erases. The IWDG's reset values (prescaler 4, reload 4095: 0.35–0.96 s) do not cover
 //! one 128 KiB erase, nor a 16 KiB one at its 0.5 s maximum. A copy step of 16 KiB programs
 //! 4096 words: about 66 ms (16 µs a word) and at most 410 ms (100 µs a word).
 //!

@@ -955,7 +955,7 @@ impl Updater {
     ///
     /// The one-call form of [`finish_step`](Self::finish_step): the whole image in one call
     /// (38 Cortex-M3 instructions a byte, see the crate README: 384 KiB ≈ 15 M instructions,
-    /// at least 126 ms at 120 MHz and eight times that at 16 MHz, with no chance to feed a
+    /// at least 126 ms at 120 MHz and 7.5 times that at 16 MHz, with no chance to feed a
     /// watchdog or service the modem). Use `finish_step` where that is too long.
     ///
     /// Cost: one marker read per chunk (the missing count comes from flash), reads and hashes
