@@ -212,8 +212,8 @@ fn config() -> Config {
 type Open<F> = fn(&mut F) -> Result<Updater, ota_core::OpenError>;
 
 /// Everything a device does with what it finds in flash, each call bounded: the updater
-/// (open, erase work, a chunk, finish, install), the bootloader (up to 64 steps), the updater
-/// again (confirm, fail, cancel).
+/// (open, erase work, a chunk, finish in steps, install), the bootloader (up to 64 steps), the
+/// updater again (confirm, fail, cancel).
 fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
     let mut buf = [0u8; 256];
     if let Ok(mut up) = open(flash) {
@@ -233,6 +233,10 @@ fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
             let len = h.chunk_len(i).unwrap_or(0) as usize;
             let data: Vec<u8> = input.iter().copied().cycle().take(len).collect();
             let _ = up.handle_chunk(flash, i, &data);
+        }
+        // A few bounded steps first, then the rest in one call.
+        for _ in 0..3 {
+            let _ = up.finish_step(flash, &mut buf, 1000);
         }
         let _ = up.finish(flash, &mut buf);
         let _ = up.mark_install(flash);
