@@ -3,7 +3,7 @@
 use ota_core::manifest::{build_signed, ImageParams, Manifest};
 use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
-    check_signature, verify, HardwareId, ImageSummary, Phase, Policy, SecurityCounter,
+    check_signature, verify, HardwareId, ImageSummary, Layout, Phase, Policy, SecurityCounter,
     Sha256Digest, TrustedKey, UpdateResult, VerifyError, Version,
 };
 
@@ -102,6 +102,7 @@ fn state_example() -> Persisted {
         swap_step: 1,
         repair_sector: None,
         repair_restoring: false,
+        layout_id: Layout::ELECTRON.id(4),
     }
 }
 
@@ -213,4 +214,25 @@ fn doc_ed25519_vectors_give_the_stated_verdicts() {
         ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed.try_into().unwrap()));
     assert_eq!(*kp.pk, vectors[0].key);
     assert_eq!(*kp.sk.sign(&vectors[0].message, None), vectors[0].signature);
+}
+
+/// Section 4.2's example: the bytes the Electron layout's id hashes, and the id.
+#[test]
+fn doc_layout_id_example_matches_the_code() {
+    let l = Layout::ELECTRON;
+    let mut want = Vec::new();
+    let mut put = |v: u32| want.extend_from_slice(&v.to_le_bytes());
+    put(4);
+    for r in [l.state, l.progress, l.active, l.staging, l.scratch] {
+        put(r.start);
+        put(r.end);
+    }
+    for (count, size) in [(4, 16384), (1, 65536), (7, 131072)] {
+        put(count);
+        put(size);
+    }
+    assert_eq!(doc_hex("layout-id-example"), want);
+    let id = l.id(4);
+    assert_eq!(id.0[..], Sha256Digest::of(&want).0[..8]);
+    assert!(DOC.contains(&format!("to an id of `{}`", hex::encode(id.0))));
 }
