@@ -3,6 +3,8 @@
 //! * a state record whose write fails (a program error, not a cut) as the first record of a
 //!   fresh state sector: the sector holding the newest valid record must not be erased;
 //! * a record write that reports success but left other bits: the read-back must catch it;
+//! * a flash whose state writes keep failing, with a bootloader that retries: once every other
+//!   slot failed, the sector holding the newest valid record must not be erased to make room;
 //! * a superseding offer whose abandon record is not written (full state ring, or a write
 //!   error), then a cut before the new download's record: the old record must not pair with
 //!   the new manifest copy, even when both manifests have the same length;
@@ -22,11 +24,13 @@ use ota_flash_sim::{
 };
 
 /// A simulated flash that arms a fault or a power cut for the next write into the state
-/// region, whichever operation index that write gets.
+/// region (or a fault for every one), whichever operation index that write gets.
 struct OnStateWrite {
     flash: Flash,
     fault: Option<FaultKind>,
     cut: Option<CutKind>,
+    /// A fault for every state write while set: a flash that keeps failing.
+    every: Option<FaultKind>,
 }
 
 impl OnStateWrite {
@@ -35,6 +39,7 @@ impl OnStateWrite {
             flash,
             fault: None,
             cut: None,
+            every: None,
         }
     }
 }
@@ -60,7 +65,7 @@ impl NorFlash for OnStateWrite {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
         if (LAYOUT.state.start..LAYOUT.state.end).contains(&offset) {
             let at = self.flash.stats().ops;
-            if let Some(kind) = self.fault.take() {
+            if let Some(kind) = self.fault.take().or(self.every) {
                 self.flash.inject(Fault { at, kind });
             }
             if let Some(kind) = self.cut.take() {
@@ -233,6 +238,50 @@ fn a_confirm_record_that_reads_back_different_is_not_taken_as_committed() {
         );
         assert_eq!(up.policy().stored_counter, SecurityCounter(3));
         assert_eq!(f.flash.contents()[ACTIVE..ACTIVE + 3500], new.image[..]);
+    }
+}
+
+/// Item A, the third guard: a flash whose state writes keep failing, and a bootloader that
+/// retries its trial boot-attempt record after each error. Every slot after the newest valid
+/// record fails, the log moves on to the next sector (erased ahead of time, as the bootloader
+/// may), whose slots fail too; then the only sector left to write is the one holding the
+/// newest valid record. Erasing it would leave no valid record at all if the next write failed
+/// too: the counter, the confirmed image and the trial would be forgotten.
+#[test]
+fn a_bootloader_retrying_on_a_failing_flash_never_erases_the_newest_record() {
+    let old = sign_with(image(3000, 540), 1, Version::new(1, 0, 0), 2, 256, hw());
+    let new = sign_with(image(3500, 541), 1, Version::new(1, 1, 0), 3, 256, hw());
+    for every in [
+        FaultKind::Error(Effect::Nothing),
+        FaultKind::Error(Effect::Torn(Tear::CLASSIC)),
+    ] {
+        let mut f = on_trial(&old, &new);
+        let before = Updater::open(&mut f, LAYOUT, config()).unwrap();
+        let (phase, confirmed) = (before.phase(), before.confirmed_image());
+        assert_eq!(phase, Phase::Trial);
+        let boot_config = BootConfig {
+            max_boot_attempts: 200,
+        };
+        let mut boot = Bootloader::open(&mut f, LAYOUT, boot_config).unwrap();
+        f.every = Some(every);
+        let mut buf = [0u8; 256];
+        // More attempts than the ring has slots.
+        let errors = (0..12)
+            .filter(|_| boot.step(&mut f, &mut buf).is_err())
+            .count();
+        assert_eq!(errors, 12, "{every:?}: a record passed on a failing flash");
+        f.every = None;
+        f.flash.clear_faults();
+        let up = Updater::open(&mut f, LAYOUT, config()).unwrap();
+        assert_eq!(up.phase(), phase, "{every:?}: the state was lost");
+        assert_eq!(up.confirmed_image(), confirmed, "{every:?}");
+        assert_eq!(up.policy().stored_counter, SecurityCounter(2), "{every:?}");
+        // Once the flash works again, the trial goes on.
+        let t = Bootloader::open(&mut f, LAYOUT, boot_config)
+            .unwrap()
+            .run(&mut f, &mut buf, || {})
+            .unwrap();
+        assert!(t.trial);
     }
 }
 
