@@ -64,6 +64,9 @@ else
   echo "(cargo-fuzz not installed: fuzz runs skipped; .ci/run installs it)"
 fi
 
+step "power cuts: 200 random seeds, second cuts to the end of each story (release)"
+OTA_CUT_SEEDS=1..200 OTA_DOUBLE_CUTS=all cargo test -q --release -p ota-core --test power_cut
+
 step "cargo test --workspace"
 log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"

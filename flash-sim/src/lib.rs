@@ -23,6 +23,12 @@
 //! chosen by the test: where a write stops, what its torn word reads, how much
 //! of a sector an erase erased.
 //!
+//! Faults other than power cuts ([`SimFlash::inject`], [`Fault`]) leave the
+//! power on: a write or erase that returns [`SimError::Failed`] after doing
+//! nothing, all or part of its work ([`FaultKind::Error`]), or one that returns
+//! `Ok(())` but did not do all of it ([`FaultKind::Silent`]), so that only a
+//! read-back notices.
+//!
 //! # Example
 //!
 //! ```
@@ -78,6 +84,10 @@ pub enum SimError {
     /// The (simulated) power is off: a scheduled [`Cut`] fired. Every access
     /// fails with this error until [`SimFlash::power_on`].
     PowerLost,
+    /// The part reported a program or erase error: an injected
+    /// [`FaultKind::Error`]. Power stays on; what the operation left is the
+    /// fault's [`Effect`].
+    Failed,
 }
 
 impl NorFlashError for SimError {
@@ -105,6 +115,7 @@ impl fmt::Display for SimError {
                 f.write_str("erase range is empty or not on physical sector boundaries")
             }
             SimError::PowerLost => f.write_str("power lost (simulated power cut)"),
+            SimError::Failed => f.write_str("program or erase failed (injected fault)"),
         }
     }
 }
@@ -261,6 +272,44 @@ pub struct Cut {
     pub kind: CutKind,
 }
 
+/// What a faulty (or power-cut) mutating operation leaves in the flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing changes.
+    Nothing,
+    /// The operation completes exactly.
+    Complete,
+    /// What a [`CutKind::TornWith`] cut of this shape leaves: a write programs
+    /// some words and tears one, an erase erases part of its range.
+    Torn(Tear),
+}
+
+/// How an injected [`Fault`] shows itself to the caller. The power stays on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The operation returns [`SimError::Failed`] (the part reported a program
+    /// or erase error) after leaving the effect: `Error(Effect::Nothing)` is a
+    /// refused operation, `Error(Effect::Torn(_))` a partly done one,
+    /// `Error(Effect::Complete)` a false alarm.
+    Error(Effect),
+    /// The operation returns `Ok(())` but leaves the effect instead of its
+    /// full result: a write whose bits did not all program (weak cells), an
+    /// erase that did not erase everything. Only reading back shows it.
+    /// `Silent(Effect::Complete)` is no fault at all.
+    Silent(Effect),
+}
+
+/// A fault other than a power cut, to inject at a given mutating operation
+/// with [`SimFlash::inject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// 0-based index of the mutating operation (write or erase) it hits, as
+    /// counted by [`Stats::ops`]; the same numbering as [`Cut::at`].
+    pub at: u64,
+    /// How it shows.
+    pub kind: FaultKind,
+}
+
 /// Operation counters of a [`SimFlash`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -311,6 +360,8 @@ pub struct SimFlash<const WRITE_SIZE: usize, const ERASE_SIZE: usize, const MULT
     wear: Vec<u64>,
     stats: Stats,
     cut: Option<Cut>,
+    /// Injected faults not fired yet, in no particular order.
+    faults: Vec<Fault>,
     powered_off: bool,
 }
 
@@ -324,6 +375,7 @@ impl<const W: usize, const E: usize, const M: bool> fmt::Debug for SimFlash<W, E
             .field("sectors", &self.sectors.len())
             .field("stats", &self.stats)
             .field("cut", &self.cut)
+            .field("faults", &self.faults)
             .field("powered_off", &self.powered_off)
             .finish()
     }
@@ -377,6 +429,7 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
             sectors: ranges,
             stats: Stats::default(),
             cut: None,
+            faults: Vec::new(),
             powered_off: false,
         }
     }
@@ -433,6 +486,51 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
     /// The cut currently scheduled and not yet fired, if any.
     pub fn scheduled_cut(&self) -> Option<Cut> {
         self.cut
+    }
+
+    /// Injects a fault other than a power cut at mutating operation `fault.at`
+    /// (replacing a fault already injected at that index). Any number of faults
+    /// may wait at different indices; each fires once. A fault whose index has
+    /// already passed never fires. If a scheduled [`Cut`] hits the same
+    /// operation, the cut wins and the fault is dropped.
+    ///
+    /// A fault needs no power cycle: the flash stays powered, and the call
+    /// returns [`SimError::Failed`] ([`FaultKind::Error`]) or `Ok(())`
+    /// ([`FaultKind::Silent`]). It is counted like any operation: in
+    /// [`Stats::ops`] always, in the write or erase counters when its
+    /// [`Effect`] changed something.
+    ///
+    /// ```
+    /// use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+    /// use ota_flash_sim::{Effect, Fault, FaultKind, SimError, SimFlash, Tear};
+    ///
+    /// let mut flash = SimFlash::<4, 1024, false>::new(&[1024, 1024]);
+    /// // Op 0: a write the part refuses. Op 1: a write that "succeeds" but
+    /// // leaves its last word unprogrammed.
+    /// flash.inject(Fault { at: 0, kind: FaultKind::Error(Effect::Nothing) });
+    /// flash.inject(Fault { at: 1, kind: FaultKind::Silent(Effect::Torn(Tear::VARIANTS[4])) });
+    /// let data = [1, 2, 3, 4, 5, 6, 7, 8];
+    /// assert_eq!(flash.write(0, &data), Err(SimError::Failed));
+    /// assert_eq!(flash.contents()[..8], [0xFF; 8]);
+    /// assert_eq!(flash.write(0, &data), Ok(()));
+    /// let mut back = [0u8; 8];
+    /// flash.read(0, &mut back).unwrap();
+    /// assert_eq!(back, [1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF]); // only a read-back tells
+    /// assert!(!flash.is_powered_off());
+    /// ```
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults.retain(|f| f.at != fault.at);
+        self.faults.push(fault);
+    }
+
+    /// Removes every injected fault that has not fired.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// The injected faults that have not fired yet, in no particular order.
+    pub fn pending_faults(&self) -> &[Fault] {
+        &self.faults
     }
 
     /// `true` once a scheduled cut fired; every read, write and erase then
@@ -556,11 +654,17 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
         }
     }
 
-    /// Applies a validated mutating operation, honouring a scheduled cut.
+    /// Applies a validated mutating operation, honouring a scheduled cut or an
+    /// injected fault.
     fn mutate(&mut self, op: Op<'_>) -> Result<(), SimError> {
         let index = self.stats.ops;
         self.stats.ops += 1;
-        let kind = match self.cut {
+        let fault = self
+            .faults
+            .iter()
+            .position(|f| f.at == index)
+            .map(|i| self.faults.swap_remove(i).kind);
+        let cut = match self.cut {
             Some(cut) if cut.at == index => {
                 self.cut = None;
                 self.powered_off = true;
@@ -568,34 +672,38 @@ impl<const W: usize, const E: usize, const M: bool> SimFlash<W, E, M> {
             }
             _ => None,
         };
-        match (op, kind) {
-            (_, Some(CutKind::Before)) => {}
-            (Op::Write { offset, bytes }, None | Some(CutKind::After)) => {
+        let (effect, result) = match (cut, fault) {
+            (Some(kind), _) => {
+                let effect = match kind {
+                    CutKind::Before => Effect::Nothing,
+                    CutKind::After => Effect::Complete,
+                    CutKind::Torn => Effect::Torn(Tear::CLASSIC),
+                    CutKind::TornWith(t) => Effect::Torn(t),
+                };
+                (effect, Err(SimError::PowerLost))
+            }
+            (None, Some(FaultKind::Error(e))) => (e, Err(SimError::Failed)),
+            (None, Some(FaultKind::Silent(e))) => (e, Ok(())),
+            (None, None) => (Effect::Complete, Ok(())),
+        };
+        match (op, effect) {
+            (_, Effect::Nothing) => {}
+            (Op::Write { offset, bytes }, Effect::Complete) => {
                 self.program(offset, bytes);
                 self.stats.writes += 1;
                 self.stats.bytes_written += bytes.len() as u64;
             }
-            (Op::Erase { sectors }, None | Some(CutKind::After)) => {
+            (Op::Erase { sectors }, Effect::Complete) => {
                 self.erase_sectors(sectors);
             }
-            (Op::Write { offset, bytes }, Some(CutKind::Torn)) => {
-                self.torn_write(index, offset, bytes, Tear::CLASSIC);
-            }
-            (Op::Write { offset, bytes }, Some(CutKind::TornWith(t))) => {
+            (Op::Write { offset, bytes }, Effect::Torn(t)) => {
                 self.torn_write(index, offset, bytes, t);
             }
-            (Op::Erase { sectors }, Some(CutKind::Torn)) => {
-                self.torn_erase(index, sectors, TornErase::Half);
-            }
-            (Op::Erase { sectors }, Some(CutKind::TornWith(t))) => {
+            (Op::Erase { sectors }, Effect::Torn(t)) => {
                 self.torn_erase(index, sectors, t.erase);
             }
         }
-        if kind.is_some() {
-            Err(SimError::PowerLost)
-        } else {
-            Ok(())
-        }
+        result
     }
 
     /// Torn write: `tear.point` decides how many words are exact, `tear.word`
@@ -728,7 +836,8 @@ impl<const W: usize, const E: usize, const M: bool> NorFlash for SimFlash<W, E, 
     /// [`SimError::OutOfBounds`], [`SimError::NotAligned`] (not multiples of
     /// `ERASE_SIZE`), [`SimError::BadEraseRange`] (`from >= to` or not on
     /// physical sector boundaries), [`SimError::PowerLost`] (already off).
-    /// A scheduled cut at this op returns [`SimError::PowerLost`].
+    /// A scheduled cut at this op returns [`SimError::PowerLost`]; an injected
+    /// [`Fault`] returns [`SimError::Failed`] or `Ok(())` as its kind says.
     fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
         let sectors = self.check_erase(from, to)?;
         if self.powered_off {
@@ -742,7 +851,8 @@ impl<const W: usize, const E: usize, const M: bool> NorFlash for SimFlash<W, E, 
     /// Errors (checked in this order, nothing changes and nothing is counted):
     /// [`SimError::OutOfBounds`], [`SimError::NotAligned`],
     /// [`SimError::NotErased`], [`SimError::PowerLost`] (already off).
-    /// A scheduled cut at this op returns [`SimError::PowerLost`].
+    /// A scheduled cut at this op returns [`SimError::PowerLost`]; an injected
+    /// [`Fault`] returns [`SimError::Failed`] or `Ok(())` as its kind says.
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
         let offset = self.check_write(offset, bytes)?;
         if self.powered_off {
@@ -806,6 +916,7 @@ mod tests {
         assert_eq!(SimError::OutOfBounds.kind(), NorFlashErrorKind::OutOfBounds);
         assert_eq!(SimError::PowerLost.kind(), NorFlashErrorKind::Other);
         assert_eq!(SimError::BadEraseRange.kind(), NorFlashErrorKind::Other);
+        assert_eq!(SimError::Failed.kind(), NorFlashErrorKind::Other);
         assert_eq!(
             SimError::NotErased { addr: 4 }.kind(),
             NorFlashErrorKind::Other
