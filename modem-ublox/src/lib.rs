@@ -18,7 +18,7 @@ pub mod urc;
 
 pub use config::{Apn, Auth, Config, Interventions, Registration};
 pub use error::{
-    AtError, DataError, PinError, PowerError, RegistrationError, SimError, SocketError,
+    AtError, DataError, Error, PinError, PowerError, RegistrationError, SimError, SocketError,
     UartErrorKind,
 };
 pub use model::{Family, Model, Profile, Timeouts};
