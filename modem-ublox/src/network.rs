@@ -66,7 +66,7 @@ pub struct PsmTimers {
     pub active_time: [u8; 8],
 }
 
-fn bits8(s: &[u8]) -> Option<[u8; 8]> {
+pub(crate) fn bits8(s: &[u8]) -> Option<[u8; 8]> {
     if s.len() != 8 || !s.iter().all(|&c| c == b'0' || c == b'1') {
         return None;
     }
@@ -562,8 +562,10 @@ where
         self.simple(b"AT+UPSMR=1\r\n", t)
     }
 
-    /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`: 7 LTE-M, 8 NB-IoT).
-    /// `AT+CEDRXS=0` does not disable it completely on R410 (device-os notes).
+    /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`; `act` is the
+    /// 3GPP TS 27.007 AcT-type as `AT+CEDRXS?` reports it, 4 LTE-M, 5 NB-IoT, see
+    /// [`edrx_requested`](Self::edrx_requested)). `AT+CEDRXS=0` does not disable it completely
+    /// on R410 (device-os notes).
     ///
     /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
     /// earlier command timed out or a reboot is noticed (up to about 1 min).
