@@ -221,7 +221,8 @@ where
 
     /// R4/R5: the eDRX cycle requested for AcT-type `act` (`AT+CEDRXS?`, one
     /// `+CEDRXS: <act>,"<cycle>"` line per technology), `None` when none is requested for it
-    /// (R410 answers a bare `+CEDRXS:` when eDRX is off).
+    /// (R410 answers a bare `+CEDRXS:` when eDRX is off). The R510 reports eDRX off as
+    /// `+CEDRXS: 4,"0000"` (research notes), which reads as `Some(*b"0000")`.
     ///
     /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
     /// earlier command timed out or a reboot is noticed (up to about 1 min).

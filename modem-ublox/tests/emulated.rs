@@ -643,3 +643,59 @@ fn power_off_without_vint_leaves_an_off_modem_off_quickly() {
     m.power_off().expect("switched off");
     assert!(e.is_off());
 }
+
+/// Issue 8 item 7 against the emulator: the raw escape hatch, signal quality, DNS (the
+/// emulator resolves "localhost" to its loopback peers), and the R4/R5 settings it models
+/// (MNO profile, PSM and eDRX requests).
+#[test]
+fn commands_for_battery_devices_against_the_emulator() {
+    let echo = tcp_echo();
+    for model in [
+        emu::Model::SaraU201,
+        emu::Model::SaraR410M,
+        emu::Model::SaraR510S,
+    ] {
+        let e = Emulator::new(model);
+        let mut m = modem(&e);
+        bring_up(&mut m);
+        let q = m.signal_quality().expect("CSQ");
+        assert!(q.rssi_dbm().is_some(), "{model:?}: registered but {q:?}");
+        let mut imei = Vec::new();
+        m.command("AT+CGSN", 1_000, |l| imei.push(l.to_vec()))
+            .expect("raw");
+        assert_eq!(imei.len(), 1, "{model:?}");
+        assert!(
+            imei[0].iter().all(u8::is_ascii_digit),
+            "{model:?}: {imei:?}"
+        );
+        // DNS, then a connection to what it resolved.
+        let ip = m.resolve("localhost").expect("resolve");
+        assert_eq!(m.resolve("nx.example"), Err(AtError::Error));
+        let s = m.open_socket(Protocol::Tcp).expect("socket");
+        m.connect(s, SocketAddr::from((ip, echo.port())))
+            .expect("connect");
+        assert_eq!(m.send(s, b"ping").expect("send"), 4);
+        assert_eq!(receive_exactly(&mut m, s, 4), b"ping");
+        m.close(s).expect("close");
+        if model != emu::Model::SaraU201 {
+            m.set_psm(Some(("00111000", "00001010"))).expect("CPSMS");
+            let p = m.psm_requested().expect("CPSMS?").expect("on");
+            assert_eq!((&p.tau, &p.active_time), (b"00111000", b"00001010"));
+            m.set_psm(None).expect("CPSMS=0");
+            assert_eq!(m.psm_requested().expect("CPSMS?"), None);
+            m.set_edrx(4, "0101").expect("CEDRXS");
+            assert_eq!(m.edrx_requested(4).expect("CEDRXS?"), Some(*b"0101"));
+            m.disable_edrx(4).expect("CEDRXS=3");
+            // With eDRX off the R410 answers a bare `+CEDRXS:`, the R510 `+CEDRXS: 4,"0000"`.
+            let off = (model == emu::Model::SaraR510S).then_some(*b"0000");
+            assert_eq!(m.edrx_requested(4).expect("CEDRXS?"), off, "{model:?}");
+            // The MNO profile is refused while registered, taken with the radio off.
+            assert_eq!(m.set_mno_profile(100), Err(AtError::Cme(3)));
+            m.command("AT+CFUN=0", 180_000, |_| {}).expect("CFUN=0");
+            m.set_mno_profile(100).expect("UMNOPROF");
+            assert_eq!(m.mno_profile().expect("UMNOPROF?"), 100);
+        }
+        m.power_off().expect("power off");
+        assert_eq!(e.violations(), vec![], "{model:?}: the driver broke a rule");
+    }
+}

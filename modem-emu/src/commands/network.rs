@@ -186,6 +186,18 @@ pub(super) fn exec(core: &mut Core, cmd: &Cmd) -> Option<Reply> {
             _ => bad_param(),
         },
         ("+UPSMR", Read) if lte => Reply::info(&format!("+UPSMR: {}", u8::from(core.net.upsmr))),
+        // DNS through the modem (`AT+UDNSRN=0,"<name>"` → `+UDNSRN: "<ip>"`). The peers of the
+        // emulator are on loopback: it knows "localhost" only; another name, or no data
+        // context, fails with a plain ERROR [inferred: the manual gives no error code].
+        ("+UDNSRN", Set) => match (cmd.int(0), cmd.str(1)) {
+            (Some(0), Some(name))
+                if net::data_up(core) && name.eq_ignore_ascii_case("localhost") =>
+            {
+                Reply::info("+UDNSRN: \"127.0.0.1\"")
+            }
+            (Some(0), Some(_)) => Reply::error(),
+            _ => bad_param(),
+        },
         ("+UMNOPROF", Read) if lte => Reply::info(&format!("+UMNOPROF: {}", core.net.umnoprof)),
         ("+UMNOPROF", Set) if lte => match cmd.int(0) {
             Some(v @ 0..=100) => {
