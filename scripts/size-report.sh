@@ -48,7 +48,9 @@ fi
 
 # modem-ublox: the Electron's family only, and all four (driver with a 256-byte line buffer in a
 # static; every operation linked in).
-for part in modem-u2 modem-all; do
+# modem-u2-cmds: the Electron's family with the optional commands linked in too (raw command,
+# CSQ, CCLK, DNS).
+for part in modem-u2 modem-u2-cmds modem-all; do
   read -r f r < <(measure z "$part")
   printf '%-8s %-10s %12d %12d\n' z "$part" $((f - bf)) $((r - br))
   # Where the driver's bytes go, function by function after inlining (needs llvm-symbolizer;

@@ -7,6 +7,7 @@ mod clock;
 mod cmd;
 mod command;
 mod config;
+mod div;
 mod dns;
 mod error;
 mod fields;

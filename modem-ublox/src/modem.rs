@@ -429,12 +429,12 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// at [`Config::baud`]) since it was created, in ms. The application charges this to its
     /// awake budget; it is also the clock of every timeout and budget of the driver.
     pub fn time_spent_ms(&self) -> u64 {
-        self.spent_ns / 1_000_000
+        crate::div::div_u64(self.spent_ns, 1_000_000)
     }
 
     /// Like [`time_spent_ms`](Self::time_spent_ms) with µs resolution.
     pub fn time_spent_us(&self) -> u64 {
-        self.spent_ns / 1_000
+        crate::div::div_u64(self.spent_ns, 1_000)
     }
 
     /// Traffic and event counters.
@@ -486,8 +486,11 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
         self.st.psm
     }
 
-    pub(crate) fn timeouts(&self) -> Timeouts {
-        self.cfg.timeouts.unwrap_or(self.st.profile.timeouts)
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        self.cfg
+            .timeouts
+            .as_ref()
+            .unwrap_or(&self.st.profile.timeouts)
     }
 
     pub(crate) fn charge_ns(&mut self, ns: u64) {
@@ -498,13 +501,16 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
         self.spent_ns
     }
 
+    #[inline(never)]
     pub(crate) fn deadline(&self, ms: u32) -> u64 {
         self.spent_ns.saturating_add(u64::from(ms) * 1_000_000)
     }
 
     /// Milliseconds left until `deadline` (0 if passed).
+    #[inline(never)]
     pub(crate) fn left_ms(&self, deadline: u64) -> u32 {
-        u32::try_from(deadline.saturating_sub(self.spent_ns) / 1_000_000).unwrap_or(u32::MAX)
+        let left = crate::div::div_u64(deadline.saturating_sub(self.spent_ns), 1_000_000);
+        u32::try_from(left).unwrap_or(u32::MAX)
     }
 }
 
@@ -527,7 +533,7 @@ where
     }
 
     fn byte_ns(&self) -> u64 {
-        10_000_000_000 / u64::from(self.cfg.baud.max(1))
+        crate::div::div_u64(10_000_000_000, self.cfg.baud)
     }
 
     /// One received byte if the UART has one now. Never blocks.
@@ -918,25 +924,9 @@ where
         cmd: &[u8],
         timeout_ms: u32,
         prefix: &[u8],
-        mut parse: impl FnMut(&[u8]) -> Option<T>,
+        parse: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<T, AtError> {
-        let mut out = None;
-        self.exec(
-            cmd,
-            timeout_ms,
-            &mut OnLine(|line: &[u8]| {
-                if out.is_some() {
-                    return false;
-                }
-                match crate::fields::strip(line, prefix) {
-                    Some(rest) if prefix.is_empty() || line.starts_with(prefix) => {
-                        out = parse(rest);
-                        out.is_some()
-                    }
-                    _ => false,
-                }
-            }),
-        )?;
-        out.ok_or(AtError::Unexpected)
+        // One non-generic exchange (`ask`) for every query: only the parser is per call site.
+        self.ask_parse(cmd, timeout_ms, prefix, parse)
     }
 }

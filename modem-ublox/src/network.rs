@@ -8,6 +8,7 @@ use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
 use crate::config::{Apn, Auth, Registration};
+use crate::div::div_u64;
 use crate::error::{AtError, DataError, RegistrationError, SimError};
 use crate::fields::{parse_ipv4, parse_u32, Fields};
 use crate::model::Family;
@@ -180,6 +181,7 @@ where
     }
 
     /// `t` capped by what is left until `deadline`; `Err` once nothing is left.
+    #[inline(never)]
     fn capped(&self, t: u32, deadline: u64) -> Result<u32, ()> {
         let left = self.left_ms(deadline);
         if left == 0 {
@@ -229,7 +231,7 @@ where
     /// `AT+CREG=2`, echo back on): the modem has been re-initialised, call again.
     pub fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError> {
         let deadline = self.deadline(opts.budget_ms);
-        let t = self.timeouts();
+        let t = *self.timeouts();
         let last = |st: &State| {
             if st.family.uses_cereg() {
                 st.eps
@@ -305,7 +307,7 @@ where
             if self.now_ns() >= deadline {
                 return Err(out_of_time(&self.st));
             }
-            let since = (self.now_ns() - last_action) / 1_000_000;
+            let since = div_u64(self.now_ns() - last_action, 1_000_000);
             if since >= u64::from(opts.intervention_interval_ms) {
                 last_action = self.now_ns();
                 let iv = opts.interventions;
@@ -366,7 +368,7 @@ where
                 budget_run!(self, deadline, DataError::Timeout, $e)
             };
         }
-        let t = self.timeouts();
+        let t = *self.timeouts();
         if !self.st.family.uses_upsd_profile() {
             return self.activate_eps(deadline);
         }
@@ -433,7 +435,7 @@ where
     }
 
     fn activate_eps(&mut self, deadline: u64) -> Result<Ipv4Addr, DataError> {
-        let t = self.timeouts();
+        let t = *self.timeouts();
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {

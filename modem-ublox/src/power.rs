@@ -215,7 +215,7 @@ where
         if self.vint.is_some() || p.pwr_on_pulse_us < 1_000_000 {
             return Ok(false);
         }
-        let since_ms = (self.now_ns() - pulse_end) / 1_000_000;
+        let since_ms = crate::div::div_u64(self.now_ns() - pulse_end, 1_000_000);
         let rest = u64::from(p.power_down_ms).saturating_sub(since_ms);
         self.sleep_ms(u32::try_from(rest).unwrap_or(u32::MAX));
         self.discard_input()?;

@@ -85,6 +85,7 @@ struct ReadSink<'a> {
 }
 
 impl<'a> ReadSink<'a> {
+    #[inline(never)]
     fn new(handle: u8, udp: bool, buf: &'a mut [u8]) -> Self {
         Self {
             handle,
@@ -213,6 +214,7 @@ where
     R: OutputPin,
     V: InputPin,
 {
+    #[inline(never)]
     fn slot(&self, id: SocketId) -> Result<Slot, SocketError> {
         if id.epoch != self.st.epoch {
             return Err(SocketError::Invalidated);

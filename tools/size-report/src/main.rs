@@ -444,6 +444,13 @@ mod modem {
                 }
                 let _ = m.close(s);
             }
+            #[cfg(feature = "modem-u2-cmds")]
+            {
+                n += m.command("AT+CGSN", 1_000, |l| n += l.len()).is_ok() as usize;
+                n += m.signal_quality().map_or(0, |q| q.rssi as usize);
+                n += m.network_time().map_or(0, |t| t.unix_seconds() as usize);
+                n += m.resolve("device.example.com").map_or(0, |ip| ip.octets()[3] as usize);
+            }
             let _ = m.recover();
             n += m.power_off().is_ok() as usize;
             n + m.time_spent_ms() as usize
