@@ -486,6 +486,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
         self.st.psm
     }
 
+    #[inline(never)]
     pub(crate) fn timeouts(&self) -> &Timeouts {
         self.cfg
             .timeouts

@@ -10,7 +10,7 @@ use crate::cmd::Cmd;
 use crate::config::{Apn, Auth, Registration};
 use crate::div::div_u64;
 use crate::error::{AtError, DataError, RegistrationError, SimError};
-use crate::fields::{parse_ipv4, parse_u32, Fields};
+use crate::fields::{parse_ipv4, Fields};
 use crate::model::Family;
 use crate::modem::{Modem, State};
 use crate::urc::RegStatus;
@@ -369,6 +369,8 @@ where
             };
         }
         let t = *self.timeouts();
+        // Without R4 and R5 in the build, every supported model uses the UPSD profile.
+        #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
         if !self.st.family.uses_upsd_profile() {
             return self.activate_eps(deadline);
         }
@@ -434,6 +436,7 @@ where
         })
     }
 
+    #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
     fn activate_eps(&mut self, deadline: u64) -> Result<Ipv4Addr, DataError> {
         let t = *self.timeouts();
         // A command that times out at the budget's end is the budget running out.
@@ -472,7 +475,7 @@ where
         let ip = run!(
             self.query(b"AT+CGPADDR=1\r\n", cap!(t.query), b"+CGPADDR:", |r| {
                 let mut f = Fields::new(r);
-                if parse_u32(f.next()?)? != 1 {
+                if crate::fields::parse_u32(f.next()?)? != 1 {
                     return None;
                 }
                 let a = f.next()?;
