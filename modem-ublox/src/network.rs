@@ -77,24 +77,24 @@ pub(crate) fn bits8(s: &[u8]) -> Option<[u8; 8]> {
 }
 
 /// Inside an operation with a budget: the timeout `$t` capped by what is left before
-/// `$deadline`, or `return Err($out)` if nothing is left.
+/// `$deadline`, or `return Err($m.$fail(None, $deadline))` (out of time) if nothing is left.
 macro_rules! budget_cap {
-    ($m:ident, $deadline:expr, $out:expr, $t:expr) => {
+    ($m:ident, $deadline:expr, $fail:ident, $t:expr) => {
         match $m.capped($t, $deadline) {
             Ok(v) => v,
-            Err(()) => return Err($out),
+            Err(()) => return Err($m.$fail(None, $deadline)),
         }
     };
 }
 
-/// Inside an operation with a budget: the value of `$e`, or `return` its error; a command that
-/// timed out at the budget's end is the budget running out, `$out`.
+/// Inside an operation with a budget: the value of `$e`, or `return` its error mapped by the
+/// (out-of-line) `$m.$fail`, which also tells a command that timed out at the budget's end
+/// (the budget running out) from one that timed out before it.
 macro_rules! budget_run {
-    ($m:ident, $deadline:expr, $out:expr, $e:expr) => {
+    ($m:ident, $deadline:expr, $fail:ident, $e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(AtError::Timeout) if $m.now_ns() >= $deadline => return Err($out),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err($m.$fail(Some(e), $deadline)),
         }
     };
 }
@@ -191,6 +191,42 @@ where
         }
     }
 
+    /// The status registration waits on: PS for U2/G3, EPS for R4/R5.
+    fn last_status(st: &State) -> RegStatus {
+        if st.family.uses_cereg() {
+            st.eps
+        } else {
+            st.ps
+        }
+    }
+
+    /// The error of a failed step of [`register`](Self::register): `None` or a command timed
+    /// out at the budget's end is the budget running out (`Denied` if that was the last
+    /// status, else `Timeout` with it).
+    #[inline(never)]
+    fn reg_fail(&self, e: Option<AtError>, deadline: u64) -> RegistrationError {
+        match e {
+            Some(AtError::Timeout) if self.now_ns() >= deadline => {}
+            None => {}
+            Some(e) => return e.into(),
+        }
+        match Self::last_status(&self.st) {
+            RegStatus::Denied => RegistrationError::Denied,
+            s => RegistrationError::Timeout(s),
+        }
+    }
+
+    /// The error of a failed step of [`activate_data`](Self::activate_data): `None` or a
+    /// command timed out at the budget's end is [`DataError::Timeout`].
+    #[inline(never)]
+    fn data_fail(&self, e: Option<AtError>, deadline: u64) -> DataError {
+        match e {
+            Some(AtError::Timeout) if self.now_ns() >= deadline => DataError::Timeout,
+            None => DataError::Timeout,
+            Some(e) => e.into(),
+        }
+    }
+
     fn registered_now(st: &State, roaming: bool) -> Option<RegStatus> {
         let s = if st.family.uses_cereg() {
             st.eps
@@ -232,27 +268,16 @@ where
     pub fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError> {
         let deadline = self.deadline(opts.budget_ms);
         let t = *self.timeouts();
-        let last = |st: &State| {
-            if st.family.uses_cereg() {
-                st.eps
-            } else {
-                st.ps
-            }
-        };
-        let out_of_time = |st: &State| match last(st) {
-            RegStatus::Denied => RegistrationError::Denied,
-            s => RegistrationError::Timeout(s),
-        };
         // Each command's timeout is capped by what is left of the budget when it is sent; a
         // command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, out_of_time(&self.st), $t)
+                budget_cap!(self, deadline, reg_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, out_of_time(&self.st), $e)
+                budget_run!(self, deadline, reg_fail, $e)
             };
         }
         let fam = self.st.family;
@@ -303,9 +328,9 @@ where
             if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
                 return Ok(s);
             }
-            let status = last(&self.st);
+            let status = Self::last_status(&self.st);
             if self.now_ns() >= deadline {
-                return Err(out_of_time(&self.st));
+                return Err(self.reg_fail(None, deadline));
             }
             let since = div_u64(self.now_ns() - last_action, 1_000_000);
             if since >= u64::from(opts.intervention_interval_ms) {
@@ -360,12 +385,12 @@ where
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, DataError::Timeout, $t)
+                budget_cap!(self, deadline, data_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, DataError::Timeout, $e)
+                budget_run!(self, deadline, data_fail, $e)
             };
         }
         let t = *self.timeouts();
@@ -442,12 +467,12 @@ where
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, DataError::Timeout, $t)
+                budget_cap!(self, deadline, data_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, DataError::Timeout, $e)
+                budget_run!(self, deadline, data_fail, $e)
             };
         }
         let mut active = false;
