@@ -245,6 +245,18 @@ where
         }
     }
 
+    /// How many bytes are waiting (`AT+USORD=<h>,0` / `AT+USORF=<h>,0` → `+USORD: <h>,<n>`);
+    /// 0 when the answer carries no count.
+    #[inline(never)]
+    fn poll_count(&mut self, h: u8, udp: bool) -> Result<u16, AtError> {
+        let mut c = Cmd::new(if udp { "AT+USORF=" } else { "AT+USORD=" });
+        c.num(u32::from(h)).raw(b",0");
+        let mut sink = ReadSink::new(h, udp, &mut []);
+        let t = self.timeouts().read;
+        self.exec(c.finish()?, t, &mut sink)?;
+        Ok(sink.count.unwrap_or(0))
+    }
+
     /// Close modem sockets this driver does not own (left open by a previous MCU run):
     /// `AT+USOCTL=<h>,0` for each handle not open here, `AT+USOCL=<h>` for those the modem
     /// reports as TCP or UDP, and for those whose `AT+USOCTL` fails (R410 fw 05.08 answers it
@@ -627,11 +639,8 @@ where
         let t = self.timeouts().read;
         let mut pending = s.pending;
         if pending == 0 {
-            let mut c = Cmd::new("AT+USORD=");
-            c.num(u32::from(h)).raw(b",0");
-            let mut sink = ReadSink::new(h, false, &mut []);
-            match self.exec(c.finish()?, t, &mut sink) {
-                Ok(()) => pending = sink.count.unwrap_or(0),
+            match self.poll_count(h, false) {
+                Ok(n) => pending = n,
                 Err(e @ (AtError::Cme(_) | AtError::Error)) => {
                     let peer_closed = self.slot(id)?.peer_closed;
                     return Err(if peer_closed {
@@ -714,14 +723,8 @@ where
         }
         let h = id.handle;
         let t = self.timeouts().read;
-        if s.pending == 0 {
-            let mut c = Cmd::new("AT+USORF=");
-            c.num(u32::from(h)).raw(b",0");
-            let mut sink = ReadSink::new(h, true, &mut []);
-            self.exec(c.finish()?, t, &mut sink)?;
-            if sink.count.unwrap_or(0) == 0 {
-                return Ok(None);
-            }
+        if s.pending == 0 && self.poll_count(h, true)? == 0 {
+            return Ok(None);
         }
         let want = self.max_read(true);
         let mut c = Cmd::new("AT+USORF=");
@@ -779,20 +782,11 @@ where
         if s.pending > 0 || s.peer_closed {
             return Ok(true);
         }
-        let mut c = Cmd::new(if s.proto == Protocol::Tcp {
-            "AT+USORD="
-        } else {
-            "AT+USORF="
-        });
-        c.num(u32::from(id.handle)).raw(b",0");
-        let mut sink = ReadSink::new(id.handle, s.proto == Protocol::Udp, &mut []);
-        let t = self.timeouts().read;
-        match self.exec(c.finish()?, t, &mut sink) {
-            Ok(()) => {}
+        let n = match self.poll_count(id.handle, s.proto == Protocol::Udp) {
+            Ok(n) => n,
             Err(AtError::Cme(_) | AtError::Error) => return Ok(true),
             Err(e) => return Err(e.into()),
-        }
-        let n = sink.count.unwrap_or(0);
+        };
         if let Some(slot) = self.slot_mut(id) {
             slot.pending = n;
         }
