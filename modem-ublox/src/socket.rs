@@ -457,35 +457,37 @@ where
             MAX_PAYLOAD
         };
         let mut sent = 0;
-        let mut retries = 0u32;
         while sent < data.len() {
             let end = (sent + max).min(data.len());
-            match self.write_chunk(id.handle, None, &data[sent..end]) {
-                // `+USOWR: <h>,0`: nothing taken, offer it again.
-                Ok(0) => {
-                    retries += 1;
-                    if retries > 3 {
-                        return if sent > 0 {
-                            Ok(sent)
-                        } else {
-                            Err(SocketError::WouldBlock)
-                        };
-                    }
-                    self.sleep_ms(100 * retries);
-                }
-                Ok(n) => {
-                    sent += n;
-                    retries = 0;
-                }
-                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
+            match self.write_retrying(id.handle, None, &data[sent..end]) {
+                Ok(n) => sent += n,
                 Err(e) if sent > 0 && !matches!(e, SocketError::Invalidated) => return Ok(sent),
                 Err(e) => return Err(e),
             }
         }
         Ok(sent)
+    }
+
+    /// [`write_chunk`](Self::write_chunk), offered again (3 times, 100/200/300 ms apart) while
+    /// the modem takes none of it: `+USOWR: <h>,0` / `+USOST: <h>,0` or `+USOER` 11 / 172.
+    /// `Ok(n)` with `n > 0`, or [`SocketError::WouldBlock`] when it never took any.
+    fn write_retrying(
+        &mut self,
+        h: u8,
+        to: Option<(Ipv4Addr, u16)>,
+        data: &[u8],
+    ) -> Result<usize, SocketError> {
+        let mut retries = 0u32;
+        loop {
+            match self.write_chunk(h, to, data) {
+                Ok(0) | Err(SocketError::Socket(11 | 172)) if retries < 3 => {
+                    retries += 1;
+                    self.sleep_ms(100 * retries);
+                }
+                Ok(0) => return Err(SocketError::WouldBlock),
+                r => return r,
+            }
+        }
     }
 
     /// Send one datagram on a UDP socket (`AT+USOST=<h>,"<ip>",<port>,<n>`, `@`, the bytes).
@@ -522,23 +524,9 @@ where
             return Err(SocketError::TooLarge);
         }
         let to = v4(remote)?;
-        let mut retries = 0u32;
-        loop {
-            match self.write_chunk(id.handle, Some(to), data) {
-                Ok(n) if n == data.len() => return Ok(()),
-                // `+USOST: <h>,0`: nothing taken, offer it again.
-                Ok(0) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
-                Ok(0) => return Err(SocketError::WouldBlock),
-                Ok(n) => return Err(SocketError::Truncated(n as u16)),
-                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
-                Err(e) => return Err(e),
-            }
+        match self.write_retrying(id.handle, Some(to), data)? {
+            n if n == data.len() => Ok(()),
+            n => Err(SocketError::Truncated(n as u16)),
         }
     }
 
@@ -561,8 +549,8 @@ where
         c.num(data.len() as u32);
         let t = self.timeouts().write;
         let prefix: &[u8] = if to.is_some() { b"+USOST:" } else { b"+USOWR:" };
-        let mut confirmed = None;
-        let r = if self.st.hex {
+        // Send the command and the data; then one wait for the confirmation and the result.
+        let sent = if self.st.hex {
             c.raw(b",\"");
             let head = c.finish()?;
             let head = &head[..head.len() - 2];
@@ -576,10 +564,7 @@ where
                 self.send_cmd_more(&hex[..2 * chunk.len()])?;
             }
             self.send_cmd_more(b"\"\r\n")?;
-            self.finish(
-                t,
-                &mut crate::modem::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
-            )
+            Ok(())
         } else {
             let cmd = c.finish()?;
             match self.exec_prompt(cmd, t) {
@@ -587,15 +572,18 @@ where
                     let w = self.cfg.prompt_wait_ms;
                     self.sleep_ms(w);
                     self.write_bytes(data)?;
-                    self.finish(
-                        t,
-                        &mut crate::modem::OnLine(|l: &[u8]| {
-                            parse_confirm(l, prefix, h, &mut confirmed)
-                        }),
-                    )
+                    Ok(())
                 }
                 Err(e) => Err(e),
             }
+        };
+        let mut confirmed = None;
+        let r = match sent {
+            Ok(()) => self.finish(
+                t,
+                &mut crate::modem::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
+            ),
+            Err(e) => Err(e),
         };
         match r {
             // `OK` means the module took the data. Without a (parsable) count it took all of
