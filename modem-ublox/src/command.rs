@@ -8,7 +8,7 @@ use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
 use crate::error::AtError;
-use crate::fields::strip;
+use crate::fields::{strip, Fields};
 use crate::modem::{Modem, OnLine};
 
 impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L>
@@ -135,6 +135,29 @@ where
         }
     }
 
+    /// The unsigned integer in field `n` (0-based) of the first `prefix` line that has one
+    /// there: one exchange shared by every query that reads a number.
+    pub(crate) fn ask_int(
+        &mut self,
+        cmd: &[u8],
+        timeout_ms: u32,
+        prefix: &[u8],
+        n: usize,
+    ) -> Result<u32, AtError> {
+        let mut out = 0;
+        self.ask(cmd, timeout_ms, prefix, &mut |rest| match Fields::new(rest)
+            .nth(n)
+            .and_then(crate::fields::parse_u32)
+        {
+            Some(v) => {
+                out = v;
+                true
+            }
+            None => false,
+        })?;
+        Ok(out)
+    }
+
     /// [`ask`](Self::ask) with a parser: the first line it parses.
     pub(crate) fn ask_parse<T>(
         &mut self,
@@ -150,4 +173,10 @@ where
         })?;
         out.ok_or(AtError::Unexpected)
     }
+}
+
+/// An `accept` for [`Modem::ask`] that takes any line (status polls whose answer the engine
+/// applies by itself).
+pub(crate) fn any_line(_: &[u8]) -> bool {
+    true
 }

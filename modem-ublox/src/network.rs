@@ -7,6 +7,7 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
+use crate::command::any_line;
 use crate::config::{Apn, Auth, Registration};
 use crate::div::div_u64;
 use crate::error::{AtError, DataError, RegistrationError, SimError};
@@ -300,9 +301,7 @@ where
                 run!(self.simple(c.finish()?, cap!(t.query)));
             }
         }
-        let fun = run!(self.query(b"AT+CFUN?\r\n", cap!(t.query), b"+CFUN:", |r| {
-            Fields::new(r).int()
-        }));
+        let fun = run!(self.ask_int(b"AT+CFUN?\r\n", cap!(t.query), b"+CFUN:", 0));
         if fun != 1 {
             run!(self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun)));
         }
@@ -311,19 +310,17 @@ where
             run!(self.simple(b"AT+CGREG=2\r\n", cap!(t.short)));
             self.st.reg_mode_set = true;
         }
-        let mode = run!(self.query(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", |r| {
-            Fields::new(r).int()
-        }));
+        let mode = run!(self.ask_int(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", 0));
         if mode == 2 {
             run!(self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops)));
         }
         let mut last_action = self.now_ns();
         loop {
             if fam.uses_cereg() {
-                run!(self.query(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", |_| Some(())));
+                run!(self.ask(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", &mut any_line));
             } else {
-                run!(self.query(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", |_| Some(())));
-                run!(self.query(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", |_| Some(())));
+                run!(self.ask(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", &mut any_line));
+                run!(self.ask(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", &mut any_line));
             }
             if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
                 return Ok(s);
@@ -453,12 +450,7 @@ where
     }
 
     fn upsnd_active(&mut self, t: u32) -> Result<bool, AtError> {
-        self.query(b"AT+UPSND=0,8\r\n", t, b"+UPSND:", |r| {
-            let mut f = Fields::new(r);
-            f.next()?;
-            f.next()?;
-            Some(f.int()? == 1)
-        })
+        Ok(self.ask_int(b"AT+UPSND=0,8\r\n", t, b"+UPSND:", 2)? == 1)
     }
 
     #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]

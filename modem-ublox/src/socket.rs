@@ -284,12 +284,7 @@ where
             }
             let mut c = Cmd::new("AT+USOCTL=");
             c.num(u32::from(h)).raw(b",0");
-            let kind = self.query(c.finish()?, t, b"+USOCTL:", |r| {
-                let mut f = Fields::new(r);
-                f.next()?;
-                f.next()?;
-                f.int()
-            });
+            let kind = self.ask_int(c.finish()?, t, b"+USOCTL:", 2);
             let close = match kind {
                 Ok(6 | 17) => true,
                 // R410 fw 05.08 refuses AT+USOCTL altogether: close blindly (a handle that
@@ -340,7 +335,7 @@ where
         let t = self.timeouts().socket;
         let mut swept = false;
         loop {
-            match self.query(cmd, t, b"+USOCR:", |r| Fields::new(r).int()) {
+            match self.ask_int(cmd, t, b"+USOCR:", 0) {
                 Ok(h) if (h as usize) < SOCKETS => {
                     let h = h as u8;
                     self.st.sockets[usize::from(h)] = Slot {
@@ -370,7 +365,7 @@ where
     /// The socket error the modem recorded (`AT+USOER` → `+USOER: <e>`).
     fn last_socket_error(&mut self) -> Result<u16, SocketError> {
         let t = self.timeouts().socket;
-        let e = self.query(b"AT+USOER\r\n", t, b"+USOER:", |r| Fields::new(r).int())?;
+        let e = self.ask_int(b"AT+USOER\r\n", t, b"+USOER:", 0)?;
         Ok(u16::try_from(e).unwrap_or(u16::MAX))
     }
 
