@@ -303,8 +303,8 @@ pub(crate) enum Done {
 /// | R4 | 28 s | 55 s | 54 s |
 /// | R5 | 22 s | 46 s | 67 s |
 ///
-/// RAM: `L` + about 430 bytes (state with the timeout tables, 32-byte receive chunk, socket
-/// table, last-command fingerprint; 688 bytes in all with the default `L` and zero-sized HAL
+/// RAM: `L` + about 440 bytes (state with the timeout tables, 32-byte receive chunk, socket
+/// table, last-command fingerprint; 696 bytes in all with the default `L` and zero-sized HAL
 /// handles, measured with `size_of` on the host and on `thumbv7m-none-eabi`) plus the UART,
 /// delay and pin values. Commands are built in a 128-byte stack buffer.
 pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
