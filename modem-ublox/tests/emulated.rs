@@ -644,9 +644,9 @@ fn power_off_without_vint_leaves_an_off_modem_off_quickly() {
     assert!(e.is_off());
 }
 
-/// Issue 8 item 7 against the emulator: the raw escape hatch, signal quality, DNS (the
-/// emulator resolves "localhost" to its loopback peers), and the R4/R5 settings it models
-/// (MNO profile, PSM and eDRX requests).
+/// Issue 8 item 7 against the emulator: the raw escape hatch, signal quality, network time,
+/// DNS (the emulator resolves "localhost" to its loopback peers), and the R4/R5 settings
+/// (extended signal quality, band masks, MNO profile, PSM and eDRX requests).
 #[test]
 fn commands_for_battery_devices_against_the_emulator() {
     let echo = tcp_echo();
@@ -660,6 +660,14 @@ fn commands_for_battery_devices_against_the_emulator() {
         bring_up(&mut m);
         let q = m.signal_quality().expect("CSQ");
         assert!(q.rssi_dbm().is_some(), "{model:?}: registered but {q:?}");
+        // The emulator's network time: 1_714_000_000 UTC at virtual time 0, zone +08.
+        let t = m.network_time().expect("CCLK");
+        let elapsed = u32::try_from(m.time_spent_ms() / 1_000).unwrap();
+        assert!(
+            (1_714_000_000..=1_714_000_000 + elapsed).contains(&t.unix_seconds()),
+            "{model:?}: {t:?} after {elapsed} s"
+        );
+        assert_eq!((t.year, t.utc_offset_quarters), (2024, 8));
         let mut imei = Vec::new();
         m.command("AT+CGSN", 1_000, |l| imei.push(l.to_vec()))
             .expect("raw");
@@ -678,6 +686,17 @@ fn commands_for_battery_devices_against_the_emulator() {
         assert_eq!(receive_exactly(&mut m, s, 4), b"ping");
         m.close(s).expect("close");
         if model != emu::Model::SaraU201 {
+            let q = m.extended_signal_quality().expect("CESQ");
+            assert!(
+                q.rsrp_dbm().is_some() && q.rsrq_tenth_db().is_some(),
+                "{q:?}"
+            );
+            let bands = m.band_masks().expect("UBANDMASK?");
+            assert!(bands.lte_m.is_some(), "{model:?}: {bands:?}");
+            assert_eq!(bands.nb_iot.is_some(), model == emu::Model::SaraR410M);
+            m.set_band_mask(modem_ublox::Rat::LteM, 6170)
+                .expect("UBANDMASK=");
+            assert_eq!(m.band_masks().expect("UBANDMASK?").lte_m, Some([6170, 0]));
             m.set_psm(Some(("00111000", "00001010"))).expect("CPSMS");
             let p = m.psm_requested().expect("CPSMS?").expect("on");
             assert_eq!((&p.tau, &p.active_time), (b"00111000", b"00001010"));
