@@ -49,8 +49,8 @@ fi
 # modem-ublox: the Electron's family only, and all four (driver with a 256-byte line buffer in a
 # static; every operation linked in).
 # modem-u2-cmds: the Electron's family with the optional commands linked in too (raw command,
-# CSQ, CCLK, DNS).
-for part in modem-u2 modem-u2-cmds modem-all; do
+# CSQ, CCLK, DNS); modem-u2-udp: only what the README's UDP check-in calls.
+for part in modem-u2 modem-u2-cmds modem-u2-udp modem-all; do
   read -r f r < <(measure z "$part")
   printf '%-8s %-10s %12d %12d\n' z "$part" $((f - bf)) $((r - br))
   # Kept out of the driver (issue 8 item 10): the runtime's 64-bit division (ns -> ms is done
