@@ -7,6 +7,11 @@ use cloud_proto::*;
 
 const DEVICE: DeviceId = DeviceId(0x0102_0304);
 const ROOT: [u8; 32] = [0x42; 32];
+/// Where the device's datagrams come from (TEST-NET-1).
+const DEVICE_ADDR: core::net::SocketAddr = core::net::SocketAddr::V4(core::net::SocketAddrV4::new(
+    core::net::Ipv4Addr::new(192, 0, 2, 1),
+    40_000,
+));
 /// IPv4 (20) + UDP (8) headers per datagram.
 const UDP_IP: usize = 28;
 
@@ -55,7 +60,8 @@ fn exchange(
     down: &Down<'_>,
 ) -> (usize, usize) {
     let f = dev.send(0, up).expect("send").frame.to_vec();
-    let req = server::handle_datagram(&f, store, 0, ReplayPolicy::DEFAULT).expect("server accepts");
+    let req = server::handle_datagram(&f, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT)
+        .expect("server accepts");
     let keys = store.keys(DEVICE).ok().flatten().expect("keys");
     let mut out = [0u8; MAX_FRAME];
     let n = server::respond(&keys, req.device, req.counter, down, &mut out).expect("respond");
@@ -115,7 +121,8 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
     });
     let f = dev.send(0, &accept).expect("send").frame.to_vec();
     count(&mut t, true, &f);
-    let req = server::handle_datagram(&f, &mut store, 0, ReplayPolicy::DEFAULT).expect("accept");
+    let req = server::handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT)
+        .expect("accept");
     let mut out = [0u8; MAX_FRAME];
     let n = server::respond(&keys, req.device, req.counter, &Down::Ack, &mut out).expect("ack");
     count(&mut t, false, &out[..n]);
@@ -132,7 +139,8 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
                 .to_vec();
             count(&mut t, true, &f);
             let req =
-                server::handle_datagram(&f, &mut store, 0, ReplayPolicy::DEFAULT).expect("request");
+                server::handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT)
+                    .expect("request");
             let mut frames = Vec::new();
             let served =
                 server::serve_chunks(&keys, &req, bytes, &mut out, |f| frames.push(f.to_vec()))

@@ -218,9 +218,9 @@ pub struct DeviceEndpoint {
 
 impl DeviceEndpoint {
     /// An endpoint with the device's keys ([`Keys::derive`] from its root key, which need
-    /// not be kept), continuing from `counters` (see [`Counters`]). `const`, so it can be
-    /// built in place in a `static`. RAM: about 1.1 KiB, most of it the frame kept for
-    /// retransmission.
+    /// not be kept: wipe it), continuing from `counters` (see [`Counters`]). `const`, so it
+    /// can be built in place in a `static`. The keys are wiped when the endpoint is dropped
+    /// (see [`Keys`]). RAM: about 1.1 KiB, most of it the frame kept for retransmission.
     pub const fn new(config: DeviceConfig, keys: Keys, counters: Counters) -> Self {
         Self {
             config,

@@ -16,6 +16,7 @@ use core::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::message::{Down, Up};
 
@@ -54,11 +55,32 @@ pub struct DeviceId(pub u32);
 /// `K_down = HMAC-SHA256(root, "cloud-proto/1 down")`. Separate keys mean a frame can never be
 /// reflected back to its sender as valid. Deliberately not comparable (no `PartialEq`) and not
 /// printable.
+///
+/// Wiped when dropped ([`ZeroizeOnDrop`]; [`Zeroize`] wipes them on demand), as are the HMAC
+/// states keyed with them and the copy of the key the HMAC setup makes. Moves are plain copies
+/// the compiler may leave behind on the stack, which nothing can wipe: build the keys where
+/// they live (a `static` endpoint) rather than moving them around. Whoever holds the root key
+/// wipes it after [`derive`](Self::derive): nothing here keeps it.
 #[derive(Clone)]
 pub struct Keys {
     up: [u8; 32],
     down: [u8; 32],
 }
+
+impl Zeroize for Keys {
+    fn zeroize(&mut self) {
+        self.up.zeroize();
+        self.down.zeroize();
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for Keys {}
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,11 +92,13 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// HMAC-SHA256 keyed with a 32-byte key, over the concatenation of `parts`. The key is
 /// zero-padded to the 64-byte block exactly as RFC 2104 pads a short key, so this is plain
-/// HMAC-SHA256 with that key (and cannot fail).
+/// HMAC-SHA256 with that key (and cannot fail). The padded copy is wiped; the HMAC state wipes
+/// itself when dropped (the `zeroize` features of `hmac` and `sha2`).
 fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
-    let mut block = [0u8; 64];
+    let mut block = hmac::digest::Key::<HmacSha256>::default();
     block[..32].copy_from_slice(key);
-    let mut m = <HmacSha256 as KeyInit>::new(&block.into());
+    let mut m = <HmacSha256 as KeyInit>::new(&block);
+    block.zeroize();
     for p in parts {
         m.update(p);
     }
@@ -84,11 +108,19 @@ fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
 impl Keys {
     /// Derives both direction keys from the root key. Cost: two HMAC-SHA256 of 16–18 bytes.
     pub fn derive(root: &[u8; 32]) -> Self {
-        let key = |label: &[u8]| -> [u8; 32] { mac(root, &[label]).finalize().into_bytes().into() };
-        Self {
-            up: key(b"cloud-proto/1 up"),
-            down: key(b"cloud-proto/1 down"),
+        let mut keys = Self {
+            up: [0; 32],
+            down: [0; 32],
+        };
+        for (out, label) in [
+            (&mut keys.up, &b"cloud-proto/1 up"[..]),
+            (&mut keys.down, &b"cloud-proto/1 down"[..]),
+        ] {
+            // The MAC output wipes itself when dropped (CtOutput is ZeroizeOnDrop).
+            let full = mac(root, &[label]).finalize();
+            out.copy_from_slice(&full.as_bytes()[..]);
         }
+        keys
     }
 
     /// The MAC of a frame (without its tag) with `key`, over the 8-byte context first.

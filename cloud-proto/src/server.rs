@@ -6,14 +6,18 @@
 //! ```
 //! use cloud_proto::server::{self, DeviceStore, MemoryStore, ReplayPolicy, RequestError};
 //! use cloud_proto::{DeviceId, Down, NackCode, MAX_FRAME};
+//! use core::net::SocketAddr;
 //!
+//! // MemoryStore is for tests and tools: a server implements DeviceStore over its database.
 //! let mut store = MemoryStore::default();
 //! store.insert(DeviceId(7), &[0x42; 32]);
 //! # let frame = [0u8; 4];
 //! # let now_ms = 0;
+//! # let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
 //! let mut out = [0u8; MAX_FRAME];
-//! // For each datagram received:
-//! let answer = match server::handle_datagram(&frame, &mut store, now_ms, ReplayPolicy::DEFAULT) {
+//! // For each datagram received (`from`: the address it came from):
+//! let policy = ReplayPolicy::DEFAULT;
+//! let answer = match server::handle_datagram(&frame, from, &mut store, now_ms, policy) {
 //!     // Apply req.msg (unless req.retransmission says it was applied already), then answer.
 //!     Ok(req) => Some((req.device, req.counter, Down::Ack)),
 //!     // Authentic and fresh, but this server cannot take it: tell the device.
@@ -29,20 +33,21 @@
 //! if let Some((device, counter, msg)) = answer {
 //!     if let Ok(Some(keys)) = store.keys(device) {
 //!         if let Ok(n) = server::respond(&keys, device, counter, &msg, &mut out) {
-//!             // send &out[..n] back to where the datagram came from
+//!             // send &out[..n] back to `from`
 //!         }
 //!     }
 //! }
 //! ```
 
 use core::fmt;
+use core::net::SocketAddr;
 
 use crate::frame::{self, DeviceId, EncodeError, FrameError, Keys, CHUNK_HEADER_LEN, TAG_LEN};
 use crate::message::{Down, NackCode, Up};
 
 /// What the server remembers of the last frame it accepted from a device: enough to tell a
-/// retransmission (same counter, same tag, soon after, a few times) from a replay or a reused
-/// counter.
+/// retransmission (same counter, same tag, from the same address, soon after, a few times)
+/// from a replay, a copy injected from elsewhere, or a reused counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LastFrame {
@@ -52,12 +57,17 @@ pub struct LastFrame {
     pub tag: [u8; TAG_LEN],
     /// When it was first accepted (the caller's clock, ms).
     pub accepted_at_ms: u64,
-    /// How many times it has been answered (the first acceptance included).
+    /// The address it was first accepted from, where its answers went. Only copies from this
+    /// address are answered again, so copies injected from elsewhere cannot use up the
+    /// device's own retransmissions.
+    pub source: SocketAddr,
+    /// How many times it has been answered (the first acceptance included), all to `source`.
     pub answers: u8,
 }
 
 /// What the server keeps per device. Implemented by the server application over its
-/// database; [`MemoryStore`] (feature `std`) is the in-memory one.
+/// database, which must keep the [`LastFrame`] records across restarts; [`MemoryStore`]
+/// (feature `std`) is an in-memory one for tests and tools.
 ///
 /// Crash safety: apply a request's effects and the [`replace_last_frame`] it caused in one
 /// transaction where the effects matter (stored publishes). Otherwise a crash between the two
@@ -87,16 +97,19 @@ pub trait DeviceStore {
     ) -> Result<bool, Self::Error>;
 }
 
-/// How long, and how often, the last frame of a device is answered again as a retransmission.
-/// Outside these bounds a copy of it is a replay. The bounds cap what a sniffed frame can make
-/// the server send (a chunk request is answered with up to 64 KiB): at most `max_answers`
-/// answers in all, within `retransmit_window_ms` of the first.
+/// How long, and how often, the last frame of a device is answered again as a retransmission
+/// (only to the address it was first accepted from; see [`LastFrame::source`]). Outside these
+/// bounds a copy of it is refused. The bounds cap what a sniffed frame can make the server
+/// send: at most `max_answers` answers, all to one address, within `retransmit_window_ms` of
+/// the first. The largest answer is a chunk request's: `MAX_CHUNKS_PER_REQUEST` chunk frames
+/// of up to [`MAX_FRAME`](crate::MAX_FRAME) bytes, 66,304 bytes; so with the defaults at most
+/// 265,216 bytes per sniffed frame (`docs/protocol.md` §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ReplayPolicy {
     /// Window after the first acceptance.
     pub retransmit_window_ms: u64,
-    /// Answers in all, the first included.
+    /// Answers in all, the first included (all to the frame's first source).
     pub max_answers: u8,
 }
 
@@ -125,6 +138,13 @@ pub enum RequestError<E> {
     Frame(FrameError),
     /// No key for this device id.
     UnknownDevice(DeviceId),
+    /// Authentic, with counter `FFFFFFFF`, which no device sends (`docs/protocol.md` §2.2: a
+    /// device stops at `FFFFFFFE` and must be re-keyed). Dropped, nothing recorded; the device
+    /// (or whoever holds its key) is broken: re-provision it.
+    CounterExhausted {
+        /// Sender.
+        device: DeviceId,
+    },
     /// Authentic, but its counter is below the last one accepted: a replay, or a stale
     /// reordered frame.
     Replayed {
@@ -135,6 +155,14 @@ pub enum RequestError<E> {
     },
     /// A copy of the last frame, outside the [`ReplayPolicy`] (too late, or answered enough).
     RetransmissionRefused {
+        /// Its counter.
+        counter: u32,
+    },
+    /// A copy of the last frame from another address than the one it was first accepted from
+    /// ([`LastFrame::source`]): injected by someone who saw the frame (or the device's address
+    /// changed within the retransmission window; it then gives up and sends a new request).
+    /// Refused whatever the window, and it uses up nothing.
+    OtherSource {
         /// Its counter.
         counter: u32,
     },
@@ -171,6 +199,13 @@ impl<E: fmt::Debug> fmt::Display for RequestError<E> {
         match self {
             Self::Frame(e) => write!(f, "{e}"),
             Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
+            Self::CounterExhausted { device } => {
+                write!(
+                    f,
+                    "device {} sent counter FFFFFFFF, which is never sent",
+                    device.0
+                )
+            }
             Self::Replayed { counter, last } => {
                 write!(f, "replayed frame: counter {counter} < last {last}")
             }
@@ -179,6 +214,9 @@ impl<E: fmt::Debug> fmt::Display for RequestError<E> {
                     f,
                     "copy of frame {counter} outside the retransmission window"
                 )
+            }
+            Self::OtherSource { counter } => {
+                write!(f, "copy of frame {counter} from another address")
             }
             Self::CounterReused { counter } => {
                 write!(f, "counter {counter} reused for a different frame")
@@ -226,17 +264,25 @@ pub struct Request<'a> {
     pub msg: Up<'a>,
 }
 
-/// Authenticates `frame`, refuses replays, decodes it. The device's record in `store` advances
-/// only for an authentic frame that is new (or an allowed retransmission); on every other
-/// error nothing changed.
+/// Authenticates `frame`, received from `source`, refuses replays, decodes it. The device's
+/// record in `store` advances only for an authentic frame that is new (or an allowed
+/// retransmission); on every other error nothing changed.
 ///
-/// Order: framing, key lookup, tag, **then** freshness (so a stale copy of an undecodable
-/// frame is a replay, not a reason to answer), then the body.
+/// `source` is the address the datagram came from (IP address and UDP port), where the
+/// answer goes. A new frame records it; a copy of the last frame is answered again only from
+/// that address ([`RequestError::OtherSource`] otherwise). On a byte stream pass the
+/// connection's peer; a TCP peer cannot spoof its address, so a server may pass the IP address
+/// with port 0 to keep answering a device that reconnected between two retransmissions.
+///
+/// Order: framing, key lookup, tag, the counter's range (`FFFFFFFF` is never sent), **then**
+/// freshness (so a stale copy of an undecodable frame is a replay, not a reason to answer),
+/// then the body.
 ///
 /// Errors: see [`RequestError`]. Cost: one key lookup, one HMAC-SHA256 over the frame, one
 /// record read and one compare-and-set (retried on a race), one postcard decode.
 pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
     frame: &'a [u8],
+    source: SocketAddr,
     store: &mut S,
     now_ms: u64,
     policy: ReplayPolicy,
@@ -248,6 +294,9 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
         .ok_or(RequestError::UnknownDevice(device))?;
     let v = frame::verify_up(&keys, frame)?;
     let counter = v.counter;
+    if counter == u32::MAX {
+        return Err(RequestError::CounterExhausted { device });
+    }
     let mut retransmission = None;
     for _ in 0..3 {
         let last = store.last_frame(device).map_err(RequestError::Store)?;
@@ -260,6 +309,9 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
             }
             Some(l) if counter == l.counter && v.tag != l.tag => {
                 return Err(RequestError::CounterReused { counter })
+            }
+            Some(l) if counter == l.counter && source != l.source => {
+                return Err(RequestError::OtherSource { counter })
             }
             Some(l) if counter == l.counter => {
                 let late = now_ms.saturating_sub(l.accepted_at_ms) > policy.retransmit_window_ms;
@@ -275,6 +327,7 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
                 counter,
                 tag: v.tag,
                 accepted_at_ms: now_ms,
+                source,
                 answers: 1,
             },
         };
@@ -375,17 +428,36 @@ mod memory {
     use super::{DeviceStore, LastFrame};
     use crate::frame::{DeviceId, Keys};
 
-    /// An in-memory [`DeviceStore`] for tests, tools and single-process servers (feature
-    /// `std`). A database-backed server keeps the same columns.
+    /// An in-memory [`DeviceStore`] **for tests and tools only** (feature `std`).
+    ///
+    /// Not for a server: it lives in RAM, so a restarted process forgets every device's
+    /// [`LastFrame`] and then accepts each old frame again (replays) until the device sends a
+    /// new one. A real server keeps the same columns in a database that persists the record
+    /// before the answer goes out ([`DeviceStore::replace_last_frame`]).
     #[derive(Debug, Default, Clone)]
     pub struct MemoryStore {
         devices: HashMap<DeviceId, (Keys, Option<LastFrame>)>,
     }
 
     impl MemoryStore {
-        /// Adds (or re-keys) a device; its counter history starts empty.
+        /// Adds a device, or replaces a known device's key. A known device **keeps** its
+        /// replay record: inserting it again (a tool reloading its device list) never makes
+        /// its old frames acceptable. A device re-provisioned with a new key whose counters
+        /// start again needs [`remove`](Self::remove) first. Cost: two HMAC-SHA256 (the key
+        /// derivation).
         pub fn insert(&mut self, device: DeviceId, root_key: &[u8; 32]) {
-            self.devices.insert(device, (Keys::derive(root_key), None));
+            let keys = Keys::derive(root_key);
+            self.devices
+                .entry(device)
+                .and_modify(|d| d.0 = keys.clone())
+                .or_insert((keys, None));
+        }
+
+        /// Forgets `device` and its replay record; returns whether it was known. Only for a
+        /// device whose key is retired: with the same key its old frames would be accepted
+        /// again once it is inserted anew.
+        pub fn remove(&mut self, device: DeviceId) -> bool {
+            self.devices.remove(&device).is_some()
         }
 
         /// The last counter accepted from `device`.

@@ -145,7 +145,8 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     let f = send(&mut dev, 0, &req);
     let image = vec![7u8; 64 * 1024];
     let policy = ReplayPolicy::DEFAULT;
-    let at = |store: &mut MemoryStore, now| server::handle_datagram(&f, store, now, policy);
+    let at =
+        |store: &mut MemoryStore, now| server::handle_datagram(&f, DEVICE_ADDR, store, now, policy);
     assert!(!at(&mut store, 1_000).unwrap().retransmission);
     // Three more answers (four in all) within the window…
     for now in [3_000, 7_000, 15_000] {
@@ -704,4 +705,162 @@ fn an_inline_offer_always_fits_a_sara_datagram() {
         ManifestRef::for_manifest(&[0; MAX_INLINE_MANIFEST + 1]),
         ManifestRef::Fetch { len } if len as usize == MAX_INLINE_MANIFEST + 1
     ));
+}
+
+#[test]
+fn counter_ffffffff_is_refused_as_never_sent() {
+    // Authentic (the key holder built it), but the spec says no device sends FFFFFFFF.
+    let mut store = store();
+    let body = [0x04, 0x84, 0x07]; // Goodbye{900}
+    let f = raw_up(u32::MAX, &body);
+    assert_eq!(
+        handle(&mut store, &f),
+        Err(Rejected::CounterExhausted { device: DEVICE })
+    );
+    assert_eq!(store.last_counter(DEVICE), None, "nothing recorded");
+    // Also after the last counter a device may use, which stays acceptable.
+    handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
+    assert_eq!(
+        handle(&mut store, &f),
+        Err(Rejected::CounterExhausted { device: DEVICE })
+    );
+    assert_eq!(store.last_counter(DEVICE), Some(u32::MAX - 1));
+    // A forgery with that counter is a bad tag first: the distinct error means "authentic".
+    let mut forged = f.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        handle(&mut store, &forged),
+        Err(Rejected::Frame(FrameError::BadTag))
+    );
+}
+
+#[test]
+fn inserting_a_known_device_again_keeps_its_replay_record() {
+    let mut store = store();
+    let mut dev = device();
+    let old = send(&mut dev, 0, &checkin());
+    handle(&mut store, &old).unwrap();
+    dev.abandon();
+    let last = send(&mut dev, 1, &checkin());
+    handle(&mut store, &last).unwrap();
+    // A tool reloads its device list.
+    store.insert(DEVICE, &ROOT_KEY);
+    assert_eq!(store.last_counter(DEVICE), Some(1));
+    assert_eq!(
+        handle(&mut store, &old),
+        Err(Rejected::Replayed {
+            counter: 0,
+            last: 1
+        })
+    );
+    // Removing the device is the one way to forget its record.
+    assert!(store.remove(DEVICE));
+    assert_eq!(
+        handle(&mut store, &old),
+        Err(Rejected::UnknownDevice(DEVICE))
+    );
+    assert!(!store.remove(DEVICE));
+}
+
+/// Somewhere else than the device (TEST-NET-3, RFC 5737).
+fn elsewhere(port: u16) -> core::net::SocketAddr {
+    core::net::SocketAddr::from(([203, 0, 113, 9], port))
+}
+
+#[test]
+fn injected_copies_do_not_use_up_the_devices_retransmissions() {
+    let mut store = store();
+    let mut dev = device();
+    let f = send(&mut dev, 0, &checkin());
+    let policy = ReplayPolicy::DEFAULT;
+    let at = |store: &mut MemoryStore, from, now| {
+        server::handle_datagram(&f, from, store, now, policy).map(|r| r.retransmission)
+    };
+    // The device's frame arrives; its answer is lost on the way back.
+    assert_eq!(at(&mut store, DEVICE_ADDR, 0), Ok(false));
+    // A sniffer injects copies from elsewhere, more than the allowance: each is refused and
+    // none is answered (no reflection to the spoofed address either).
+    for (i, now) in [10, 20, 30, 40, 50].into_iter().enumerate() {
+        assert_eq!(
+            at(&mut store, elsewhere(i as u16), now),
+            Err(Rejected::OtherSource { counter: 0 })
+        );
+    }
+    // The device's own retransmissions are still answered: all three.
+    let mut now = 0;
+    for _ in 1..policy.max_answers {
+        now = dev.poll_timeout().unwrap();
+        let Timeout::Retransmit(again) = dev.handle_timeout(now) else {
+            panic!("retransmit")
+        };
+        assert_eq!(again, &f[..]);
+        assert_eq!(at(&mut store, DEVICE_ADDR, now), Ok(true));
+    }
+    // Then the allowance is spent, from anywhere.
+    assert_eq!(
+        at(&mut store, DEVICE_ADDR, now + 1),
+        Err(Rejected::RetransmissionRefused { counter: 0 })
+    );
+    assert_eq!(
+        at(&mut store, elsewhere(1), now + 1),
+        Err(Rejected::OtherSource { counter: 0 })
+    );
+}
+
+#[test]
+fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device() {
+    // What is left to an on-path attacker who saw the device's address: its copies count
+    // against the allowance, but every answer goes to the device itself.
+    let mut store = store();
+    let mut dev = device();
+    let f = send(&mut dev, 0, &checkin());
+    let policy = ReplayPolicy::DEFAULT;
+    let answered = (0..10u64)
+        .filter(|&now| server::handle_datagram(&f, DEVICE_ADDR, &mut store, now, policy).is_ok())
+        .count();
+    assert_eq!(
+        answered,
+        usize::from(policy.max_answers),
+        "all to DEVICE_ADDR"
+    );
+    // And a copy that won the race to the server takes the frame's address: the device's own
+    // copies are then refused (as if the attacker had dropped them), and answers go to the
+    // attacker's address only, at most max_answers of them.
+    let mut store = self::store();
+    let f = send(&mut device_from(Counters::cold(100)), 0, &checkin());
+    assert!(server::handle_datagram(&f, elsewhere(7), &mut store, 0, policy).is_ok());
+    assert_eq!(
+        server::handle_datagram(&f, DEVICE_ADDR, &mut store, 1, policy),
+        Err(Rejected::OtherSource { counter: 100 })
+    );
+}
+
+/// Compiles only for types that wipe themselves when dropped.
+fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+#[test]
+fn keys_are_wiped_on_drop_and_on_demand() {
+    // Keys, and the SHA-256 state the HMACs of the device and the server key with.
+    wiped_on_drop::<Keys>();
+    wiped_on_drop::<sha2::Sha256>();
+    // Wiping leaves both direction keys all zero: what it seals is tagged with the zero key.
+    use zeroize::Zeroize;
+    let mut k = keys();
+    k.zeroize();
+    let mut out = [0u8; MAX_FRAME];
+    let n = frame::seal_up(&k, DEVICE, 3, &checkin(), &mut out).unwrap();
+    let (signed, tag) = out[..n].split_at(n - 8);
+    let want = hmac(
+        &[0; 32],
+        &[&DEVICE.0.to_le_bytes(), &3u32.to_le_bytes(), signed],
+    );
+    assert_eq!(tag, &want[..8], "K_up wiped");
+    let n = frame::seal_down(&k, DEVICE, 3, &Down::Ack, &mut out).unwrap();
+    let (signed, tag) = out[..n].split_at(n - 8);
+    let want = hmac(
+        &[0; 32],
+        &[&DEVICE.0.to_le_bytes(), &3u32.to_le_bytes(), signed],
+    );
+    assert_eq!(tag, &want[..8], "K_down wiped");
 }

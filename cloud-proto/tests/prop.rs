@@ -351,7 +351,7 @@ proptest! {
     #[test]
     fn random_bytes_are_never_accepted(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
         let mut store = store();
-        prop_assert!(server::handle_datagram(&bytes, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
+        prop_assert!(server::handle_datagram(&bytes, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
         prop_assert!(frame::open_down(&keys(), DEVICE, &bytes, |l| Some(u32::from(l))).is_err());
         let mut dev = device();
         dev.send(0, &checkin()).unwrap();
@@ -368,7 +368,7 @@ proptest! {
         let f = seal_up_frame(&spec, counter);
         if let Some(bad) = mutate(&f, &m) {
             let mut store = store();
-            prop_assert!(server::handle_datagram(&bad, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
+            prop_assert!(server::handle_datagram(&bad, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
             prop_assert_eq!(store.last_counter(DEVICE), None);
         }
     }

@@ -120,8 +120,13 @@ struct Server {
 
 impl Server {
     fn handle(&mut self, now: u64, frame: &[u8], mut send: impl FnMut(&[u8])) {
-        let Ok(req) = server::handle_datagram(frame, &mut self.store, now, ReplayPolicy::DEFAULT)
-        else {
+        let Ok(req) = server::handle_datagram(
+            frame,
+            DEVICE_ADDR,
+            &mut self.store,
+            now,
+            ReplayPolicy::DEFAULT,
+        ) else {
             return; // rejected frames are dropped (corrupt ones land here)
         };
         if !req.retransmission {

@@ -68,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = urc::parse(l);
                 let _ = urc::final_result(l);
                 let _ = urc::reg_line(l);
+                let _ = urc::body_follows(l);
             }
             Some(Event::PayloadStart(h)) => left = Some(payload_header_len(h).expect("header")),
             Some(Event::PayloadByte(_)) => {
@@ -80,7 +81,12 @@ fuzz_target!(|data: &[u8]| {
                 left = None;
             }
             Some(Event::Prompt) => assert!(flags & 1 != 0),
-            Some(Event::Overflow) | None => {}
+            Some(Event::Overflow(h)) => {
+                // The head of the skipped line: exactly what fits the buffer.
+                assert_eq!(h.len(), 128);
+                assert!(left.is_none());
+            }
+            None => {}
         }
     }
 

@@ -15,6 +15,11 @@ use libfuzzer_sys::fuzz_target;
 
 const DEVICE: DeviceId = DeviceId(0x0102_0304);
 const ROOT: [u8; 32] = [0x42; 32];
+/// Where the datagrams come from (TEST-NET-1).
+const FROM: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(192, 0, 2, 1),
+    40_000,
+));
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
@@ -52,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     let keys = Keys::derive(&ROOT);
     match mode % 4 {
         0 => {
-            let _ = server::handle_datagram(rest, &mut store, 0, ReplayPolicy::DEFAULT);
+            let _ = server::handle_datagram(rest, FROM, &mut store, 0, ReplayPolicy::DEFAULT);
             let mut dev = device();
             let req = ChunkRequest::plan(UpdateId(1), Object::Image, 512, 0..64, 64);
             if let Some(req) = req {
@@ -73,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
             header.extend_from_slice(&DEVICE.0.to_le_bytes());
             header.extend_from_slice(&9u32.to_le_bytes());
             let f = sealed(true, &header, rest, 9);
-            match server::handle_datagram(&f, &mut store, 0, ReplayPolicy::DEFAULT) {
+            match server::handle_datagram(&f, FROM, &mut store, 0, ReplayPolicy::DEFAULT) {
                 Ok(req) => {
                     let mut out = [0u8; MAX_FRAME];
                     let n = frame::seal_up(&keys, DEVICE, 9, &req.msg, &mut out)

@@ -190,6 +190,15 @@ fn lenient(b: &[u8; RECORD_LEN]) -> Persisted {
         },
         repair_sector: (b[11] & 8 != 0).then(|| if raw { le32(b, 156) } else { le32(b, 156) % 4 }),
         repair_restoring: b[11] & 4 != 0,
+        // This layout's id, so that sealed records are read; raw bytes (mostly another
+        // layout, refused at open) unless the raw flag asks for them.
+        layout_id: if raw {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[160..168]);
+            ota_core::LayoutId(id)
+        } else {
+            LAYOUT.id(W)
+        },
     }
 }
 
@@ -203,8 +212,8 @@ fn config() -> Config {
 type Open<F> = fn(&mut F) -> Result<Updater, ota_core::OpenError>;
 
 /// Everything a device does with what it finds in flash, each call bounded: the updater
-/// (open, erase work, a chunk, finish, install), the bootloader (up to 24 steps), the updater
-/// again (confirm, fail, cancel).
+/// (open, erase work, a chunk, finish in steps, install), the bootloader (up to 64 steps), the
+/// updater again (confirm, fail, cancel).
 fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
     let mut buf = [0u8; 256];
     if let Ok(mut up) = open(flash) {
@@ -225,14 +234,19 @@ fn exercise<F: NorFlash>(flash: &mut F, open: Open<F>, input: &[u8]) {
             let data: Vec<u8> = input.iter().copied().cycle().take(len).collect();
             let _ = up.handle_chunk(flash, i, &data);
         }
+        // A few bounded steps first, then the rest in one call.
+        for _ in 0..3 {
+            let _ = up.finish_step(flash, &mut buf, 1000);
+        }
         let _ = up.finish(flash, &mut buf);
         let _ = up.mark_install(flash);
     }
     let config = BootConfig {
         max_boot_attempts: 2,
+        ..BootConfig::default()
     };
     if let Ok(mut bl) = Bootloader::open(flash, LAYOUT, config) {
-        for _ in 0..24 {
+        for _ in 0..64 {
             match bl.step(flash, &mut buf) {
                 Ok(BootStep::Continue) => {}
                 _ => break,

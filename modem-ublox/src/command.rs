@@ -7,9 +7,10 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
+use crate::engine::Response;
 use crate::error::AtError;
 use crate::fields::{strip, Fields};
-use crate::modem::{Modem, OnLine};
+use crate::modem::Modem;
 
 impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L>
 where
@@ -41,8 +42,10 @@ where
     ///
     /// # Errors
     /// [`AtError::InvalidArgument`] if `cmd` does not start with `AT`, contains a control
-    /// character, or is longer than 126 bytes; otherwise the exchange's [`AtError`]
-    /// (`Error`, `Cme(code)`, `Timeout`, `ModemRebooted`, …).
+    /// character, or is longer than 126 bytes; [`AtError::LineTooLong`] if a line longer than
+    /// the line buffer `L` arrived during the exchange (it may have been part of the answer,
+    /// and `on_line` did not see it; the exchange itself completed); otherwise the exchange's
+    /// [`AtError`] (`Error`, `Cme(code)`, `Timeout`, `ModemRebooted`, …).
     ///
     /// ```
     /// # use embedded_hal::{delay::DelayNs, digital::{InputPin, OutputPin}};
@@ -91,19 +94,13 @@ where
         let mut c = Cmd::new("");
         c.text(cmd);
         let line = c.finish()?;
-        self.exec(
-            line,
-            timeout_ms,
-            &mut OnLine(|l: &[u8]| {
-                on_line(l);
-                true
-            }),
-        )
+        self.exec(line, timeout_ms, &mut Raw(on_line))
     }
 
     /// Run `cmd` and offer each information line starting with `prefix` (the text after it,
     /// leading spaces removed; every line when `prefix` is empty) to `accept` until it returns
-    /// `true`. [`AtError::Unexpected`] if no line was accepted.
+    /// `true`. [`AtError::Unexpected`] if no line was accepted, [`AtError::LineTooLong`] if
+    /// none was but a line too long for the buffer came (or one with `prefix` was too long).
     pub(crate) fn ask(
         &mut self,
         cmd: &[u8],
@@ -111,27 +108,19 @@ where
         prefix: &[u8],
         accept: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), AtError> {
-        let mut done = false;
-        self.exec(
-            cmd,
-            timeout_ms,
-            &mut OnLine(|line: &[u8]| {
-                if done {
-                    return false;
-                }
-                match strip(line, prefix) {
-                    Some(rest) => {
-                        done = accept(rest);
-                        done
-                    }
-                    None => false,
-                }
-            }),
-        )?;
-        if done {
-            Ok(())
-        } else {
-            Err(AtError::Unexpected)
+        let mut a = Ask {
+            prefix,
+            accept,
+            done: false,
+            overflowed: false,
+        };
+        self.exec(cmd, timeout_ms, &mut a)?;
+        match a {
+            Ask { done: true, .. } => Ok(()),
+            Ask {
+                overflowed: true, ..
+            } => Err(AtError::LineTooLong),
+            _ => Err(AtError::Unexpected),
         }
     }
 
@@ -172,6 +161,51 @@ where
             out.is_some()
         })?;
         out.ok_or(AtError::Unexpected)
+    }
+}
+
+/// The [`Response`] of [`Modem::command`]: every information line to the caller's closure.
+/// Which lines it expects is unknown here, so any line too long for the buffer (not the body
+/// of a two-line URC, which the engine drops first) may have been one: the command fails
+/// with [`AtError::LineTooLong`] once its final result came.
+struct Raw<'a>(&'a mut dyn FnMut(&[u8]));
+
+impl Response for Raw<'_> {
+    fn line(&mut self, line: &[u8]) -> bool {
+        (self.0)(line);
+        true
+    }
+
+    fn overflow(&mut self, _head: &[u8]) -> bool {
+        true
+    }
+}
+
+/// The [`Response`] of [`Modem::ask`]: the first `prefix` line `accept` takes.
+struct Ask<'a> {
+    prefix: &'a [u8],
+    accept: &'a mut dyn FnMut(&[u8]) -> bool,
+    done: bool,
+    overflowed: bool,
+}
+
+impl Response for Ask<'_> {
+    fn line(&mut self, line: &[u8]) -> bool {
+        if self.done {
+            return false;
+        }
+        match strip(line, self.prefix) {
+            Some(rest) => {
+                self.done = (self.accept)(rest);
+                self.done
+            }
+            None => false,
+        }
+    }
+
+    fn overflow(&mut self, head: &[u8]) -> bool {
+        self.overflowed = true;
+        !self.prefix.is_empty() && head.starts_with(self.prefix)
     }
 }
 

@@ -44,8 +44,11 @@ pub enum AtError {
     /// `ABORTED`: the command was interrupted (by a character sent while it ran, or by the
     /// modem). Retrying is usually right.
     Aborted,
-    /// A response line did not fit the driver's line buffer. The rest of the line was skipped
-    /// and the exchange ran to its final result code, so the engine is in sync again.
+    /// A line that may have been the command's own answer did not fit the driver's line
+    /// buffer (it starts with the answer's prefix, or an unprefixed answer never came). Lines
+    /// that cannot be the answer (URCs such as an SMS PDU, noise) never cause this. The rest
+    /// of the line was skipped and the exchange ran to its final result code, so the engine
+    /// is in sync again.
     LineTooLong,
     /// The response did not have the expected shape (a missing or malformed information line).
     Unexpected,
@@ -57,7 +60,8 @@ pub enum AtError {
     ModemRebooted,
     /// V_INT says the modem is off.
     PoweredOff,
-    /// The UART failed.
+    /// The UART failed. Whatever was being received is dropped and the next command
+    /// resynchronises first (see [`Modem::needs_recovery`](crate::Modem::needs_recovery)).
     Uart(UartErrorKind),
 }
 

@@ -8,7 +8,8 @@
 //!   control bytes are dropped, so echo (`AT\r\r\n`), stray CRs (`\r\r\n` on R410 05.08) and the
 //!   extra CRLF of the G350 never matter. Empty lines are not reported.
 //! * A line longer than the buffer is skipped up to its `\n` and reported once as
-//!   [`Event::Overflow`]; framing then continues with the next line.
+//!   [`Event::Overflow`] with the `L` bytes that fit (so the engine can tell whose line it
+//!   was); framing then continues with the next line.
 //! * When a prompt is expected, `@` as the first byte of a line is [`Event::Prompt`].
 //! * When a binary read is expected, a line that has become exactly a `+USORD: <h>,<n>,"` or
 //!   `+USORF: <h>,"<ip>",<port>,<n>,"` header switches the framer to payload mode: the header
@@ -26,8 +27,8 @@ pub enum Event<'a> {
     Line(&'a [u8]),
     /// The `@` prompt of `+USOWR`/`+USOST` in binary mode.
     Prompt,
-    /// A line did not fit the buffer and was skipped.
-    Overflow,
+    /// A line did not fit the buffer and was skipped; its first `L` bytes.
+    Overflow(&'a [u8]),
     /// A binary payload header (`+USORD: 0,5,"` including the opening quote).
     PayloadStart(&'a [u8]),
     /// One payload byte.
@@ -91,11 +92,6 @@ impl<const L: usize> Framer<L> {
         self.emitted = false;
     }
 
-    /// `true` if no partial line or payload is pending.
-    pub fn is_idle(&self) -> bool {
-        (self.len == 0 || self.emitted) && self.state == State::Line
-    }
-
     /// Feed one byte. Cost: O(1), except when a `"` completes a possible payload header
     /// (O(line length)).
     pub fn push(&mut self, b: u8) -> Option<Event<'_>> {
@@ -126,8 +122,8 @@ impl<const L: usize> Framer<L> {
             State::Discard => {
                 if b == b'\n' {
                     self.state = State::Line;
-                    self.len = 0;
-                    Some(Event::Overflow)
+                    self.emitted = true;
+                    Some(Event::Overflow(&self.buf[..self.len]))
                 } else {
                     None
                 }
@@ -151,8 +147,8 @@ impl<const L: usize> Framer<L> {
             0x80..=0xFF if self.len == 0 => None,
             b'\t' | 0x20..=0x7E | 0x80..=0xFE => {
                 if self.len >= L {
+                    // Keep the head for the report; skip the rest up to the `\n`.
                     self.state = State::Discard;
-                    self.len = 0;
                     return None;
                 }
                 self.buf[self.len] = b;
@@ -227,7 +223,7 @@ mod tests {
             match f.push(b) {
                 Some(Event::Line(l)) => out.push(format!("L:{}", String::from_utf8_lossy(l))),
                 Some(Event::Prompt) => out.push("@".into()),
-                Some(Event::Overflow) => out.push("OVF".into()),
+                Some(Event::Overflow(h)) => out.push(format!("OVF:{}", String::from_utf8_lossy(h))),
                 Some(Event::PayloadStart(h)) => {
                     out.push(format!("H:{}", String::from_utf8_lossy(h)))
                 }
@@ -253,7 +249,7 @@ mod tests {
     fn overlong_line_is_skipped_once() {
         let mut f = Framer::<8>::new();
         let ev = events(&mut f, b"\r\n+CGDCONT: 1,\"IP\",\"x\"\r\nOK\r\n");
-        assert_eq!(ev, ["OVF", "L:OK"]);
+        assert_eq!(ev, ["OVF:+CGDCONT", "L:OK"]);
         // Exactly L bytes fit.
         let ev = events(&mut f, b"12345678\r\n");
         assert_eq!(ev, ["L:12345678"]);

@@ -9,9 +9,17 @@ mod command;
 mod config;
 mod div;
 mod dns;
+mod engine;
 mod error;
 mod fields;
+// `frame` and `urc` are public only for the fuzz targets and property tests, behind the
+// non-default `fuzzing` feature, and not part of the semver API (as quinn-proto's and
+// postcard's fuzzing features).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod frame;
+#[cfg(not(feature = "fuzzing"))]
+mod frame;
 #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
 mod lte;
 mod model;
@@ -21,10 +29,15 @@ mod network;
 mod power;
 mod signal;
 mod socket;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod urc;
+#[cfg(not(feature = "fuzzing"))]
+mod urc;
 
 pub use clock::NetworkTime;
 pub use config::{Apn, Auth, Config, Interventions, Registration};
+pub use engine::PendingRecovery;
 pub use error::{
     AtError, DataError, Error, PinError, PowerError, RegistrationError, SimError, SocketError,
     UartErrorKind,

@@ -114,8 +114,11 @@ where
     /// budget.
     ///
     /// Cost: one `AT+CPIN?` (about 25 bytes each way) per second while the SIM is busy, at most
-    /// `budget_ms` in all; plus the [recovery cost](Modem#recovery-cost) if an earlier command
-    /// timed out or a reboot is noticed (up to about 1 min).
+    /// `budget_ms` in all: the resynchronisation an earlier timeout left is
+    /// capped by the budget too, and a restart it would lead to is not started here (the call
+    /// fails with `AtError::Timeout` and [`needs_recovery`](Modem::needs_recovery) says
+    /// [`Restart`](crate::PendingRecovery::Restart)); a reboot noticed costs the
+    /// re-initialisation (see [recovery cost](Modem#recovery-cost)).
     ///
     /// # Errors
     /// [`SimError::NotInserted`], [`SimError::PinRequired`] (the driver does not enter PINs),
@@ -123,6 +126,10 @@ where
     /// [`SimError::At`].
     pub fn wait_sim_ready(&mut self, budget_ms: u32) -> Result<(), SimError> {
         let deadline = self.deadline(budget_ms);
+        self.within_budget(deadline, |m| m.sim_ready_until(deadline))
+    }
+
+    fn sim_ready_until(&mut self, deadline: u64) -> Result<(), SimError> {
         let t = self.timeouts().sim;
         loop {
             let Ok(t) = self.capped(t, deadline) else {
@@ -258,9 +265,11 @@ where
     /// not PS → `AT+CGATT=1`. Every command's timeout is capped by the remaining budget.
     ///
     /// Cost: about 70 bytes out and 150 in for the setup, ~40 bytes per poll; at most
-    /// `budget_ms` (and 100 ms of draining input that keeps arriving); plus the
-    /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
-    /// noticed (up to about 1 min).
+    /// `budget_ms` (and 100 ms of draining input that keeps arriving): the resynchronisation an earlier timeout left is
+    /// capped by the budget too, and a restart it would lead to is not started here (the call
+    /// fails with `AtError::Timeout` and [`needs_recovery`](Modem::needs_recovery) says
+    /// [`Restart`](crate::PendingRecovery::Restart)); a reboot noticed costs the
+    /// re-initialisation (see [recovery cost](Modem#recovery-cost)).
     ///
     /// # Errors
     /// [`RegistrationError::Timeout`] with the last status, [`RegistrationError::Denied`],
@@ -268,6 +277,14 @@ where
     /// `AT+CREG=2`, echo back on): the modem has been re-initialised, call again.
     pub fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError> {
         let deadline = self.deadline(opts.budget_ms);
+        self.within_budget(deadline, |m| m.register_until(opts, deadline))
+    }
+
+    fn register_until(
+        &mut self,
+        opts: &Registration<'_>,
+        deadline: u64,
+    ) -> Result<RegStatus, RegistrationError> {
         let t = *self.timeouts();
         // Each command's timeout is capped by what is left of the budget when it is sent; a
         // command that times out at the budget's end is the budget running out.
@@ -370,8 +387,11 @@ where
     /// Every command's timeout is capped by what is left of the budget when it is sent.
     ///
     /// Cost: U2/G3 up to 9 exchanges (about 200 bytes out, 250 in), R4/R5 2 to 4; at most
-    /// `budget_ms`; plus the [recovery cost](Modem#recovery-cost) if an earlier command timed
-    /// out or a reboot is noticed (up to about 1 min).
+    /// `budget_ms`: the resynchronisation an earlier timeout left is
+    /// capped by the budget too, and a restart it would lead to is not started here (the call
+    /// fails with `AtError::Timeout` and [`needs_recovery`](Modem::needs_recovery) says
+    /// [`Restart`](crate::PendingRecovery::Restart)); a reboot noticed costs the
+    /// re-initialisation (see [recovery cost](Modem#recovery-cost)).
     ///
     /// # Errors
     /// [`DataError::AuthFailed`] (149), [`DataError::NotSubscribed`] (127/132/133),
@@ -379,6 +399,10 @@ where
     /// [`DataError::Timeout`], [`DataError::ModemRebooted`], [`DataError::At`].
     pub fn activate_data(&mut self, apn: &Apn<'_>, budget_ms: u32) -> Result<Ipv4Addr, DataError> {
         let deadline = self.deadline(budget_ms);
+        self.within_budget(deadline, |m| m.activate_data_until(apn, deadline))
+    }
+
+    fn activate_data_until(&mut self, apn: &Apn<'_>, deadline: u64) -> Result<Ipv4Addr, DataError> {
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
@@ -471,7 +495,7 @@ where
         run!(self.exec(
             b"AT+CGACT?\r\n",
             cap!(t.query),
-            &mut crate::modem::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
+            &mut crate::engine::OnLine(|l: &[u8]| match crate::fields::strip(l, b"+CGACT:") {
                 Some(r) => {
                     let mut f = Fields::new(r);
                     if f.int() == Some(1) && f.int() == Some(1) {

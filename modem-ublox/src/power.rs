@@ -6,9 +6,11 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
+use crate::engine::{Link, OnLine};
 use crate::error::{AtError, PowerError};
 use crate::model::{Family, Model, Profile};
-use crate::modem::{Modem, OnLine};
+use crate::modem::Modem;
+use crate::socket::ALL_HANDLES;
 
 /// Consecutive unanswered `AT`s that mean "off" when there is no V_INT.
 const OFF_PROBES: u32 = 2;
@@ -19,8 +21,8 @@ const OFF_PROBES: u32 = 2;
 pub enum Recovery {
     /// The modem answered `AT`; nothing was lost.
     Alive,
-    /// The modem was reset (or power-cycled) and initialised again; sockets and the data
-    /// context are gone.
+    /// The modem was reset (or power-cycled), or found to have rebooted, and initialised
+    /// again; sockets and the data context are gone.
     Restarted,
 }
 
@@ -55,25 +57,11 @@ where
     /// towards recovery.
     fn probe(&mut self, tries: u32) -> Result<bool, AtError> {
         for _ in 0..tries {
-            self.send_cmd(b"AT\r\n")?;
-            let t = self.timeouts().short;
-            let r = self.finish_probe(t);
-            match r {
-                Ok(()) | Err(AtError::Error) | Err(AtError::Cme(_)) | Err(AtError::Aborted) => {
-                    return Ok(true)
-                }
-                Err(AtError::Timeout) | Err(AtError::LineTooLong) => {}
-                Err(e) => return Err(e),
+            if self.probe_once()? {
+                return Ok(true);
             }
         }
         Ok(false)
-    }
-
-    fn finish_probe(&mut self, t: u32) -> Result<(), AtError> {
-        let r = self.wait_plain(t);
-        self.st.timeouts = 0;
-        self.st.needs_sync = false;
-        r
     }
 
     /// Probe with `AT` until the modem answers or `ms` have passed.
@@ -143,7 +131,6 @@ where
                 if !self.probe(3)? {
                     // On but deaf: a power-on pulse could switch some models off (the R5's
                     // on and off pulses overlap); reset it instead.
-                    self.st.sweep_needed = false;
                     return self.restart();
                 }
                 true
@@ -152,7 +139,8 @@ where
             None => self.probe(1)?,
         };
         if already_on {
-            self.st.sweep_needed = true;
+            // Sockets of the previous MCU run may still be open.
+            self.st.stale = ALL_HANDLES;
         } else {
             self.switch_on()?;
         }
@@ -161,9 +149,7 @@ where
 
     pub(crate) fn reset_engine(&mut self) {
         self.st.invalidate();
-        self.st.needs_sync = false;
-        self.st.timeouts = 0;
-        self.st.reboot_detected = false;
+        self.set_link(Link::InStep);
     }
 
     fn switch_on(&mut self) -> Result<(), PowerError> {
@@ -223,8 +209,9 @@ where
         Ok(self.wait_boot(p.boot_ms)?)
     }
 
-    /// The initialisation sequence, on a modem that answers `AT`.
-    pub(crate) fn init(&mut self) -> Result<(), PowerError> {
+    /// The initialisation sequence, on a modem that answers `AT` (run by
+    /// [`init`](Self::init)).
+    pub(crate) fn init_sequence(&mut self) -> Result<(), PowerError> {
         let t = self.timeouts().short;
         self.simple(b"ATE0\r\n", t)?;
         self.st.echo_off = true;
@@ -318,7 +305,7 @@ where
                 c.num(target);
                 self.send_cmd(c.finish()?)?;
                 let t = self.timeouts().short;
-                self.finish_probe(t)?;
+                self.wait_uncounted(t)?;
                 set_rate(&mut self.uart, target);
                 self.cfg.baud = target;
                 self.sleep_ms(100);
@@ -387,11 +374,13 @@ where
             }
             _ => {}
         }
-        self.st.no_recover = true;
+        self.set_link(Link::PoweringOff);
         let r = self.power_off_inner();
-        self.st.no_recover = false;
         if r.is_ok() {
             self.mark_off();
+        } else {
+            // Still on, in an unknown state: the next command probes first.
+            self.set_link(Link::OutOfStep { timeouts: 0 });
         }
         r
     }
@@ -399,14 +388,12 @@ where
     fn mark_off(&mut self) {
         self.st.powered = false;
         self.st.invalidate();
-        self.st.needs_sync = false;
-        self.st.timeouts = 0;
+        self.set_link(Link::InStep);
     }
 
     fn cpwroff(&mut self, tries: u32) -> Result<bool, PowerError> {
         let t = self.timeouts().power_off;
         for _ in 0..tries {
-            self.st.needs_sync = false;
             match self.simple(b"AT+CPWROFF\r\n", t) {
                 Ok(()) => return Ok(true),
                 Err(AtError::Aborted) | Err(AtError::Timeout) | Err(AtError::Error) => {}
@@ -537,10 +524,7 @@ where
             self.st.powered = false;
             return Err(PowerError::NoResponse);
         }
-        self.st.in_reinit = true;
-        let r = self.init();
-        self.st.in_reinit = false;
-        r
+        self.init()
     }
 
     /// Check that the modem answers; if it does not (or has been timing out), reset it and
@@ -561,8 +545,15 @@ where
     pub fn recover(&mut self) -> Result<Recovery, PowerError> {
         self.discard_input()?;
         if self.probe(3)? {
-            self.st.needs_sync = false;
-            self.st.timeouts = 0;
+            match self.eng.link {
+                Link::OutOfStep { .. } => self.set_link(Link::InStep),
+                Link::Rebooted => {
+                    // The probe's echo says the modem rebooted: initialise it now.
+                    let _ = self.check_reboot();
+                    return Ok(Recovery::Restarted);
+                }
+                _ => {}
+            }
             return Ok(Recovery::Alive);
         }
         self.recover_hard()?;

@@ -7,13 +7,17 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
+use crate::engine::Response;
 use crate::error::{AtError, SocketError};
 use crate::fields::{parse_ipv4, parse_u32, strip, unquote, Fields};
 use crate::frame::MAX_PAYLOAD;
-use crate::modem::{Modem, Response};
+use crate::modem::Modem;
 
 /// Number of sockets the SARA modules offer (handles 0–6).
 pub const SOCKETS: usize = 7;
+
+/// Every socket handle, as a mask of the session state's `stale` handles.
+pub(crate) const ALL_HANDLES: u8 = (1 << SOCKETS) - 1;
 
 /// Largest hex-mode write per command (u-blox: HEX 1–512).
 const MAX_HEX_WRITE: usize = 512;
@@ -76,6 +80,8 @@ impl Slot {
 struct ReadSink<'a> {
     handle: u8,
     udp: bool,
+    /// The length the command asked for: an answer declaring more breaks the framing.
+    asked: u16,
     buf: &'a mut [u8],
     copied: usize,
     declared: Option<u16>,
@@ -86,10 +92,11 @@ struct ReadSink<'a> {
 
 impl<'a> ReadSink<'a> {
     #[inline(never)]
-    fn new(handle: u8, udp: bool, buf: &'a mut [u8]) -> Self {
+    fn new(handle: u8, udp: bool, asked: u16, buf: &'a mut [u8]) -> Self {
         Self {
             handle,
             udp,
+            asked,
             buf,
             copied: 0,
             declared: None,
@@ -151,7 +158,7 @@ impl Response for ReadSink<'_> {
                     return false;
                 };
                 self.declared = Some(n);
-                if hex.len() != usize::from(n) * 2 {
+                if hex.len() != usize::from(n) * 2 || n > self.asked {
                     self.framing_ok = false;
                 }
                 for pair in hex.chunks_exact(2) {
@@ -175,7 +182,20 @@ impl Response for ReadSink<'_> {
             let rest = rest.strip_suffix(b",\"").unwrap_or(rest);
             let mut f = Fields::new(rest);
             self.declared = self.header(&mut f);
+            if self.declared.is_some_and(|n| n > self.asked) {
+                // More than asked: not an answer to this command (the rest would be dropped).
+                self.framing_ok = false;
+            }
         }
+    }
+
+    fn overflow(&mut self, head: &[u8]) -> bool {
+        let prefix: &[u8] = if self.udp { b"+USORF:" } else { b"+USORD:" };
+        let mine = head.starts_with(prefix);
+        if mine {
+            self.framing_ok = false;
+        }
+        mine
     }
 
     fn payload_byte(&mut self, b: u8) {
@@ -251,7 +271,7 @@ where
     fn poll_count(&mut self, h: u8, udp: bool) -> Result<u16, AtError> {
         let mut c = Cmd::new(if udp { "AT+USORF=" } else { "AT+USORD=" });
         c.num(u32::from(h)).raw(b",0");
-        let mut sink = ReadSink::new(h, udp, &mut []);
+        let mut sink = ReadSink::new(h, udp, 0, &mut []);
         let t = self.timeouts().read;
         self.exec(c.finish()?, t, &mut sink)?;
         Ok(sink.count.unwrap_or(0))
@@ -272,7 +292,7 @@ where
     /// # Errors
     /// [`SocketError::At`] on a timeout or UART error (CME errors on a handle mean "not open").
     pub fn sweep_stale_sockets(&mut self) -> Result<u8, SocketError> {
-        self.sweep(0x7F)
+        self.sweep(ALL_HANDLES)
     }
 
     fn sweep(&mut self, mask: u8) -> Result<u8, SocketError> {
@@ -305,9 +325,6 @@ where
             }
         }
         self.st.stale &= !mask;
-        if mask == 0x7F {
-            self.st.sweep_needed = false;
-        }
         Ok(closed)
     }
 
@@ -322,9 +339,7 @@ where
     /// [`SocketError::NoFreeSocket`] if the modem has none left after a sweep of stale ones;
     /// [`SocketError::Invalidated`] if the modem rebooted meanwhile; [`SocketError::At`].
     pub fn open_socket(&mut self, proto: Protocol) -> Result<SocketId, SocketError> {
-        if self.st.sweep_needed {
-            self.sweep(0x7F)?;
-        } else if self.st.stale != 0 {
+        if self.st.stale != 0 {
             let m = self.st.stale;
             self.sweep(m)?;
         }
@@ -352,12 +367,17 @@ where
                 Ok(_) => return Err(SocketError::At(AtError::Unexpected)),
                 Err(AtError::Cme(_) | AtError::Error) if !swept => {
                     swept = true;
-                    if self.sweep(0x7F)? == 0 {
+                    if self.sweep(ALL_HANDLES)? == 0 {
                         return Err(SocketError::NoFreeSocket);
                     }
                 }
                 Err(AtError::Cme(_) | AtError::Error) => return Err(SocketError::NoFreeSocket),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // No answer, a lost answer line, or a reboot: the modem may have created
+                    // a socket this driver does not know. Sweep before the next one.
+                    self.st.stale = ALL_HANDLES;
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -576,7 +596,7 @@ where
         let r = match sent {
             Ok(()) => self.finish(
                 t,
-                &mut crate::modem::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
+                &mut crate::engine::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
             ),
             Err(e) => Err(e),
         };
@@ -600,8 +620,10 @@ where
     /// When no `+UUSORD` told how much is waiting, `AT+USORD=<h>,0` asks first (URCs can be
     /// lost or coalesced). Data is read with `AT+USORD=<h>,<n>` (n ≤ 1024, ≤ `buf.len()`) and
     /// taken by its declared length, so payloads containing `\r\nOK\r\n`, `"` or `@` arrive
-    /// intact. After `+UUSOCL` the data already received is still returned; once it is
-    /// drained, [`SocketError::Closed`].
+    /// intact. After `+UUSOCL` (or `+UUPSDD`, the data context lost) the data already
+    /// received is still returned; once it is drained, or as soon as the modem refuses the
+    /// read, [`SocketError::Closed`]. An answer declaring more bytes than asked is a framing
+    /// error ([`AtError::Unexpected`]); the next read asks the modem what is left.
     ///
     /// Cost: one or two AT exchanges (~30 bytes of overhead), up to 10 s each; plus the
     /// [recovery cost](Modem#recovery-cost) if an earlier command timed out or a reboot is
@@ -654,7 +676,7 @@ where
         c.num(u32::from(h)).comma().num(want as u32);
         let hex = self.st.hex;
         self.framer_binary(!hex);
-        let mut sink = ReadSink::new(h, false, &mut buf[..want]);
+        let mut sink = ReadSink::new(h, false, want as u16, &mut buf[..want]);
         let r = self.exec(c.finish()?, t, &mut sink);
         let got = sink.copied;
         let framing_ok = sink.framing_ok;
@@ -666,7 +688,15 @@ where
                 slot.pending = 0;
             }
         }
-        r?;
+        match r {
+            Ok(()) => {}
+            // `+UUSOCL` or `+UUPSDD` came before the refusal: the socket is gone now, not
+            // only from the next call on (the count poll above says the same).
+            Err(AtError::Cme(_) | AtError::Error) if self.slot(id)?.peer_closed => {
+                return Err(SocketError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
         if declared.is_none() || !framing_ok {
             return Err(SocketError::At(AtError::Unexpected));
         }
@@ -714,7 +744,7 @@ where
         c.num(u32::from(h)).comma().num(want as u32);
         let hex = self.st.hex;
         self.framer_binary(!hex);
-        let mut sink = ReadSink::new(h, true, buf);
+        let mut sink = ReadSink::new(h, true, want as u16, buf);
         let r = self.exec(c.finish()?, t, &mut sink);
         let (got, from, declared, ok, count) = (
             sink.copied,

@@ -40,38 +40,86 @@ pub fn final_result(line: &[u8]) -> Option<Final> {
             if let Some(rest) = strip(line, b"+CME ERROR:") {
                 Some(Final::Cme(error_code(rest)))
             } else {
-                strip(line, b"+CMS ERROR:").map(|rest| Final::Cms(error_code(rest)))
+                strip(line, b"+CMS ERROR:").map(|rest| Final::Cms(cms_error_code(rest)))
             }
         }
     }
 }
 
+/// Verbose error texts with their `+CME ERROR` code (3GPP TS 27.007 §9.2, the ones seen from
+/// SARA modules) and their `+CMS ERROR` code (TS 27.005 §3.2.5); 0 where the text is not one
+/// of that family's. One table, so the texts both families share are stored once.
+const ERROR_TEXTS: &[(&[u8], u16, u16)] = &[
+    (b"operation not allowed", 3, 302),
+    (b"operation not supported", 4, 303),
+    (b"sim not inserted", 10, 310),
+    (b"sim pin required", 11, 311),
+    (b"sim puk required", 12, 316),
+    (b"sim failure", 13, 313),
+    (b"sim busy", 14, 314),
+    (b"sim wrong", 15, 315),
+    (b"incorrect password", 16, 0),
+    (b"no network service", 30, 331),
+    (b"network timeout", 31, 332),
+    (b"gprs services not allowed", 107, 0),
+    (b"unspecified gprs error", 148, 0),
+    (b"pdp authentication failure", 149, 0),
+    (b"me failure", 0, 300),
+    (b"sms service of me reserved", 0, 301),
+    (b"invalid pdu mode parameter", 0, 304),
+    (b"invalid text mode parameter", 0, 305),
+    (b"ph-sim pin required", 0, 312),
+    (b"sim pin2 required", 0, 317),
+    (b"sim puk2 required", 0, 318),
+    (b"memory failure", 0, 320),
+    (b"invalid memory index", 0, 321),
+    (b"memory full", 0, 322),
+    (b"smsc address unknown", 0, 330),
+    (b"no +cnma acknowledgement expected", 0, 340),
+    (b"unknown error", 0, 500),
+];
+
+/// The code of an error argument: its number, or its text looked up in [`ERROR_TEXTS`]
+/// (`cms` selects the family), or `unknown`.
+fn code_of(arg: &[u8], cms: bool, unknown: u16) -> u16 {
+    if let Some(n) = parse_u32(arg) {
+        return u16::try_from(n).unwrap_or(unknown);
+    }
+    // TS 27.005 writes "(U)SIM …"; SARA modules write "SIM …".
+    let text = match arg.get(..3) {
+        Some(p) if cms && p.eq_ignore_ascii_case(b"(u)") => &arg[3..],
+        _ => arg,
+    };
+    ERROR_TEXTS
+        .iter()
+        .map(|&(t, cme, cms_code)| (t, if cms { cms_code } else { cme }))
+        .find(|&(t, c)| c != 0 && text.eq_ignore_ascii_case(t))
+        .map_or(unknown, |(_, c)| c)
+}
+
 /// The numeric code of a `+CME ERROR:` argument, mapping the verbose texts seen from SARA
 /// modules (3GPP TS 27.007 §9.2) to their numbers; unknown texts give 100 ("unknown").
 pub fn error_code(arg: &[u8]) -> u16 {
-    if let Some(n) = parse_u32(arg) {
-        return u16::try_from(n).unwrap_or(100);
+    code_of(arg, false, 100)
+}
+
+/// The numeric code of a `+CMS ERROR:` argument, mapping the verbose texts of 3GPP TS 27.005
+/// §3.2.5 to their numbers (with or without the "(U)" of "(U)SIM"); unknown texts give 500
+/// ("unknown error").
+pub fn cms_error_code(arg: &[u8]) -> u16 {
+    code_of(arg, true, 500)
+}
+
+/// Whether `line` is the first line of a two-line URC whose second line is its body: `+CMT`
+/// (SMS delivered directly) and `+CBM` (cell broadcast) in PDU and text mode, `+CDS` (status
+/// report) in PDU mode (`+CDS: <length>`; in text mode it is one line), 3GPP TS 27.005 §3.4.1.
+/// The body (a PDU of up to 2 × 176 hex digits, or text) belongs to the URC, whatever it
+/// contains, and may be longer than the line buffer.
+pub fn body_follows(line: &[u8]) -> bool {
+    if let Some(a) = strip(line, b"+CDS:") {
+        return parse_u32(a).is_some();
     }
-    const TEXTS: &[(&[u8], u16)] = &[
-        (b"operation not allowed", 3),
-        (b"operation not supported", 4),
-        (b"sim not inserted", 10),
-        (b"sim pin required", 11),
-        (b"sim puk required", 12),
-        (b"sim failure", 13),
-        (b"sim busy", 14),
-        (b"sim wrong", 15),
-        (b"incorrect password", 16),
-        (b"no network service", 30),
-        (b"network timeout", 31),
-        (b"gprs services not allowed", 107),
-        (b"unspecified gprs error", 148),
-        (b"pdp authentication failure", 149),
-    ];
-    TEXTS
-        .iter()
-        .find(|(t, _)| arg.eq_ignore_ascii_case(t))
-        .map_or(100, |&(_, c)| c)
+    line.starts_with(b"+CMT:") || line.starts_with(b"+CBM:")
 }
 
 /// A registration status (`<stat>` of `+CREG`/`+CGREG`/`+CEREG`).
@@ -312,5 +360,47 @@ mod tests {
         );
         assert_eq!(final_result(b"OK"), Some(Final::Ok));
         assert_eq!(final_result(b"OKAY"), None);
+    }
+
+    /// Issue 8 item 4: `+CMS ERROR` texts are 3GPP TS 27.005 §3.2.5 codes, not the TS 27.007
+    /// `+CME ERROR` ones (`unknown error` is 500, not 100).
+    #[test]
+    fn cms_error_texts_use_27_005_codes() {
+        assert_eq!(
+            final_result(b"+CMS ERROR: unknown error"),
+            Some(Final::Cms(500))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: Something new"),
+            Some(Final::Cms(500))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: operation not allowed"),
+            Some(Final::Cms(302))
+        );
+        assert_eq!(
+            final_result(b"+CMS ERROR: (U)SIM not inserted"),
+            Some(Final::Cms(310))
+        );
+        assert_eq!(final_result(b"+CMS ERROR: SIM busy"), Some(Final::Cms(314)));
+        assert_eq!(final_result(b"+CMS ERROR: 330"), Some(Final::Cms(330)));
+        // The CME table is unchanged.
+        assert_eq!(
+            final_result(b"+CME ERROR: operation not allowed"),
+            Some(Final::Cme(3))
+        );
+    }
+
+    #[test]
+    fn sms_urcs_carry_a_body_line() {
+        assert!(body_follows(b"+CMT: ,159"));
+        assert!(body_follows(b"+CDS: 25"));
+        // Text mode: the status report is one line.
+        assert!(!body_follows(
+            b"+CDS: 6,12,\"+4917\",145,\"24/01/01,10:00:00+04\",\"24/01/01,10:00:05+04\",0"
+        ));
+        assert!(body_follows(b"+CBM: 88"));
+        assert!(!body_follows(b"+CMTI: \"SM\",3"));
+        assert!(!body_follows(b"+CMGR: 0,,25"));
     }
 }

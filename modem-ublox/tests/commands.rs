@@ -65,6 +65,37 @@ fn command_timeout_counts_like_any_command() {
     b.done();
 }
 
+/// The raw command cannot tell which of its lines the caller expects: one longer than the
+/// line buffer may have been the answer, so the command says it was lost (after its final
+/// result, the exchange complete). The PDU line of an SMS delivered inside it is part of a
+/// URC and fails nothing.
+#[test]
+fn command_reports_a_lost_answer_line_but_not_an_sms_body() {
+    let (b, mut m) = booted(Family::R4);
+    b.push(at(
+        "AT+UCGED?\r\n",
+        format!("\r\n+UCGED: {}\r\n\r\nOK\r\n", "7".repeat(300)),
+    ));
+    let mut lines = 0;
+    assert_eq!(
+        m.command("AT+UCGED?", 1_000, |_| lines += 1),
+        Err(AtError::LineTooLong)
+    );
+    assert_eq!(lines, 0);
+    b.push(at(
+        "AT+CGSN\r\n",
+        format!(
+            "\r\n+CMT: ,159\r\n{}\r\n\r\n356726108877321\r\n\r\nOK\r\n",
+            "0A".repeat(160)
+        ),
+    ));
+    let mut got = Vec::new();
+    m.command("AT+CGSN", 1_000, |l| got.push(l.to_vec()))
+        .unwrap();
+    assert_eq!(got, [b"356726108877321".to_vec()]);
+    b.done();
+}
+
 #[test]
 fn csq_signal_quality() {
     let (b, mut m) = booted(Family::U2);

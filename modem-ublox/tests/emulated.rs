@@ -718,3 +718,45 @@ fn commands_for_battery_devices_against_the_emulator() {
         assert_eq!(e.violations(), vec![], "{model:?}: the driver broke a rule");
     }
 }
+
+/// Issue 8 item 1 against the emulator, with the default 256-byte line buffer: an SMS
+/// delivered directly (`+CMT: ,159` and its 320-digit PDU line) arriving inside `AT+USOWR`,
+/// inside `AT+USOCR`, and right after `AT+CCID` (spilling from the drain into `AT+CIMI`). No
+/// command fails, the socket is kept, and the peer gets the bytes exactly once.
+#[test]
+fn an_sms_pdu_longer_than_the_line_buffer_fails_no_command() {
+    let echo = tcp_echo();
+    let e = Emulator::new(emu::Model::SaraU260);
+    let mut m: EmuModemL<256> = modem(&e).with_line_buffer::<256>();
+    bring_up(&mut m);
+    let long_before = m.stats().lines_too_long;
+    let mut pdu = String::from("07919730071111F1");
+    while pdu.len() < 320 {
+        pdu.push_str("0A");
+    }
+    let sms = format!("\r\n+CMT: ,159\r\n{pdu}\r\n").into_bytes();
+    let inject = |prefix: &str, position| {
+        e.add_fault(Fault::new(
+            Trigger::nth(prefix, 1),
+            Action::Inject {
+                bytes: sms.clone(),
+                position,
+            },
+        ));
+    };
+    inject("AT+USOCR", Position::BeforeFinal);
+    let s = m.open_socket(Protocol::Tcp).expect("socket kept");
+    m.connect(s, echo).expect("connect");
+    inject("AT+USOWR", Position::BeforeFinal);
+    assert_eq!(m.send(s, b"hello"), Ok(5));
+    assert_eq!(receive_exactly(&mut m, s, 5), b"hello");
+    assert!(!m.wait_readable(s, 500).expect("wait"), "sent once only");
+    inject("AT+CCID", Position::AfterFinal);
+    m.iccid().expect("iccid");
+    m.imsi().expect("imsi after the spilled PDU line");
+    // The emulator puts the `AT+USOWR` injection before both of its "finals": the `@` prompt
+    // and the `OK`, so four PDU lines in all.
+    assert_eq!(m.stats().lines_too_long - long_before, 4);
+    m.close(s).expect("close");
+    assert_eq!(e.violations(), vec![]);
+}

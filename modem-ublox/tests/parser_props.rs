@@ -15,7 +15,7 @@ fn run(f: &mut Framer<L>, input: &[u8]) -> Vec<Ev> {
         match f.push(b) {
             Some(Event::Line(l)) => out.push(Ev::Line(l.to_vec())),
             Some(Event::Prompt) => out.push(Ev::Prompt),
-            Some(Event::Overflow) => out.push(Ev::Overflow),
+            Some(Event::Overflow(h)) => out.push(Ev::Overflow(h.to_vec())),
             Some(Event::PayloadStart(h)) => out.push(Ev::Start(h.to_vec())),
             Some(Event::PayloadByte(b)) => out.push(Ev::Byte(b)),
             Some(Event::PayloadEnd(ok)) => out.push(Ev::End(ok)),
@@ -29,7 +29,7 @@ fn run(f: &mut Framer<L>, input: &[u8]) -> Vec<Ev> {
 enum Ev {
     Line(Vec<u8>),
     Prompt,
-    Overflow,
+    Overflow(Vec<u8>),
     Start(Vec<u8>),
     Byte(u8),
     End(bool),
@@ -75,7 +75,13 @@ proptest! {
                     payload_left = None;
                 }
                 Some(Event::Prompt) => prop_assert!(prompt),
-                Some(Event::Overflow) | None => {}
+                Some(Event::Overflow(h)) => {
+                    // The head of the skipped line: exactly the L bytes that fit.
+                    prop_assert_eq!(h.len(), L);
+                    prop_assert!(h.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f && c != 0xff)));
+                    prop_assert!(payload_left.is_none());
+                }
+                None => {}
             }
         }
     }
@@ -110,7 +116,7 @@ proptest! {
         input.extend_from_slice(&after);
         input.extend_from_slice(b"\r\n");
         let mut f = Framer::<L>::new();
-        prop_assert_eq!(run(&mut f, &input), vec![Ev::Line(before), Ev::Overflow, Ev::Line(after)]);
+        prop_assert_eq!(run(&mut f, &input), vec![Ev::Line(before), Ev::Overflow(vec![b'x'; L]), Ev::Line(after)]);
     }
 
     #[test]

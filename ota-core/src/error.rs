@@ -26,6 +26,18 @@ pub enum OpenError {
     /// [`Updater::open_multiwrite`](crate::Updater::open_multiwrite), as the firmware that
     /// started the download did. Nothing was written.
     NeedsMultiwrite,
+    /// The state log was written under another layout: its newest record carries another
+    /// [`LayoutId`](crate::LayoutId) than this [`Layout`](crate::Layout) and flash write size
+    /// give (a region moved or resized, another sector map or write size). Read under this
+    /// layout, its download markers and swap journal would point at the wrong bytes, so
+    /// nothing was read further and nothing was written.
+    ///
+    /// What to do: a device's layout must never change in the field; build this firmware (or
+    /// bootloader) with the layout the device was shipped with. Only on a bench device may the
+    /// state region be erased to start over, which forgets the anti-rollback counter, the
+    /// confirmed image and any download, install or trial in progress (provision the device
+    /// again with [`Updater::provision`](crate::Updater::provision)).
+    LayoutMismatch,
     /// The flash failed (the HAL error, erased to its kind).
     Flash(NorFlashErrorKind),
 }
@@ -37,6 +49,10 @@ impl fmt::Display for OpenError {
             Self::NeedsMultiwrite => {
                 f.write_str("the download in progress uses bit markers: open with multiwrite")
             }
+            Self::LayoutMismatch => f.write_str(
+                "the state was written under another layout: build with the device's original \
+                 layout (erasing the state region forgets its anti-rollback counter)",
+            ),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
         }
     }
@@ -212,8 +228,9 @@ impl_error!(StateError);
 pub enum BootError {
     /// The copy buffer is shorter than the flash write size.
     BufferTooSmall,
-    /// The persisted install journal does not fit the layout (a state written with another
-    /// layout, or a forged record): swap length beyond the slots or below an image it must
+    /// The persisted install journal does not fit the layout (a forged or corrupt record, or
+    /// one from before records carried a layout id, written under another layout; with an id,
+    /// [`OpenError::LayoutMismatch`] refuses it first): swap length beyond the slots or below an image it must
     /// move, or a stage count past the end. Nothing was changed. Retrying gives the same
     /// answer: the layout of a device in the field must never change. A board may boot the
     /// active slot anyway or stay in its recovery mode.

@@ -58,11 +58,27 @@ pub(crate) fn sha256<F: ReadNorFlash>(
     buf: &mut [u8],
 ) -> R<Sha256Digest> {
     let mut h = Sha256::new();
+    hash_into(flash, addr, len, buf, &mut h)?;
+    Ok(Sha256Digest(h.finalize().into()))
+}
+
+/// Feeds `len` bytes at `addr`, read through `buf`, to `h` (a hash run over several steps).
+pub(crate) fn hash_into<F: ReadNorFlash>(
+    flash: &mut F,
+    addr: u32,
+    len: u32,
+    buf: &mut [u8],
+    h: &mut Sha256,
+) -> R<()> {
+    if buf.is_empty() && len > 0 {
+        // Callers check this; never loop without progress.
+        return Err(NorFlashErrorKind::Other);
+    }
     for_each_piece(flash, addr, len, buf, |_, p| {
         h.update(p);
         Ok(true)
     })?;
-    Ok(Sha256Digest(h.finalize().into()))
+    Ok(())
 }
 
 /// Writes `data` at the write-size-aligned `addr`, padding the last word with 0xFF.

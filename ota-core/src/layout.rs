@@ -164,6 +164,19 @@ pub struct Layout {
     pub scratch: Region,
 }
 
+/// What identifies a layout and the flash's write size in every state record (see
+/// [`Layout::id`]), so that a state written under another layout is refused rather than
+/// misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LayoutId(pub [u8; 8]);
+
+impl LayoutId {
+    /// The value of a record written before records carried a layout id (the bytes were
+    /// reserved, written 0): not checked.
+    pub const UNRECORDED: LayoutId = LayoutId([0; 8]);
+}
+
 /// Why a [`Layout`] cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -250,6 +263,52 @@ impl Layout {
                 return Some(ea);
             }
         }
+    }
+
+    /// The id state records carry (`docs/image-format.md`, section 4): the first 8 bytes of
+    /// the SHA-256 of, all as little-endian `u32`: `write_size`; the start and end of the
+    /// state, progress, active, staging and scratch regions, in that order; then the sector
+    /// map as (count, size) pairs, with runs of no sector left out and neighbouring runs of
+    /// equal size merged, so that one geometry has one id.
+    ///
+    /// Anything that would make a state mean something else changes it: a region moved or
+    /// resized, another sector map, another write size (the progress markers depend on it).
+    ///
+    /// Cost: one SHA-256 over 44 + 8 × (number of runs) bytes.
+    pub fn id(&self, write_size: usize) -> LayoutId {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        h.update(u32::try_from(write_size).unwrap_or(u32::MAX).to_le_bytes());
+        for r in [
+            self.state,
+            self.progress,
+            self.active,
+            self.staging,
+            self.scratch,
+        ] {
+            h.update(r.start.to_le_bytes());
+            h.update(r.end.to_le_bytes());
+        }
+        let mut pending: Option<SectorRun> = None;
+        for r in self.map.runs.iter().filter(|r| r.count > 0) {
+            match pending.as_mut() {
+                Some(p) if p.size == r.size => p.count = p.count.saturating_add(r.count),
+                _ => {
+                    if let Some(p) = pending.replace(*r) {
+                        h.update(p.count.to_le_bytes());
+                        h.update(p.size.to_le_bytes());
+                    }
+                }
+            }
+        }
+        if let Some(p) = pending {
+            h.update(p.count.to_le_bytes());
+            h.update(p.size.to_le_bytes());
+        }
+        let d: [u8; 32] = h.finalize().into();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&d[..8]);
+        LayoutId(id)
     }
 
     /// Checks every rule above for a flash with write size `write_size` and read size
@@ -388,6 +447,52 @@ mod tests {
         );
         assert_eq!(Layout::ELECTRON.capacity(), 384 * 1024);
         assert_eq!(Layout::ELECTRON.unit_end(0), Some(128 * 1024));
+    }
+
+    #[test]
+    fn layout_id_covers_geometry_and_write_size() {
+        let e = Layout::ELECTRON;
+        let id = e.id(4);
+        assert_ne!(id, LayoutId::UNRECORDED);
+        assert_ne!(id, e.id(8), "write size");
+        let moved = Layout {
+            scratch: Region::new(0xC_0000, 0xE_0000),
+            staging: Region::new(0xE_0000, 0x10_0000),
+            ..e
+        };
+        assert_ne!(id, moved.id(4), "regions");
+        // The same geometry described with split or empty runs has the same id.
+        static SPLIT: SectorMap = SectorMap::new(&[
+            SectorRun {
+                count: 2,
+                size: 16 * 1024,
+            },
+            SectorRun {
+                count: 0,
+                size: 4096,
+            },
+            SectorRun {
+                count: 2,
+                size: 16 * 1024,
+            },
+            SectorRun {
+                count: 1,
+                size: 64 * 1024,
+            },
+            SectorRun {
+                count: 7,
+                size: 128 * 1024,
+            },
+        ]);
+        assert_eq!(id, Layout { map: SPLIT, ..e }.id(4));
+        let other_map = Layout {
+            map: SectorMap::new(&[SectorRun {
+                count: 8,
+                size: 128 * 1024,
+            }]),
+            ..e
+        };
+        assert_ne!(id, other_map.id(4), "sector map");
     }
 
     #[test]

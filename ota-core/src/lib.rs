@@ -17,14 +17,14 @@ pub mod verify;
 
 pub use error::{BeginError, BootError, ChunkError, FinishError, OpenError, StateError};
 pub use install::{BootConfig, BootStep, BootTarget, Bootloader};
-pub use layout::{Layout, LayoutError, Region, SectorMap, SectorRun};
+pub use layout::{Layout, LayoutError, LayoutId, Region, SectorMap, SectorRun};
 pub use manifest::{
     build_signed, BuildError, ChunkIndex, HardwareId, ImageParams, KeyId, Manifest, ManifestHeader,
     ParseError, SecurityCounter, Sha256Digest, Version,
 };
 pub use state::{ImageSummary, Phase};
 pub use status::{Progress, State, Status, UpdateResult};
-pub use updater::{Begin, ChunkOutcome, Config, EraseWork, Updater};
+pub use updater::{Begin, ChunkOutcome, Config, EraseWork, HashStep, Updater};
 pub use verify::{
     authenticate, check_signature, verify, Policy, TrustedKey, VerifiedManifest, VerifyError,
 };

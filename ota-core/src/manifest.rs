@@ -184,7 +184,8 @@ pub struct ManifestHeader {
     /// SHA-256 of the whole image.
     pub image_digest: Sha256Digest,
     /// For a delta update, the SHA-256 of the image the delta applies to. Reserved: this crate
-    /// rejects nothing based on it yet, but it is signed and reported.
+    /// rejects nothing based on it yet, but it is signed and reported. `Some` of the all-zero
+    /// digest is invalid ([`ParseError::ZeroBaseDigest`]): it would name no image.
     pub base_digest: Option<Sha256Digest>,
 }
 
@@ -213,7 +214,8 @@ impl ManifestHeader {
         })
     }
 
-    /// Checks the header's own consistency (chunk size rules, non-empty image).
+    /// Checks the header's own consistency: chunk size rules, non-empty image, and a base
+    /// digest, when present, that is not all zero.
     pub fn validate(&self) -> Result<(), ParseError> {
         if !self.chunk_size.is_power_of_two()
             || self.chunk_size < MIN_CHUNK_SIZE
@@ -223,6 +225,9 @@ impl ManifestHeader {
         }
         if self.image_size == 0 {
             return Err(ParseError::EmptyImage);
+        }
+        if self.base_digest == Some(Sha256Digest([0; 32])) {
+            return Err(ParseError::ZeroBaseDigest);
         }
         Ok(())
     }
@@ -327,6 +332,8 @@ pub enum ParseError {
     BadChunkSize,
     /// Image size is zero.
     EmptyImage,
+    /// Flag bit 0 (base digest present) is set but the base digest is all zero.
+    ZeroBaseDigest,
     /// The stored chunk count does not match image and chunk size.
     ChunkCountMismatch,
 }
@@ -341,6 +348,9 @@ impl fmt::Display for ParseError {
             Self::ReservedBitsSet => f.write_str("a reserved manifest field is not zero"),
             Self::BadChunkSize => f.write_str("chunk size is not a power of two in 256..=65536"),
             Self::EmptyImage => f.write_str("image size is zero"),
+            Self::ZeroBaseDigest => {
+                f.write_str("base digest flag set but the base digest is all zero")
+            }
             Self::ChunkCountMismatch => f.write_str("chunk count does not match the image size"),
         }
     }
@@ -419,7 +429,7 @@ pub struct ImageParams {
     pub security_counter: SecurityCounter,
     /// Chunk size (power of two, 256..=65536).
     pub chunk_size: u32,
-    /// Base image digest for a delta update (reserved).
+    /// Base image digest for a delta update (reserved); not all zero.
     pub base_digest: Option<Sha256Digest>,
 }
 
@@ -567,6 +577,9 @@ mod tests {
         let mut c = b;
         c[44..48].copy_from_slice(&0u32.to_le_bytes());
         assert_eq!(ManifestHeader::decode(&c), Err(ParseError::EmptyImage));
+        let mut c = b;
+        c[5] = FLAG_BASE_DIGEST;
+        assert_eq!(ManifestHeader::decode(&c), Err(ParseError::ZeroBaseDigest));
         assert_eq!(
             ManifestHeader::decode(&b[..HEADER_LEN - 1]),
             Err(ParseError::Truncated)

@@ -18,7 +18,7 @@ use core::ops::Range;
 use crc::{Crc, CRC_32_ISO_HDLC};
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
-use crate::layout::{Layout, Region};
+use crate::layout::{Layout, LayoutId, Region};
 use crate::manifest::{SecurityCounter, Sha256Digest, Version};
 use crate::status::UpdateResult;
 
@@ -148,6 +148,10 @@ pub struct Persisted {
     pub repair_sector: Option<u32>,
     /// The repair copied the sector to scratch and now erases and restores it.
     pub repair_restoring: bool,
+    /// The layout (and flash write size) the record was written under, [`Layout::id`]: set
+    /// by the log on append; a reader refuses a state whose newest record carries another id
+    /// ([`LayoutId::UNRECORDED`], from records written before ids existed, is not checked).
+    pub layout_id: LayoutId,
 }
 
 impl Persisted {
@@ -167,6 +171,7 @@ impl Persisted {
         swap_step: 0,
         repair_sector: None,
         repair_restoring: false,
+        layout_id: LayoutId::UNRECORDED,
     };
 
     /// Encodes the record, CRC included.
@@ -194,6 +199,7 @@ impl Persisted {
         o[148..152].copy_from_slice(&self.swap_len.to_le_bytes());
         o[152..156].copy_from_slice(&self.swap_step.to_le_bytes());
         o[156..160].copy_from_slice(&self.repair_sector.unwrap_or(NO_SECTOR).to_le_bytes());
+        o[160..168].copy_from_slice(&self.layout_id.0);
         let crc = CRC32.checksum(&o[..RECORD_LEN - 4]);
         o[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
     }
@@ -210,6 +216,8 @@ impl Persisted {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&o[112..144]);
         let repair = le32(o, 156);
+        let mut layout_id = [0u8; 8];
+        layout_id.copy_from_slice(&o[160..168]);
         Some(Self {
             seq: le32(o, 4),
             phase: Phase::from_u8(o[3])?,
@@ -225,6 +233,7 @@ impl Persisted {
             swap_step: le32(o, 152),
             repair_sector: (repair != NO_SECTOR).then_some(repair),
             repair_restoring: flags & 4 != 0,
+            layout_id: LayoutId(layout_id),
         })
     }
 }
@@ -521,6 +530,7 @@ mod tests {
             swap_step: 3,
             repair_sector: Some(1),
             repair_restoring: true,
+            layout_id: LayoutId([1, 2, 3, 4, 5, 6, 7, 8]),
         };
         let mut b = [0u8; RECORD_LEN];
         s.encode(&mut b);
@@ -540,11 +550,14 @@ pub(crate) struct Store {
     pub(crate) layout: Layout,
     pub(crate) capacity: u32,
     pub(crate) write_size: usize,
+    layout_id: LayoutId,
     log: StateLog,
     pub(crate) state: Persisted,
 }
 
 impl Store {
+    /// Validates the layout, reads the log, and refuses a state written under another layout
+    /// ([`OpenError::LayoutMismatch`](crate::error::OpenError::LayoutMismatch)).
     pub(crate) fn open<F: NorFlash>(
         flash: &mut F,
         layout: Layout,
@@ -553,10 +566,17 @@ impl Store {
             .validate(F::WRITE_SIZE, F::READ_SIZE)
             .map_err(crate::error::OpenError::Layout)?;
         let (log, state) = StateLog::open(flash, &layout)?;
+        let layout_id = layout.id(F::WRITE_SIZE);
+        if let Some(rec) = &state {
+            if rec.layout_id != layout_id && rec.layout_id != LayoutId::UNRECORDED {
+                return Err(crate::error::OpenError::LayoutMismatch);
+            }
+        }
         Ok(Self {
             layout,
             capacity: layout.capacity(),
             write_size: F::WRITE_SIZE,
+            layout_id,
             log,
             state: state.unwrap_or(Persisted::EMPTY),
         })
@@ -569,6 +589,7 @@ impl Store {
         flash: &mut F,
         mut next: Persisted,
     ) -> Result<(), CommitError> {
+        next.layout_id = self.layout_id;
         self.log.append(flash, &self.layout, &mut next, false)?;
         self.state = next;
         Ok(())
@@ -581,6 +602,7 @@ impl Store {
         flash: &mut F,
         mut next: Persisted,
     ) -> Result<(), NorFlashErrorKind> {
+        next.layout_id = self.layout_id;
         match self.log.append(flash, &self.layout, &mut next, true) {
             Ok(()) => {
                 self.state = next;

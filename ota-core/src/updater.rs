@@ -1,13 +1,17 @@
 //! The application side: judge an offer, download into staging across any number of resets,
 //! verify, request the install, and confirm the trial image.
 
+use core::fmt;
+
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{BeginError, ChunkError, FinishError, OpenError, StateError};
 use crate::flash_ops;
 use crate::layout::{Layout, Region};
 use crate::manifest::{
-    chunk_digest, ChunkIndex, HardwareId, ManifestHeader, CHUNK_DIGEST_LEN, HEADER_LEN,
+    chunk_digest, ChunkIndex, HardwareId, ManifestHeader, Sha256Digest, CHUNK_DIGEST_LEN,
+    HEADER_LEN,
 };
 use crate::progress::ProgressLayout;
 use crate::state::{ImageSummary, Persisted, Phase, Store};
@@ -76,6 +80,60 @@ impl EraseWork {
     }
 }
 
+/// Progress of a hash run in steps: [`Updater::finish_step`], [`Updater::provision_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use]
+pub enum HashStep {
+    /// More to hash: call again (feed the watchdog or service the modem first).
+    Continue {
+        /// Bytes hashed so far.
+        hashed: u32,
+        /// Bytes to hash in all.
+        total: u32,
+    },
+    /// Hashed, matched and recorded.
+    Done,
+}
+
+/// What a stepped hash is for; a call for anything else starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashTarget {
+    /// The staged image of the download whose manifest has this digest.
+    Staged(Sha256Digest),
+    /// The active slot, against a factory image of this digest and size.
+    Active(Sha256Digest, u32),
+}
+
+#[derive(Clone)]
+enum HashState {
+    Running {
+        hasher: Sha256,
+        done: u32,
+    },
+    /// All bytes hashed, only the record is left (it asked for an erase step first).
+    Finished(Sha256Digest),
+}
+
+/// A hash run in steps, held between calls (RAM only: a reset starts it over).
+#[derive(Clone)]
+struct Hashing {
+    target: HashTarget,
+    state: HashState,
+}
+
+impl fmt::Debug for Hashing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Hashing");
+        d.field("target", &self.target);
+        match &self.state {
+            HashState::Running { done, .. } => d.field("done", done),
+            HashState::Finished(digest) => d.field("finished", digest),
+        };
+        d.finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Download {
     header: ManifestHeader,
@@ -115,10 +173,28 @@ pub struct Updater {
     /// A staging sector that holds a torn chunk write and whose repair has not started (its
     /// first stage records it). Not persisted: `open` finds it again after a reset.
     torn_sector: Option<u32>,
+    /// The hash `finish_step` or `provision_step` is running.
+    hashing: Option<Hashing>,
 }
 
 fn kind<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> NorFlashErrorKind {
     e.kind()
+}
+
+/// The chunk digest (manifest section 1.2) of `len` bytes of 0xFF.
+fn erased_chunk_digest(len: u32) -> [u8; CHUNK_DIGEST_LEN] {
+    let mut h = Sha256::new();
+    let ff = [0xFFu8; 64];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(64);
+        h.update(&ff[..n as usize]);
+        left -= n;
+    }
+    let d: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; CHUNK_DIGEST_LEN];
+    out.copy_from_slice(&d[..CHUNK_DIGEST_LEN]);
+    out
 }
 
 impl Updater {
@@ -129,16 +205,20 @@ impl Updater {
     /// that no chunk is fetched twice and the erase work is known before any chunk is fetched:
     /// every chunk not yet recorded whose staging sector is already erased is checked once. A
     /// slot that holds exactly the chunk (digest as in the manifest, padding erased) gets its
-    /// missing marker written and counts as done; a slot that is neither erased nor the chunk
-    /// is a torn write, whose repair [`erase_work`](Self::erase_work) then reports.
+    /// missing marker written and counts as done (so does an erased slot whose chunk is all
+    /// 0xFF: it holds exactly that chunk); a slot that is neither erased nor the chunk is a
+    /// torn write, whose repair [`erase_work`](Self::erase_work) then reports.
     ///
     /// Cost: reads the state region, the manifest copy (hashed once), one marker per chunk and,
     /// during a download, every unrecorded chunk slot in an erased staging sector up to its
     /// first programmed byte (at most the image size in total; a programmed slot is also hashed
-    /// once). Writes nothing but those missing markers (after a power cut, at most one).
+    /// once, an erased one has its 16-byte digest entry read; one SHA-256 of a chunk of 0xFF).
+    /// Writes nothing but those missing markers (after a power cut, at most one, plus one for
+    /// each chunk that is all 0xFF and not yet recorded).
     ///
     /// # Errors
     /// [`OpenError::Layout`] if the layout (or the flash's write or read size) breaks a rule;
+    /// [`OpenError::LayoutMismatch`] if the state was written under another layout;
     /// [`OpenError::NeedsMultiwrite`] if a download in progress was started with
     /// [`open_multiwrite`](Self::open_multiwrite) (bit markers): this flash type cannot record
     /// its chunks.
@@ -174,6 +254,7 @@ impl Updater {
             bits_available,
             download: None,
             torn_sector: None,
+            hashing: None,
         };
         u.load_download(flash)?;
         Ok(u)
@@ -198,6 +279,7 @@ impl Updater {
     fn load_download<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), OpenError> {
         self.download = None;
         self.torn_sector = None;
+        self.hashing = None;
         let st = self.store.state;
         if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
             return Ok(());
@@ -236,6 +318,7 @@ impl Updater {
         let scan = st.phase == Phase::Downloading;
         let mut done = 0;
         let mut torn = None;
+        let mut erased_full = None;
         for (k, sector) in self.image_sectors(&d) {
             let first = (sector.start - l.staging.start) / cs;
             let count = ((sector.end - sector.start) / cs).min(header.chunk_count() - first);
@@ -250,6 +333,13 @@ impl Updater {
                     continue;
                 }
                 match self.slot(flash, &d, c)? {
+                    // A chunk that is all 0xFF reads the same written or not: its erased slot
+                    // holds exactly it, so it is done (a reset may have cut its marker).
+                    Slot::Erased if self.is_erased_chunk(flash, &d, c, &mut erased_full)? => {
+                        let m = d.progress.chunk_marker(c);
+                        self.write_marker(flash, m.addr, m.bit)?;
+                        done += 1;
+                    }
                     Slot::Erased => {}
                     Slot::Complete => {
                         let m = d.progress.chunk_marker(c);
@@ -291,6 +381,25 @@ impl Updater {
             d.progress.manifest_addr() + (HEADER_LEN + chunk as usize * CHUNK_DIGEST_LEN) as u32;
         flash.read(at, &mut want).map_err(kind)?;
         Ok(want)
+    }
+
+    /// True if chunk `c` is all 0xFF: its digest entry is that of as many erased bytes.
+    /// `full` caches the digest of a whole chunk of them. Cost: a 16-byte read, and the first
+    /// time (or for a shorter last chunk) one SHA-256 of the chunk's length of 0xFF.
+    fn is_erased_chunk<F: ReadNorFlash>(
+        &self,
+        flash: &mut F,
+        d: &Download,
+        c: u32,
+        full: &mut Option<[u8; CHUNK_DIGEST_LEN]>,
+    ) -> Result<bool, NorFlashErrorKind> {
+        let len = d.header.chunk_len(ChunkIndex(c)).unwrap_or(0);
+        let erased = if len == d.header.chunk_size {
+            *full.get_or_insert_with(|| erased_chunk_digest(len))
+        } else {
+            erased_chunk_digest(len)
+        };
+        Ok(self.digest_entry(flash, d, c)? == erased)
     }
 
     /// What chunk `c`'s slot holds. Cost: reads the slot up to its first programmed byte; a
@@ -491,6 +600,7 @@ impl Updater {
             progress,
             chunks_done: 0,
         });
+        self.hashing = None;
         Ok(Begin::Started)
     }
 
@@ -653,6 +763,8 @@ impl Updater {
             }
         } else if let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) {
             if let Some((k, restoring)) = self.repair() {
+                // Staging changes: a hash of it in progress is stale.
+                self.hashing = None;
                 self.repair_stage(flash, &d, k, restoring, buf)?;
             } else {
                 let next = self.image_sectors(&d).try_fold(None, |found, (i, s)| {
@@ -664,6 +776,7 @@ impl Updater {
                     )
                 })?;
                 if let Some((i, s)) = next {
+                    self.hashing = None;
                     flash.erase(s.start, s.end).map_err(kind)?;
                     self.write_marker(flash, d.progress.erase_marker(i), None)?;
                 }
@@ -827,6 +940,8 @@ impl Updater {
                 return Err(ChunkError::NeedsErase);
             }
         }
+        // Staging changed: a hash of it in progress is stale.
+        self.hashing = None;
         let m = d.progress.chunk_marker(index.0);
         self.write_marker(flash, m.addr, m.bit)?;
         if let Some(d) = self.download.as_mut() {
@@ -838,14 +953,60 @@ impl Updater {
     /// Re-hashes the staged image from flash and, if it matches the manifest, records the
     /// phase Downloaded. On a mismatch the download is abandoned (Idle, IntegrityFailure).
     ///
+    /// The one-call form of [`finish_step`](Self::finish_step): the whole image in one call
+    /// (38 Cortex-M3 instructions a byte, see the crate README: 384 KiB ≈ 15 M instructions,
+    /// at least 126 ms at 120 MHz and 7.5 times that at 16 MHz, with no chance to feed a
+    /// watchdog or service the modem). Use `finish_step` where that is too long.
+    ///
     /// Cost: one marker read per chunk (the missing count comes from flash), reads and hashes
     /// the whole image through `buf` (any length ≥ 1; 256 bytes or more is sensible), one
     /// state record write.
+    ///
+    /// # Errors
+    /// As [`finish_step`](Self::finish_step).
     pub fn finish<F: NorFlash>(
         &mut self,
         flash: &mut F,
         buf: &mut [u8],
     ) -> Result<(), FinishError> {
+        loop {
+            if self.finish_step(flash, buf, u32::MAX)? == HashStep::Done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One bounded step of [`finish`](Self::finish): hashes at most `max_bytes` more bytes of
+    /// the staged image (at least one byte); the call that hashes the last byte compares the
+    /// digest with the manifest's and records the result. Returns
+    /// [`HashStep::Continue`] with the bytes hashed so far, then [`HashStep::Done`] once the
+    /// phase Downloaded is recorded. Feed the watchdog, service the modem, or do anything else
+    /// between calls, except change the download: `begin`, `cancel`, a written chunk or an
+    /// erase step that touches staging start the hash over.
+    ///
+    /// The hash state lives in the `Updater` (a SHA-256 state: it makes the `Updater` about
+    /// 150 bytes larger), not in flash:
+    /// after a reset the hash starts over. A call after [`FinishError::NeedsErase`] and the
+    /// erase step only records the result; it does not hash again.
+    ///
+    /// Cost: the first call reads one marker per chunk (the missing count comes from flash);
+    /// each call reads and hashes at most `max_bytes` through `buf` (38 Cortex-M3 instructions
+    /// a byte: 16 KiB ≈ 0.63 M instructions, at least 5 ms at 120 MHz); the last writes one
+    /// state record.
+    ///
+    /// # Errors
+    /// [`FinishError::NotDownloading`]; [`FinishError::BufferTooSmall`] for an empty `buf`;
+    /// [`FinishError::Incomplete`] with the number of chunks still missing (nothing hashed);
+    /// [`FinishError::IntegrityFailure`]: the image does not hash to the manifest's digest, the
+    /// download was abandoned (Idle, IntegrityFailure recorded); [`FinishError::NeedsErase`]:
+    /// run [`erase_step`](Self::erase_step), then call again (the hash is kept);
+    /// [`FinishError::Flash`] (the hash starts over at the next call).
+    pub fn finish_step<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        buf: &mut [u8],
+        max_bytes: u32,
+    ) -> Result<HashStep, FinishError> {
         let st = self.store.state;
         let d = match self.download {
             Some(d) if st.phase == Phase::Downloading => d,
@@ -854,41 +1015,97 @@ impl Updater {
         if buf.is_empty() {
             return Err(FinishError::BufferTooSmall);
         }
-        // Counted from flash, not from the running count: the markers are the record.
-        let mut missing = 0;
-        for i in 0..d.header.chunk_count() {
-            if !self.chunk_marked(flash, &d, i)? {
-                missing += 1;
+        let target = HashTarget::Staged(st.manifest_digest);
+        let state = match self.hashing.take() {
+            Some(h) if h.target == target => h.state,
+            _ => {
+                // Counted from flash, not from the running count: the markers are the record.
+                let mut missing = 0;
+                for i in 0..d.header.chunk_count() {
+                    if !self.chunk_marked(flash, &d, i)? {
+                        missing += 1;
+                    }
+                }
+                if missing > 0 {
+                    return Err(FinishError::Incomplete { missing });
+                }
+                HashState::Running {
+                    hasher: Sha256::new(),
+                    done: 0,
+                }
             }
-        }
-        if missing > 0 {
-            return Err(FinishError::Incomplete { missing });
-        }
-        let got = flash_ops::sha256(
-            flash,
-            self.store.layout.staging.start,
-            d.header.image_size,
-            buf,
-        )?;
+        };
+        let got =
+            match self.hash_piece(flash, target, state, d.header.image_size, buf, max_bytes)? {
+                Ok(step) => return Ok(step),
+                Err(digest) => digest,
+            };
         if got != d.header.image_digest {
             let next = Persisted {
                 phase: Phase::Idle,
                 result: UpdateResult::IntegrityFailure,
                 ..st
             };
-            self.store.commit(flash, next)?;
+            if let Err(e) = self.store.commit(flash, next) {
+                self.hashing = Some(Hashing {
+                    target,
+                    state: HashState::Finished(got),
+                });
+                return Err(e.into());
+            }
             self.download = None;
             self.torn_sector = None;
             return Err(FinishError::IntegrityFailure);
         }
-        self.store.commit(
-            flash,
-            Persisted {
-                phase: Phase::Downloaded,
-                ..st
-            },
-        )?;
-        Ok(())
+        let next = Persisted {
+            phase: Phase::Downloaded,
+            ..st
+        };
+        if let Err(e) = self.store.commit(flash, next) {
+            self.hashing = Some(Hashing {
+                target,
+                state: HashState::Finished(got),
+            });
+            return Err(e.into());
+        }
+        Ok(HashStep::Done)
+    }
+
+    /// Hashes the next piece (at most `max_bytes`, at least 1) of `total` bytes at the start
+    /// of the staging (for [`HashTarget::Staged`]) or active slot. `Ok(Ok(step))` when more is
+    /// left (the state is kept for the next call), `Ok(Err(digest))` once all is hashed.
+    fn hash_piece<F: ReadNorFlash>(
+        &mut self,
+        flash: &mut F,
+        target: HashTarget,
+        state: HashState,
+        total: u32,
+        buf: &mut [u8],
+        max_bytes: u32,
+    ) -> Result<Result<HashStep, Sha256Digest>, NorFlashErrorKind> {
+        let (mut hasher, done) = match state {
+            HashState::Running { hasher, done } => (hasher, done),
+            HashState::Finished(digest) => return Ok(Err(digest)),
+        };
+        let l = &self.store.layout;
+        let start = match target {
+            HashTarget::Staged(_) => l.staging.start,
+            HashTarget::Active(..) => l.active.start,
+        };
+        let n = total.saturating_sub(done).min(max_bytes.max(1));
+        flash_ops::hash_into(flash, start + done, n, buf, &mut hasher)?;
+        let done = done + n;
+        if done < total {
+            self.hashing = Some(Hashing {
+                target,
+                state: HashState::Running { hasher, done },
+            });
+            return Ok(Ok(HashStep::Continue {
+                hashed: done,
+                total,
+            }));
+        }
+        Ok(Err(Sha256Digest(hasher.finalize().into())))
     }
 
     /// Requests the install of the downloaded image: the bootloader swaps it in at the next
@@ -923,6 +1140,7 @@ impl Updater {
         )?;
         self.download = None;
         self.torn_sector = None;
+        self.hashing = None;
         Ok(())
     }
 
@@ -980,13 +1198,49 @@ impl Updater {
     /// ([`StateError::Refused`]: hardware id, anti-rollback, size), as in
     /// [`begin`](Self::begin).
     ///
+    /// The one-call form of [`provision_step`](Self::provision_step): hashes the whole image
+    /// in one call.
+    ///
     /// Cost: hashes the image in the active slot through `buf`; one record write.
+    ///
+    /// # Errors
+    /// As [`provision_step`](Self::provision_step).
     pub fn provision<F: NorFlash>(
         &mut self,
         flash: &mut F,
         manifest: &VerifiedManifest<'_>,
         buf: &mut [u8],
     ) -> Result<(), StateError> {
+        loop {
+            if self.provision_step(flash, manifest, buf, u32::MAX)? == HashStep::Done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One bounded step of [`provision`](Self::provision): hashes at most `max_bytes` more
+    /// bytes of the active slot (at least one byte); the call that hashes the last byte
+    /// compares the digest with the manifest's and records the image. Call it with the same
+    /// manifest until it returns [`HashStep::Done`]; another manifest starts over. The hash
+    /// state lives in the `Updater` (RAM), as for [`finish_step`](Self::finish_step).
+    ///
+    /// Cost: each call reads and hashes at most `max_bytes` through `buf` (38 Cortex-M3
+    /// instructions a byte); the last writes one record.
+    ///
+    /// # Errors
+    /// [`StateError::WrongPhase`] unless Idle; [`StateError::AlreadyProvisioned`];
+    /// [`StateError::Refused`] by this device's policy; [`StateError::BufferTooSmall`] for an
+    /// empty `buf`; [`StateError::ImageMismatch`] if the active slot does not hash to the
+    /// manifest's digest (nothing written); [`StateError::NeedsErase`]: run
+    /// [`erase_step`](Self::erase_step), then call again (the hash is kept);
+    /// [`StateError::Flash`].
+    pub fn provision_step<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        manifest: &VerifiedManifest<'_>,
+        buf: &mut [u8],
+        max_bytes: u32,
+    ) -> Result<HashStep, StateError> {
         let st = self.store.state;
         if st.phase != Phase::Idle {
             return Err(StateError::WrongPhase(st.phase));
@@ -999,25 +1253,39 @@ impl Updater {
         if buf.is_empty() {
             return Err(StateError::BufferTooSmall);
         }
-        let got = flash_ops::sha256(flash, self.store.layout.active.start, h.image_size, buf)?;
+        let target = HashTarget::Active(h.image_digest, h.image_size);
+        let state = match self.hashing.take() {
+            Some(x) if x.target == target => x.state,
+            _ => HashState::Running {
+                hasher: Sha256::new(),
+                done: 0,
+            },
+        };
+        let got = match self.hash_piece(flash, target, state, h.image_size, buf, max_bytes)? {
+            Ok(step) => return Ok(step),
+            Err(digest) => digest,
+        };
         if got != h.image_digest {
             return Err(StateError::ImageMismatch);
         }
-        self.store
-            .commit(
-                flash,
-                Persisted {
-                    active: Some(ImageSummary {
-                        version: h.version,
-                        security_counter: h.security_counter,
-                        size: h.image_size,
-                        digest: h.image_digest,
-                    }),
-                    security_counter: h.security_counter.max(st.security_counter),
-                    ..st
-                },
-            )
-            .map_err(StateError::from)
+        let next = Persisted {
+            active: Some(ImageSummary {
+                version: h.version,
+                security_counter: h.security_counter,
+                size: h.image_size,
+                digest: h.image_digest,
+            }),
+            security_counter: h.security_counter.max(st.security_counter),
+            ..st
+        };
+        if let Err(e) = self.store.commit(flash, next) {
+            self.hashing = Some(Hashing {
+                target,
+                state: HashState::Finished(got),
+            });
+            return Err(e.into());
+        }
+        Ok(HashStep::Done)
     }
 
     /// Abandons the download in progress (or the downloaded image) and records `result`
@@ -1044,6 +1312,7 @@ impl Updater {
         )?;
         self.download = None;
         self.torn_sector = None;
+        self.hashing = None;
         Ok(())
     }
 }

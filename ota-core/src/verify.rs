@@ -15,7 +15,31 @@ pub struct TrustedKey {
 }
 
 impl TrustedKey {
-    /// Trusts the 32-byte Ed25519 public key `key`. Cost: one SHA-256 of 32 bytes.
+    /// Trusts the 32-byte Ed25519 public key `key` after checking it: it must be the canonical
+    /// encoding of a curve point that does not have small order (`docs/image-format.md`
+    /// section 1.3, steps 2 and 3). Use this for every key, at start-up or in a host test of
+    /// the firmware's key constants: a key it refuses would make the device refuse every
+    /// manifest, found only when the first update fails in the field.
+    ///
+    /// It cannot see a key that is a valid point plus a small-order one (`[a]B + T`), which
+    /// only a deliberately malformed key generation makes; key generation (`ota-tool keygen`,
+    /// `openssl genpkey`) never does.
+    ///
+    /// Errors: [`KeyError::NotAPoint`], [`KeyError::SmallOrder`].
+    /// Cost: one point decoding (a field exponentiation of about 250 squarings, as each
+    /// verification also does for the key and for R) and one SHA-256 of 32 bytes.
+    pub fn try_new(key: [u8; 32]) -> Result<Self, KeyError> {
+        match ed25519_compact::PublicKey::new(key).validate() {
+            Ok(()) => Ok(Self::new(key)),
+            Err(ed25519_compact::Error::WeakPublicKey) => Err(KeyError::SmallOrder),
+            Err(_) => Err(KeyError::NotAPoint),
+        }
+    }
+
+    /// Trusts `key` without checking it; prefer [`TrustedKey::try_new`]. A key that `try_new`
+    /// refuses is harmless here in one way only: no signature verifies under it (the
+    /// verification refuses such keys too), so the device refuses every manifest.
+    /// Cost: one SHA-256 of 32 bytes.
     pub fn new(key: [u8; 32]) -> Self {
         Self {
             id: KeyId::of(&key),
@@ -33,6 +57,31 @@ impl TrustedKey {
         &self.key
     }
 }
+
+/// Why [`TrustedKey::try_new`] refused a public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The 32 bytes are not the canonical encoding of a curve point: y ≥ p, no point has
+    /// that y, or x = 0 with the sign bit set. Often a key in the wrong format (a hash, the
+    /// secret seed, bytes of a PEM or DER wrapper).
+    NotAPoint,
+    /// The point has small order (one of eight points of order 1, 2, 4 or 8): no secret key
+    /// belongs to it, and under a verifier that does not refuse it anyone can forge.
+    SmallOrder,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAPoint => f.write_str("public key is not an encoded Ed25519 curve point"),
+            Self::SmallOrder => f.write_str("public key is a point of small order"),
+        }
+    }
+}
+
+impl core::error::Error for KeyError {}
 
 /// What the device knows and wants when it judges an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,8 +196,22 @@ impl<'a> VerifiedManifest<'a> {
     }
 }
 
-/// Checks an Ed25519 signature (RFC 8032, strict: non-canonical encodings are refused by
-/// `ed25519-compact`). This is the primitive [`authenticate`] uses on the manifest bytes.
+/// Checks an Ed25519 signature by the rule of `docs/image-format.md` section 1.3: RFC 8032
+/// section 5.1.7 with its cofactored equation, plus two refusals. Exactly:
+///
+/// 1. S (the signature's last 32 bytes, little-endian) must be below the group order L;
+/// 2. `public_key` and R (the first 32 bytes) must decode as RFC 8032 section 5.1.3 says, with
+///    no reduction (y < p, a point exists, no x = 0 with the sign bit set);
+/// 3. neither the key nor R may have small order (8·P = identity);
+/// 4. with k = SHA-512(R ‖ key ‖ `message`) mod L, 8·(S·B − k·A − R) must be the identity.
+///
+/// A cofactorless verifier such as OpenSSL differs only on signatures an RFC 8032 signer
+/// never makes (section 1.6 lists them): it refuses an R or key off by a small-order point,
+/// which this accepts, and accepts R = identity or a small-order key, which this refuses.
+///
+/// This is the primitive [`authenticate`] uses on the manifest bytes. Every refusal is
+/// [`VerifyError::BadSignature`]. Cost: one SHA-512 pass over `message`, two point
+/// decodings and one double-scalar multiplication (variable time: all inputs are public).
 pub fn check_signature(
     public_key: &[u8; 32],
     message: &[u8],

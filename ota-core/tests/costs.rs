@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ota_core::{BootConfig, Bootloader, ChunkIndex, Layout, Updater, Version};
+use ota_core::{BootConfig, BootStep, Bootloader, ChunkIndex, Layout, Updater, Version};
 use ota_flash_sim::{F2Flash, SimFlash, Stats};
 
 fn delta(a: Stats, b: Stats) -> (u64, u64, u64, u64) {
@@ -53,7 +53,8 @@ fn electron_full_update_costs() {
     for i in 0..new.chunks() {
         if i == new.chunks() / 2 {
             // The device sleeps halfway: what a wake's `open` reads to resume (the state log,
-            // the manifest copy, the markers, and each unrecorded chunk slot once).
+            // the manifest copy, the markers, and each unrecorded chunk slot once with its
+            // 16-byte digest entry).
             let a = flash.stats();
             up = Updater::open(&mut flash, Layout::ELECTRON, config()).unwrap();
             let b = flash.stats();
@@ -63,7 +64,7 @@ fn electron_full_update_costs() {
             let bound = l.state.len() as u64
                 + new.manifest.len() as u64
                 + (3 + new.chunks() as u64) * 4
-                + (new.chunks() - i) as u64 * 1024;
+                + (new.chunks() - i) as u64 * (1024 + 16);
             assert!(open_read <= bound, "open read {open_read} > {bound}");
         }
         let a = flash.stats();
@@ -79,7 +80,17 @@ fn electron_full_update_costs() {
     up.mark_install(&mut flash).unwrap();
     let s4 = flash.stats();
     let mut bl = Bootloader::open(&mut flash, Layout::ELECTRON, BootConfig::default()).unwrap();
-    let t = bl.run(&mut flash, &mut buf, || {}).unwrap();
+    let mut boot_steps = 0;
+    let mut max_step_written = 0;
+    let t = loop {
+        let a = flash.stats();
+        let step = bl.step(&mut flash, &mut buf).unwrap();
+        boot_steps += 1;
+        max_step_written = max_step_written.max(flash.stats().bytes_written - a.bytes_written);
+        if let BootStep::Boot(t) = step {
+            break t;
+        }
+    };
     assert!(t.trial);
     let s5 = flash.stats();
     let mut up = Updater::open(&mut flash, Layout::ELECTRON, config()).unwrap();
@@ -108,6 +119,10 @@ fn electron_full_update_costs() {
     row("bootloader install (swap 3 units)", delta(s4, s5));
     row("mark_confirmed", delta(s5, s6));
     println!(
+        "bootloader install: {boot_steps} steps (16 KiB each at most), at most \
+         {max_step_written} bytes programmed by one step"
+    );
+    println!(
         "open after a reset halfway through the download: reads {open_read} bytes, writes nothing"
     );
     println!(
@@ -117,6 +132,11 @@ fn electron_full_update_costs() {
     assert_eq!(steps, 3, "three 128 KiB staging sectors");
     let install = delta(s4, s5);
     assert_eq!(install.2, 9, "3 units × 3 erases of 128 KiB");
+    // 9 erase and 72 copy steps (3 units × 3 stages × (1 + 128 / 16)), 24 check steps (the
+    // last records Trial), one step per state-sector erase (none here), and the boot-attempt
+    // step.
+    assert_eq!(boot_steps, 81 + 24 + (install.2 as u32 - 9) + 1);
+    assert!(max_step_written <= 16 * 1024 + 192);
     assert_eq!(delta(s5, s6).0, 1, "confirm is one record write");
 }
 

@@ -3,8 +3,8 @@
 use ota_core::manifest::{build_signed, ImageParams, Manifest};
 use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
-    verify, HardwareId, ImageSummary, Phase, Policy, SecurityCounter, Sha256Digest, TrustedKey,
-    UpdateResult, Version,
+    check_signature, verify, HardwareId, ImageSummary, Layout, Phase, Policy, SecurityCounter,
+    Sha256Digest, TrustedKey, UpdateResult, VerifyError, Version,
 };
 
 const DOC: &str = include_str!("../../docs/image-format.md");
@@ -102,6 +102,7 @@ fn state_example() -> Persisted {
         swap_step: 1,
         repair_sector: None,
         repair_restoring: false,
+        layout_id: Layout::ELECTRON.id(4),
     }
 }
 
@@ -119,4 +120,119 @@ fn doc_state_record_example_matches_the_code() {
     }
     let rec: [u8; RECORD_LEN] = doc.try_into().unwrap();
     assert_eq!(Persisted::decode(&rec), Some(state_example()));
+}
+
+/// One Ed25519 vector of section 1.6: the device's verdict, the key, the message, the signature.
+struct SigVector {
+    number: u32,
+    accept: bool,
+    what: String,
+    key: [u8; 32],
+    message: Vec<u8>,
+    signature: [u8; 64],
+}
+
+fn doc_sig_vectors() -> Vec<SigVector> {
+    let body = DOC
+        .split("<!-- ed25519-vectors-begin -->")
+        .nth(1)
+        .expect("begin marker")
+        .split("<!-- ed25519-vectors-end -->")
+        .next()
+        .expect("end marker");
+    let mut out = Vec::new();
+    let mut lines = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("```"));
+    while let Some(head) = lines.next() {
+        let mut words = head.splitn(3, ' ');
+        let number = words.next().unwrap().parse().expect("vector number");
+        let accept = match words.next() {
+            Some("accept") => true,
+            Some("refuse") => false,
+            v => panic!("vector {number}: verdict {v:?}"),
+        };
+        let what = words.next().unwrap_or("").to_owned();
+        let mut field = |tag: &str| {
+            let l = lines.next().expect("field line");
+            let hex = l
+                .strip_prefix(tag)
+                .unwrap_or_else(|| panic!("vector {number}: {l:?} is not {tag}"));
+            hex::decode(hex.trim()).expect("hex")
+        };
+        let key = field("A ").try_into().expect("32-byte key");
+        let message = field("M ");
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&field("R "));
+        signature[32..].copy_from_slice(&field("S "));
+        out.push(SigVector {
+            number,
+            accept,
+            what,
+            key,
+            message,
+            signature,
+        });
+    }
+    out
+}
+
+/// Section 1.6: every edge-case vector gets the verdict the document states.
+#[test]
+fn doc_ed25519_vectors_give_the_stated_verdicts() {
+    let vectors = doc_sig_vectors();
+    assert_eq!(
+        vectors.iter().map(|v| v.number).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    for v in &vectors {
+        let got = check_signature(&v.key, &v.message, &v.signature);
+        let want = if v.accept {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        };
+        assert_eq!(got, want, "vector {} ({})", v.number, v.what);
+        if v.accept {
+            // An accepted vector is bound to its message.
+            let mut other = v.message.clone();
+            other[0] ^= 1;
+            assert_eq!(
+                check_signature(&v.key, &other, &v.signature),
+                Err(VerifyError::BadSignature),
+                "vector {} with another message",
+                v.number
+            );
+        }
+    }
+    // Vector 1 is what our signer makes with the section 1.5 key: the generator of the
+    // vectors and the crate agree on key, nonce and k.
+    let seed =
+        hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+    let kp =
+        ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed.try_into().unwrap()));
+    assert_eq!(*kp.pk, vectors[0].key);
+    assert_eq!(*kp.sk.sign(&vectors[0].message, None), vectors[0].signature);
+}
+
+/// Section 4.2's example: the bytes the Electron layout's id hashes, and the id.
+#[test]
+fn doc_layout_id_example_matches_the_code() {
+    let l = Layout::ELECTRON;
+    let mut want = Vec::new();
+    let mut put = |v: u32| want.extend_from_slice(&v.to_le_bytes());
+    put(4);
+    for r in [l.state, l.progress, l.active, l.staging, l.scratch] {
+        put(r.start);
+        put(r.end);
+    }
+    for (count, size) in [(4, 16384), (1, 65536), (7, 131072)] {
+        put(count);
+        put(size);
+    }
+    assert_eq!(doc_hex("layout-id-example"), want);
+    let id = l.id(4);
+    assert_eq!(id.0[..], Sha256Digest::of(&want).0[..8]);
+    assert!(DOC.contains(&format!("to an id of `{}`", hex::encode(id.0))));
 }

@@ -10,7 +10,7 @@ use ota_core::{
     verify, BootConfig, Bootloader, ChunkIndex, LayoutError, OpenError, Policy, SecurityCounter,
     StateError, Updater, VerifyError,
 };
-use ota_flash_sim::SimError;
+use ota_flash_sim::{SimError, SimFlash};
 
 /// A flash that reads in 4-byte units (`READ_SIZE = 4`).
 struct WordReads(Flash);
@@ -118,4 +118,44 @@ fn provisioning_applies_this_devices_policy() {
     );
     assert_eq!(flash.stats().ops, 0);
     assert!(up.confirmed_image().is_none());
+}
+
+/// The test layout with active and staging exchanged: valid on its own, but a journal written
+/// under `LAYOUT` means something else under it.
+const SWAPPED: ota_core::Layout = ota_core::Layout {
+    active: LAYOUT.staging,
+    staging: LAYOUT.active,
+    ..LAYOUT
+};
+
+#[test]
+fn a_state_written_under_another_layout_is_refused() {
+    assert_eq!(SWAPPED.validate(4, 1), Ok(()));
+    let mut flash = factory_flash(&image(3000, 60));
+    let new = sign(3000, 61, 2);
+    let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
+    let keys = trusted(&[1]);
+    let offer = up.verify_offer(&new.manifest, &keys).unwrap();
+    up.begin(&mut flash, &offer).unwrap();
+    let before = flash.stats();
+    assert_eq!(
+        Updater::open(&mut flash, SWAPPED, config()).err(),
+        Some(OpenError::LayoutMismatch),
+        "updater opened a download recorded under another layout"
+    );
+    assert_eq!(
+        Bootloader::open(&mut flash, SWAPPED, BootConfig::default()).err(),
+        Some(OpenError::LayoutMismatch),
+        "bootloader opened a state recorded under another layout"
+    );
+    // Another write size is another layout too (the progress markers depend on it).
+    let mut wide = SimFlash::<8, 1024, false>::new(&SECTORS);
+    wide.preload(0, &flash.contents()[..LAYOUT.state.end as usize]);
+    assert_eq!(
+        Updater::open(&mut wide, LAYOUT, config()).err(),
+        Some(OpenError::LayoutMismatch)
+    );
+    assert_eq!(flash.stats().ops, before.ops, "nothing may change");
+    // The same layout still opens.
+    assert!(Updater::open(&mut flash, LAYOUT, config()).is_ok());
 }

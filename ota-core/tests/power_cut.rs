@@ -363,6 +363,7 @@ impl<'a> Story<'a> {
                 LAYOUT,
                 BootConfig {
                     max_boot_attempts: 2,
+                    step_bytes: 1024,
                 },
             )
         );

@@ -4,8 +4,10 @@ mod common;
 
 use common::*;
 use ota_core::manifest::{Manifest, HEADER_LEN};
+use ota_core::verify::KeyError;
 use ota_core::{
-    check_signature, verify, HardwareId, ParseError, Policy, SecurityCounter, VerifyError, Version,
+    check_signature, verify, HardwareId, ParseError, Policy, SecurityCounter, TrustedKey,
+    VerifyError, Version,
 };
 
 fn policy() -> Policy {
@@ -74,6 +76,151 @@ fn rfc8032_vectors_through_the_verifier() {
         assert_eq!(
             check_signature(&pk, &msg, &bad_sig),
             Err(VerifyError::BadSignature)
+        );
+    }
+}
+
+/// The eight points of small order, canonically encoded: [i]T8 for i = 0..8, T8 of order 8
+/// (orders 1, 8, 4, 8, 2, 8, 4, 8).
+const SMALL_ORDER: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+/// Encodings that RFC 8032 decoding refuses: y ≥ p (y = p and y = p + 1, each sign), x = 0
+/// with the sign bit set (identity and (0, -1)), and a y with no point (y = 2).
+const NOT_CANONICAL_OR_OFF_CURVE: [&str; 7] = [
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0100000000000000000000000000000000000000000000000000000000000080",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0200000000000000000000000000000000000000000000000000000000000000",
+];
+
+fn key32(s: &str) -> [u8; 32] {
+    h(s).try_into().unwrap()
+}
+
+/// 256-bit little-endian `a + b`, `None` on overflow.
+fn add_le(a: &[u8], b: &[u8; 32]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+/// Section 1.3 steps 1, 2-3 and 4-5, with vectors built here (section 1.6 has the ones that
+/// need point arithmetic): S ≥ L, small-order and undecodable keys, small-order and
+/// undecodable R.
+#[test]
+fn ed25519_rule_refusals() {
+    const L: &str = "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
+    let l = key32(L);
+    let (_, pk, msg, sig) = RFC8032[2];
+    let (pk, msg, sig): ([u8; 32], _, [u8; 64]) = (key32(pk), h(msg), h(sig).try_into().unwrap());
+    assert_eq!(check_signature(&pk, &msg, &sig), Ok(()));
+    // Step 1: S + L and S + 2L name the same scalar, but only S < L is accepted; so is
+    // any S with its top bits set.
+    let mut two_l = l;
+    two_l = add_le(&two_l, &l).unwrap();
+    for add in [l, two_l] {
+        let mut bad = sig;
+        bad[32..].copy_from_slice(&add_le(&sig[32..], &add).unwrap());
+        assert_eq!(
+            check_signature(&pk, &msg, &bad),
+            Err(VerifyError::BadSignature)
+        );
+    }
+    let mut bad = sig;
+    bad[63] |= 0xe0;
+    assert_eq!(
+        check_signature(&pk, &msg, &bad),
+        Err(VerifyError::BadSignature)
+    );
+    // Steps 2-3: under a small-order key, R = identity and S = 0 satisfy even the
+    // cofactorless equation, for any message; and R = A with S = 0 the cofactored one.
+    for a in SMALL_ORDER.iter().chain(&NOT_CANONICAL_OR_OFF_CURVE) {
+        let a = key32(a);
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        assert_eq!(
+            check_signature(&a, b"any message", &forged),
+            Err(VerifyError::BadSignature),
+            "key {}",
+            hex::encode(a)
+        );
+        forged[..32].copy_from_slice(&a);
+        assert_eq!(
+            check_signature(&a, b"any message", &forged),
+            Err(VerifyError::BadSignature)
+        );
+    }
+    // Steps 4-5: R small order or not decodable, whatever S.
+    for r in SMALL_ORDER.iter().chain(&NOT_CANONICAL_OR_OFF_CURVE) {
+        let mut bad = sig;
+        bad[..32].copy_from_slice(&key32(r));
+        assert_eq!(
+            check_signature(&pk, &msg, &bad),
+            Err(VerifyError::BadSignature)
+        );
+    }
+}
+
+/// `TrustedKey::try_new` refuses what section 1.3 steps 2-3 refuse, with one error each.
+#[test]
+fn checked_key_constructor_refuses_small_order_and_undecodable_keys() {
+    for a in SMALL_ORDER {
+        assert_eq!(
+            TrustedKey::try_new(key32(a)),
+            Err(KeyError::SmallOrder),
+            "key {a}"
+        );
+    }
+    for a in NOT_CANONICAL_OR_OFF_CURVE {
+        assert_eq!(
+            TrustedKey::try_new(key32(a)),
+            Err(KeyError::NotAPoint),
+            "key {a}"
+        );
+    }
+    for (_, pk, _, _) in RFC8032 {
+        let k = TrustedKey::try_new(key32(pk)).unwrap();
+        assert_eq!(k, TrustedKey::new(key32(pk)));
+        assert_eq!(k.id(), ota_core::KeyId::of(&key32(pk)));
+    }
+    // Section 1.6: the keys of vectors 8 and 9 are refused; vector 10's key, a valid point
+    // plus one of order 2, is not (only a scalar multiplication could tell).
+    assert_eq!(
+        TrustedKey::try_new(key32(SMALL_ORDER[0])),
+        Err(KeyError::SmallOrder)
+    );
+    assert_eq!(
+        TrustedKey::try_new(key32(
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+        )),
+        Err(KeyError::NotAPoint)
+    );
+    assert!(TrustedKey::try_new(key32(
+        "16a567fe7d4ef5482ab4012c369bf8c5f11e8d0c2559dcda50fde59708f8aee5"
+    ))
+    .is_ok());
+    // Keys from key generation always pass.
+    for seed in 1..=255u8 {
+        assert!(
+            TrustedKey::try_new(*keypair(seed).pk).is_ok(),
+            "seed {seed}"
         );
     }
 }
@@ -164,6 +311,86 @@ fn every_rejection_is_distinct() {
         2
     );
     assert_eq!(VerifyError::WrongHardware.update_result() as u8, 6);
+}
+
+/// Re-signs `m` (a manifest signed by key 1) after `edit` changed its signed bytes, so a
+/// structural rule is what refuses it, not the signature.
+fn resigned(mut m: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let n = m.len() - 64;
+    edit(&mut m[..n]);
+    let sig = keypair(1).sk.sign(&m[..n], None);
+    m[n..].copy_from_slice(&sig[..]);
+    m
+}
+
+/// Section 1.4 step 1, rule by rule: each header rule on a correctly signed manifest.
+#[test]
+fn every_step_1_rule_is_enforced_on_signed_manifests() {
+    let keys = trusted(&[1]);
+    let good = sign(3000, 1, 5);
+    assert!(verify(&good.manifest, &keys, &policy()).is_ok());
+    let refused = |edit: &dyn Fn(&mut [u8])| {
+        let m = resigned(good.manifest.clone(), |b| edit(b));
+        match verify(&m, &keys, &policy()) {
+            Err(VerifyError::Malformed(e)) => e,
+            other => panic!("not refused as malformed: {other:?}"),
+        }
+    };
+    assert_eq!(refused(&|b| b[0] = b'X'), ParseError::BadMagic);
+    assert_eq!(refused(&|b| b[4] = 2), ParseError::UnsupportedVersion(2));
+    // Flag bits 1-7 must be zero, each of them.
+    for bit in 1..8 {
+        assert_eq!(refused(&|b| b[5] = 1 << bit), ParseError::ReservedBitsSet);
+    }
+    for at in [6, 7, 38, 39] {
+        assert_eq!(refused(&|b| b[at] = 1), ParseError::ReservedBitsSet);
+    }
+    // Flag bit 0 clear: the base digest must be all zero, every byte of it.
+    for at in [88, 100, 119] {
+        assert_eq!(refused(&|b| b[at] = 1), ParseError::ReservedBitsSet);
+    }
+    // Flag bit 0 set with an all-zero base digest: refused (a digest of no image).
+    assert_eq!(refused(&|b| b[5] = 1), ParseError::ZeroBaseDigest);
+    // Flag bit 0 set with any other base digest: accepted and reported.
+    let with_base = resigned(good.manifest.clone(), |b| {
+        b[5] = 1;
+        b[119] = 0x80;
+    });
+    let v = verify(&with_base, &keys, &policy()).unwrap();
+    let mut base = [0u8; 32];
+    base[31] = 0x80;
+    assert_eq!(v.header().base_digest, Some(ota_core::Sha256Digest(base)));
+    // The builder refuses to write what the parser refuses to read.
+    let params = ota_core::ImageParams {
+        hardware_id: hw(),
+        version: Version::new(1, 0, 0),
+        security_counter: SecurityCounter(5),
+        chunk_size: 256,
+        base_digest: Some(ota_core::Sha256Digest([0; 32])),
+    };
+    assert_eq!(
+        params.manifest_len(3000),
+        Err(ota_core::BuildError::Invalid(ParseError::ZeroBaseDigest))
+    );
+    // Image size at least 1 (the chunk count 0 matches, so only this rule refuses it).
+    assert_eq!(
+        refused(&|b| {
+            b[44..48].copy_from_slice(&0u32.to_le_bytes());
+            b[52..56].copy_from_slice(&0u32.to_le_bytes());
+        }),
+        ParseError::EmptyImage
+    );
+    for cs in [0u32, 128, 300, 131072] {
+        assert_eq!(
+            refused(&|b| b[48..52].copy_from_slice(&cs.to_le_bytes())),
+            ParseError::BadChunkSize,
+            "chunk size {cs}"
+        );
+    }
+    assert_eq!(
+        refused(&|b| b[52..56].copy_from_slice(&13u32.to_le_bytes())),
+        ParseError::ChunkCountMismatch
+    );
 }
 
 #[test]

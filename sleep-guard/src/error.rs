@@ -26,8 +26,18 @@ pub enum Error {
         /// What is still available this cycle.
         available_ms: u32,
     },
+    /// A critical lease was asked for at or after the end of the cycle's critical overrun
+    /// (the awake budget, extensions included, plus
+    /// [`Config::max_critical_overrun_ms`](crate::Config::max_critical_overrun_ms)): the
+    /// battery comes first. Ending a lease (0 ms) is still allowed; the next
+    /// [`begin_cycle`](crate::SleepGuard::begin_cycle) allows critical leases again.
+    CriticalOverrunExceeded,
     /// The reason's index is not below `N`.
     InvalidReason,
+    /// The call interrupted another call of the same guard inside its critical section, which
+    /// only a context the critical section does not mask can do (an NMI or HardFault handler).
+    /// Nothing changed; call again from a maskable context.
+    Reentrant,
 }
 
 impl fmt::Display for Error {
@@ -41,7 +51,11 @@ impl fmt::Display for Error {
             Self::ExtensionExceeded { available_ms } => {
                 write!(f, "extension exceeds the maximum ({available_ms} ms left)")
             }
+            Self::CriticalOverrunExceeded => {
+                f.write_str("critical leases have used up this cycle's overrun")
+            }
             Self::InvalidReason => f.write_str("reason index out of range"),
+            Self::Reentrant => f.write_str("re-entrant call while the guard was in use"),
         }
     }
 }

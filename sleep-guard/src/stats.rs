@@ -68,6 +68,15 @@ impl<const N: usize> Retained<N> {
         r
     }
 
+    /// A copy that is not valid (what a re-entrant [`SleepGuard::retained`] returns).
+    ///
+    /// [`SleepGuard::retained`]: crate::SleepGuard::retained
+    pub(crate) const INVALID: Self = {
+        let mut r = Self::new();
+        r.check = !r.check;
+        r
+    };
+
     const fn checksum(&self) -> u32 {
         // FNV-1a over the words; enough to tell counters from SRAM noise.
         let mut h: u32 = 0x811C_9DC5;

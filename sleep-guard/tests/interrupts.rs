@@ -25,6 +25,7 @@ use sleep_guard::{Config, Decision, Millis, SleepGuard};
 const CONFIG: Config = Config {
     awake_budget_ms: u32::MAX,
     max_extension_ms: 0,
+    max_critical_overrun_ms: 0,
 };
 
 const ITERATIONS: u32 = 20_000;
@@ -140,7 +141,7 @@ fn try_sleep_never_enters_while_an_interrupt_holds() {
     with_interrupts(&TRY_GUARD, &TRY_HOLDING, |running| {
         while running() {
             let mut entered = false;
-            let d = TRY_GUARD.try_sleep(tick(), |d| {
+            let d = TRY_GUARD.try_sleep(tick(), |d, _| {
                 // Inside the critical section: no interrupt is between acquire and release.
                 entered = true;
                 if *d != Decision::Sleep {
@@ -204,8 +205,9 @@ fn commit_fails_if_anything_changed_since_the_token() {
             critical_section::with(|_| match COMMIT_GUARD.commit(token, tick()) {
                 Ok(d) => {
                     ok += 1;
+                    // The recorded sleep is the one change since the token.
                     if d != Decision::Sleep
-                        || COMMIT_GUARD.generation() != gen0
+                        || COMMIT_GUARD.generation() != gen0.wrapping_add(1)
                         || any_holding(&COMMIT_HOLDING)
                     {
                         violations += 1;

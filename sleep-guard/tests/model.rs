@@ -12,6 +12,7 @@ use sleep_guard::{Class, Config, Decision, Error, Millis, Reason, ReasonSet, Sle
 const CONFIG: Config = Config {
     awake_budget_ms: 1_000,
     max_extension_ms: 1_500,
+    max_critical_overrun_ms: 400,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -22,7 +23,8 @@ const CONFIG: Config = Config {
 struct Slot {
     count: u16,
     level: bool,
-    lease_until: Option<u64>,
+    /// On the caller's clock as it reads now (may be negative after a step back).
+    lease_until: Option<i128>,
     // Statistics.
     acquires: u32,
     expiries: u32,
@@ -33,7 +35,7 @@ struct Slot {
 impl Slot {
     /// The specification's definition of "holds at time t".
     fn holds(&self, t: u64) -> bool {
-        self.count > 0 || self.level || self.lease_until.is_some_and(|u| u > t)
+        self.count > 0 || self.level || self.lease_until.is_some_and(|u| u > i128::from(t))
     }
 
     /// Held by nothing but a lease (so the hold ends by itself).
@@ -46,7 +48,10 @@ impl Slot {
 struct Model {
     config: Config,
     slots: [Slot; N],
-    deadline: u64,
+    /// On the caller's clock as it reads now (may be negative after a step back).
+    deadline: i128,
+    /// The latest `now` seen, on the caller's clock as it reads now.
+    last: u64,
     /// Total extension granted in the current cycle.
     extended: u64,
     /// Bumped on every change the specification lists; only compared for (in)equality.
@@ -64,7 +69,8 @@ impl Model {
             config,
             slots: [Slot::default(); N],
             // Before any begin_cycle the cycle started at 0.
-            deadline: u64::from(config.awake_budget_ms),
+            deadline: i128::from(config.awake_budget_ms),
+            last: 0,
             extended: 0,
             generation: 0,
             forced_sleeps: 0,
@@ -72,6 +78,28 @@ impl Model {
             retained_expiries: [0; N],
             retained_unbalanced: 0,
         }
+    }
+
+    /// "Critical leases keep the device awake until `deadline + max_critical_overrun_ms`, no
+    /// longer."
+    fn cap(&self) -> i128 {
+        self.deadline + i128::from(self.config.max_critical_overrun_ms)
+    }
+
+    /// "A step back counts as no time passing": the call is at the latest time seen, and the
+    /// model's whole timeline moves back with the clock, so everything running keeps the time
+    /// it had left.
+    fn see(&mut self, now: u64) {
+        if now < self.last {
+            let back = i128::from(self.last - now);
+            self.deadline -= back;
+            for s in &mut self.slots {
+                if let Some(u) = &mut s.lease_until {
+                    *u -= back;
+                }
+            }
+        }
+        self.last = now;
     }
 
     fn bump(&mut self) {
@@ -82,9 +110,10 @@ impl Model {
     ///
     /// Every model call that takes `now` starts here, whether or not it then fails.
     fn expire(&mut self, now: u64) {
+        self.see(now);
         for i in 0..N {
             if let Some(until) = self.slots[i].lease_until {
-                if until <= now {
+                if until <= i128::from(now) {
                     self.slots[i].lease_until = None;
                     self.slots[i].expiries += 1;
                     self.retained_expiries[i] += 1;
@@ -129,6 +158,10 @@ impl Model {
             (_, Some(m)) if ms > m => return Err(Error::LeaseTooLong { max_ms: m }),
             _ => {}
         }
+        // Past the cap a critical lease is refused, but ending one is always allowed.
+        if r.class() == Class::Critical && ms > 0 && i128::from(now) >= self.cap() {
+            return Err(Error::CriticalOverrunExceeded);
+        }
         let s = &mut self.slots[r.index()];
         if ms == 0 {
             // Ends the lease now; not an expiry. (A zero lease that ends nothing changes
@@ -139,7 +172,7 @@ impl Model {
             return Ok(now);
         }
         let until = now + u64::from(ms);
-        s.lease_until = Some(until);
+        s.lease_until = Some(i128::from(until));
         s.acquires += 1;
         self.bump();
         Ok(until)
@@ -163,7 +196,7 @@ impl Model {
 
     fn begin_cycle(&mut self, now: u64) {
         self.expire(now);
-        self.deadline = now + u64::from(self.config.awake_budget_ms);
+        self.deadline = i128::from(now) + i128::from(self.config.awake_budget_ms);
         self.extended = 0;
         self.bump();
     }
@@ -178,20 +211,21 @@ impl Model {
             });
         }
         self.extended += u64::from(by);
-        self.deadline += u64::from(by);
+        self.deadline += i128::from(by);
         self.bump();
-        Ok(self.deadline)
+        Ok(out(self.deadline))
     }
 
     fn decide(&mut self, now: u64) -> Decision<Why> {
         self.expire(now);
+        let now = i128::from(now);
         let mut c_bits = 0u32;
         let mut d_bits = 0u32;
-        let mut c_min = u64::MAX; // earliest lease end among holding critical reasons
-        let mut d_min = u64::MAX; // earliest lease end among lease-only deferrable reasons
+        let mut c_min = i128::MAX; // earliest lease end among holding critical reasons
+        let mut d_min = i128::MAX; // earliest lease end among lease-only deferrable reasons
         for r in ALL {
             let s = &self.slots[r.index()];
-            if !s.holds(now) {
+            if !s.holds(self.last) {
                 continue;
             }
             let bit = 1u32 << r.index();
@@ -213,15 +247,20 @@ impl Model {
             }
         }
         if c_bits != 0 {
-            return if now < self.deadline {
+            return if now >= self.cap() {
+                // The battery comes first: every hold is overridden.
+                Decision::Forced {
+                    overridden: ReasonSet::from_bits(c_bits | d_bits),
+                }
+            } else if now < self.deadline {
                 Decision::Stay {
                     blockers: ReasonSet::from_bits(c_bits | d_bits),
-                    recheck_at: c_min.min(d_min).min(self.deadline),
+                    recheck_at: out(c_min.min(d_min).min(self.deadline)),
                 }
             } else {
                 Decision::Stay {
                     blockers: ReasonSet::from_bits(c_bits),
-                    recheck_at: c_min,
+                    recheck_at: out(c_min.min(self.cap())),
                 }
             };
         }
@@ -234,12 +273,14 @@ impl Model {
         } else {
             Decision::Stay {
                 blockers: ReasonSet::from_bits(d_bits),
-                recheck_at: d_min.min(self.deadline),
+                recheck_at: out(d_min.min(self.deadline)),
             }
         }
     }
 
+    /// "A recorded sleep is a change": a token does not commit twice.
     fn record_sleep(&mut self, d: &Decision<Why>) {
+        self.bump();
         if let Decision::Forced { overridden } = d {
             self.forced_sleeps += 1;
             for i in 0..N {
@@ -288,6 +329,11 @@ impl Model {
     }
 }
 
+/// A model time as the guard reports it (it cannot report a time before 0).
+fn out(t: i128) -> u64 {
+    u64::try_from(t.max(0)).unwrap()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operations and their generation
 // ---------------------------------------------------------------------------------------------
@@ -308,8 +354,13 @@ enum Op {
     Commit,
     /// Moves the clock; no call.
     Advance(u64),
+    /// Moves the clock BACK (not below 0): a wrapped tick, an RTC set back, a racing task;
+    /// no call.
+    StepBack(u64),
     /// Moves the clock exactly to the end of the awake budget (if still ahead); no call.
     AdvanceToDeadline,
+    /// Moves the clock exactly to the end of the critical overrun (if still ahead); no call.
+    AdvanceToCap,
     /// Moves the clock exactly to the end of the reason's lease (if any, and ahead); no call.
     AdvanceToLeaseEnd(Why),
 }
@@ -354,6 +405,16 @@ fn advance_ms() -> impl Strategy<Value = u64> {
     ]
 }
 
+fn step_back_ms() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        // A call that raced an interrupt.
+        3 => 1..=20u64,
+        3 => (1..=12u64).prop_map(|k| k * 50),
+        // A wrap: back to (near) zero.
+        1 => Just(u64::MAX),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => reason().prop_map(Op::Acquire),
@@ -367,7 +428,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Token),
         3 => Just(Op::Commit),
         9 => advance_ms().prop_map(Op::Advance),
+        2 => step_back_ms().prop_map(Op::StepBack),
         2 => Just(Op::AdvanceToDeadline),
+        2 => Just(Op::AdvanceToCap),
         3 => reason().prop_map(Op::AdvanceToLeaseEnd),
     ]
 }
@@ -431,7 +494,7 @@ fn compare_counters(
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    // A fresh local guard per case; the clock starts at 0 and only moves forward.
+    // A fresh local guard per case; the clock starts at 0 and mostly moves forward.
     let guard: SleepGuard<Why, N> = SleepGuard::new(CONFIG);
     let mut model = Model::new(CONFIG);
     let mut now: Millis = 0;
@@ -459,7 +522,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(guard.extend(by, now), model.extend(by, now), "{}", ctx);
             }
             Op::BeginCycle => {
-                guard.begin_cycle(now);
+                guard.begin_cycle(now).unwrap();
                 model.begin_cycle(now);
             }
             Op::Decide => {
@@ -467,7 +530,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::TrySleep => {
                 let mut entered = None;
-                let got = guard.try_sleep(now, |d| entered = Some(*d));
+                let got = guard.try_sleep(now, |d, _| entered = Some(*d));
                 let (want, want_enter) = model.try_sleep(now);
                 prop_assert_eq!(got, want, "{}", ctx);
                 prop_assert_eq!(entered.is_some(), want_enter, "{}: enter called?", ctx);
@@ -491,15 +554,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 now += dt;
                 took_now = false;
             }
+            Op::StepBack(dt) => {
+                now = now.saturating_sub(dt);
+                took_now = false;
+            }
             Op::AdvanceToDeadline => {
-                now = now.max(model.deadline);
+                now = now.max(out(model.deadline));
+                took_now = false;
+            }
+            Op::AdvanceToCap => {
+                now = now.max(out(model.cap()));
                 took_now = false;
             }
             Op::AdvanceToLeaseEnd(r) => {
                 if let Some(until) = model.slots[r.index()].lease_until {
                     // Unbounded leases (u32::MAX ms) would end the interesting part of the run.
-                    if until.saturating_sub(now) <= 10_000 {
-                        now = now.max(until);
+                    if until - i128::from(now) <= 10_000 {
+                        now = now.max(out(until));
                     }
                 }
                 took_now = false;
@@ -514,7 +585,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             ctx
         );
         compare_counters(&guard, &model, &ctx)?;
-        prop_assert_eq!(guard.deadline(), model.deadline, "{}: deadline", ctx);
+        prop_assert_eq!(guard.deadline(), out(model.deadline), "{}: deadline", ctx);
         if took_now {
             // Only after calls that passed `now` (holders itself ends expired leases, which
             // would hide which call ended them after an Advance).
@@ -571,7 +642,7 @@ fn bits(rs: &[Why]) -> ReasonSet<Why> {
 #[test]
 fn critical_lease_is_never_overridden_past_the_deadline() {
     let g: SleepGuard<Why, N> = SleepGuard::new(CONFIG);
-    g.begin_cycle(100); // deadline 1_100
+    g.begin_cycle(100).unwrap(); // deadline 1_100
     g.acquire(Why::Outbox, 200).unwrap();
     assert_eq!(g.lease(Why::FlashWrite, 300, 1_000), Ok(1_300));
 
@@ -586,7 +657,7 @@ fn critical_lease_is_never_overridden_past_the_deadline() {
     // Past the deadline: only the critical lease blocks, until it ends.
     let mut entered = false;
     assert_eq!(
-        g.try_sleep(1_100, |_| entered = true),
+        g.try_sleep(1_100, |_, _| entered = true),
         Decision::Stay {
             blockers: bits(&[Why::FlashWrite]),
             recheck_at: 1_300,
@@ -595,7 +666,7 @@ fn critical_lease_is_never_overridden_past_the_deadline() {
     assert!(!entered);
     assert_eq!(g.stats(Why::Outbox).overrides, 0);
     // The critical lease ends: the deferrable hold is overridden.
-    let d = g.try_sleep(1_300, |_| entered = true);
+    let d = g.try_sleep(1_300, |_, _| entered = true);
     assert_eq!(
         d,
         Decision::Forced {
@@ -720,7 +791,7 @@ fn extension_is_bounded_per_cycle() {
     assert_eq!(g.extend(0, 40), Ok(2_500));
     // A new cycle resets the budget and the extension total; holds are kept.
     g.set(Why::UpdatePending, true, 50).unwrap();
-    g.begin_cycle(3_000);
+    g.begin_cycle(3_000).unwrap();
     assert_eq!(g.deadline(), 4_000);
     assert_eq!(g.extend(1_500, 3_000), Ok(5_500));
     assert_eq!(

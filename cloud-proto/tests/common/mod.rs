@@ -6,6 +6,10 @@ use cloud_proto::*;
 
 pub const DEVICE: DeviceId = DeviceId(0x0102_0304);
 pub const ROOT_KEY: [u8; 32] = [0x42; 32];
+/// The address the test device's datagrams come from (TEST-NET-1, RFC 5737).
+pub const DEVICE_ADDR: core::net::SocketAddr = core::net::SocketAddr::V4(
+    core::net::SocketAddrV4::new(core::net::Ipv4Addr::new(192, 0, 2, 1), 40_000),
+);
 
 pub fn config() -> DeviceConfig {
     DeviceConfig::new(DEVICE)
@@ -34,12 +38,12 @@ pub fn store() -> MemoryStore {
     s
 }
 
-/// The server's verdict on `frame` at time 0.
+/// The server's verdict on `frame` from the device's address at time 0.
 pub fn handle<'a>(
     store: &mut MemoryStore,
     frame: &'a [u8],
 ) -> Result<server::Request<'a>, RequestError<core::convert::Infallible>> {
-    server::handle_datagram(frame, store, 0, ReplayPolicy::DEFAULT)
+    server::handle_datagram(frame, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT)
 }
 
 pub fn checkin<'a>() -> Up<'a> {

@@ -9,7 +9,9 @@
 //!   again (writing during a pending reply is what aborts a running command on a real modem);
 //!   a non-strict one models a late answer the driver has given up on;
 //! * `Vint { after, high }`: V_INT changes level;
-//! * `Baud(rate)`: the test's baud switch closure must be called with this rate next.
+//! * `Baud(rate)`: the test's baud switch closure must be called with this rate next;
+//! * `RxError { after }`: once the bytes before it are read, the next `read()` fails (an
+//!   overrun or framing error: the UART lost bytes).
 //!
 //! `read()` without a byte due panics (a real UART read would block forever). The clock moves
 //! only through the driver's `DelayNs` calls.
@@ -58,6 +60,9 @@ pub enum Step {
         high: bool,
     },
     Baud(u32),
+    RxError {
+        after: u64,
+    },
 }
 
 /// Expect the driver to write `s`.
@@ -90,6 +95,10 @@ pub fn rx_split(s: impl AsRef<[u8]>, chunk: usize) -> Step {
         chunk,
         strict: true,
     }
+}
+/// The UART reports a receive error (overrun, framing) `ms` after the previous reply.
+pub fn rx_error(ms: u64) -> Step {
+    Step::RxError { after: ms * MS }
 }
 /// A late answer after `ms` the driver may write over.
 pub fn rx_late(ms: u64, s: impl AsRef<[u8]>) -> Step {
@@ -126,6 +135,8 @@ struct Pending {
     byte: u8,
     chunk: usize,
     strict: bool,
+    /// Not a byte: `read()` fails here once.
+    error: bool,
 }
 
 type PulseHook = Box<dyn FnMut(&'static str, u64) -> Option<(u64, bool)>>;
@@ -183,8 +194,23 @@ impl Inner {
                             byte: b,
                             chunk,
                             strict,
+                            error: false,
                         });
                     }
+                }
+                Some(Step::RxError { after }) => {
+                    let after = *after;
+                    self.steps.pop_front();
+                    self.done_steps += 1;
+                    let due = self.now().max(self.last_due) + after;
+                    self.last_due = due;
+                    self.rx.push_back(Pending {
+                        due,
+                        byte: 0,
+                        chunk: usize::MAX,
+                        strict: true,
+                        error: true,
+                    });
                 }
                 Some(Step::Vint { after, high }) => {
                     let (after, high) = (*after, *high);
@@ -368,12 +394,30 @@ impl Script {
 /// The scripted UART.
 pub struct Uart(pub Script);
 
+/// A receive error of the scripted UART.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UartFault;
+
+impl std::fmt::Display for UartFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UART receive error")
+    }
+}
+
+impl std::error::Error for UartFault {}
+
+impl embedded_io::Error for UartFault {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
 impl embedded_io::ErrorType for Uart {
-    type Error = Infallible;
+    type Error = UartFault;
 }
 
 impl embedded_io::ReadReady for Uart {
-    fn read_ready(&mut self) -> Result<bool, Infallible> {
+    fn read_ready(&mut self) -> Result<bool, UartFault> {
         let i = self.0 .0.borrow();
         if i.flood.is_some() {
             return Ok(true);
@@ -384,7 +428,7 @@ impl embedded_io::ReadReady for Uart {
 }
 
 impl embedded_io::Read for Uart {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, UartFault> {
         let mut i = self.0 .0.borrow_mut();
         if let Some(f) = i.flood.as_mut() {
             for b in buf.iter_mut() {
@@ -408,11 +452,15 @@ impl embedded_io::Read for Uart {
             let ctx = i.context();
             panic!("read() before the next byte is due (would block); {ctx}");
         }
+        if first.error {
+            i.rx.pop_front();
+            return Err(UartFault);
+        }
         let chunk = first.chunk;
         let mut n = 0;
         while n < buf.len() && n < chunk {
             match i.rx.front() {
-                Some(p) if p.due <= now && p.chunk == chunk => {
+                Some(p) if p.due <= now && p.chunk == chunk && !p.error => {
                     buf[n] = p.byte;
                     i.rx.pop_front();
                     n += 1;
@@ -425,7 +473,7 @@ impl embedded_io::Read for Uart {
 }
 
 impl embedded_io::Write for Uart {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, UartFault> {
         let mut i = self.0 .0.borrow_mut();
         if i.flood.is_some() {
             i.written.extend_from_slice(buf);
@@ -478,7 +526,7 @@ impl embedded_io::Write for Uart {
         Ok(buf.len())
     }
 
-    fn flush(&mut self) -> Result<(), Infallible> {
+    fn flush(&mut self) -> Result<(), UartFault> {
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use core::fmt;
 use ed25519_compact::KeyPair;
 use ota_core::manifest::{build_signed, BuildError, ImageParams};
 use ota_core::verify::{authenticate, TrustedKey, VerifyError};
-use ota_core::{ChunkIndex, HardwareId, KeyId, ManifestHeader};
+use ota_core::{ChunkIndex, HardwareId, KeyId, Manifest, ManifestHeader};
 
 /// The four bytes a container starts with: `OTAC`.
 pub const MAGIC: [u8; 4] = *b"OTAC";
@@ -240,6 +240,34 @@ impl fmt::Display for CheckError {
 
 impl std::error::Error for CheckError {}
 
+/// Checks a bare manifest (what a server sends in an offer) the way a device judges the offer:
+/// it verifies under one of `keys` (`ota_core::verify::authenticate`), then the optional
+/// policy: hardware id equal to `hw`, security counter at least `min_counter`.
+///
+/// Returns the authenticated manifest. Cost: one Ed25519 verification.
+pub fn check_manifest<'a>(
+    manifest: &'a [u8],
+    keys: &[TrustedKey],
+    hw: Option<HardwareId>,
+    min_counter: Option<u32>,
+) -> Result<Manifest<'a>, CheckError> {
+    let manifest = authenticate(manifest, keys).map_err(CheckError::Manifest)?;
+    let header = manifest.header();
+    if let Some(wanted) = hw.filter(|w| *w != header.hardware_id) {
+        return Err(CheckError::WrongHardware {
+            image: header.hardware_id,
+            wanted,
+        });
+    }
+    if let Some(min) = min_counter.filter(|m| header.security_counter.0 < *m) {
+        return Err(CheckError::CounterTooLow {
+            counter: header.security_counter.0,
+            min,
+        });
+    }
+    Ok(manifest)
+}
+
 /// Checks a container's content the way a device would judge the offer and then the download.
 ///
 /// In order: the manifest verifies under one of `keys` (`ota_core::verify`, which also applies
@@ -254,21 +282,8 @@ pub fn check_container(
     hw: Option<HardwareId>,
     min_counter: Option<u32>,
 ) -> Result<ManifestHeader, CheckError> {
-    let manifest = authenticate(&c.manifest, keys).map_err(CheckError::Manifest)?;
+    let manifest = check_manifest(&c.manifest, keys, hw, min_counter)?;
     let header = *manifest.header();
-    if let Some(wanted) = hw.filter(|w| *w != header.hardware_id) {
-        return Err(CheckError::WrongHardware {
-            image: header.hardware_id,
-            wanted,
-        });
-    }
-    if let Some(min) = min_counter.filter(|m| header.security_counter.0 < *m) {
-        return Err(CheckError::CounterTooLow {
-            counter: header.security_counter.0,
-            min,
-        });
-    }
-
     if c.image.len() as u64 != u64::from(header.image_size) {
         return Err(CheckError::ImageSize {
             manifest: header.image_size,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ota_core::manifest::ImageParams;
 use ota_core::{HardwareId, Manifest, ManifestHeader, SecurityCounter, Sha256Digest, Version};
-use ota_tool::container::{check_container, Container};
+use ota_tool::container::{check_container, check_manifest, Container, ContainerError};
 use ota_tool::keys;
 use ota_tool::text::{
     format_hardware_id, hardware_id_hex, key_id_hex, parse_hardware_id, parse_sha256, parse_version,
@@ -76,14 +76,16 @@ struct SignArgs {
     /// SHA-256 (64 hex digits) of the base image, for a delta update.
     #[arg(long, value_name = "SHA256", value_parser = parse_sha256)]
     base_digest: Option<Sha256Digest>,
-    /// Container file to write (replaced if it exists).
+    /// Container file to write (replaced if it exists, unless it is the image or the key).
     #[arg(long, value_name = "FW.ota")]
     out: PathBuf,
 }
 
 /// Verify a container: signature, image against the manifest, and optional device policy.
 ///
-/// Prints "OK <version> counter <n> <size> bytes" and exits 0 when every check passes.
+/// Prints "OK <version> counter <n> <size> bytes" and exits 0 when every check passes. Given a
+/// bare manifest (what a server sends in an offer), checks its signature and the policy and
+/// prints "OK manifest <version> counter <n> <size> bytes (signature verified; no image)".
 #[derive(Args, Debug)]
 struct VerifyArgs {
     /// Trusted public key (SubjectPublicKeyInfo PEM); repeat to trust several (key rotation).
@@ -95,12 +97,12 @@ struct VerifyArgs {
     /// Require a security counter of at least N (a device's stored counter).
     #[arg(long, value_name = "N")]
     min_counter: Option<u32>,
-    /// Container file.
+    /// Container file, or a bare manifest.
     #[arg(value_name = "FW.ota")]
     file: PathBuf,
 }
 
-/// Show every manifest field of a container. Does NOT verify the signature.
+/// Show every manifest field of a container or a bare manifest. Does NOT verify the signature.
 ///
 /// Neither the signature nor the image digests are checked (use `verify` for that); inspect
 /// fails only on a malformed container or manifest.
@@ -109,7 +111,7 @@ struct InspectArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Container file.
+    /// Container file, or a bare manifest.
     #[arg(value_name = "FW.ota")]
     file: PathBuf,
 }
@@ -134,9 +136,48 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
-fn read_container(path: &Path) -> Result<Container> {
+/// What a file given to `verify` or `inspect` holds.
+enum Input {
+    /// An update container (`OTAC`): manifest and image.
+    Container(Container),
+    /// A bare manifest (`OTAM`), as a server sends it in an offer: no image.
+    Manifest(Vec<u8>),
+}
+
+fn read_input(path: &Path) -> Result<Input> {
     let bytes = read_file(path)?;
-    Container::decode(&bytes).map_err(|e| fail(format!("{}: {e}", path.display())))
+    if bytes.starts_with(&ota_core::manifest::MAGIC) {
+        return Ok(Input::Manifest(bytes));
+    }
+    match Container::decode(&bytes) {
+        Ok(c) => Ok(Input::Container(c)),
+        Err(ContainerError::BadMagic) => Err(fail(format!(
+            "{}: neither an update container (OTAC) nor a manifest (OTAM): bad magic",
+            path.display()
+        ))),
+        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (through `.`, `..`, symbolic or hard
+/// links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (fs::metadata(a), fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!(
+            (fs::canonicalize(a), fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+    }
 }
 
 fn keygen(a: &KeygenArgs, out: &mut dyn Write) -> Result<()> {
@@ -173,6 +214,16 @@ fn keygen(a: &KeygenArgs, out: &mut dyn Write) -> Result<()> {
 }
 
 fn sign(a: &SignArgs, out: &mut dyn Write) -> Result<()> {
+    // Refuse before reading anything: the container would replace the firmware or the key.
+    for (input, what) in [(&a.image, "the image"), (&a.key, "the signing key")] {
+        if same_file(&a.out, input) {
+            return Err(fail(format!(
+                "--out {} is {what} {}: refusing to overwrite it",
+                a.out.display(),
+                input.display()
+            )));
+        }
+    }
     let kp = keys::read_private_key(&a.key)?;
     let image = read_file(&a.image)?;
     let params = ImageParams {
@@ -211,17 +262,30 @@ fn verify(a: &VerifyArgs, out: &mut dyn Write) -> Result<()> {
         .iter()
         .map(|p| keys::read_public_key(p).map(|k| keys::trusted(&k)))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let c = read_container(&a.file)?;
-    let h = check_container(&c, &trusted, a.hardware_id, a.min_counter)?;
-    writeln!(
-        out,
-        "OK {} counter {} {} bytes",
-        h.version, h.security_counter.0, h.image_size
-    )?;
+    match read_input(&a.file)? {
+        Input::Container(c) => {
+            let h = check_container(&c, &trusted, a.hardware_id, a.min_counter)?;
+            writeln!(
+                out,
+                "OK {} counter {} {} bytes",
+                h.version, h.security_counter.0, h.image_size
+            )?;
+        }
+        Input::Manifest(m) => {
+            let m = check_manifest(&m, &trusted, a.hardware_id, a.min_counter)?;
+            let h = m.header();
+            writeln!(
+                out,
+                "OK manifest {} counter {} {} bytes (signature verified; no image)",
+                h.version, h.security_counter.0, h.image_size
+            )?;
+        }
+    }
     Ok(())
 }
 
-/// Every field `inspect` shows, in display order: (text label, JSON key, text value, JSON value).
+/// Every manifest field `inspect` shows, in display order: (text label, JSON key, text value,
+/// JSON value).
 fn inspect_fields(
     m: &Manifest<'_>,
 ) -> Vec<(&'static str, &'static str, String, serde_json::Value)> {
@@ -230,12 +294,6 @@ fn inspect_fields(
     let base = h.base_digest.map(|d| hex::encode(d.0));
     let hw_hex = hardware_id_hex(&h.hardware_id);
     vec![
-        (
-            "container version",
-            "container_version",
-            ota_tool::container::VERSION.to_string(),
-            Value::from(ota_tool::container::VERSION),
-        ),
         (
             "format",
             "format",
@@ -318,25 +376,52 @@ fn inspect_fields(
 }
 
 fn inspect(a: &InspectArgs, out: &mut dyn Write) -> Result<()> {
-    let c = read_container(&a.file)?;
-    let m = Manifest::parse(&c.manifest)
+    use serde_json::Value;
+    let input = read_input(&a.file)?;
+    let bytes = match &input {
+        Input::Container(c) => &c.manifest,
+        Input::Manifest(m) => m,
+    };
+    let m = Manifest::parse(bytes)
         .map_err(|e| fail(format!("{}: malformed manifest: {e}", a.file.display())))?;
-    let size = m.header().image_size;
-    if c.image.len() as u64 != u64::from(size) {
-        return Err(fail(format!(
-            "{}: the container's image is {} bytes but the manifest says {size}",
-            a.file.display(),
-            c.image.len()
-        )));
-    }
-    let fields = inspect_fields(&m);
+    let mut fields = inspect_fields(&m);
+    let kind = match &input {
+        Input::Container(c) => {
+            let size = m.header().image_size;
+            if c.image.len() as u64 != u64::from(size) {
+                return Err(fail(format!(
+                    "{}: the container's image is {} bytes but the manifest says {size}",
+                    a.file.display(),
+                    c.image.len()
+                )));
+            }
+            let v = ota_tool::container::VERSION;
+            fields.insert(
+                0,
+                (
+                    "container version",
+                    "container_version",
+                    v.to_string(),
+                    Value::from(v),
+                ),
+            );
+            "container"
+        }
+        Input::Manifest(_) => "manifest",
+    };
     if a.json {
-        let obj: serde_json::Map<String, serde_json::Value> = fields
-            .into_iter()
-            .map(|(_, key, _, v)| (key.to_owned(), v))
+        let obj: serde_json::Map<String, Value> = std::iter::once(("kind", Value::from(kind)))
+            .chain(fields.into_iter().map(|(_, key, _, v)| (key, v)))
+            .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        writeln!(out, "{}", serde_json::Value::Object(obj))?;
+        writeln!(out, "{}", Value::Object(obj))?;
     } else {
+        if kind == "manifest" {
+            writeln!(
+                out,
+                "this is a manifest (what a server sends in an offer), not a container: no image"
+            )?;
+        }
         for (label, _, text, _) in fields {
             writeln!(out, "{label:<18} {text}")?;
         }

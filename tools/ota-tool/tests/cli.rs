@@ -715,3 +715,123 @@ fn openssl_interop() {
         String::from_utf8_lossy(&out)
     );
 }
+
+/// `sign` never writes its output over its own input, however the path is spelled.
+#[test]
+fn sign_refuses_to_overwrite_the_image_or_the_key() {
+    let f = Fixture::new();
+    let image = f.bytes("fw.bin");
+    let key = f.bytes("key.pem");
+    let dir = f.dir.path().to_str().unwrap().to_owned();
+    let mut outs = vec![
+        format!("{dir}/fw.bin"),
+        format!("{dir}/./fw.bin"),
+        format!(
+            "{dir}/../{}/fw.bin",
+            f.dir.path().file_name().unwrap().to_str().unwrap()
+        ),
+    ];
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(f.path("fw.bin"), f.path("link.bin")).unwrap();
+        fs::hard_link(f.path("fw.bin"), f.path("hard.bin")).unwrap();
+        outs.push(format!("{dir}/link.bin"));
+        outs.push(format!("{dir}/hard.bin"));
+    }
+    for out in &outs {
+        let mut args = f.sign_args("key", "x.ota", &[]);
+        let at = args.iter().position(|a| a == "--out").unwrap();
+        args[at + 1] = out.clone();
+        fails(args, "is the image");
+        assert_eq!(f.bytes("fw.bin"), image, "--out {out}");
+    }
+    let mut args = f.sign_args("key", "x.ota", &[]);
+    let at = args.iter().position(|a| a == "--out").unwrap();
+    args[at + 1] = format!("{dir}/./key.pem");
+    fails(args, "is the signing key");
+    assert_eq!(f.bytes("key.pem"), key);
+    // Replacing an earlier container is still allowed.
+    f.sign("key", "fw.ota", &["--security-counter", "4"]);
+    assert_eq!(f.inspect_json("fw.ota")["security_counter"], 4);
+    // An all-zero base digest names no image (docs/image-format.md 1.4 step 1).
+    let zero = "00".repeat(32);
+    fails(
+        f.sign_args("key", "x.ota", &["--base-digest", &zero]),
+        "base digest is all zero",
+    );
+    assert!(!f.path("x.ota").exists());
+}
+
+/// What a server sends in an offer is the bare manifest: `inspect` and `verify` take it and
+/// say so.
+#[test]
+fn inspect_and_verify_take_a_bare_manifest() {
+    let f = Fixture::new();
+    let m = f.manifest_len();
+    let manifest = f.bytes("fw.ota")[16..16 + m].to_vec();
+    fs::write(f.path("fw.manifest"), &manifest).unwrap();
+
+    let out = ok(["inspect", f.path("fw.manifest").to_str().unwrap()]);
+    assert!(out.starts_with("this is a manifest"), "{out}");
+    assert!(!out.contains("container version"), "{out}");
+    let container = ok(["inspect", f.path("fw.ota").to_str().unwrap()]);
+    // The same fields as for the container it came from.
+    for line in container.lines().skip(1) {
+        assert!(out.contains(line), "{line:?} missing from\n{out}");
+    }
+    let j = f.inspect_json("fw.manifest");
+    assert_eq!(j["kind"], "manifest");
+    assert!(j.get("container_version").is_none());
+    assert_eq!(j["image_size"], IMAGE_LEN);
+    assert_eq!(j["manifest_len"], m);
+    assert_eq!(f.inspect_json("fw.ota")["kind"], "container");
+
+    // verify checks the signature and the policy; there is no image to check.
+    let out = ok(f.verify_args(&["key"], "fw.manifest", &[]));
+    assert_eq!(
+        out,
+        format!("OK manifest 1.2.3 counter 3 {IMAGE_LEN} bytes (signature verified; no image)\n")
+    );
+    ok(f.verify_args(
+        &["key"],
+        "fw.manifest",
+        &["--hardware-id", "electron-u260", "--min-counter", "3"],
+    ));
+    fails(
+        f.verify_args(&["key"], "fw.manifest", &["--hardware-id", "boron"]),
+        "wrong hardware",
+    );
+    fails(
+        f.verify_args(&["key"], "fw.manifest", &["--min-counter", "4"]),
+        "below the minimum",
+    );
+    f.keygen("other");
+    fails(
+        f.verify_args(&["other"], "fw.manifest", &[]),
+        "unknown key id",
+    );
+    let mut bad = manifest.clone();
+    bad[40] ^= 1;
+    fs::write(f.path("bad.manifest"), &bad).unwrap();
+    fails(
+        f.verify_args(&["key"], "bad.manifest", &[]),
+        "bad signature",
+    );
+    ok(["inspect", f.path("bad.manifest").to_str().unwrap()]);
+    // A truncated manifest is malformed, not "bad magic".
+    fs::write(f.path("short.manifest"), &manifest[..m - 1]).unwrap();
+    fails(
+        ["inspect", f.path("short.manifest").to_str().unwrap()],
+        "malformed manifest: manifest is truncated",
+    );
+    fails(
+        f.verify_args(&["key"], "short.manifest", &[]),
+        "malformed manifest",
+    );
+    // Neither magic: the error names both.
+    fs::write(f.path("fw.bin.copy"), f.bytes("fw.bin")).unwrap();
+    fails(
+        ["inspect", f.path("fw.bin.copy").to_str().unwrap()],
+        "neither an update container (OTAC) nor a manifest (OTAM)",
+    );
+}

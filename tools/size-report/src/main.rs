@@ -196,13 +196,14 @@ mod sleep {
     pub static GUARD: SleepGuard<Why, 8> = SleepGuard::new(Config {
         awake_budget_ms: 10_000,
         max_extension_ms: 60_000,
+        max_critical_overrun_ms: 5_000,
     });
 
     /// Every call once, with values the compiler cannot see through.
     #[cfg(not(feature = "sleep-count"))]
     pub fn exercise() -> bool {
         let t = black_box(5u64);
-        GUARD.begin_cycle(t);
+        let _ = GUARD.begin_cycle(t);
         let _ = GUARD.acquire(Why::Outbox, t);
         let _ = GUARD.release(Why::Outbox, t);
         let _ = GUARD.set(Why::UpdatePending, black_box(true), t);
@@ -216,7 +217,7 @@ mod sleep {
         let _ = black_box(GUARD.commit(tok, t));
         let _ = black_box(GUARD.retained());
         GUARD
-            .try_sleep(black_box(20_000), |d| {
+            .try_sleep(black_box(20_000), |d, _| {
                 black_box(d);
             })
             .allows_sleep()
@@ -227,7 +228,7 @@ mod sleep {
     /// at the same call, a critical lease still running.
     pub fn worst_case_setup() {
         let t = 0;
-        GUARD.begin_cycle(t);
+        let _ = GUARD.begin_cycle(t);
         for r in ALL {
             if r == Why::FlashWrite {
                 let _ = GUARD.lease(r, 30_000, t);
