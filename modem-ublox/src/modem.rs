@@ -140,6 +140,12 @@ impl State {
         self.hex = false;
     }
 
+    /// Socket data in hex mode (`AT+UDCONF=1,1` sent); always `false` without the `hex-mode`
+    /// feature, so the hex paths are not linked in.
+    pub(crate) fn hex(&self) -> bool {
+        cfg!(feature = "hex-mode") && self.hex
+    }
+
     pub fn apply_urc(&mut self, u: Urc) {
         match u {
             Urc::DataReady { socket, len } => match self.sockets.get_mut(usize::from(socket)) {

@@ -265,6 +265,7 @@ where
         if self.st.profile.supports_upsv {
             self.simple(b"AT+UPSV=0\r\n", t)?;
         }
+        #[cfg(feature = "hex-mode")]
         if self.cfg.hex_mode {
             let ts = self.timeouts().socket;
             self.simple(b"AT+UDCONF=1,1\r\n", ts)?;

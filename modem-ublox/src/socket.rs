@@ -152,6 +152,8 @@ impl Response for ReadSink<'_> {
         };
         match f.next() {
             None => self.count = Some(n),
+            // Without the `hex-mode` feature a data line is never an answer (binary mode).
+            Some(_) if !cfg!(feature = "hex-mode") => return false,
             Some(data) => {
                 // Hex mode: the data is a quoted hex string of n bytes.
                 let Some(hex) = unquote(data) else {
@@ -253,7 +255,7 @@ where
     /// whole answer line must fit the line buffer: the longest header of that command, two
     /// digits per byte and the closing quote.
     fn max_read(&self, udp: bool) -> usize {
-        if self.st.hex {
+        if self.st.hex() {
             let header = if udp {
                 MAX_USORF_HEADER
             } else {
@@ -466,7 +468,7 @@ where
         if s.peer_closed {
             return Err(SocketError::Closed);
         }
-        let max = if self.st.hex {
+        let max = if self.st.hex() {
             MAX_HEX_WRITE
         } else {
             MAX_PAYLOAD
@@ -530,7 +532,7 @@ where
         if s.proto != Protocol::Udp || data.is_empty() {
             return Err(SocketError::Unsupported);
         }
-        let max = if self.st.hex {
+        let max = if self.st.hex() {
             MAX_HEX_WRITE
         } else {
             MAX_PAYLOAD
@@ -565,7 +567,7 @@ where
         let t = self.timeouts().write;
         let prefix: &[u8] = if to.is_some() { b"+USOST:" } else { b"+USOWR:" };
         // Send the command and the data; then one wait for the confirmation and the result.
-        let sent = if self.st.hex {
+        let sent = if self.st.hex() {
             c.raw(b",\"");
             let head = c.finish()?;
             let head = &head[..head.len() - 2];
@@ -674,7 +676,7 @@ where
         }
         let mut c = Cmd::new("AT+USORD=");
         c.num(u32::from(h)).comma().num(want as u32);
-        let hex = self.st.hex;
+        let hex = self.st.hex();
         self.framer_binary(!hex);
         let mut sink = ReadSink::new(h, false, want as u16, &mut buf[..want]);
         let r = self.exec(c.finish()?, t, &mut sink);
@@ -742,7 +744,7 @@ where
         let want = self.max_read(true);
         let mut c = Cmd::new("AT+USORF=");
         c.num(u32::from(h)).comma().num(want as u32);
-        let hex = self.st.hex;
+        let hex = self.st.hex();
         self.framer_binary(!hex);
         let mut sink = ReadSink::new(h, true, want as u16, buf);
         let r = self.exec(c.finish()?, t, &mut sink);
