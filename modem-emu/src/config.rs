@@ -104,6 +104,9 @@ pub struct NetworkConfig {
     /// PSM timers the network grants (`+UCPSMS?`: periodic TAU, active time);
     /// `None` grants what was requested with `+CPSMS`.
     pub psm_granted: Option<(String, String)>,
+    /// Network time (NITZ) the module's clock follows (`+CCLK?`): UTC seconds since 1970 at
+    /// virtual time 0, and the local zone in quarters of an hour.
+    pub time: (u64, i8),
 }
 
 /// Authentication type of `AT+UPSD=p,6,<auth>` (0 none, 1 PAP, 2 CHAP, 3 auto).
@@ -315,6 +318,8 @@ impl Config {
                 rac: "02".into(),
                 rssi: 20,
                 psm_granted: None,
+                // 2024-04-24T23:06:40Z, UTC+2.
+                time: (1_714_000_000, 8),
             },
             pdp: PdpConfig {
                 apn: None,

@@ -43,6 +43,8 @@ pub(crate) struct NetState {
     pub cedrxs: String,
     pub upsmr: bool,
     pub umnoprof: u8,
+    /// `+UBANDMASK` per RAT (0 LTE-M, 1 NB-IoT; the R510 has LTE-M only).
+    pub ubandmask: [i64; 2],
     pub uauthreq: Option<(u8, String, String)>,
 }
 
@@ -78,6 +80,8 @@ impl NetState {
             cedrxs: String::new(),
             upsmr: false,
             umnoprof: 0,
+            // [inferred] factory masks: bands 1-5, 8, 12, 13, 17-20, 25, 26, 28.
+            ubandmask: [185_473_183; 2],
             uauthreq: None,
         }
     }

@@ -54,6 +54,33 @@ impl Cmd {
         self.raw(&d[i..])
     }
 
+    /// Append a decimal `u64` (band masks).
+    #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+    pub fn num64(&mut self, v: u64) -> &mut Self {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.raw(&d[i..])
+    }
+
+    /// Append raw command text: printable ASCII only (quotes allowed, no CR, LF or other
+    /// control characters).
+    pub fn text(&mut self, s: &str) -> &mut Self {
+        if !s.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+            self.bad = true;
+            return self;
+        }
+        self.raw(s.as_bytes())
+    }
+
     /// Append `,`.
     pub fn comma(&mut self) -> &mut Self {
         self.raw(b",")
@@ -118,6 +145,18 @@ mod tests {
         assert_eq!(
             Cmd::new("AT").num(4_294_967_295).finish().unwrap(),
             b"AT4294967295\r\n"
+        );
+        assert_eq!(
+            Cmd::new("").text("AT+X=\"a\"").finish().unwrap(),
+            b"AT+X=\"a\"\r\n"
+        );
+        assert_eq!(
+            Cmd::new("").text("AT\r\nAT").finish(),
+            Err(AtError::InvalidArgument)
+        );
+        assert_eq!(
+            Cmd::new("").text(&"A".repeat(127)).finish(),
+            Err(AtError::InvalidArgument)
         );
     }
 }

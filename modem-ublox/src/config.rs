@@ -23,7 +23,9 @@ pub struct Config {
     /// R4 binary-read erratum and UART power-saving corruption. A hex read's whole answer
     /// line must fit the line buffer `L`, so reads are limited to `(L - 17) / 2` bytes per
     /// `AT+USORD` and `(L - 41) / 2` per `AT+USORF` (107 bytes with the default `L` = 256: a
-    /// longer datagram arrives in parts); `L` = 1065 reads the 512-byte maximum.
+    /// longer datagram arrives in parts); `L` = 1065 reads the 512-byte maximum. Only with
+    /// the `hex-mode` feature (default; `sara-r4` turns it on).
+    #[cfg(feature = "hex-mode")]
     pub hex_mode: bool,
     /// Wait between the `@` prompt and the data (u-blox: "wait for a minimum of 50 ms").
     pub prompt_wait_ms: u32,
@@ -46,6 +48,7 @@ impl Config {
             baud: 115_200,
             set_baud: false,
             flow_control: false,
+            #[cfg(feature = "hex-mode")]
             hex_mode: false,
             prompt_wait_ms: 50,
             poll_interval_us: 1_000,

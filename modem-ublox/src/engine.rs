@@ -193,34 +193,6 @@ impl<F: FnMut(&[u8]) -> bool> Response for OnLine<F> {
     }
 }
 
-/// The [`Response`] of [`Modem::query`]: the first line starting with `prefix`, parsed.
-struct Query<'p, T, F> {
-    prefix: &'p [u8],
-    parse: F,
-    out: Option<T>,
-    overflowed: bool,
-}
-
-impl<T, F: FnMut(&[u8]) -> Option<T>> Response for Query<'_, T, F> {
-    fn line(&mut self, line: &[u8]) -> bool {
-        if self.out.is_some() {
-            return false;
-        }
-        match crate::fields::strip(line, self.prefix) {
-            Some(rest) if self.prefix.is_empty() || line.starts_with(self.prefix) => {
-                self.out = (self.parse)(rest);
-                self.out.is_some()
-            }
-            _ => false,
-        }
-    }
-
-    fn overflow(&mut self, head: &[u8]) -> bool {
-        self.overflowed = true;
-        !self.prefix.is_empty() && head.starts_with(self.prefix)
-    }
-}
-
 /// A sign that the modem rebooted was seen (ignored while initialising or switching off,
 /// when echo and reporting mode 0 are expected).
 fn reboot_seen(link: &mut Link) {
@@ -754,19 +726,9 @@ where
         cmd: &[u8],
         timeout_ms: u32,
         prefix: &[u8],
-        parse: impl FnMut(&[u8]) -> Option<T>,
+        parse: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<T, AtError> {
-        let mut q = Query {
-            prefix,
-            parse,
-            out: None,
-            overflowed: false,
-        };
-        self.exec(cmd, timeout_ms, &mut q)?;
-        match q.out {
-            Some(v) => Ok(v),
-            None if q.overflowed => Err(AtError::LineTooLong),
-            None => Err(AtError::Unexpected),
-        }
+        // One non-generic exchange (`ask`) for every query: only the parser is per call site.
+        self.ask_parse(cmd, timeout_ms, prefix, parse)
     }
 }

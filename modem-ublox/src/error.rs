@@ -332,6 +332,129 @@ impl embedded_nal::TcpError for SocketError {
     }
 }
 
+/// Any error of the driver: the family errors above, each converted with `?` (a `From` impl
+/// per family), so a function that runs a whole wake cycle returns `Result<_, Error>` without
+/// conversion code. The family error is kept whole: match on it when the next step depends
+/// on it ([`DataError::AuthFailed`] → check the credentials), or ask the two questions that
+/// cut across families, [`is_modem_rebooted`](Self::is_modem_rebooted) and
+/// [`is_timeout`](Self::is_timeout).
+///
+/// `Display` is the family error's; [`core::error::Error::source`] is `None` (the wrapped
+/// error adds nothing a chain would show).
+///
+/// ```
+/// # use embedded_hal::{delay::DelayNs, digital::{InputPin, OutputPin}};
+/// # use embedded_io::{Read, ReadReady, Write};
+/// use modem_ublox::{Apn, Error, Modem, Registration};
+///
+/// /// Register, bring up data, and read the ICCID: three families of errors, one `?` each.
+/// fn attach<U, D, P, R, V>(m: &mut Modem<U, D, P, R, V>) -> Result<[u8; 22], Error>
+/// where
+///     U: Read + Write + ReadReady,
+///     D: DelayNs,
+///     P: OutputPin,
+///     R: OutputPin,
+///     V: InputPin,
+/// {
+///     m.register(&Registration::new(60_000))?; // RegistrationError
+///     m.activate_data(&Apn::new("iot.example"), 30_000)?; // DataError
+///     let iccid = m.iccid()?; // AtError
+///     let mut out = [b' '; 22];
+///     out[..iccid.as_str().len()].copy_from_slice(iccid.as_str().as_bytes());
+///     Ok(out)
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// A single AT exchange failed (`iccid`, `poll`, the PSM and eDRX settings, …).
+    At(AtError),
+    /// Powering on or off, resetting or initialising failed.
+    Power(PowerError),
+    /// The SIM is not usable.
+    Sim(SimError),
+    /// Network registration failed.
+    Registration(RegistrationError),
+    /// The packet data context could not be activated.
+    Data(DataError),
+    /// A socket operation failed.
+    Socket(SocketError),
+    /// A pin could not be driven or read.
+    Pin(PinError),
+}
+
+impl Error {
+    /// The modem rebooted (or was restarted by the driver's recovery): sockets and the data
+    /// context are gone, and the driver has re-initialised the modem. The next step is to
+    /// register and activate data again.
+    pub fn is_modem_rebooted(&self) -> bool {
+        matches!(
+            self,
+            Self::At(AtError::ModemRebooted)
+                | Self::Power(PowerError::At(AtError::ModemRebooted))
+                | Self::Sim(SimError::At(AtError::ModemRebooted))
+                | Self::Registration(RegistrationError::ModemRebooted)
+                | Self::Data(DataError::ModemRebooted)
+                | Self::Socket(SocketError::Invalidated)
+        )
+    }
+
+    /// A command or a budget ran out of time ([`AtError::Timeout`] in any family, or the
+    /// budget of [`wait_sim_ready`](crate::Modem::wait_sim_ready),
+    /// [`register`](crate::Modem::register) or [`activate_data`](crate::Modem::activate_data)).
+    /// Usually "try again at the next wake".
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Self::At(AtError::Timeout)
+                | Self::Power(PowerError::At(AtError::Timeout))
+                | Self::Sim(SimError::NotReady | SimError::At(AtError::Timeout))
+                | Self::Registration(
+                    RegistrationError::Timeout(_) | RegistrationError::At(AtError::Timeout)
+                )
+                | Self::Data(DataError::Timeout | DataError::At(AtError::Timeout))
+                | Self::Socket(SocketError::At(AtError::Timeout))
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::At(e) => e.fmt(f),
+            Self::Power(e) => e.fmt(f),
+            Self::Sim(e) => e.fmt(f),
+            Self::Registration(e) => e.fmt(f),
+            Self::Data(e) => e.fmt(f),
+            Self::Socket(e) => e.fmt(f),
+            Self::Pin(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+macro_rules! into_error {
+    ($($family:ident => $variant:ident),*) => {$(
+        impl From<$family> for Error {
+            fn from(e: $family) -> Self {
+                Self::$variant(e)
+            }
+        }
+    )*};
+}
+
+into_error!(
+    AtError => At,
+    PowerError => Power,
+    SimError => Sim,
+    RegistrationError => Registration,
+    DataError => Data,
+    SocketError => Socket,
+    PinError => Pin
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +470,7 @@ mod tests {
         is_error::<RegistrationError>();
         is_error::<DataError>();
         is_error::<SocketError>();
+        is_error::<Error>();
         let e: &dyn core::error::Error = &PinError(embedded_hal::digital::ErrorKind::Other);
         assert!(e.to_string().contains("pin error"));
     }

@@ -66,6 +66,20 @@ pub fn parse_u32(s: &[u8]) -> Option<u32> {
     Some(s.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')))
 }
 
+/// Parse a decimal `u64` (band masks); `None` if empty, not digits, or over `u64::MAX`.
+#[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+pub fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |a, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        a.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 /// The inside of `"…"`.
 pub fn unquote(s: &[u8]) -> Option<&[u8]> {
     if s.len() >= 2 && s[0] == b'"' && s[s.len() - 1] == b'"' {
@@ -120,6 +134,13 @@ mod tests {
             Some(core::net::Ipv4Addr::new(10, 174, 88, 81))
         );
         assert_eq!(parse_ipv4(b"10.174.88"), None);
+        #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+        {
+            assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+            assert_eq!(parse_u64(b"18446744073709551616"), None);
+            assert_eq!(parse_u64(b"1a"), None);
+            assert_eq!(parse_u64(b""), None);
+        }
         assert_eq!(parse_ipv4(b"10.174.88.256"), None);
         assert_eq!(strip(b"+CREG:  0,1", b"+CREG:"), Some(&b"0,1"[..]));
     }

@@ -17,6 +17,8 @@
 //!   ([`Event::PayloadByte`]) whatever they contain (`\r\nOK\r\n`, `"`, `@`), then the closing
 //!   quote is checked ([`Event::PayloadEnd`]).
 
+use crate::fields::Fields;
+
 /// Largest payload a `+USORD`/`+USORF` may declare (u-blox AT manual: 0..1024).
 pub const MAX_PAYLOAD: usize = 1024;
 
@@ -173,44 +175,25 @@ impl<const L: usize> Framer<L> {
 }
 
 /// If `line` is exactly a binary read header ending in the payload's opening quote, the
-/// declared payload length.
+/// declared payload length. The arguments are split by the same `Fields` splitter the
+/// rest of the driver reads answers with (spaces around an argument are ignored).
 pub fn payload_header_len(line: &[u8]) -> Option<u16> {
-    let (rest, fields_before_len) = if let Some(r) = line.strip_prefix(b"+USORD:") {
-        (r, 1)
-    } else if let Some(r) = line.strip_prefix(b"+USORF:") {
-        (r, 3)
-    } else {
-        return None;
+    let (rest, udp) = match line.strip_prefix(b"+USORD:") {
+        Some(r) => (r, false),
+        None => (line.strip_prefix(b"+USORF:")?, true),
     };
-    let rest = trim_start(rest);
-    let body = rest.strip_suffix(b",\"")?;
-    // body: "<h>,<n>" or "<h>,\"<ip>\",<port>,<n>"
-    let mut fields = body.split(|&c| c == b',');
-    for i in 0..fields_before_len {
-        let f = fields.next()?;
-        let ok = if fields_before_len == 3 && i == 1 {
-            f.len() >= 2
-                && f[0] == b'"'
-                && f[f.len() - 1] == b'"'
-                && !f[1..f.len() - 1].contains(&b'"')
-        } else {
-            !f.is_empty() && f.iter().all(u8::is_ascii_digit)
-        };
-        if !ok {
-            return None;
-        }
+    // "<h>,<n>" or "<h>,\"<ip>\",<port>,<n>"
+    let mut f = Fields::new(rest.strip_suffix(b",\"")?);
+    f.int()?;
+    if udp {
+        f.quoted()?;
+        f.int()?;
     }
-    let n = fields.next()?;
-    if fields.next().is_some() || n.is_empty() || n.len() > 4 || !n.iter().all(u8::is_ascii_digit) {
+    let n = f.int()?;
+    if f.next().is_some() || n as usize > MAX_PAYLOAD {
         return None;
     }
-    let v = n.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
-    (usize::from(v) <= MAX_PAYLOAD).then_some(v)
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    let i = s.iter().position(|&c| c != b' ').unwrap_or(s.len());
-    &s[i..]
+    Some(n as u16)
 }
 
 #[cfg(test)]
@@ -306,6 +289,11 @@ mod tests {
         assert_eq!(payload_header_len(b"+UUSORD: 0,4,\""), None);
         assert_eq!(payload_header_len(b"+USORF: 0,\"1.2.3.4\",5,6,\""), Some(6));
         assert_eq!(payload_header_len(b"+USORF: 0,\"1.2.3.4\",5,\""), None);
+        assert_eq!(payload_header_len(b"+USORF: 0,1.2.3.4,5,6,\""), None);
+        assert_eq!(payload_header_len(b"+USORF: x,\"1.2.3.4\",5,6,\""), None);
+        assert_eq!(payload_header_len(b"+USORD: 0,4,5,\""), None);
+        assert_eq!(payload_header_len(b"+USORD: 0,-4,\""), None);
+        assert_eq!(payload_header_len(b"+USORD: 0,\"4\",\""), None);
     }
 
     #[test]

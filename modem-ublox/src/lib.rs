@@ -3,8 +3,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod clock;
 mod cmd;
+mod command;
 mod config;
+mod div;
+mod dns;
 mod engine;
 mod error;
 mod fields;
@@ -16,11 +20,14 @@ mod fields;
 pub mod frame;
 #[cfg(not(feature = "fuzzing"))]
 mod frame;
+#[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+mod lte;
 mod model;
 mod modem;
 mod nal;
 mod network;
 mod power;
+mod signal;
 mod socket;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -28,15 +35,21 @@ pub mod urc;
 #[cfg(not(feature = "fuzzing"))]
 mod urc;
 
+pub use clock::NetworkTime;
 pub use config::{Apn, Auth, Config, Interventions, Registration};
 pub use engine::PendingRecovery;
 pub use error::{
-    AtError, DataError, PinError, PowerError, RegistrationError, SimError, SocketError,
+    AtError, DataError, Error, PinError, PowerError, RegistrationError, SimError, SocketError,
     UartErrorKind,
 };
+#[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+pub use lte::{BandMasks, Rat};
 pub use model::{Family, Model, Profile, Timeouts};
 pub use modem::{Modem, NoPin, Stats};
 pub use network::{Digits, PsmTimers};
 pub use power::Recovery;
+#[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
+pub use signal::ExtendedSignalQuality;
+pub use signal::SignalQuality;
 pub use socket::{Protocol, SocketId, SOCKETS};
 pub use urc::RegStatus;

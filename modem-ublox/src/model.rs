@@ -224,6 +224,8 @@ pub struct Timeouts {
     pub read: u32,
     /// `AT+USOCL`.
     pub close: u32,
+    /// `AT+UDNSRN` (device-os: 30 s U2/G3, 70 s R4/R5).
+    pub dns: u32,
     /// `AT+CPWROFF`.
     pub power_off: u32,
 }
@@ -243,6 +245,7 @@ impl Timeouts {
         write: 10_000,
         read: 10_000,
         close: 10_000,
+        dns: 30_000,
         power_off: 40_000,
     };
     /// SARA-R4/R5 (longer socket timeouts: the R410 blocks its AT interface if they are cut).
@@ -259,6 +262,7 @@ impl Timeouts {
         write: 120_000,
         read: 10_000,
         close: 120_000,
+        dns: 70_000,
         power_off: 40_000,
     };
 }

@@ -140,6 +140,12 @@ impl State {
         self.hex = false;
     }
 
+    /// Socket data in hex mode (`AT+UDCONF=1,1` sent); always `false` without the `hex-mode`
+    /// feature, so the hex paths are not linked in.
+    pub(crate) fn hex(&self) -> bool {
+        cfg!(feature = "hex-mode") && self.hex
+    }
+
     pub fn apply_urc(&mut self, u: Urc) {
         match u {
             Urc::DataReady { socket, len } => match self.sockets.get_mut(usize::from(socket)) {
@@ -240,8 +246,8 @@ impl State {
 /// | R4 | 28 s | 55 s | 54 s |
 /// | R5 | 22 s | 46 s | 67 s |
 ///
-/// RAM: `L` + about 455 bytes (state with the timeout tables, 32-byte receive chunk, socket
-/// table, last-command fingerprint, engine state; 712 bytes in all with the default `L` and zero-sized HAL
+/// RAM: `L` + about 465 bytes (state with the timeout tables, 32-byte receive chunk, socket
+/// table, last-command fingerprint, engine state; 720 bytes in all with the default `L` and zero-sized HAL
 /// handles, measured with `size_of` on the host and on `thumbv7m-none-eabi`) plus the UART,
 /// delay and pin values. Commands are built in a 128-byte stack buffer.
 pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
@@ -345,12 +351,12 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// at [`Config::baud`]) since it was created, in ms. The application charges this to its
     /// awake budget; it is also the clock of every timeout and budget of the driver.
     pub fn time_spent_ms(&self) -> u64 {
-        self.spent_ns / 1_000_000
+        crate::div::div_u64(self.spent_ns, 1_000_000)
     }
 
     /// Like [`time_spent_ms`](Self::time_spent_ms) with µs resolution.
     pub fn time_spent_us(&self) -> u64 {
-        self.spent_ns / 1_000
+        crate::div::div_u64(self.spent_ns, 1_000)
     }
 
     /// Traffic and event counters.
@@ -402,8 +408,12 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
         self.st.psm
     }
 
-    pub(crate) fn timeouts(&self) -> Timeouts {
-        self.cfg.timeouts.unwrap_or(self.st.profile.timeouts)
+    #[inline(never)]
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        self.cfg
+            .timeouts
+            .as_ref()
+            .unwrap_or(&self.st.profile.timeouts)
     }
 
     pub(crate) fn charge_ns(&mut self, ns: u64) {
@@ -414,13 +424,16 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
         self.spent_ns
     }
 
+    #[inline(never)]
     pub(crate) fn deadline(&self, ms: u32) -> u64 {
         self.spent_ns.saturating_add(u64::from(ms) * 1_000_000)
     }
 
     /// Milliseconds left until `deadline` (0 if passed).
+    #[inline(never)]
     pub(crate) fn left_ms(&self, deadline: u64) -> u32 {
-        u32::try_from(deadline.saturating_sub(self.spent_ns) / 1_000_000).unwrap_or(u32::MAX)
+        let left = crate::div::div_u64(deadline.saturating_sub(self.spent_ns), 1_000_000);
+        u32::try_from(left).unwrap_or(u32::MAX)
     }
 }
 
@@ -443,7 +456,7 @@ where
     }
 
     pub(crate) fn byte_ns(&self) -> u64 {
-        10_000_000_000 / u64::from(self.cfg.baud.max(1))
+        crate::div::div_u64(10_000_000_000, self.cfg.baud)
     }
 
     pub(crate) fn pin_err<E: digital::Error>(e: E) -> PinError {

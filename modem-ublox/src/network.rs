@@ -7,9 +7,11 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
 use crate::cmd::Cmd;
+use crate::command::any_line;
 use crate::config::{Apn, Auth, Registration};
+use crate::div::div_u64;
 use crate::error::{AtError, DataError, RegistrationError, SimError};
-use crate::fields::{parse_ipv4, parse_u32, Fields};
+use crate::fields::{parse_ipv4, Fields};
 use crate::model::Family;
 use crate::modem::{Modem, State};
 use crate::urc::RegStatus;
@@ -66,7 +68,7 @@ pub struct PsmTimers {
     pub active_time: [u8; 8],
 }
 
-fn bits8(s: &[u8]) -> Option<[u8; 8]> {
+pub(crate) fn bits8(s: &[u8]) -> Option<[u8; 8]> {
     if s.len() != 8 || !s.iter().all(|&c| c == b'0' || c == b'1') {
         return None;
     }
@@ -76,24 +78,24 @@ fn bits8(s: &[u8]) -> Option<[u8; 8]> {
 }
 
 /// Inside an operation with a budget: the timeout `$t` capped by what is left before
-/// `$deadline`, or `return Err($out)` if nothing is left.
+/// `$deadline`, or `return Err($m.$fail(None, $deadline))` (out of time) if nothing is left.
 macro_rules! budget_cap {
-    ($m:ident, $deadline:expr, $out:expr, $t:expr) => {
+    ($m:ident, $deadline:expr, $fail:ident, $t:expr) => {
         match $m.capped($t, $deadline) {
             Ok(v) => v,
-            Err(()) => return Err($out),
+            Err(()) => return Err($m.$fail(None, $deadline)),
         }
     };
 }
 
-/// Inside an operation with a budget: the value of `$e`, or `return` its error; a command that
-/// timed out at the budget's end is the budget running out, `$out`.
+/// Inside an operation with a budget: the value of `$e`, or `return` its error mapped by the
+/// (out-of-line) `$m.$fail`, which also tells a command that timed out at the budget's end
+/// (the budget running out) from one that timed out before it.
 macro_rules! budget_run {
-    ($m:ident, $deadline:expr, $out:expr, $e:expr) => {
+    ($m:ident, $deadline:expr, $fail:ident, $e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(AtError::Timeout) if $m.now_ns() >= $deadline => return Err($out),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err($m.$fail(Some(e), $deadline)),
         }
     };
 }
@@ -187,12 +189,49 @@ where
     }
 
     /// `t` capped by what is left until `deadline`; `Err` once nothing is left.
+    #[inline(never)]
     fn capped(&self, t: u32, deadline: u64) -> Result<u32, ()> {
         let left = self.left_ms(deadline);
         if left == 0 {
             Err(())
         } else {
             Ok(t.min(left))
+        }
+    }
+
+    /// The status registration waits on: PS for U2/G3, EPS for R4/R5.
+    fn last_status(st: &State) -> RegStatus {
+        if st.family.uses_cereg() {
+            st.eps
+        } else {
+            st.ps
+        }
+    }
+
+    /// The error of a failed step of [`register`](Self::register): `None` or a command timed
+    /// out at the budget's end is the budget running out (`Denied` if that was the last
+    /// status, else `Timeout` with it).
+    #[inline(never)]
+    fn reg_fail(&self, e: Option<AtError>, deadline: u64) -> RegistrationError {
+        match e {
+            Some(AtError::Timeout) if self.now_ns() >= deadline => {}
+            None => {}
+            Some(e) => return e.into(),
+        }
+        match Self::last_status(&self.st) {
+            RegStatus::Denied => RegistrationError::Denied,
+            s => RegistrationError::Timeout(s),
+        }
+    }
+
+    /// The error of a failed step of [`activate_data`](Self::activate_data): `None` or a
+    /// command timed out at the budget's end is [`DataError::Timeout`].
+    #[inline(never)]
+    fn data_fail(&self, e: Option<AtError>, deadline: u64) -> DataError {
+        match e {
+            Some(AtError::Timeout) if self.now_ns() >= deadline => DataError::Timeout,
+            None => DataError::Timeout,
+            Some(e) => e.into(),
         }
     }
 
@@ -246,28 +285,17 @@ where
         opts: &Registration<'_>,
         deadline: u64,
     ) -> Result<RegStatus, RegistrationError> {
-        let t = self.timeouts();
-        let last = |st: &State| {
-            if st.family.uses_cereg() {
-                st.eps
-            } else {
-                st.ps
-            }
-        };
-        let out_of_time = |st: &State| match last(st) {
-            RegStatus::Denied => RegistrationError::Denied,
-            s => RegistrationError::Timeout(s),
-        };
+        let t = *self.timeouts();
         // Each command's timeout is capped by what is left of the budget when it is sent; a
         // command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, out_of_time(&self.st), $t)
+                budget_cap!(self, deadline, reg_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, out_of_time(&self.st), $e)
+                budget_run!(self, deadline, reg_fail, $e)
             };
         }
         let fam = self.st.family;
@@ -290,9 +318,7 @@ where
                 run!(self.simple(c.finish()?, cap!(t.query)));
             }
         }
-        let fun = run!(self.query(b"AT+CFUN?\r\n", cap!(t.query), b"+CFUN:", |r| {
-            Fields::new(r).int()
-        }));
+        let fun = run!(self.ask_int(b"AT+CFUN?\r\n", cap!(t.query), b"+CFUN:", 0));
         if fun != 1 {
             run!(self.simple(b"AT+CFUN=1\r\n", cap!(t.cfun)));
         }
@@ -301,28 +327,26 @@ where
             run!(self.simple(b"AT+CGREG=2\r\n", cap!(t.short)));
             self.st.reg_mode_set = true;
         }
-        let mode = run!(self.query(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", |r| {
-            Fields::new(r).int()
-        }));
+        let mode = run!(self.ask_int(b"AT+COPS?\r\n", cap!(t.query), b"+COPS:", 0));
         if mode == 2 {
             run!(self.simple(b"AT+COPS=0,2\r\n", cap!(t.cops)));
         }
         let mut last_action = self.now_ns();
         loop {
             if fam.uses_cereg() {
-                run!(self.query(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", |_| Some(())));
+                run!(self.ask(b"AT+CEREG?\r\n", cap!(t.query), b"+CEREG:", &mut any_line));
             } else {
-                run!(self.query(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", |_| Some(())));
-                run!(self.query(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", |_| Some(())));
+                run!(self.ask(b"AT+CREG?\r\n", cap!(t.query), b"+CREG:", &mut any_line));
+                run!(self.ask(b"AT+CGREG?\r\n", cap!(t.query), b"+CGREG:", &mut any_line));
             }
             if let Some(s) = Self::registered_now(&self.st, opts.allow_roaming) {
                 return Ok(s);
             }
-            let status = last(&self.st);
+            let status = Self::last_status(&self.st);
             if self.now_ns() >= deadline {
-                return Err(out_of_time(&self.st));
+                return Err(self.reg_fail(None, deadline));
             }
-            let since = (self.now_ns() - last_action) / 1_000_000;
+            let since = div_u64(self.now_ns() - last_action, 1_000_000);
             if since >= u64::from(opts.intervention_interval_ms) {
                 last_action = self.now_ns();
                 let iv = opts.interventions;
@@ -382,15 +406,17 @@ where
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, DataError::Timeout, $t)
+                budget_cap!(self, deadline, data_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, DataError::Timeout, $e)
+                budget_run!(self, deadline, data_fail, $e)
             };
         }
-        let t = self.timeouts();
+        let t = *self.timeouts();
+        // Without R4 and R5 in the build, every supported model uses the UPSD profile.
+        #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
         if !self.st.family.uses_upsd_profile() {
             return self.activate_eps(deadline);
         }
@@ -448,25 +474,21 @@ where
     }
 
     fn upsnd_active(&mut self, t: u32) -> Result<bool, AtError> {
-        self.query(b"AT+UPSND=0,8\r\n", t, b"+UPSND:", |r| {
-            let mut f = Fields::new(r);
-            f.next()?;
-            f.next()?;
-            Some(f.int()? == 1)
-        })
+        Ok(self.ask_int(b"AT+UPSND=0,8\r\n", t, b"+UPSND:", 2)? == 1)
     }
 
+    #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
     fn activate_eps(&mut self, deadline: u64) -> Result<Ipv4Addr, DataError> {
-        let t = self.timeouts();
+        let t = *self.timeouts();
         // A command that times out at the budget's end is the budget running out.
         macro_rules! cap {
             ($t:expr) => {
-                budget_cap!(self, deadline, DataError::Timeout, $t)
+                budget_cap!(self, deadline, data_fail, $t)
             };
         }
         macro_rules! run {
             ($e:expr) => {
-                budget_run!(self, deadline, DataError::Timeout, $e)
+                budget_run!(self, deadline, data_fail, $e)
             };
         }
         let mut active = false;
@@ -494,7 +516,7 @@ where
         let ip = run!(
             self.query(b"AT+CGPADDR=1\r\n", cap!(t.query), b"+CGPADDR:", |r| {
                 let mut f = Fields::new(r);
-                if parse_u32(f.next()?)? != 1 {
+                if crate::fields::parse_u32(f.next()?)? != 1 {
                     return None;
                 }
                 let a = f.next()?;
@@ -586,8 +608,10 @@ where
         self.simple(b"AT+UPSMR=1\r\n", t)
     }
 
-    /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`: 7 LTE-M, 8 NB-IoT).
-    /// `AT+CEDRXS=0` does not disable it completely on R410 (device-os notes).
+    /// R4/R5: disable eDRX for an access technology (`AT+CEDRXS=3,<act>`; `act` is the
+    /// 3GPP TS 27.007 AcT-type as `AT+CEDRXS?` reports it, 4 LTE-M, 5 NB-IoT, see
+    /// [`edrx_requested`](Self::edrx_requested)). `AT+CEDRXS=0` does not disable it completely
+    /// on R410 (device-os notes).
     ///
     /// Cost: one exchange, up to 10 s; plus the [recovery cost](Modem#recovery-cost) if an
     /// earlier command timed out or a reboot is noticed (up to about 1 min).

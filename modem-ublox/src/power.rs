@@ -201,7 +201,7 @@ where
         if self.vint.is_some() || p.pwr_on_pulse_us < 1_000_000 {
             return Ok(false);
         }
-        let since_ms = (self.now_ns() - pulse_end) / 1_000_000;
+        let since_ms = crate::div::div_u64(self.now_ns() - pulse_end, 1_000_000);
         let rest = u64::from(p.power_down_ms).saturating_sub(since_ms);
         self.sleep_ms(u32::try_from(rest).unwrap_or(u32::MAX));
         self.discard_input()?;
@@ -265,6 +265,7 @@ where
         if self.st.profile.supports_upsv {
             self.simple(b"AT+UPSV=0\r\n", t)?;
         }
+        #[cfg(feature = "hex-mode")]
         if self.cfg.hex_mode {
             let ts = self.timeouts().socket;
             self.simple(b"AT+UDCONF=1,1\r\n", ts)?;

@@ -91,6 +91,7 @@ struct ReadSink<'a> {
 }
 
 impl<'a> ReadSink<'a> {
+    #[inline(never)]
     fn new(handle: u8, udp: bool, asked: u16, buf: &'a mut [u8]) -> Self {
         Self {
             handle,
@@ -151,6 +152,8 @@ impl Response for ReadSink<'_> {
         };
         match f.next() {
             None => self.count = Some(n),
+            // Without the `hex-mode` feature a data line is never an answer (binary mode).
+            Some(_) if !cfg!(feature = "hex-mode") => return false,
             Some(data) => {
                 // Hex mode: the data is a quoted hex string of n bytes.
                 let Some(hex) = unquote(data) else {
@@ -233,6 +236,7 @@ where
     R: OutputPin,
     V: InputPin,
 {
+    #[inline(never)]
     fn slot(&self, id: SocketId) -> Result<Slot, SocketError> {
         if id.epoch != self.st.epoch {
             return Err(SocketError::Invalidated);
@@ -251,7 +255,7 @@ where
     /// whole answer line must fit the line buffer: the longest header of that command, two
     /// digits per byte and the closing quote.
     fn max_read(&self, udp: bool) -> usize {
-        if self.st.hex {
+        if self.st.hex() {
             let header = if udp {
                 MAX_USORF_HEADER
             } else {
@@ -261,6 +265,18 @@ where
         } else {
             MAX_PAYLOAD
         }
+    }
+
+    /// How many bytes are waiting (`AT+USORD=<h>,0` / `AT+USORF=<h>,0` → `+USORD: <h>,<n>`);
+    /// 0 when the answer carries no count.
+    #[inline(never)]
+    fn poll_count(&mut self, h: u8, udp: bool) -> Result<u16, AtError> {
+        let mut c = Cmd::new(if udp { "AT+USORF=" } else { "AT+USORD=" });
+        c.num(u32::from(h)).raw(b",0");
+        let mut sink = ReadSink::new(h, udp, 0, &mut []);
+        let t = self.timeouts().read;
+        self.exec(c.finish()?, t, &mut sink)?;
+        Ok(sink.count.unwrap_or(0))
     }
 
     /// Close modem sockets this driver does not own (left open by a previous MCU run):
@@ -290,12 +306,7 @@ where
             }
             let mut c = Cmd::new("AT+USOCTL=");
             c.num(u32::from(h)).raw(b",0");
-            let kind = self.query(c.finish()?, t, b"+USOCTL:", |r| {
-                let mut f = Fields::new(r);
-                f.next()?;
-                f.next()?;
-                f.int()
-            });
+            let kind = self.ask_int(c.finish()?, t, b"+USOCTL:", 2);
             let close = match kind {
                 Ok(6 | 17) => true,
                 // R410 fw 05.08 refuses AT+USOCTL altogether: close blindly (a handle that
@@ -341,7 +352,7 @@ where
         let t = self.timeouts().socket;
         let mut swept = false;
         loop {
-            match self.query(cmd, t, b"+USOCR:", |r| Fields::new(r).int()) {
+            match self.ask_int(cmd, t, b"+USOCR:", 0) {
                 Ok(h) if (h as usize) < SOCKETS => {
                     let h = h as u8;
                     self.st.sockets[usize::from(h)] = Slot {
@@ -376,7 +387,7 @@ where
     /// The socket error the modem recorded (`AT+USOER` → `+USOER: <e>`).
     fn last_socket_error(&mut self) -> Result<u16, SocketError> {
         let t = self.timeouts().socket;
-        let e = self.query(b"AT+USOER\r\n", t, b"+USOER:", |r| Fields::new(r).int())?;
+        let e = self.ask_int(b"AT+USOER\r\n", t, b"+USOER:", 0)?;
         Ok(u16::try_from(e).unwrap_or(u16::MAX))
     }
 
@@ -457,41 +468,43 @@ where
         if s.peer_closed {
             return Err(SocketError::Closed);
         }
-        let max = if self.st.hex {
+        let max = if self.st.hex() {
             MAX_HEX_WRITE
         } else {
             MAX_PAYLOAD
         };
         let mut sent = 0;
-        let mut retries = 0u32;
         while sent < data.len() {
             let end = (sent + max).min(data.len());
-            match self.write_chunk(id.handle, None, &data[sent..end]) {
-                // `+USOWR: <h>,0`: nothing taken, offer it again.
-                Ok(0) => {
-                    retries += 1;
-                    if retries > 3 {
-                        return if sent > 0 {
-                            Ok(sent)
-                        } else {
-                            Err(SocketError::WouldBlock)
-                        };
-                    }
-                    self.sleep_ms(100 * retries);
-                }
-                Ok(n) => {
-                    sent += n;
-                    retries = 0;
-                }
-                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
+            match self.write_retrying(id.handle, None, &data[sent..end]) {
+                Ok(n) => sent += n,
                 Err(e) if sent > 0 && !matches!(e, SocketError::Invalidated) => return Ok(sent),
                 Err(e) => return Err(e),
             }
         }
         Ok(sent)
+    }
+
+    /// [`write_chunk`](Self::write_chunk), offered again (3 times, 100/200/300 ms apart) while
+    /// the modem takes none of it: `+USOWR: <h>,0` / `+USOST: <h>,0` or `+USOER` 11 / 172.
+    /// `Ok(n)` with `n > 0`, or [`SocketError::WouldBlock`] when it never took any.
+    fn write_retrying(
+        &mut self,
+        h: u8,
+        to: Option<(Ipv4Addr, u16)>,
+        data: &[u8],
+    ) -> Result<usize, SocketError> {
+        let mut retries = 0u32;
+        loop {
+            match self.write_chunk(h, to, data) {
+                Ok(0) | Err(SocketError::Socket(11 | 172)) if retries < 3 => {
+                    retries += 1;
+                    self.sleep_ms(100 * retries);
+                }
+                Ok(0) => return Err(SocketError::WouldBlock),
+                r => return r,
+            }
+        }
     }
 
     /// Send one datagram on a UDP socket (`AT+USOST=<h>,"<ip>",<port>,<n>`, `@`, the bytes).
@@ -519,7 +532,7 @@ where
         if s.proto != Protocol::Udp || data.is_empty() {
             return Err(SocketError::Unsupported);
         }
-        let max = if self.st.hex {
+        let max = if self.st.hex() {
             MAX_HEX_WRITE
         } else {
             MAX_PAYLOAD
@@ -528,23 +541,9 @@ where
             return Err(SocketError::TooLarge);
         }
         let to = v4(remote)?;
-        let mut retries = 0u32;
-        loop {
-            match self.write_chunk(id.handle, Some(to), data) {
-                Ok(n) if n == data.len() => return Ok(()),
-                // `+USOST: <h>,0`: nothing taken, offer it again.
-                Ok(0) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
-                Ok(0) => return Err(SocketError::WouldBlock),
-                Ok(n) => return Err(SocketError::Truncated(n as u16)),
-                Err(SocketError::Socket(11 | 172)) if retries < 3 => {
-                    retries += 1;
-                    self.sleep_ms(100 * retries);
-                }
-                Err(e) => return Err(e),
-            }
+        match self.write_retrying(id.handle, Some(to), data)? {
+            n if n == data.len() => Ok(()),
+            n => Err(SocketError::Truncated(n as u16)),
         }
     }
 
@@ -567,8 +566,8 @@ where
         c.num(data.len() as u32);
         let t = self.timeouts().write;
         let prefix: &[u8] = if to.is_some() { b"+USOST:" } else { b"+USOWR:" };
-        let mut confirmed = None;
-        let r = if self.st.hex {
+        // Send the command and the data; then one wait for the confirmation and the result.
+        let sent = if self.st.hex() {
             c.raw(b",\"");
             let head = c.finish()?;
             let head = &head[..head.len() - 2];
@@ -582,10 +581,7 @@ where
                 self.send_cmd_more(&hex[..2 * chunk.len()])?;
             }
             self.send_cmd_more(b"\"\r\n")?;
-            self.finish(
-                t,
-                &mut crate::engine::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
-            )
+            Ok(())
         } else {
             let cmd = c.finish()?;
             match self.exec_prompt(cmd, t) {
@@ -593,15 +589,18 @@ where
                     let w = self.cfg.prompt_wait_ms;
                     self.sleep_ms(w);
                     self.write_bytes(data)?;
-                    self.finish(
-                        t,
-                        &mut crate::engine::OnLine(|l: &[u8]| {
-                            parse_confirm(l, prefix, h, &mut confirmed)
-                        }),
-                    )
+                    Ok(())
                 }
                 Err(e) => Err(e),
             }
+        };
+        let mut confirmed = None;
+        let r = match sent {
+            Ok(()) => self.finish(
+                t,
+                &mut crate::engine::OnLine(|l: &[u8]| parse_confirm(l, prefix, h, &mut confirmed)),
+            ),
+            Err(e) => Err(e),
         };
         match r {
             // `OK` means the module took the data. Without a (parsable) count it took all of
@@ -647,11 +646,8 @@ where
         let t = self.timeouts().read;
         let mut pending = s.pending;
         if pending == 0 {
-            let mut c = Cmd::new("AT+USORD=");
-            c.num(u32::from(h)).raw(b",0");
-            let mut sink = ReadSink::new(h, false, 0, &mut []);
-            match self.exec(c.finish()?, t, &mut sink) {
-                Ok(()) => pending = sink.count.unwrap_or(0),
+            match self.poll_count(h, false) {
+                Ok(n) => pending = n,
                 Err(e @ (AtError::Cme(_) | AtError::Error)) => {
                     let peer_closed = self.slot(id)?.peer_closed;
                     return Err(if peer_closed {
@@ -680,7 +676,7 @@ where
         }
         let mut c = Cmd::new("AT+USORD=");
         c.num(u32::from(h)).comma().num(want as u32);
-        let hex = self.st.hex;
+        let hex = self.st.hex();
         self.framer_binary(!hex);
         let mut sink = ReadSink::new(h, false, want as u16, &mut buf[..want]);
         let r = self.exec(c.finish()?, t, &mut sink);
@@ -742,19 +738,13 @@ where
         }
         let h = id.handle;
         let t = self.timeouts().read;
-        if s.pending == 0 {
-            let mut c = Cmd::new("AT+USORF=");
-            c.num(u32::from(h)).raw(b",0");
-            let mut sink = ReadSink::new(h, true, 0, &mut []);
-            self.exec(c.finish()?, t, &mut sink)?;
-            if sink.count.unwrap_or(0) == 0 {
-                return Ok(None);
-            }
+        if s.pending == 0 && self.poll_count(h, true)? == 0 {
+            return Ok(None);
         }
         let want = self.max_read(true);
         let mut c = Cmd::new("AT+USORF=");
         c.num(u32::from(h)).comma().num(want as u32);
-        let hex = self.st.hex;
+        let hex = self.st.hex();
         self.framer_binary(!hex);
         let mut sink = ReadSink::new(h, true, want as u16, buf);
         let r = self.exec(c.finish()?, t, &mut sink);
@@ -807,20 +797,11 @@ where
         if s.pending > 0 || s.peer_closed {
             return Ok(true);
         }
-        let mut c = Cmd::new(if s.proto == Protocol::Tcp {
-            "AT+USORD="
-        } else {
-            "AT+USORF="
-        });
-        c.num(u32::from(id.handle)).raw(b",0");
-        let mut sink = ReadSink::new(id.handle, s.proto == Protocol::Udp, 0, &mut []);
-        let t = self.timeouts().read;
-        match self.exec(c.finish()?, t, &mut sink) {
-            Ok(()) => {}
+        let n = match self.poll_count(id.handle, s.proto == Protocol::Udp) {
+            Ok(n) => n,
             Err(AtError::Cme(_) | AtError::Error) => return Ok(true),
             Err(e) => return Err(e.into()),
-        }
-        let n = sink.count.unwrap_or(0);
+        };
         if let Some(slot) = self.slot_mut(id) {
             slot.pending = n;
         }

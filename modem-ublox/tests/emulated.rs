@@ -644,6 +644,81 @@ fn power_off_without_vint_leaves_an_off_modem_off_quickly() {
     assert!(e.is_off());
 }
 
+/// Issue 8 item 7 against the emulator: the raw escape hatch, signal quality, network time,
+/// DNS (the emulator resolves "localhost" to its loopback peers), and the R4/R5 settings
+/// (extended signal quality, band masks, MNO profile, PSM and eDRX requests).
+#[test]
+fn commands_for_battery_devices_against_the_emulator() {
+    let echo = tcp_echo();
+    for model in [
+        emu::Model::SaraU201,
+        emu::Model::SaraR410M,
+        emu::Model::SaraR510S,
+    ] {
+        let e = Emulator::new(model);
+        let mut m = modem(&e);
+        bring_up(&mut m);
+        let q = m.signal_quality().expect("CSQ");
+        assert!(q.rssi_dbm().is_some(), "{model:?}: registered but {q:?}");
+        // The emulator's network time: 1_714_000_000 UTC at virtual time 0, zone +08.
+        let t = m.network_time().expect("CCLK");
+        let elapsed = u32::try_from(m.time_spent_ms() / 1_000).unwrap();
+        assert!(
+            (1_714_000_000..=1_714_000_000 + elapsed).contains(&t.unix_seconds()),
+            "{model:?}: {t:?} after {elapsed} s"
+        );
+        assert_eq!((t.year, t.utc_offset_quarters), (2024, 8));
+        let mut imei = Vec::new();
+        m.command("AT+CGSN", 1_000, |l| imei.push(l.to_vec()))
+            .expect("raw");
+        assert_eq!(imei.len(), 1, "{model:?}");
+        assert!(
+            imei[0].iter().all(u8::is_ascii_digit),
+            "{model:?}: {imei:?}"
+        );
+        // DNS, then a connection to what it resolved.
+        let ip = m.resolve("localhost").expect("resolve");
+        assert_eq!(m.resolve("nx.example"), Err(AtError::Error));
+        let s = m.open_socket(Protocol::Tcp).expect("socket");
+        m.connect(s, SocketAddr::from((ip, echo.port())))
+            .expect("connect");
+        assert_eq!(m.send(s, b"ping").expect("send"), 4);
+        assert_eq!(receive_exactly(&mut m, s, 4), b"ping");
+        m.close(s).expect("close");
+        if model != emu::Model::SaraU201 {
+            let q = m.extended_signal_quality().expect("CESQ");
+            assert!(
+                q.rsrp_dbm().is_some() && q.rsrq_tenth_db().is_some(),
+                "{q:?}"
+            );
+            let bands = m.band_masks().expect("UBANDMASK?");
+            assert!(bands.lte_m.is_some(), "{model:?}: {bands:?}");
+            assert_eq!(bands.nb_iot.is_some(), model == emu::Model::SaraR410M);
+            m.set_band_mask(modem_ublox::Rat::LteM, 6170)
+                .expect("UBANDMASK=");
+            assert_eq!(m.band_masks().expect("UBANDMASK?").lte_m, Some([6170, 0]));
+            m.set_psm(Some(("00111000", "00001010"))).expect("CPSMS");
+            let p = m.psm_requested().expect("CPSMS?").expect("on");
+            assert_eq!((&p.tau, &p.active_time), (b"00111000", b"00001010"));
+            m.set_psm(None).expect("CPSMS=0");
+            assert_eq!(m.psm_requested().expect("CPSMS?"), None);
+            m.set_edrx(4, "0101").expect("CEDRXS");
+            assert_eq!(m.edrx_requested(4).expect("CEDRXS?"), Some(*b"0101"));
+            m.disable_edrx(4).expect("CEDRXS=3");
+            // With eDRX off the R410 answers a bare `+CEDRXS:`, the R510 `+CEDRXS: 4,"0000"`.
+            let off = (model == emu::Model::SaraR510S).then_some(*b"0000");
+            assert_eq!(m.edrx_requested(4).expect("CEDRXS?"), off, "{model:?}");
+            // The MNO profile is refused while registered, taken with the radio off.
+            assert_eq!(m.set_mno_profile(100), Err(AtError::Cme(3)));
+            m.command("AT+CFUN=0", 180_000, |_| {}).expect("CFUN=0");
+            m.set_mno_profile(100).expect("UMNOPROF");
+            assert_eq!(m.mno_profile().expect("UMNOPROF?"), 100);
+        }
+        m.power_off().expect("power off");
+        assert_eq!(e.violations(), vec![], "{model:?}: the driver broke a rule");
+    }
+}
+
 /// Issue 8 item 1 against the emulator, with the default 256-byte line buffer: an SMS
 /// delivered directly (`+CMT: ,159` and its 320-digit PDU line) arriving inside `AT+USOWR`,
 /// inside `AT+USOCR`, and right after `AT+CCID` (spilling from the drain into `AT+CIMI`). No

@@ -186,6 +186,48 @@ pub(super) fn exec(core: &mut Core, cmd: &Cmd) -> Option<Reply> {
             _ => bad_param(),
         },
         ("+UPSMR", Read) if lte => Reply::info(&format!("+UPSMR: {}", u8::from(core.net.upsmr))),
+        // DNS through the modem (`AT+UDNSRN=0,"<name>"` → `+UDNSRN: "<ip>"`). The peers of the
+        // emulator are on loopback: it knows "localhost" only; another name, or no data
+        // context, fails with a plain ERROR [inferred: the manual gives no error code].
+        ("+UDNSRN", Set) => match (cmd.int(0), cmd.str(1)) {
+            (Some(0), Some(name))
+                if net::data_up(core) && name.eq_ignore_ascii_case("localhost") =>
+            {
+                Reply::info("+UDNSRN: \"127.0.0.1\"")
+            }
+            (Some(0), Some(_)) => Reply::error(),
+            _ => bad_param(),
+        },
+        ("+CESQ", Exec) if lte => {
+            // LTE only: RSRQ and RSRP while registered (RSRP about 20 dB under the RSSI of
+            // `+CSQ`, RSRQ -10 dB) [inferred], "not known" otherwise.
+            let (rsrq, rsrp) = if core.net.cs.is_registered() || core.net.ps.is_registered() {
+                (20, (2 * u32::from(core.cfg.network.rssi) + 8).min(97))
+            } else {
+                (255, 255)
+            };
+            Reply::info(&format!("+CESQ: 99,99,255,255,{rsrq},{rsrp}"))
+        }
+        ("+CCLK", Read) => Reply::info(&format!("+CCLK: \"{}\"", cclk(core))),
+        ("+UBANDMASK", Read) if lte => {
+            let [m, nb] = core.net.ubandmask;
+            if core.model.family() == Family::R4 {
+                Reply::info(&format!("+UBANDMASK: 0,{m},1,{nb}"))
+            } else {
+                Reply::info(&format!("+UBANDMASK: 0,{m}"))
+            }
+        }
+        ("+UBANDMASK", Set) if lte => match (cmd.int(0), cmd.int(1)) {
+            (Some(0), Some(m)) if m > 0 => {
+                core.net.ubandmask[0] = m;
+                Reply::ok()
+            }
+            (Some(1), Some(m)) if m > 0 && core.model.family() == Family::R4 => {
+                core.net.ubandmask[1] = m;
+                Reply::ok()
+            }
+            _ => bad_param(),
+        },
         ("+UMNOPROF", Read) if lte => Reply::info(&format!("+UMNOPROF: {}", core.net.umnoprof)),
         ("+UMNOPROF", Set) if lte => match cmd.int(0) {
             Some(v @ 0..=100) => {
@@ -587,4 +629,32 @@ fn cgact(core: &mut Core, cmd: &Cmd) -> Reply {
         }
         _ => bad_param(),
     }
+}
+
+/// `yy/MM/dd,hh:mm:ss±zz`: the network time of the configuration advanced by the virtual
+/// clock, in the configured zone.
+fn cclk(core: &Core) -> String {
+    let (utc0, tz) = core.cfg.network.time;
+    let local = utc0 as i64 + (core.now / 1_000_000) as i64 + i64::from(tz) * 900;
+    let days = local.div_euclid(86_400);
+    let secs = local.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let sign = if tz < 0 { '-' } else { '+' };
+    format!(
+        "{:02}/{month:02}/{day:02},{:02}:{:02}:{:02}{sign}{:02}",
+        year % 100,
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60,
+        tz.unsigned_abs()
+    )
 }
