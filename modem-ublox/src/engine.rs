@@ -63,6 +63,7 @@ pub(crate) enum Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
+#[must_use = "a recovery the next command will run first: run it now (`recover`) or plan for it"]
 pub enum PendingRecovery {
     /// A command went unanswered (or the UART failed): `AT` probes (short timeout each, 1 s on
     /// every family) until one is answered, then 1 s of draining late answers; a restart if
@@ -222,6 +223,17 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// Which recovery the next command will run first, if any: the application can decide
     /// (run it now with [`recover`](Self::recover), or leave it to the next wake) before its
     /// awake budget is spent, since every command pays it on top of its own cost.
+    ///
+    /// `#[must_use]`: asking and ignoring the answer does nothing.
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// fn check<U, D, P>(modem: &modem_ublox::Modem<U, D, P>) {
+    ///     modem.needs_recovery(); // the answer ignored: refused at compile time
+    /// }
+    /// # fn main() {}
+    /// ```
+    #[must_use = "the recovery the next command will run first: run it now (`recover`) or plan for it"]
     pub fn needs_recovery(&self) -> Option<PendingRecovery> {
         match self.eng.link {
             Link::OutOfStep { timeouts } if timeouts >= self.cfg.max_timeouts => {

@@ -16,8 +16,23 @@ use crate::socket::ALL_HANDLES;
 const OFF_PROBES: u32 = 2;
 
 /// What [`Modem::recover`] had to do.
+///
+/// `#[must_use]`: after `Restarted` the sockets and the data context are gone and must be
+/// opened again, so `modem.recover()?;` alone is refused by `deny(unused_must_use)`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn reopen_if_needed(
+///     r: Result<modem_ublox::Recovery, modem_ublox::PowerError>,
+/// ) -> Result<(), modem_ublox::PowerError> {
+///     r?; // `Restarted` ignored: refused at compile time
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "after `Restarted` the sockets and the data context are gone: open them again"]
 pub enum Recovery {
     /// The modem answered `AT`; nothing was lost.
     Alive,

@@ -50,7 +50,11 @@ pub struct Config {
 }
 
 /// What the device should do now.
+///
+/// `#[must_use]`: a `Stay` ignored is a `recheck_at` missed, a `Sleep` or `Forced` ignored is
+/// an awake budget overrun.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[must_use = "a Decision says whether to sleep now or when to look again: act on it"]
 pub enum Decision<R> {
     /// Nothing holds: sleep.
     Sleep,
@@ -116,6 +120,7 @@ impl<R: Reason> defmt::Format for Decision<R> {
 /// ([`SleepGuard::token`] then [`SleepGuard::commit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "a SleepToken does nothing until it is passed to SleepGuard::commit"]
 pub struct SleepToken(Option<u32>);
 
 /// `Millis::MAX` stands for "none" in the two time fields below (8 bytes each instead of 16
@@ -719,6 +724,35 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 }
 
 /// A counted hold released on drop. See [`SleepGuard::hold`].
+///
+/// `#[must_use]`: a `Hold` that is not bound to a name is dropped, and so released, at the end
+/// of the statement, so `guard.hold(r, now)?;` holds nothing. Bind it for as long as the work
+/// runs (`let _hold = guard.hold(r, now)?;`; not `let _ = …`, which drops it at once too).
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # use sleep_guard::{Class, Config, Reason, SleepGuard};
+/// # #[derive(Clone, Copy, PartialEq, Eq)]
+/// # struct Radio;
+/// # impl Reason for Radio {
+/// #     const COUNT: usize = 1;
+/// #     fn index(self) -> usize { 0 }
+/// #     fn from_index(i: usize) -> Option<Self> { (i == 0).then_some(Radio) }
+/// #     fn name(self) -> &'static str { "radio" }
+/// #     fn class(self) -> Class { Class::Deferrable }
+/// #     fn max_lease_ms(self) -> Option<u32> { None }
+/// # }
+/// # fn main() -> Result<(), sleep_guard::Error> {
+/// let guard: SleepGuard<Radio, 1> = SleepGuard::new(Config {
+///     awake_budget_ms: 1_000,
+///     max_extension_ms: 0,
+///     max_critical_overrun_ms: 0,
+/// });
+/// guard.hold(Radio, 0)?; // released at once: refused at compile time
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a Hold is released when dropped: `guard.hold(r, now)?;` releases at once; bind it (`let _hold = ...`)"]
 pub struct Hold<'a, R: Reason, const N: usize> {
     guard: &'a SleepGuard<R, N>,
     reason: R,

@@ -191,7 +191,7 @@ fn hold_statistics_and_raii() {
     }
     {
         let _h = g.hold(R::Pending, 1_000).unwrap();
-        g.decide(1_900); // the guard sees time pass
+        let _ = g.decide(1_900); // the guard sees time pass
     } // dropped: released at the latest time seen
     let s = g.stats(R::Pending);
     assert_eq!(s.acquires, 2);
