@@ -46,7 +46,7 @@ pub(crate) enum Link {
     InStep,
     /// `timeouts` consecutive commands or probes went unanswered, or the UART failed: late
     /// answers (or the rest of a payload) may still arrive. The next command resynchronises
-    /// first, or restarts the modem at [`Config::max_timeouts`](crate::Config).
+    /// first, or restarts the modem at [`ModemConfig::max_timeouts`](crate::ModemConfig).
     OutOfStep { timeouts: u8 },
     /// The modem was seen to reboot; the call re-initialises it before it returns.
     Rebooted,
@@ -67,10 +67,10 @@ pub(crate) enum Link {
 pub enum PendingRecovery {
     /// A command went unanswered (or the UART failed): `AT` probes (short timeout each, 1 s on
     /// every family) until one is answered, then 1 s of draining late answers; a restart if
-    /// [`Config::max_timeouts`](crate::Config) probes in a row go unanswered. About 1 s when
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) probes in a row go unanswered. About 1 s when
     /// the modem is alive.
     Resync,
-    /// [`Config::max_timeouts`](crate::Config) commands in a row went unanswered: the modem
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) commands in a row went unanswered: the modem
     /// is reset (or power-cycled) and initialised again, see the
     /// [recovery cost](Modem#recovery-cost).
     Restart,
@@ -538,7 +538,7 @@ where
     /// (each probe counts as a timeout if unanswered), then [`RESYNC_SETTLE_MS`] of draining:
     /// a late result due soon after the probe's `OK` is dropped there (counted in
     /// [`Stats::stray_results`](crate::Stats)) instead of ending the next command. At
-    /// [`Config::max_timeouts`](crate::Config) consecutive timeouts the modem is restarted.
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) consecutive timeouts the modem is restarted.
     ///
     /// Inside a budgeted call ([`within_budget`](Self::within_budget)) probes and draining
     /// stop at the budget's end (`Timeout` there, the link still out of step), and a restart

@@ -36,7 +36,7 @@ pub mod urc;
 mod urc;
 
 pub use clock::NetworkTime;
-pub use config::{Apn, Auth, Config, Interventions, Registration};
+pub use config::{Apn, Auth, Interventions, ModemConfig, Registration};
 pub use engine::PendingRecovery;
 pub use error::{
     AtError, DataError, Error, PinError, PowerError, RegistrationError, SimError, SocketError,

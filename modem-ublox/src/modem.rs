@@ -9,7 +9,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{self, InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
-use crate::config::Config;
+use crate::config::ModemConfig;
 use crate::engine::Engine;
 use crate::error::PinError;
 use crate::model::{Family, Model, Profile, Timeouts};
@@ -205,12 +205,12 @@ impl State {
 /// * `U`: the UART (`embedded_io` `Read + Write + ReadReady`). `read` is only called after
 ///   `read_ready` said a byte is there.
 /// * `D`: a `DelayNs`. It is the driver's only sense of time: it counts the delays it does
-///   (plus 10 bit times per byte at [`Config::baud`]); see [`Modem::time_spent_ms`].
+///   (plus 10 bit times per byte at [`ModemConfig::baud`]); see [`Modem::time_spent_ms`].
 /// * `P`: PWR_ON (output, idle high, driven low to press), `R`: RESET_N (optional, idle
 ///   high), `V`: V_INT (optional input, high while the modem is on).
 /// * `L`: line buffer size (default 256 bytes). Binary socket data goes straight to the
 ///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 17) / 2` bytes per
-///   TCP read, `(L - 41) / 2` per UDP read, see [`Config::hex_mode`]).
+///   TCP read, `(L - 41) / 2` per UDP read, see [`ModemConfig::hex_mode`]).
 ///
 /// # Recovery cost
 ///
@@ -220,7 +220,7 @@ impl State {
 /// * after a command timed out, the next command resynchronises: `AT` probes (1 s timeout
 ///   each) and, once one is answered, 1 s of draining late answers (about 1 s in all when
 ///   the modem is alive);
-/// * at [`Config::max_timeouts`] consecutive timeouts (probes included) the modem is
+/// * at [`ModemConfig::max_timeouts`] consecutive timeouts (probes included) the modem is
 ///   restarted and initialised again ([`Modem::recover`]);
 /// * a reboot noticed on the way (echo back on, `+CREG: 0,<stat>` after `AT+CREG=2`) costs a
 ///   re-initialisation (`ATE0` … `AT+UPSV=0`, normally well under 1 s, at most about 20 s
@@ -256,7 +256,7 @@ pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
     pub(crate) pwr: P,
     pub(crate) reset: Option<R>,
     pub(crate) vint: Option<V>,
-    pub(crate) cfg: Config,
+    pub(crate) cfg: ModemConfig,
     pub(crate) st: State,
     pub(crate) stats: Stats,
     pub(crate) eng: Engine<L>,
@@ -271,7 +271,7 @@ where
 {
     /// A driver with only PWR_ON. Nothing is sent and no pin is touched until
     /// [`power_on`](Modem::power_on).
-    pub fn new(uart: U, delay: D, pwr_on: P, config: Config) -> Self {
+    pub fn new(uart: U, delay: D, pwr_on: P, config: ModemConfig) -> Self {
         Self {
             uart,
             delay,
@@ -348,7 +348,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     }
 
     /// Time the driver has spent in its own delays and on the wire (10 bit times per byte
-    /// at [`Config::baud`]) since it was created, in ms. The application charges this to its
+    /// at [`ModemConfig::baud`]) since it was created, in ms. The application charges this to its
     /// awake budget; it is also the clock of every timeout and budget of the driver.
     pub fn time_spent_ms(&self) -> u64 {
         crate::div::div_u64(self.spent_ns, 1_000_000)
@@ -365,7 +365,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ModemConfig {
         &self.cfg
     }
 

@@ -295,7 +295,7 @@ where
     ///
     /// For each rate in `rates`, `set_rate` switches the UART (the driver cannot: there is no
     /// baud trait in `embedded-io`), then `AT` is probed twice. When the modem answers at a
-    /// rate other than [`Config::baud`](crate::Config::baud), `AT+IPR=<Config::baud>` is sent,
+    /// rate other than [`ModemConfig::baud`](crate::ModemConfig::baud), `AT+IPR=<ModemConfig::baud>` is sent,
     /// the UART is switched back, and after 100 ms `AT` must answer again. Returns the rate
     /// the modem answered at first.
     ///

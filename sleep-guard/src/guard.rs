@@ -32,7 +32,7 @@ pub type Millis = u64;
 /// from its [`begin_cycle`](SleepGuard::begin_cycle), whatever holds are taken or renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Config {
+pub struct GuardConfig {
     /// How long a wake may last before deferrable holds are overridden.
     pub awake_budget_ms: u32,
     /// The most [`SleepGuard::extend`] may add to one cycle, in total (e.g. granted by the
@@ -68,7 +68,7 @@ pub enum Decision<R> {
     },
     /// The awake budget is spent: sleep although these deferrable reasons still hold (and,
     /// past the critical overrun, these critical ones: see
-    /// [`Config::max_critical_overrun_ms`]).
+    /// [`GuardConfig::max_critical_overrun_ms`]).
     Forced {
         /// The overridden reasons.
         overridden: ReasonSet<R>,
@@ -197,7 +197,7 @@ struct Inner<const N: usize> {
 /// `scripts/size-report.sh` measures). Per reason: 56 for its state (lease end, hold start,
 /// [`ReasonStats`], hold count and flags) and 8 for its two [`Retained`] counters. Fixed: 20
 /// for the rest of `Retained`, 32 for the deadline, extension, change counter and the guard's
-/// clock, 4 for the `RefCell` flag, 12 for the [`Config`], and 12 of padding to 8-byte
+/// clock, 4 for the `RefCell` flag, 12 for the [`GuardConfig`], and 12 of padding to 8-byte
 /// alignment. A 64-bit host gets the same total (its 8-byte `RefCell` flag takes the padding
 /// a 32-bit target leaves after the 4-byte one); the unit tests pin it.
 ///
@@ -223,7 +223,7 @@ struct Inner<const N: usize> {
 /// | `restore` | `false` (nothing taken) |
 pub struct SleepGuard<R: Reason, const N: usize> {
     inner: Mutex<RefCell<Inner<N>>>,
-    config: Config,
+    config: GuardConfig,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -238,7 +238,7 @@ impl<R: Reason, const N: usize> core::fmt::Debug for SleepGuard<R, N> {
 impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// A guard with no hold whose first cycle starts at time 0; call
     /// [`begin_cycle`](Self::begin_cycle) on every wake. `const`, so it can be a `static`.
-    pub const fn new(config: Config) -> Self {
+    pub const fn new(config: GuardConfig) -> Self {
         const {
             assert!(N == R::COUNT, "N must equal R::COUNT");
             assert!(N <= 32, "at most 32 reasons");
@@ -259,7 +259,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     }
 
     /// The configuration.
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> GuardConfig {
         self.config
     }
 
@@ -401,7 +401,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Errors: [`Error::UnboundedCritical`] for a critical reason without
     /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it,
     /// [`Error::CriticalOverrunExceeded`] for a critical lease (not an end, `ms == 0`) at or
-    /// after the end of this cycle's critical overrun ([`Config::max_critical_overrun_ms`]).
+    /// after the end of this cycle's critical overrun ([`GuardConfig::max_critical_overrun_ms`]).
     /// On error nothing changes but what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r);
@@ -476,7 +476,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     }
 
     /// Extends this cycle's awake budget by `by_ms`. The total of a cycle's extensions may not
-    /// pass [`Config::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
+    /// pass [`GuardConfig::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
     /// is left, and nothing changes. Returns the new deadline.
     pub fn extend(&self, by_ms: u32, now: Millis) -> Result<Millis, Error> {
         self.with(|g| {
@@ -570,7 +570,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// What to do at `now`. Ends expired leases (and counts them); otherwise changes nothing.
     ///
     /// Rules: a critical lease means Stay until the end of the critical overrun (the awake
-    /// budget plus [`Config::max_critical_overrun_ms`]), then Forced; past the awake budget,
+    /// budget plus [`GuardConfig::max_critical_overrun_ms`]), then Forced; past the awake budget,
     /// deferrable holds are overridden (Forced); any other hold means Stay; no hold means
     /// Sleep.
     pub fn decide(&self, now: Millis) -> Decision<R> {
@@ -731,7 +731,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 ///
 /// ```compile_fail
 /// #![deny(unused_must_use)]
-/// # use sleep_guard::{Class, Config, Reason, SleepGuard};
+/// # use sleep_guard::{Class, GuardConfig, Reason, SleepGuard};
 /// # #[derive(Clone, Copy, PartialEq, Eq)]
 /// # struct Radio;
 /// # impl Reason for Radio {
@@ -743,7 +743,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 /// #     fn max_lease_ms(self) -> Option<u32> { None }
 /// # }
 /// # fn main() -> Result<(), sleep_guard::Error> {
-/// let guard: SleepGuard<Radio, 1> = SleepGuard::new(Config {
+/// let guard: SleepGuard<Radio, 1> = SleepGuard::new(GuardConfig {
 ///     awake_budget_ms: 1_000,
 ///     max_extension_ms: 0,
 ///     max_critical_overrun_ms: 0,
@@ -817,7 +817,7 @@ mod tests {
     }
 
     fn guard() -> SleepGuard<Two, 2> {
-        SleepGuard::new(Config {
+        SleepGuard::new(GuardConfig {
             awake_budget_ms: 1_000,
             max_extension_ms: 1_000,
             max_critical_overrun_ms: 0,
@@ -882,7 +882,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Retained<2>>(), 20 + 2 * 8);
         assert_eq!(core::mem::size_of::<SleepGuard<Two, 2>>(), 2 * 64 + 80);
         fn parts<const N: usize>() -> usize {
-            core::mem::size_of::<Mutex<RefCell<Inner<N>>>>() + core::mem::size_of::<Config>()
+            core::mem::size_of::<Mutex<RefCell<Inner<N>>>>() + core::mem::size_of::<GuardConfig>()
         }
         // Every N the same formula (`SleepGuard<R, N>` needs `N == R::COUNT`, so measure its
         // parts; the struct adds only alignment, checked above).

@@ -9,6 +9,6 @@ mod reason;
 mod stats;
 
 pub use error::Error;
-pub use guard::{Config, Decision, Hold, Millis, SleepGuard, SleepToken};
+pub use guard::{Decision, GuardConfig, Hold, Millis, SleepGuard, SleepToken};
 pub use reason::{Class, Reason, ReasonSet};
 pub use stats::{ReasonStats, Retained};
