@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod clock;
 mod cmd;
@@ -18,7 +19,9 @@ mod fields;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod frame;
+// Without `fuzzing` their `pub` items are crate-internal; `pub` stays for the fuzzing build.
 #[cfg(not(feature = "fuzzing"))]
+#[allow(unreachable_pub)]
 mod frame;
 #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
 mod lte;
@@ -33,6 +36,7 @@ mod socket;
 #[doc(hidden)]
 pub mod urc;
 #[cfg(not(feature = "fuzzing"))]
+#[allow(unreachable_pub)]
 mod urc;
 
 pub use clock::NetworkTime;

@@ -124,7 +124,7 @@ impl State {
     }
 
     /// Forget everything the modem held: it rebooted or lost power.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.echo_off = false;
         self.reg_mode_set = false;
         self.cs = RegStatus::NotRegistered;
@@ -146,7 +146,7 @@ impl State {
         cfg!(feature = "hex-mode") && self.hex
     }
 
-    pub fn apply_urc(&mut self, u: Urc) {
+    pub(crate) fn apply_urc(&mut self, u: Urc) {
         match u {
             Urc::DataReady { socket, len } => match self.sockets.get_mut(usize::from(socket)) {
                 Some(s) if s.open => s.pending = len,
@@ -188,7 +188,7 @@ impl State {
         }
     }
 
-    pub fn set_reg(&mut self, d: Domain, s: RegStatus) {
+    pub(crate) fn set_reg(&mut self, d: Domain, s: RegStatus) {
         match d {
             Domain::Cs => self.cs = s,
             Domain::Ps => self.ps = s,

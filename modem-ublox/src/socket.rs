@@ -66,7 +66,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         open: false,
         proto: Protocol::Tcp,
         peer_closed: false,
