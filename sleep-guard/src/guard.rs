@@ -293,11 +293,37 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         }
     }
 
+    /// Logs a refused call on `r` with its error (nothing without a log feature). Runs after
+    /// the state is let go, since [`Reason::name`] is application code.
+    fn log_refusal<T>(call: &'static str, r: R, res: &Result<T, Error>) {
+        match res {
+            Ok(_) => {}
+            Err(Error::CriticalOverrunExceeded) => error!(
+                "{} {:?} refused: the cycle's critical overrun is spent ({:?})",
+                call,
+                r.name(),
+                Error::CriticalOverrunExceeded
+            ),
+            Err(e) => warn!("{} {:?} refused: {:?}", call, r.name(), e),
+        }
+    }
+
+    /// Logs a forced sleep with the reasons it overrides (nothing without a log feature).
+    fn log_forced(d: &Decision<R>, now: Millis) {
+        if let Decision::Forced { overridden } = d {
+            warn!("sleep forced at {} ms, overriding {:?}", now, overridden);
+        }
+    }
+
     /// Takes the caller's `now` onto the guard's clock (a step back counts as no time
     /// passing) and ends the leases that ran out by then. Returns the guard's time.
     fn advance(g: &mut Inner<N>, now: Millis) -> Millis {
         let t = now.saturating_add(g.offset);
         if t < g.last_now {
+            warn!(
+                "clock stepped back {} ms: taken as no time passing",
+                g.last_now - t
+            );
             g.offset = g.offset.saturating_add(g.last_now - t);
         } else {
             g.last_now = t;
@@ -330,14 +356,18 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     ///
     /// Errors: [`Error::Reentrant`] only (see "Re-entrance" above).
     pub fn begin_cycle(&self, now: Millis) -> Result<(), Error> {
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             g.deadline = now.saturating_add(self.config.awake_budget_ms as Millis);
             g.extended_ms = 0;
             g.generation = g.generation.wrapping_add(1);
             g.retained.cycles = g.retained.cycles.wrapping_add(1);
             g.retained.seal();
-        })
+        });
+        if let Err(e) = &res {
+            warn!("begin_cycle refused: {:?}", e);
+        }
+        res
     }
 
     /// Counted hold: the reason blocks sleep until as many [`release`](Self::release)s.
@@ -348,7 +378,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r);
         let class = r.class();
-        self.with(|g| {
+        let res = self.with(|g| {
             // Expired leases end even when the call is refused: time moved on either way.
             let now = Self::advance(g, now);
             let i = i?;
@@ -361,7 +391,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("acquire", r, &res);
+        res
     }
 
     /// Ends one counted hold. An unbalanced release is [`Error::Unbalanced`], counted in the
@@ -373,7 +406,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// [`release`](Self::release) at `now`, or at the latest time seen if `None`.
     fn release_at(&self, r: R, now: Option<Millis>) -> Result<(), Error> {
         let i = Self::slot_index(r);
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = match now {
                 Some(now) => Self::advance(g, now),
                 None => g.last_now,
@@ -390,7 +423,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("release", r, &res);
+        res
     }
 
     /// Self-expiring hold until `now + ms`. Calling it again renews it (a download renews its
@@ -406,7 +442,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r);
         let (class, max_ms) = (r.class(), r.max_lease_ms());
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             let i = i?;
             match (class, max_ms) {
@@ -434,7 +470,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(Self::outside(g, until))
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("lease", r, &res);
+        res
     }
 
     /// Level hold for state-like reasons ("an update is pending"): `true` holds, `false`
@@ -444,7 +483,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r);
         let class = r.class();
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             let i = i?;
             if class == Class::Critical {
@@ -460,7 +499,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 g.generation = g.generation.wrapping_add(1);
             }
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("set", r, &res);
+        res
     }
 
     /// A counted hold released when the returned value is dropped, for task code. A drop is
@@ -479,7 +521,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// pass [`GuardConfig::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
     /// is left, and nothing changes. Returns the new deadline.
     pub fn extend(&self, by_ms: u32, now: Millis) -> Result<Millis, Error> {
-        self.with(|g| {
+        let res = self.with(|g| {
             Self::advance(g, now);
             let left =
                 self.config.max_extension_ms - g.extended_ms.min(self.config.max_extension_ms);
@@ -490,7 +532,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             g.deadline = g.deadline.saturating_add(by_ms as Millis);
             g.generation = g.generation.wrapping_add(1);
             Ok(Self::outside(g, g.deadline))
-        })?
+        });
+        let res = res.and_then(|r| r);
+        if let Err(e) = &res {
+            warn!("extend by {} ms refused: {:?}", by_ms, e);
+        }
+        res
     }
 
     /// The end of this cycle's critical overrun.
@@ -621,6 +668,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             Self::record_sleep(&mut g, &d);
             let kept = g.retained;
             drop(g);
+            Self::log_forced(&d, now);
             enter(&d, &kept);
             d
         })
@@ -643,15 +691,20 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// recorded and the caller must go to sleep. `Err(decision)` otherwise: stay awake and
     /// start over. A token commits at most once: the recorded sleep is itself a change.
     pub fn commit(&self, token: SleepToken, now: Millis) -> Result<Decision<R>, Decision<R>> {
-        self.with(|g| {
-            let d = self.decide_locked(g, now);
-            if token.0 != Some(g.generation) || !d.allows_sleep() {
-                return Err(d);
-            }
-            Self::record_sleep(g, &d);
-            Ok(d)
-        })
-        .unwrap_or(Err(Self::busy(now)))
+        let res = self
+            .with(|g| {
+                let d = self.decide_locked(g, now);
+                if token.0 != Some(g.generation) || !d.allows_sleep() {
+                    return Err(d);
+                }
+                Self::record_sleep(g, &d);
+                Ok(d)
+            })
+            .unwrap_or(Err(Self::busy(now)));
+        if let Ok(d) = &res {
+            Self::log_forced(d, now);
+        }
+        res
     }
 
     /// The reasons holding at `now` (expired leases ended first).
