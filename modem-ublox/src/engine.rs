@@ -41,6 +41,7 @@ pub(crate) const RESYNC_SETTLE_MS: u32 = 1_000;
 
 /// Where the engine stands with the modem (see the module docs for the transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum Link {
     /// Every command sent got its final result; nothing of an earlier exchange is pending.
     InStep,
@@ -196,8 +197,9 @@ impl<F: FnMut(&[u8]) -> bool> Response for OnLine<F> {
 
 /// A sign that the modem rebooted was seen (ignored while initialising or switching off,
 /// when echo and reporting mode 0 are expected).
-fn reboot_seen(link: &mut Link) {
+fn reboot_seen(link: &mut Link, sign: &'static str) {
     if matches!(link, Link::InStep | Link::OutOfStep { .. }) {
+        warn!("modem reboot noticed ({})", sign);
         *link = Link::Rebooted;
     }
 }
@@ -262,6 +264,10 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// The UART failed: whatever was being framed is lost (bytes were dropped), so the
     /// framer starts afresh and the next command resynchronises.
     fn uart_failed<E: embedded_io::Error>(&mut self, e: E) -> AtError {
+        warn!(
+            "UART error {:?}: input lost, the next command resynchronises first",
+            e.kind()
+        );
         self.eng.reset_framing();
         if self.eng.link == Link::InStep {
             self.eng.link = Link::OutOfStep { timeouts: 0 };
@@ -345,7 +351,7 @@ where
                     // the modem rebooted. Other lines starting with "AT" are payload text
                     // (after lost framing) or noise, not an echo.
                     if st.echo_off {
-                        reboot_seen(&mut eng.link);
+                        reboot_seen(&mut eng.link, "echo after ATE0");
                     }
                     return Fed::Nothing;
                 }
@@ -364,7 +370,7 @@ where
                     // reporting mode of 0 after we set 2 is the brown-out signature.
                     st.set_reg(d, s);
                     if n == 0 && st.reg_mode_set {
-                        reboot_seen(&mut eng.link);
+                        reboot_seen(&mut eng.link, "registration reporting back to 0");
                     }
                 }
                 if !resp.line(line) {
@@ -436,12 +442,27 @@ where
         self.eng.framer.set_expect_prompt(false);
         match r {
             Ok(Done::Final(f)) => match f {
-                _ if lost => Err(AtError::LineTooLong),
+                _ if lost => {
+                    warn!("an answer line did not fit the line buffer");
+                    Err(AtError::LineTooLong)
+                }
                 Final::Ok => Ok(Done::Final(f)),
-                Final::Error | Final::NoCarrier => Err(AtError::Error),
-                Final::Cme(c) => Err(AtError::Cme(c)),
-                Final::Cms(c) => Err(AtError::Cms(c)),
-                Final::Aborted => Err(AtError::Aborted),
+                Final::Error | Final::NoCarrier => {
+                    warn!("command refused: ERROR");
+                    Err(AtError::Error)
+                }
+                Final::Cme(c) => {
+                    warn!("command refused: +CME ERROR {}", c);
+                    Err(AtError::Cme(c))
+                }
+                Final::Cms(c) => {
+                    warn!("command refused: +CMS ERROR {}", c);
+                    Err(AtError::Cms(c))
+                }
+                Final::Aborted => {
+                    warn!("command aborted");
+                    Err(AtError::Aborted)
+                }
             },
             Ok(Done::Prompt) => Ok(Done::Prompt),
             Err(AtError::Timeout) => {
@@ -453,6 +474,7 @@ where
                     },
                     other => other,
                 };
+                debug!("no answer within {} ms: {:?}", timeout_ms, self.eng.link);
                 self.eng.reset_framing();
                 Err(AtError::Timeout)
             }
@@ -519,6 +541,7 @@ where
     pub(crate) fn begin(&mut self) -> Result<(), AtError> {
         if let Ok(Some(false)) = self.vint_high() {
             if self.st.powered {
+                warn!("V_INT low: the modem is off");
                 self.st.powered = false;
                 self.st.invalidate();
                 self.stats.reboots_detected = self.stats.reboots_detected.wrapping_add(1);
@@ -545,6 +568,7 @@ where
     /// is never started: `Timeout`, with the restart left to
     /// [`needs_recovery`](Self::needs_recovery) and [`recover`](Self::recover).
     fn resync(&mut self) -> Result<(), AtError> {
+        info!("resynchronising: {:?}", self.eng.link);
         loop {
             let Link::OutOfStep { timeouts } = self.eng.link else {
                 // A reboot was seen meanwhile: the re-initialisation takes over.
@@ -553,8 +577,10 @@ where
             let left = self.eng.budget_end.map(|end| self.left_ms(end));
             if timeouts >= self.cfg.max_timeouts {
                 if left.is_some() {
+                    debug!("restart due, but not inside a budgeted call");
                     return Err(AtError::Timeout);
                 }
+                warn!("{} commands unanswered in a row", timeouts);
                 return match self.recover_hard() {
                     Ok(()) => Err(AtError::ModemRebooted),
                     Err(_) => Err(AtError::Timeout),
@@ -580,6 +606,7 @@ where
                     }
                     if let Link::OutOfStep { .. } = self.eng.link {
                         self.eng.link = Link::InStep;
+                        info!("resynchronised");
                     }
                     return Ok(());
                 }
@@ -596,6 +623,7 @@ where
 
     /// The modem does not answer: reset it (or power-cycle it) and initialise it again.
     pub(crate) fn recover_hard(&mut self) -> Result<(), PowerError> {
+        warn!("restarting the modem (reset or power cycle)");
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.st.invalidate();
         // Counted afresh: a restart that brings no answer leaves the next command to time
@@ -611,6 +639,7 @@ where
         if self.eng.link != Link::Rebooted {
             return Ok(());
         }
+        warn!("modem rebooted: re-initialising, sockets and data context lost");
         self.stats.reboots_detected = self.stats.reboots_detected.wrapping_add(1);
         self.st.invalidate();
         self.st.stale = crate::socket::ALL_HANDLES;
@@ -623,6 +652,10 @@ where
     pub(crate) fn init(&mut self) -> Result<(), PowerError> {
         self.eng.link = Link::Initialising;
         let r = self.init_sequence();
+        match &r {
+            Ok(()) => info!("modem initialised"),
+            Err(e) => warn!("initialisation failed: {:?}", e),
+        }
         self.eng.link = match r {
             Err(PowerError::At(AtError::Timeout)) => Link::OutOfStep { timeouts: 1 },
             Err(PowerError::At(AtError::Uart(_))) => Link::OutOfStep { timeouts: 0 },

@@ -4,6 +4,10 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+// First, so that its macros are visible in every module below.
+#[macro_use]
+mod log;
+
 mod clock;
 mod cmd;
 mod command;

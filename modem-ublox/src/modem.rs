@@ -156,11 +156,13 @@ impl State {
             Urc::SocketClosed(h) => {
                 if let Some(s) = self.sockets.get_mut(usize::from(h)) {
                     if s.open {
+                        info!("socket {} closed by the peer or network (+UUSOCL)", h);
                         s.peer_closed = true;
                     }
                 }
             }
             Urc::PdpActivated { result, ip } => {
+                info!("data context activation finished: result {}", result);
                 self.upsda = Some((result, ip));
                 if result == 0 {
                     self.pdp_active = true;
@@ -169,7 +171,11 @@ impl State {
                     }
                 }
             }
-            Urc::PdpDeactivated(_) => {
+            Urc::PdpDeactivated(_profile) => {
+                info!(
+                    "data context deactivated by the network (profile {})",
+                    _profile
+                );
                 // The network dropped the data context: its sockets are gone with it (the
                 // modem refuses them from now on), data already announced is still asked for.
                 self.pdp_active = false;
@@ -179,6 +185,7 @@ impl State {
                 }
             }
             Urc::Detached => {
+                info!("network detach (+CGEV): data context lost");
                 self.pdp_active = false;
                 self.pdp_ip = None;
             }
@@ -189,6 +196,18 @@ impl State {
     }
 
     pub(crate) fn set_reg(&mut self, d: Domain, s: RegStatus) {
+        // Only a log needs the status before (the comparison costs flash otherwise).
+        #[cfg(any(feature = "defmt", feature = "log"))]
+        {
+            let before = match d {
+                Domain::Cs => self.cs,
+                Domain::Ps => self.ps,
+                Domain::Eps => self.eps,
+            };
+            if before != s {
+                info!("registration {:?}: {:?}", d, s);
+            }
+        }
         match d {
             Domain::Cs => self.cs = s,
             Domain::Ps => self.ps = s,

@@ -393,9 +393,11 @@ where
         self.set_link(Link::PoweringOff);
         let r = self.power_off_inner();
         if r.is_ok() {
+            info!("modem off");
             self.mark_off();
         } else {
             // Still on, in an unknown state: the next command probes first.
+            warn!("power-off failed: {:?}", r);
             self.set_link(Link::OutOfStep { timeouts: 0 });
         }
         r
@@ -537,6 +539,7 @@ where
             self.wait_boot(p.boot_ms)?
         };
         if !booted {
+            warn!("the modem did not come back from its restart");
             self.st.powered = false;
             return Err(PowerError::NoResponse);
         }

@@ -327,6 +327,7 @@ where
             }
         }
         self.st.stale &= !mask;
+        info!("stale socket handles swept: {} closed", closed);
         Ok(closed)
     }
 
