@@ -489,7 +489,7 @@ fn main() -> ! {
         sleep::count_start();
         let d = sleep::GUARD.decide(black_box(5_000));
         sleep::count_end();
-        black_box(d);
+        let _ = black_box(d);
         cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
     }
     #[cfg(feature = "stack")]
