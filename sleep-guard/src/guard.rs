@@ -621,8 +621,11 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// deferrable holds are overridden (Forced); any other hold means Stay; no hold means
     /// Sleep.
     pub fn decide(&self, now: Millis) -> Decision<R> {
-        self.with(|g| self.decide_locked(g, now))
-            .unwrap_or(Self::busy(now))
+        let d = self
+            .with(|g| self.decide_locked(g, now))
+            .unwrap_or(Self::busy(now));
+        Self::log_forced(&d, now);
+        d
     }
 
     /// Records a sleep the caller will enter; a sleep is a change (a token taken before it

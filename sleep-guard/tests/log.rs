@@ -114,6 +114,14 @@ fn a_forced_sleep_names_the_overridden_reasons() {
             .any(|(l, m)| *l == log::Level::Warn && m.contains("forced") && m.contains("upload")),
         "{logged:?}"
     );
+    // `decide` logs it too, for callers that sleep on their own.
+    assert!(matches!(g.decide(1_100), Decision::Forced { .. }));
+    assert!(
+        records()
+            .iter()
+            .any(|(_, m)| m.contains("forced") && m.contains("upload")),
+        "decide"
+    );
 }
 
 #[test]
