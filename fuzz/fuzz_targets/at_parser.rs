@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use libfuzzer_sys::fuzz_target;
 use modem_ublox::frame::{payload_header_len, Event, Framer};
-use modem_ublox::{urc, Apn, Config, Family, Modem, NoPin, Protocol, Registration};
+use modem_ublox::{urc, Apn, ModemConfig, Family, Modem, NoPin, Protocol, Registration};
 
 struct Uart<'a> {
     data: &'a [u8],
@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
 
     // 2. The driver, with the bytes as everything the modem ever says.
     let family = [Family::U2, Family::G3, Family::R4, Family::R5][usize::from(flags >> 6)];
-    let mut cfg = Config::new(family);
+    let mut cfg = ModemConfig::new(family);
     cfg.poll_interval_us = 50_000;
     cfg.hex_mode = flags & 4 != 0;
     let uart = Uart {

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use modem_ublox::{Apn, Config, Family, Modem, Protocol, Registration};
+use modem_ublox::{Apn, Family, Modem, ModemConfig, Protocol, Registration};
 use modem_ublox_emu as emu;
 use modem_ublox_emu::Emulator;
 
@@ -73,11 +73,15 @@ fn main() {
         let mut c = emu::Config::for_model(model);
         c.real_sleep_cap = Duration::from_micros(20);
         let e = Emulator::with_config(model, c);
-        let mut m: Modem<_, _, _, _, _, 512> =
-            Modem::new(e.uart(), e.delay(), e.pwr_on(), Config::new(family(model)))
-                .with_reset(e.reset())
-                .with_vint(e.vint())
-                .with_line_buffer::<512>();
+        let mut m: Modem<_, _, _, _, _, 512> = Modem::new(
+            e.uart(),
+            e.delay(),
+            e.pwr_on(),
+            ModemConfig::new(family(model)),
+        )
+        .with_reset(e.reset())
+        .with_vint(e.vint())
+        .with_line_buffer::<512>();
         let t0 = e.now();
         m.power_on().expect("power on");
         m.wait_sim_ready(10_000).expect("SIM");

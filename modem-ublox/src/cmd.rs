@@ -4,12 +4,12 @@ use crate::error::AtError;
 use core::net::Ipv4Addr;
 
 /// Capacity of one command line (an `AT+UPSD=0,1,"<99-byte APN>"` fits).
-pub const CMD_CAP: usize = 128;
+pub(crate) const CMD_CAP: usize = 128;
 
 /// A command line under construction. Every `push_*` is checked: a string that would not fit
 /// or cannot be quoted makes [`Cmd::finish`] fail, never a panic.
 #[derive(Debug)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     buf: [u8; CMD_CAP],
     len: usize,
     bad: bool,
@@ -17,7 +17,7 @@ pub struct Cmd {
 
 impl Cmd {
     /// Start with `prefix` (e.g. `"AT+USOCO="`).
-    pub fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         let mut c = Self {
             buf: [0; CMD_CAP],
             len: 0,
@@ -28,7 +28,7 @@ impl Cmd {
     }
 
     /// Append raw bytes.
-    pub fn raw(&mut self, s: &[u8]) -> &mut Self {
+    pub(crate) fn raw(&mut self, s: &[u8]) -> &mut Self {
         if let Some(dst) = self.buf.get_mut(self.len..self.len + s.len()) {
             dst.copy_from_slice(s);
             self.len += s.len();
@@ -39,7 +39,7 @@ impl Cmd {
     }
 
     /// Append a decimal number.
-    pub fn num(&mut self, v: u32) -> &mut Self {
+    pub(crate) fn num(&mut self, v: u32) -> &mut Self {
         let mut d = [0u8; 10];
         let mut i = d.len();
         let mut v = v;
@@ -56,7 +56,7 @@ impl Cmd {
 
     /// Append a decimal `u64` (band masks).
     #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
-    pub fn num64(&mut self, v: u64) -> &mut Self {
+    pub(crate) fn num64(&mut self, v: u64) -> &mut Self {
         let mut d = [0u8; 20];
         let mut i = d.len();
         let mut v = v;
@@ -73,7 +73,7 @@ impl Cmd {
 
     /// Append raw command text: printable ASCII only (quotes allowed, no CR, LF or other
     /// control characters).
-    pub fn text(&mut self, s: &str) -> &mut Self {
+    pub(crate) fn text(&mut self, s: &str) -> &mut Self {
         if !s.bytes().all(|b| (0x20..0x7F).contains(&b)) {
             self.bad = true;
             return self;
@@ -82,12 +82,12 @@ impl Cmd {
     }
 
     /// Append `,`.
-    pub fn comma(&mut self) -> &mut Self {
+    pub(crate) fn comma(&mut self) -> &mut Self {
         self.raw(b",")
     }
 
     /// Append `"s"`; `s` must be printable ASCII without `"`, at most 99 bytes.
-    pub fn quoted(&mut self, s: &str) -> &mut Self {
+    pub(crate) fn quoted(&mut self, s: &str) -> &mut Self {
         if s.len() > 99 || !s.bytes().all(|b| (0x20..0x7F).contains(&b) && b != b'"') {
             self.bad = true;
             return self;
@@ -96,7 +96,7 @@ impl Cmd {
     }
 
     /// Append `"a.b.c.d"`.
-    pub fn ip(&mut self, ip: Ipv4Addr) -> &mut Self {
+    pub(crate) fn ip(&mut self, ip: Ipv4Addr) -> &mut Self {
         self.raw(b"\"");
         for (i, o) in ip.octets().iter().enumerate() {
             if i > 0 {
@@ -109,7 +109,7 @@ impl Cmd {
 
     /// Terminate with `\r\n` (as Particle's drivers send; V.250 accepts it) and return the
     /// bytes.
-    pub fn finish(&mut self) -> Result<&[u8], AtError> {
+    pub(crate) fn finish(&mut self) -> Result<&[u8], AtError> {
         self.raw(b"\r\n");
         if self.bad {
             Err(AtError::InvalidArgument)

@@ -2,18 +2,18 @@
 
 use crate::model::{Family, Timeouts};
 
-/// How the driver is set up. Build with [`Config::new`] and adjust fields.
+/// How the driver is set up. Build with [`ModemConfig::new`] and adjust fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub struct Config {
+pub struct ModemConfig {
     /// The family fitted on the board. Its PWR_ON pulse is tried first; if the modem does not
     /// answer, the other enabled families' pulses shorter than one second are tried (an
     /// Electron may carry a U260, U270 or G350). After `AT+CGMM` the detected model's profile
     /// is used.
     pub family: Family,
     /// UART baud rate. Used to charge received and sent bytes to the time budget (10 bit
-    /// times per byte) and, with [`Config::set_baud`], sent as `AT+IPR`.
+    /// times per byte) and, with [`ModemConfig::set_baud`], sent as `AT+IPR`.
     pub baud: u32,
     /// Send `AT+IPR=<baud>` during init (then wait 100 ms, the G350 needs > 40 ms).
     pub set_baud: bool,
@@ -39,7 +39,7 @@ pub struct Config {
     pub timeouts: Option<Timeouts>,
 }
 
-impl Config {
+impl ModemConfig {
     /// Defaults for `family`: 115200 baud, no `AT+IPR`, no flow control, binary socket data,
     /// 50 ms prompt wait, 1 ms poll, reset after 2 consecutive timeouts.
     pub const fn new(family: Family) -> Self {

@@ -41,12 +41,13 @@ pub(crate) const RESYNC_SETTLE_MS: u32 = 1_000;
 
 /// Where the engine stands with the modem (see the module docs for the transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum Link {
     /// Every command sent got its final result; nothing of an earlier exchange is pending.
     InStep,
     /// `timeouts` consecutive commands or probes went unanswered, or the UART failed: late
     /// answers (or the rest of a payload) may still arrive. The next command resynchronises
-    /// first, or restarts the modem at [`Config::max_timeouts`](crate::Config).
+    /// first, or restarts the modem at [`ModemConfig::max_timeouts`](crate::ModemConfig).
     OutOfStep { timeouts: u8 },
     /// The modem was seen to reboot; the call re-initialises it before it returns.
     Rebooted,
@@ -63,13 +64,14 @@ pub(crate) enum Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
+#[must_use = "a recovery the next command will run first: run it now (`recover`) or plan for it"]
 pub enum PendingRecovery {
     /// A command went unanswered (or the UART failed): `AT` probes (short timeout each, 1 s on
     /// every family) until one is answered, then 1 s of draining late answers; a restart if
-    /// [`Config::max_timeouts`](crate::Config) probes in a row go unanswered. About 1 s when
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) probes in a row go unanswered. About 1 s when
     /// the modem is alive.
     Resync,
-    /// [`Config::max_timeouts`](crate::Config) commands in a row went unanswered: the modem
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) commands in a row went unanswered: the modem
     /// is reset (or power-cycled) and initialised again, see the
     /// [recovery cost](Modem#recovery-cost).
     Restart,
@@ -195,8 +197,9 @@ impl<F: FnMut(&[u8]) -> bool> Response for OnLine<F> {
 
 /// A sign that the modem rebooted was seen (ignored while initialising or switching off,
 /// when echo and reporting mode 0 are expected).
-fn reboot_seen(link: &mut Link) {
+fn reboot_seen(link: &mut Link, sign: &'static str) {
     if matches!(link, Link::InStep | Link::OutOfStep { .. }) {
+        warn!("modem reboot noticed ({})", sign);
         *link = Link::Rebooted;
     }
 }
@@ -222,6 +225,17 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// Which recovery the next command will run first, if any: the application can decide
     /// (run it now with [`recover`](Self::recover), or leave it to the next wake) before its
     /// awake budget is spent, since every command pays it on top of its own cost.
+    ///
+    /// `#[must_use]`: asking and ignoring the answer does nothing.
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// fn check<U, D, P>(modem: &modem_ublox::Modem<U, D, P>) {
+    ///     modem.needs_recovery(); // the answer ignored: refused at compile time
+    /// }
+    /// # fn main() {}
+    /// ```
+    #[must_use = "the recovery the next command will run first: run it now (`recover`) or plan for it"]
     pub fn needs_recovery(&self) -> Option<PendingRecovery> {
         match self.eng.link {
             Link::OutOfStep { timeouts } if timeouts >= self.cfg.max_timeouts => {
@@ -250,6 +264,10 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     /// The UART failed: whatever was being framed is lost (bytes were dropped), so the
     /// framer starts afresh and the next command resynchronises.
     fn uart_failed<E: embedded_io::Error>(&mut self, e: E) -> AtError {
+        warn!(
+            "UART error {:?}: input lost, the next command resynchronises first",
+            e.kind()
+        );
         self.eng.reset_framing();
         if self.eng.link == Link::InStep {
             self.eng.link = Link::OutOfStep { timeouts: 0 };
@@ -333,7 +351,7 @@ where
                     // the modem rebooted. Other lines starting with "AT" are payload text
                     // (after lost framing) or noise, not an echo.
                     if st.echo_off {
-                        reboot_seen(&mut eng.link);
+                        reboot_seen(&mut eng.link, "echo after ATE0");
                     }
                     return Fed::Nothing;
                 }
@@ -352,7 +370,7 @@ where
                     // reporting mode of 0 after we set 2 is the brown-out signature.
                     st.set_reg(d, s);
                     if n == 0 && st.reg_mode_set {
-                        reboot_seen(&mut eng.link);
+                        reboot_seen(&mut eng.link, "registration reporting back to 0");
                     }
                 }
                 if !resp.line(line) {
@@ -424,12 +442,27 @@ where
         self.eng.framer.set_expect_prompt(false);
         match r {
             Ok(Done::Final(f)) => match f {
-                _ if lost => Err(AtError::LineTooLong),
+                _ if lost => {
+                    warn!("an answer line did not fit the line buffer");
+                    Err(AtError::LineTooLong)
+                }
                 Final::Ok => Ok(Done::Final(f)),
-                Final::Error | Final::NoCarrier => Err(AtError::Error),
-                Final::Cme(c) => Err(AtError::Cme(c)),
-                Final::Cms(c) => Err(AtError::Cms(c)),
-                Final::Aborted => Err(AtError::Aborted),
+                Final::Error | Final::NoCarrier => {
+                    warn!("command refused: ERROR");
+                    Err(AtError::Error)
+                }
+                Final::Cme(c) => {
+                    warn!("command refused: +CME ERROR {}", c);
+                    Err(AtError::Cme(c))
+                }
+                Final::Cms(c) => {
+                    warn!("command refused: +CMS ERROR {}", c);
+                    Err(AtError::Cms(c))
+                }
+                Final::Aborted => {
+                    warn!("command aborted");
+                    Err(AtError::Aborted)
+                }
             },
             Ok(Done::Prompt) => Ok(Done::Prompt),
             Err(AtError::Timeout) => {
@@ -441,6 +474,7 @@ where
                     },
                     other => other,
                 };
+                debug!("no answer within {} ms: {:?}", timeout_ms, self.eng.link);
                 self.eng.reset_framing();
                 Err(AtError::Timeout)
             }
@@ -507,6 +541,7 @@ where
     pub(crate) fn begin(&mut self) -> Result<(), AtError> {
         if let Ok(Some(false)) = self.vint_high() {
             if self.st.powered {
+                warn!("V_INT low: the modem is off");
                 self.st.powered = false;
                 self.st.invalidate();
                 self.stats.reboots_detected = self.stats.reboots_detected.wrapping_add(1);
@@ -526,13 +561,14 @@ where
     /// (each probe counts as a timeout if unanswered), then [`RESYNC_SETTLE_MS`] of draining:
     /// a late result due soon after the probe's `OK` is dropped there (counted in
     /// [`Stats::stray_results`](crate::Stats)) instead of ending the next command. At
-    /// [`Config::max_timeouts`](crate::Config) consecutive timeouts the modem is restarted.
+    /// [`ModemConfig::max_timeouts`](crate::ModemConfig) consecutive timeouts the modem is restarted.
     ///
     /// Inside a budgeted call ([`within_budget`](Self::within_budget)) probes and draining
     /// stop at the budget's end (`Timeout` there, the link still out of step), and a restart
     /// is never started: `Timeout`, with the restart left to
     /// [`needs_recovery`](Self::needs_recovery) and [`recover`](Self::recover).
     fn resync(&mut self) -> Result<(), AtError> {
+        info!("resynchronising: {:?}", self.eng.link);
         loop {
             let Link::OutOfStep { timeouts } = self.eng.link else {
                 // A reboot was seen meanwhile: the re-initialisation takes over.
@@ -541,8 +577,10 @@ where
             let left = self.eng.budget_end.map(|end| self.left_ms(end));
             if timeouts >= self.cfg.max_timeouts {
                 if left.is_some() {
+                    debug!("restart due, but not inside a budgeted call");
                     return Err(AtError::Timeout);
                 }
+                warn!("{} commands unanswered in a row", timeouts);
                 return match self.recover_hard() {
                     Ok(()) => Err(AtError::ModemRebooted),
                     Err(_) => Err(AtError::Timeout),
@@ -568,6 +606,7 @@ where
                     }
                     if let Link::OutOfStep { .. } = self.eng.link {
                         self.eng.link = Link::InStep;
+                        info!("resynchronised");
                     }
                     return Ok(());
                 }
@@ -584,6 +623,7 @@ where
 
     /// The modem does not answer: reset it (or power-cycle it) and initialise it again.
     pub(crate) fn recover_hard(&mut self) -> Result<(), PowerError> {
+        warn!("restarting the modem (reset or power cycle)");
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.st.invalidate();
         // Counted afresh: a restart that brings no answer leaves the next command to time
@@ -599,6 +639,7 @@ where
         if self.eng.link != Link::Rebooted {
             return Ok(());
         }
+        warn!("modem rebooted: re-initialising, sockets and data context lost");
         self.stats.reboots_detected = self.stats.reboots_detected.wrapping_add(1);
         self.st.invalidate();
         self.st.stale = crate::socket::ALL_HANDLES;
@@ -611,6 +652,10 @@ where
     pub(crate) fn init(&mut self) -> Result<(), PowerError> {
         self.eng.link = Link::Initialising;
         let r = self.init_sequence();
+        match &r {
+            Ok(()) => info!("modem initialised"),
+            Err(e) => warn!("initialisation failed: {:?}", e),
+        }
         self.eng.link = match r {
             Err(PowerError::At(AtError::Timeout)) => Link::OutOfStep { timeouts: 1 },
             Err(PowerError::At(AtError::Uart(_))) => Link::OutOfStep { timeouts: 0 },

@@ -111,13 +111,21 @@ impl fmt::Display for PowerError {
             Self::NoResponse => f.write_str("modem does not answer AT"),
             Self::StillOn => f.write_str("modem did not power off"),
             Self::UnsupportedModel => f.write_str("unsupported modem model"),
-            Self::Pin(e) => e.fmt(f),
-            Self::At(e) => e.fmt(f),
+            Self::Pin(_) => f.write_str("a power or reset pin failed"),
+            Self::At(_) => f.write_str("AT exchange of the power sequence failed"),
         }
     }
 }
 
-impl core::error::Error for PowerError {}
+impl core::error::Error for PowerError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Pin(e) => Some(e),
+            Self::At(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<AtError> for PowerError {
     fn from(e: AtError) -> Self {
@@ -157,12 +165,19 @@ impl fmt::Display for SimError {
             Self::PinRequired => f.write_str("SIM PIN required"),
             Self::Wrong => f.write_str("SIM not accepted (SIM wrong)"),
             Self::NotReady => f.write_str("SIM not ready within the budget"),
-            Self::At(e) => e.fmt(f),
+            Self::At(_) => f.write_str("SIM status query failed"),
         }
     }
 }
 
-impl core::error::Error for SimError {}
+impl core::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::At(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<AtError> for SimError {
     fn from(e: AtError) -> Self {
@@ -193,12 +208,19 @@ impl fmt::Display for RegistrationError {
             Self::Timeout(s) => write!(f, "not registered within the budget (last {s:?})"),
             Self::Denied => f.write_str("registration denied"),
             Self::ModemRebooted => f.write_str("modem rebooted during registration"),
-            Self::At(e) => e.fmt(f),
+            Self::At(_) => f.write_str("registration command failed"),
         }
     }
 }
 
-impl core::error::Error for RegistrationError {}
+impl core::error::Error for RegistrationError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::At(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<AtError> for RegistrationError {
     fn from(e: AtError) -> Self {
@@ -240,12 +262,19 @@ impl fmt::Display for DataError {
             Self::Rejected(c) => write!(f, "PDP activation rejected ({c})"),
             Self::Timeout => f.write_str("PDP activation did not finish within the budget"),
             Self::ModemRebooted => f.write_str("modem rebooted"),
-            Self::At(e) => e.fmt(f),
+            Self::At(_) => f.write_str("data context command failed"),
         }
     }
 }
 
-impl core::error::Error for DataError {}
+impl core::error::Error for DataError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::At(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<AtError> for DataError {
     fn from(e: AtError) -> Self {
@@ -305,12 +334,19 @@ impl fmt::Display for SocketError {
             Self::WouldBlock => f.write_str("the modem accepts no data right now"),
             Self::Truncated(n) => write!(f, "only {n} bytes of the datagram were sent"),
             Self::Socket(e) => write!(f, "socket error {e}"),
-            Self::At(e) => e.fmt(f),
+            Self::At(_) => f.write_str("socket command failed"),
         }
     }
 }
 
-impl core::error::Error for SocketError {}
+impl core::error::Error for SocketError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::At(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<AtError> for SocketError {
     fn from(e: AtError) -> Self {
@@ -339,8 +375,8 @@ impl embedded_nal::TcpError for SocketError {
 /// cut across families, [`is_modem_rebooted`](Self::is_modem_rebooted) and
 /// [`is_timeout`](Self::is_timeout).
 ///
-/// `Display` is the family error's; [`core::error::Error::source`] is `None` (the wrapped
-/// error adds nothing a chain would show).
+/// Transparent: `Display` is the family error's, and so is [`core::error::Error::source`]
+/// (for a family error that wraps an [`AtError`] or a [`PinError`], that one).
 ///
 /// ```
 /// # use embedded_hal::{delay::DelayNs, digital::{InputPin, OutputPin}};
@@ -433,7 +469,21 @@ impl fmt::Display for Error {
     }
 }
 
-impl core::error::Error for Error {}
+/// Transparent: the family error's `source()` (its `Display` is the family error's too, so
+/// returning the family error itself would print its message twice in a chain).
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::At(e) => e.source(),
+            Self::Power(e) => e.source(),
+            Self::Sim(e) => e.source(),
+            Self::Registration(e) => e.source(),
+            Self::Data(e) => e.source(),
+            Self::Socket(e) => e.source(),
+            Self::Pin(e) => e.source(),
+        }
+    }
+}
 
 macro_rules! into_error {
     ($($family:ident => $variant:ident),*) => {$(

@@ -2,7 +2,7 @@
 //! (`+CREG: 2,5,"9E9A","019624BD",2`). Quoted strings may contain commas.
 
 /// If `line` starts with `prefix` (e.g. `b"+CREG:"`), the rest with leading spaces removed.
-pub fn strip<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn strip<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let rest = line.strip_prefix(prefix)?;
     let i = rest.iter().position(|&c| c != b' ').unwrap_or(rest.len());
     Some(&rest[i..])
@@ -10,23 +10,23 @@ pub fn strip<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 
 /// An iterator over the raw fields of an argument list (quotes kept).
 #[derive(Debug, Clone)]
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     rest: Option<&'a [u8]>,
 }
 
 impl<'a> Fields<'a> {
     /// Fields of `args` (the part after `+XXX: `).
-    pub fn new(args: &'a [u8]) -> Self {
+    pub(crate) fn new(args: &'a [u8]) -> Self {
         Self { rest: Some(args) }
     }
 
     /// The next field as an unsigned integer (`None` if absent or not a number).
-    pub fn int(&mut self) -> Option<u32> {
+    pub(crate) fn int(&mut self) -> Option<u32> {
         parse_u32(self.next()?)
     }
 
     /// The next field as the content of a quoted string (`None` if absent or not quoted).
-    pub fn quoted(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn quoted(&mut self) -> Option<&'a [u8]> {
         unquote(self.next()?)
     }
 }
@@ -59,7 +59,7 @@ fn trim(s: &[u8]) -> &[u8] {
 }
 
 /// Parse a decimal `u32` (no sign, no spaces, at most 9 digits so it cannot overflow).
-pub fn parse_u32(s: &[u8]) -> Option<u32> {
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -68,7 +68,7 @@ pub fn parse_u32(s: &[u8]) -> Option<u32> {
 
 /// Parse a decimal `u64` (band masks); `None` if empty, not digits, or over `u64::MAX`.
 #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
-pub fn parse_u64(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
@@ -81,7 +81,7 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// The inside of `"…"`.
-pub fn unquote(s: &[u8]) -> Option<&[u8]> {
+pub(crate) fn unquote(s: &[u8]) -> Option<&[u8]> {
     if s.len() >= 2 && s[0] == b'"' && s[s.len() - 1] == b'"' {
         Some(&s[1..s.len() - 1])
     } else {
@@ -90,12 +90,12 @@ pub fn unquote(s: &[u8]) -> Option<&[u8]> {
 }
 
 /// `true` if the field is a quoted string.
-pub fn is_quoted(s: &[u8]) -> bool {
+pub(crate) fn is_quoted(s: &[u8]) -> bool {
     unquote(s).is_some()
 }
 
 /// Parse a dotted IPv4 address.
-pub fn parse_ipv4(s: &[u8]) -> Option<core::net::Ipv4Addr> {
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<core::net::Ipv4Addr> {
     let mut o = [0u8; 4];
     let mut parts = s.split(|&c| c == b'.');
     for slot in &mut o {

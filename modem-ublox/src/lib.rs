@@ -2,6 +2,11 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+// First, so that its macros are visible in every module below.
+#[macro_use]
+mod log;
 
 mod clock;
 mod cmd;
@@ -18,7 +23,9 @@ mod fields;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod frame;
+// Without `fuzzing` their `pub` items are crate-internal; `pub` stays for the fuzzing build.
 #[cfg(not(feature = "fuzzing"))]
+#[allow(unreachable_pub)]
 mod frame;
 #[cfg(any(feature = "sara-r4", feature = "sara-r5"))]
 mod lte;
@@ -33,10 +40,11 @@ mod socket;
 #[doc(hidden)]
 pub mod urc;
 #[cfg(not(feature = "fuzzing"))]
+#[allow(unreachable_pub)]
 mod urc;
 
 pub use clock::NetworkTime;
-pub use config::{Apn, Auth, Config, Interventions, Registration};
+pub use config::{Apn, Auth, Interventions, ModemConfig, Registration};
 pub use engine::PendingRecovery;
 pub use error::{
     AtError, DataError, Error, PinError, PowerError, RegistrationError, SimError, SocketError,

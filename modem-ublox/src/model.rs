@@ -192,7 +192,7 @@ pub struct Profile {
 }
 
 /// Per-command response timeouts, in ms. Override any of them with
-/// [`Config::timeouts`](crate::Config::timeouts): start from [`Timeouts::U2_G3`] or
+/// [`ModemConfig::timeouts`](crate::ModemConfig::timeouts): start from [`Timeouts::U2_G3`] or
 /// [`Timeouts::R4_R5`] and change fields (`let mut t = Timeouts::R4_R5; t.connect = 60_000;`,
 /// also in a `const` block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

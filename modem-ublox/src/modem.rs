@@ -9,7 +9,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{self, InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 
-use crate::config::Config;
+use crate::config::ModemConfig;
 use crate::engine::Engine;
 use crate::error::PinError;
 use crate::model::{Family, Model, Profile, Timeouts};
@@ -124,7 +124,7 @@ impl State {
     }
 
     /// Forget everything the modem held: it rebooted or lost power.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.echo_off = false;
         self.reg_mode_set = false;
         self.cs = RegStatus::NotRegistered;
@@ -146,7 +146,7 @@ impl State {
         cfg!(feature = "hex-mode") && self.hex
     }
 
-    pub fn apply_urc(&mut self, u: Urc) {
+    pub(crate) fn apply_urc(&mut self, u: Urc) {
         match u {
             Urc::DataReady { socket, len } => match self.sockets.get_mut(usize::from(socket)) {
                 Some(s) if s.open => s.pending = len,
@@ -156,11 +156,13 @@ impl State {
             Urc::SocketClosed(h) => {
                 if let Some(s) = self.sockets.get_mut(usize::from(h)) {
                     if s.open {
+                        info!("socket {} closed by the peer or network (+UUSOCL)", h);
                         s.peer_closed = true;
                     }
                 }
             }
             Urc::PdpActivated { result, ip } => {
+                info!("data context activation finished: result {}", result);
                 self.upsda = Some((result, ip));
                 if result == 0 {
                     self.pdp_active = true;
@@ -169,7 +171,11 @@ impl State {
                     }
                 }
             }
-            Urc::PdpDeactivated(_) => {
+            Urc::PdpDeactivated(_profile) => {
+                info!(
+                    "data context deactivated by the network (profile {})",
+                    _profile
+                );
                 // The network dropped the data context: its sockets are gone with it (the
                 // modem refuses them from now on), data already announced is still asked for.
                 self.pdp_active = false;
@@ -179,6 +185,7 @@ impl State {
                 }
             }
             Urc::Detached => {
+                info!("network detach (+CGEV): data context lost");
                 self.pdp_active = false;
                 self.pdp_ip = None;
             }
@@ -188,7 +195,19 @@ impl State {
         }
     }
 
-    pub fn set_reg(&mut self, d: Domain, s: RegStatus) {
+    pub(crate) fn set_reg(&mut self, d: Domain, s: RegStatus) {
+        // Only a log needs the status before (the comparison costs flash otherwise).
+        #[cfg(any(feature = "defmt", feature = "log"))]
+        {
+            let before = match d {
+                Domain::Cs => self.cs,
+                Domain::Ps => self.ps,
+                Domain::Eps => self.eps,
+            };
+            if before != s {
+                info!("registration {:?}: {:?}", d, s);
+            }
+        }
         match d {
             Domain::Cs => self.cs = s,
             Domain::Ps => self.ps = s,
@@ -205,12 +224,12 @@ impl State {
 /// * `U`: the UART (`embedded_io` `Read + Write + ReadReady`). `read` is only called after
 ///   `read_ready` said a byte is there.
 /// * `D`: a `DelayNs`. It is the driver's only sense of time: it counts the delays it does
-///   (plus 10 bit times per byte at [`Config::baud`]); see [`Modem::time_spent_ms`].
+///   (plus 10 bit times per byte at [`ModemConfig::baud`]); see [`Modem::time_spent_ms`].
 /// * `P`: PWR_ON (output, idle high, driven low to press), `R`: RESET_N (optional, idle
 ///   high), `V`: V_INT (optional input, high while the modem is on).
 /// * `L`: line buffer size (default 256 bytes). Binary socket data goes straight to the
 ///   caller's buffer and does not need to fit; hex-mode reads do (`(L - 17) / 2` bytes per
-///   TCP read, `(L - 41) / 2` per UDP read, see [`Config::hex_mode`]).
+///   TCP read, `(L - 41) / 2` per UDP read, see [`ModemConfig::hex_mode`]).
 ///
 /// # Recovery cost
 ///
@@ -220,7 +239,7 @@ impl State {
 /// * after a command timed out, the next command resynchronises: `AT` probes (1 s timeout
 ///   each) and, once one is answered, 1 s of draining late answers (about 1 s in all when
 ///   the modem is alive);
-/// * at [`Config::max_timeouts`] consecutive timeouts (probes included) the modem is
+/// * at [`ModemConfig::max_timeouts`] consecutive timeouts (probes included) the modem is
 ///   restarted and initialised again ([`Modem::recover`]);
 /// * a reboot noticed on the way (echo back on, `+CREG: 0,<stat>` after `AT+CREG=2`) costs a
 ///   re-initialisation (`ATE0` … `AT+UPSV=0`, normally well under 1 s, at most about 20 s
@@ -256,7 +275,7 @@ pub struct Modem<U, D, P, R = NoPin, V = NoPin, const L: usize = 256> {
     pub(crate) pwr: P,
     pub(crate) reset: Option<R>,
     pub(crate) vint: Option<V>,
-    pub(crate) cfg: Config,
+    pub(crate) cfg: ModemConfig,
     pub(crate) st: State,
     pub(crate) stats: Stats,
     pub(crate) eng: Engine<L>,
@@ -271,7 +290,7 @@ where
 {
     /// A driver with only PWR_ON. Nothing is sent and no pin is touched until
     /// [`power_on`](Modem::power_on).
-    pub fn new(uart: U, delay: D, pwr_on: P, config: Config) -> Self {
+    pub fn new(uart: U, delay: D, pwr_on: P, config: ModemConfig) -> Self {
         Self {
             uart,
             delay,
@@ -348,7 +367,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     }
 
     /// Time the driver has spent in its own delays and on the wire (10 bit times per byte
-    /// at [`Config::baud`]) since it was created, in ms. The application charges this to its
+    /// at [`ModemConfig::baud`]) since it was created, in ms. The application charges this to its
     /// awake budget; it is also the clock of every timeout and budget of the driver.
     pub fn time_spent_ms(&self) -> u64 {
         crate::div::div_u64(self.spent_ns, 1_000_000)
@@ -365,7 +384,7 @@ impl<U, D, P, R, V, const L: usize> Modem<U, D, P, R, V, L> {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ModemConfig {
         &self.cfg
     }
 

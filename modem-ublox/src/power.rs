@@ -16,8 +16,23 @@ use crate::socket::ALL_HANDLES;
 const OFF_PROBES: u32 = 2;
 
 /// What [`Modem::recover`] had to do.
+///
+/// `#[must_use]`: after `Restarted` the sockets and the data context are gone and must be
+/// opened again, so `modem.recover()?;` alone is refused by `deny(unused_must_use)`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn reopen_if_needed(
+///     r: Result<modem_ublox::Recovery, modem_ublox::PowerError>,
+/// ) -> Result<(), modem_ublox::PowerError> {
+///     r?; // `Restarted` ignored: refused at compile time
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "after `Restarted` the sockets and the data context are gone: open them again"]
 pub enum Recovery {
     /// The modem answered `AT`; nothing was lost.
     Alive,
@@ -280,7 +295,7 @@ where
     ///
     /// For each rate in `rates`, `set_rate` switches the UART (the driver cannot: there is no
     /// baud trait in `embedded-io`), then `AT` is probed twice. When the modem answers at a
-    /// rate other than [`Config::baud`](crate::Config::baud), `AT+IPR=<Config::baud>` is sent,
+    /// rate other than [`ModemConfig::baud`](crate::ModemConfig::baud), `AT+IPR=<ModemConfig::baud>` is sent,
     /// the UART is switched back, and after 100 ms `AT` must answer again. Returns the rate
     /// the modem answered at first.
     ///
@@ -378,9 +393,11 @@ where
         self.set_link(Link::PoweringOff);
         let r = self.power_off_inner();
         if r.is_ok() {
+            info!("modem off");
             self.mark_off();
         } else {
             // Still on, in an unknown state: the next command probes first.
+            warn!("power-off failed: {:?}", r);
             self.set_link(Link::OutOfStep { timeouts: 0 });
         }
         r
@@ -522,6 +539,7 @@ where
             self.wait_boot(p.boot_ms)?
         };
         if !booted {
+            warn!("the modem did not come back from its restart");
             self.st.powered = false;
             return Err(PowerError::NoResponse);
         }

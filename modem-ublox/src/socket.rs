@@ -66,7 +66,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         open: false,
         proto: Protocol::Tcp,
         peer_closed: false,
@@ -327,6 +327,7 @@ where
             }
         }
         self.st.stale &= !mask;
+        info!("stale socket handles swept: {} closed", closed);
         Ok(closed)
     }
 
@@ -435,7 +436,7 @@ where
     }
 
     /// Send on a socket. TCP: all of `data` in chunks of at most 1024 bytes (512 in hex
-    /// mode), `AT+USOWR=<h>,<n>`, `@`, wait [`Config::prompt_wait_ms`](crate::Config), the
+    /// mode), `AT+USOWR=<h>,<n>`, `@`, wait [`ModemConfig::prompt_wait_ms`](crate::ModemConfig), the
     /// bytes, `+USOWR: <h>,<m>`; when the modem takes fewer bytes (R4 segmentation), the rest
     /// is sent in the next chunk. A chunk is sent again only when the modem said it took none
     /// of it: `ERROR` with `+USOER` 11 or 172, or `+USOWR: <h>,0` (3 retries, 100/200/300 ms
@@ -717,7 +718,7 @@ where
 
     /// Read one datagram from a UDP socket (`AT+USORF=<h>,1024`). A datagram longer than
     /// `buf` is truncated (the rest is dropped). `Ok(None)` if none is waiting. In hex mode a
-    /// read is limited by the line buffer (see [`Config::hex_mode`](crate::Config::hex_mode)):
+    /// read is limited by the line buffer (see [`ModemConfig::hex_mode`](crate::ModemConfig::hex_mode)):
     /// the modem keeps the rest of a longer datagram, and the next calls return it.
     ///
     /// Cost: one or two AT exchanges (~60 bytes of overhead), up to 10 s each; plus the

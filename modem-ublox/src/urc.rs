@@ -166,6 +166,7 @@ impl RegStatus {
 
 /// Which registration domain a `+C*REG` line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Domain {
     /// `+CREG` circuit switched.
     Cs,

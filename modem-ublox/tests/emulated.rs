@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use modem_ublox::{
-    Apn, AtError, Config, DataError, Family, Modem, Protocol, Registration, RegistrationError,
+    Apn, AtError, DataError, Family, Modem, ModemConfig, Protocol, Registration, RegistrationError,
     SocketError,
 };
 use modem_ublox_emu as emu;
@@ -31,7 +31,7 @@ fn modem(e: &Emulator) -> EmuModem {
         e.uart(),
         e.delay(),
         e.pwr_on(),
-        Config::new(family(e.model())),
+        ModemConfig::new(family(e.model())),
     )
     .with_reset(e.reset())
     .with_vint(e.vint())
@@ -462,7 +462,7 @@ fn hex_mode_reads_fit_the_line_buffer() {
     let udp = udp_echo();
     let tcp = tcp_echo();
     let e = Emulator::new(emu::Model::SaraR410M);
-    let mut cfg = Config::new(Family::R4);
+    let mut cfg = ModemConfig::new(Family::R4);
     cfg.hex_mode = true;
     let mut m: EmuModemL<256> = Modem::new(e.uart(), e.delay(), e.pwr_on(), cfg)
         .with_reset(e.reset())
@@ -507,7 +507,7 @@ fn bare(e: &Emulator) -> BareEmuModem {
         e.uart(),
         e.delay(),
         e.pwr_on(),
-        Config::new(family(e.model())),
+        ModemConfig::new(family(e.model())),
     )
 }
 

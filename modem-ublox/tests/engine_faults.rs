@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
 use modem_ublox::{
-    AtError, Config, Family, PendingRecovery, Protocol, Registration, RegistrationError, SimError,
-    SocketError, SocketId,
+    AtError, Family, ModemConfig, PendingRecovery, Protocol, Registration, RegistrationError,
+    SimError, SocketError, SocketId,
 };
 
 fn tcp(b: &Bench, m: &mut FullModem, h: u8) -> SocketId {
@@ -264,7 +264,7 @@ fn pending_recovery_is_visible_before_the_next_call() {
     b.script.set_vint(false);
     b.script
         .on_pulse(|pin, _w| (pin == "PWR_ON").then_some((100 * MS, true)));
-    let mut cfg = Config::new(Family::U2);
+    let mut cfg = ModemConfig::new(Family::U2);
     cfg.max_timeouts = 1;
     let mut m = b.modem(cfg);
     b.push([tx("AT\r\n"), rx_after(500, "AT\r\r\nOK\r\n")]);

@@ -84,3 +84,57 @@ fn modem_rebooted_is_one_question_whatever_the_family() {
     assert!(Error::from(SimError::NotReady).is_timeout());
     assert!(!Error::from(SimError::Wrong).is_timeout());
 }
+
+/// Issue 9 item 6: an error that wraps another gives it as `source()` and does not repeat its
+/// message (a chain printer would print it twice); the top-level `Error` is transparent (its
+/// `Display` and `source()` are the family error's).
+#[test]
+fn wrapped_errors_are_their_source_and_not_repeated() {
+    use std::error::Error as _;
+    let pin = PinError(embedded_hal::digital::ErrorKind::Other);
+    let wrappers: [(Box<dyn std::error::Error>, String); 7] = [
+        (
+            Box::new(PowerError::At(AtError::Timeout)),
+            AtError::Timeout.to_string(),
+        ),
+        (Box::new(PowerError::Pin(pin)), pin.to_string()),
+        (
+            Box::new(SimError::At(AtError::Cme(100))),
+            AtError::Cme(100).to_string(),
+        ),
+        (
+            Box::new(RegistrationError::At(AtError::Error)),
+            AtError::Error.to_string(),
+        ),
+        (
+            Box::new(DataError::At(AtError::Aborted)),
+            AtError::Aborted.to_string(),
+        ),
+        (
+            Box::new(SocketError::At(AtError::LineTooLong)),
+            AtError::LineTooLong.to_string(),
+        ),
+        (
+            Box::new(Error::from(PowerError::At(AtError::Timeout))),
+            AtError::Timeout.to_string(),
+        ),
+    ];
+    for (e, inner) in &wrappers {
+        let source = e.source().expect("a wrapped error is the source");
+        assert_eq!(source.to_string(), *inner, "{e:?}");
+        assert!(
+            !e.to_string().contains(inner.as_str()),
+            "{e} repeats {inner}"
+        );
+    }
+    // The top-level error: Display is the family's, source the family's source.
+    let e = Error::from(DataError::At(AtError::Timeout));
+    assert_eq!(e.to_string(), DataError::At(AtError::Timeout).to_string());
+    assert_eq!(
+        e.source().and_then(|s| s.downcast_ref::<AtError>()),
+        Some(&AtError::Timeout)
+    );
+    // Nothing wrapped, no source.
+    assert!(Error::from(DataError::AuthFailed).source().is_none());
+    assert!(AtError::Timeout.source().is_none());
+}

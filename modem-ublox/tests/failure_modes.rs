@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
 use modem_ublox::{
-    AtError, Config, DataError, Family, Interventions, PowerError, Protocol, RegStatus,
+    AtError, DataError, Family, Interventions, ModemConfig, PowerError, Protocol, RegStatus,
     Registration, RegistrationError, SimError, SocketError, SocketId,
 };
 
@@ -93,7 +93,7 @@ fn fm03_echo_on_is_tolerated() {
     // Every answer before ATE0 echoes the command, some with stray CRs and split reads.
     let b = Bench::new();
     b.script.set_vint(true);
-    let mut m = b.modem(Config::new(Family::G3));
+    let mut m = b.modem(ModemConfig::new(Family::G3));
     b.push([tx("AT\r\n"), rx_split("AT\r\r\r\nOK\r\n", 1)]);
     b.push([tx("ATE0\r\n"), rx_split("ATE0\r\r\nOK\r\n", 3)]);
     b.push(ok("AT\r\n"));
@@ -734,7 +734,7 @@ fn fm16_r510_ignoring_pwr_on_and_reset_gets_the_emergency_shutdown() {
 #[test]
 fn fm16_r410_power_off_without_vint_never_pulses_after_cpwroff_ok() {
     let b = Bench::new();
-    let mut m = b.bare(Config::new(Family::R4));
+    let mut m = b.bare(ModemConfig::new(Family::R4));
     b.push([tx("AT\r\n"), tx("AT\r\n"), rx_after(300, "AT\r\r\nOK\r\n")]);
     b.push(init_steps(Family::R4));
     m.power_on().unwrap();
@@ -785,7 +785,7 @@ fn fm17_uart_power_saving_first_character_lost() {
 #[test]
 fn fm18_wrong_baud_after_persistent_ipr() {
     let b = Bench::new();
-    let mut m = b.bare(Config::new(Family::R4));
+    let mut m = b.bare(ModemConfig::new(Family::R4));
     // At 115200 the modem (left at 460800) answers garbage.
     b.push([
         Step::Baud(115_200),

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use modem_ublox::frame::{payload_header_len, Event, Framer};
-use modem_ublox::{urc, Apn, Config, Family, Modem, NoPin, Protocol, Registration};
+use modem_ublox::{urc, Apn, Family, Modem, ModemConfig, NoPin, Protocol, Registration};
 use proptest::prelude::*;
 
 const L: usize = 64;
@@ -307,7 +307,7 @@ proptest! {
     ) {
         let family = [Family::U2, Family::G3, Family::R4, Family::R5][family];
         let uart = Chaos::new(data, chunk);
-        let mut cfg = Config::new(family);
+        let mut cfg = ModemConfig::new(family);
         cfg.poll_interval_us = 20_000;
         let mut m: Modem<_, _, NoPin> = Modem::new(uart, NoDelay, NoPin, cfg);
         let _ = m.power_on();
@@ -355,7 +355,7 @@ proptest! {
         const REINIT_MS: u64 = 60_000;
         let family = [Family::U2, Family::G3, Family::R4, Family::R5][family];
         let uart = Chaos::endless(data, chunk, 20_000_000);
-        let mut cfg = Config::new(family);
+        let mut cfg = ModemConfig::new(family);
         cfg.baud = 9_600;
         cfg.poll_interval_us = 20_000;
         let mut m: Endless = Modem::new(uart, NoDelay, NoPin, cfg);

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
 use modem_ublox::{
-    Apn, Config, DataError, Family, Model, PowerError, Protocol, RegStatus, Registration, SimError,
-    SocketError,
+    Apn, DataError, Family, Model, ModemConfig, PowerError, Protocol, RegStatus, Registration,
+    SimError, SocketError,
 };
 
 const FAMILIES: [Family; 4] = [Family::U2, Family::G3, Family::R4, Family::R5];
@@ -25,7 +25,7 @@ fn a_boot_sync_every_family_exact_bytes_and_pulse() {
         b.script.set_vint(false);
         b.script
             .on_pulse(|pin, _| (pin == "PWR_ON").then_some((50 * MS, true)));
-        let mut cfg = Config::new(f);
+        let mut cfg = ModemConfig::new(f);
         cfg.set_baud = true;
         cfg.flow_control = true;
         let mut m = b.modem(cfg);
@@ -75,7 +75,7 @@ fn a_boot_sync_every_family_exact_bytes_and_pulse() {
 fn a_modem_already_on_is_not_pulsed_and_stale_sockets_are_swept() {
     let b = Bench::new();
     b.script.set_vint(true);
-    let mut m = b.modem(Config::new(Family::U2));
+    let mut m = b.modem(ModemConfig::new(Family::U2));
     b.push(ok("AT\r\n"));
     b.push(init_steps(Family::U2));
     m.power_on().unwrap();
@@ -104,7 +104,7 @@ fn a_modem_already_on_is_not_pulsed_and_stale_sockets_are_swept() {
 #[test]
 fn a_no_vint_cold_start_probes_then_pulses() {
     let b = Bench::new();
-    let mut m = b.bare(Config::new(Family::G3));
+    let mut m = b.bare(ModemConfig::new(Family::G3));
     // One unanswered probe (1 s), then the pulse, then the answer.
     b.push([tx("AT\r\n"), tx("AT\r\n"), rx_after(200, "AT\r\r\nOK\r\n")]);
     b.push(init_steps(Family::G3));
@@ -124,7 +124,7 @@ fn a_no_vint_cold_start_probes_then_pulses() {
 fn a_ati9_skips_urc_lines_before_the_version() {
     let b = Bench::new();
     b.script.set_vint(true);
-    let mut m = b.modem(Config::new(Family::G3));
+    let mut m = b.modem(ModemConfig::new(Family::G3));
     b.push(ok("AT\r\n"));
     b.push(at("ATE0\r\n", "ATE0\r\r\nOK\r\n"));
     b.push(ok("AT\r\n"));
@@ -663,7 +663,7 @@ fn e_tcp_read_r4_empty_and_hex_mode() {
     b2.script.set_vint(false);
     b2.script
         .on_pulse(|pin, _| (pin == "PWR_ON").then_some((100 * MS, true)));
-    let mut cfg = Config::new(Family::R4);
+    let mut cfg = ModemConfig::new(Family::R4);
     cfg.hex_mode = true;
     let mut m2 = b2.modem(cfg);
     b2.push([tx("AT\r\n"), rx("AT\r\r\nOK\r\n")]);
@@ -893,7 +893,7 @@ fn h_psm_edrx_r4() {
 fn unsupported_model_is_refused() {
     let b = Bench::new();
     b.script.set_vint(true);
-    let mut m = b.modem(Config::new(Family::U2));
+    let mut m = b.modem(ModemConfig::new(Family::U2));
     b.push(ok("AT\r\n"));
     b.push(at("ATE0\r\n", "ATE0\r\r\nOK\r\n"));
     b.push(ok("AT\r\n"));
@@ -907,7 +907,7 @@ fn unsupported_model_is_refused() {
 fn a_vint_high_but_deaf_is_reset_not_pulsed() {
     let b = Bench::new();
     b.script.set_vint(true);
-    let mut m = b.modem(Config::new(Family::R5));
+    let mut m = b.modem(ModemConfig::new(Family::R5));
     b.push([tx("AT\r\n"), tx("AT\r\n"), tx("AT\r\n")]);
     b.push([tx("AT\r\n"), rx_after(600, "AT\r\r\nOK\r\n")]);
     b.push(init_steps(Family::R5));

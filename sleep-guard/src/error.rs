@@ -28,7 +28,7 @@ pub enum Error {
     },
     /// A critical lease was asked for at or after the end of the cycle's critical overrun
     /// (the awake budget, extensions included, plus
-    /// [`Config::max_critical_overrun_ms`](crate::Config::max_critical_overrun_ms)): the
+    /// [`GuardConfig::max_critical_overrun_ms`](crate::GuardConfig::max_critical_overrun_ms)): the
     /// battery comes first. Ending a lease (0 ms) is still allowed; the next
     /// [`begin_cycle`](crate::SleepGuard::begin_cycle) allows critical leases again.
     CriticalOverrunExceeded,

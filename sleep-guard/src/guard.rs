@@ -32,7 +32,7 @@ pub type Millis = u64;
 /// from its [`begin_cycle`](SleepGuard::begin_cycle), whatever holds are taken or renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Config {
+pub struct GuardConfig {
     /// How long a wake may last before deferrable holds are overridden.
     pub awake_budget_ms: u32,
     /// The most [`SleepGuard::extend`] may add to one cycle, in total (e.g. granted by the
@@ -50,7 +50,11 @@ pub struct Config {
 }
 
 /// What the device should do now.
+///
+/// `#[must_use]`: a `Stay` ignored is a `recheck_at` missed, a `Sleep` or `Forced` ignored is
+/// an awake budget overrun.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[must_use = "a Decision says whether to sleep now or when to look again: act on it"]
 pub enum Decision<R> {
     /// Nothing holds: sleep.
     Sleep,
@@ -64,7 +68,7 @@ pub enum Decision<R> {
     },
     /// The awake budget is spent: sleep although these deferrable reasons still hold (and,
     /// past the critical overrun, these critical ones: see
-    /// [`Config::max_critical_overrun_ms`]).
+    /// [`GuardConfig::max_critical_overrun_ms`]).
     Forced {
         /// The overridden reasons.
         overridden: ReasonSet<R>,
@@ -116,6 +120,7 @@ impl<R: Reason> defmt::Format for Decision<R> {
 /// ([`SleepGuard::token`] then [`SleepGuard::commit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "a SleepToken does nothing until it is passed to SleepGuard::commit"]
 pub struct SleepToken(Option<u32>);
 
 /// `Millis::MAX` stands for "none" in the two time fields below (8 bytes each instead of 16
@@ -192,7 +197,7 @@ struct Inner<const N: usize> {
 /// `scripts/size-report.sh` measures). Per reason: 56 for its state (lease end, hold start,
 /// [`ReasonStats`], hold count and flags) and 8 for its two [`Retained`] counters. Fixed: 20
 /// for the rest of `Retained`, 32 for the deadline, extension, change counter and the guard's
-/// clock, 4 for the `RefCell` flag, 12 for the [`Config`], and 12 of padding to 8-byte
+/// clock, 4 for the `RefCell` flag, 12 for the [`GuardConfig`], and 12 of padding to 8-byte
 /// alignment. A 64-bit host gets the same total (its 8-byte `RefCell` flag takes the padding
 /// a 32-bit target leaves after the 4-byte one); the unit tests pin it.
 ///
@@ -218,7 +223,7 @@ struct Inner<const N: usize> {
 /// | `restore` | `false` (nothing taken) |
 pub struct SleepGuard<R: Reason, const N: usize> {
     inner: Mutex<RefCell<Inner<N>>>,
-    config: Config,
+    config: GuardConfig,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -233,7 +238,7 @@ impl<R: Reason, const N: usize> core::fmt::Debug for SleepGuard<R, N> {
 impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// A guard with no hold whose first cycle starts at time 0; call
     /// [`begin_cycle`](Self::begin_cycle) on every wake. `const`, so it can be a `static`.
-    pub const fn new(config: Config) -> Self {
+    pub const fn new(config: GuardConfig) -> Self {
         const {
             assert!(N == R::COUNT, "N must equal R::COUNT");
             assert!(N <= 32, "at most 32 reasons");
@@ -254,7 +259,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     }
 
     /// The configuration.
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> GuardConfig {
         self.config
     }
 
@@ -288,11 +293,37 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
         }
     }
 
+    /// Logs a refused call on `r` with its error (nothing without a log feature). Runs after
+    /// the state is let go, since [`Reason::name`] is application code.
+    fn log_refusal<T>(call: &'static str, r: R, res: &Result<T, Error>) {
+        match res {
+            Ok(_) => {}
+            Err(Error::CriticalOverrunExceeded) => error!(
+                "{} {:?} refused: the cycle's critical overrun is spent ({:?})",
+                call,
+                r.name(),
+                Error::CriticalOverrunExceeded
+            ),
+            Err(e) => warn!("{} {:?} refused: {:?}", call, r.name(), e),
+        }
+    }
+
+    /// Logs a forced sleep with the reasons it overrides (nothing without a log feature).
+    fn log_forced(d: &Decision<R>, now: Millis) {
+        if let Decision::Forced { overridden } = d {
+            warn!("sleep forced at {} ms, overriding {:?}", now, overridden);
+        }
+    }
+
     /// Takes the caller's `now` onto the guard's clock (a step back counts as no time
     /// passing) and ends the leases that ran out by then. Returns the guard's time.
     fn advance(g: &mut Inner<N>, now: Millis) -> Millis {
         let t = now.saturating_add(g.offset);
         if t < g.last_now {
+            warn!(
+                "clock stepped back {} ms: taken as no time passing",
+                g.last_now - t
+            );
             g.offset = g.offset.saturating_add(g.last_now - t);
         } else {
             g.last_now = t;
@@ -325,14 +356,18 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     ///
     /// Errors: [`Error::Reentrant`] only (see "Re-entrance" above).
     pub fn begin_cycle(&self, now: Millis) -> Result<(), Error> {
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             g.deadline = now.saturating_add(self.config.awake_budget_ms as Millis);
             g.extended_ms = 0;
             g.generation = g.generation.wrapping_add(1);
             g.retained.cycles = g.retained.cycles.wrapping_add(1);
             g.retained.seal();
-        })
+        });
+        if let Err(e) = &res {
+            warn!("begin_cycle refused: {:?}", e);
+        }
+        res
     }
 
     /// Counted hold: the reason blocks sleep until as many [`release`](Self::release)s.
@@ -343,7 +378,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn acquire(&self, r: R, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r);
         let class = r.class();
-        self.with(|g| {
+        let res = self.with(|g| {
             // Expired leases end even when the call is refused: time moved on either way.
             let now = Self::advance(g, now);
             let i = i?;
@@ -356,7 +391,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("acquire", r, &res);
+        res
     }
 
     /// Ends one counted hold. An unbalanced release is [`Error::Unbalanced`], counted in the
@@ -368,7 +406,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// [`release`](Self::release) at `now`, or at the latest time seen if `None`.
     fn release_at(&self, r: R, now: Option<Millis>) -> Result<(), Error> {
         let i = Self::slot_index(r);
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = match now {
                 Some(now) => Self::advance(g, now),
                 None => g.last_now,
@@ -385,7 +423,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("release", r, &res);
+        res
     }
 
     /// Self-expiring hold until `now + ms`. Calling it again renews it (a download renews its
@@ -396,12 +437,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// Errors: [`Error::UnboundedCritical`] for a critical reason without
     /// [`Reason::max_lease_ms`], [`Error::LeaseTooLong`] beyond it,
     /// [`Error::CriticalOverrunExceeded`] for a critical lease (not an end, `ms == 0`) at or
-    /// after the end of this cycle's critical overrun ([`Config::max_critical_overrun_ms`]).
+    /// after the end of this cycle's critical overrun ([`GuardConfig::max_critical_overrun_ms`]).
     /// On error nothing changes but what every call does: leases that ran out by `now` end.
     pub fn lease(&self, r: R, ms: u32, now: Millis) -> Result<Millis, Error> {
         let i = Self::slot_index(r);
         let (class, max_ms) = (r.class(), r.max_lease_ms());
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             let i = i?;
             match (class, max_ms) {
@@ -429,7 +470,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             s.track(now);
             g.generation = g.generation.wrapping_add(1);
             Ok(Self::outside(g, until))
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("lease", r, &res);
+        res
     }
 
     /// Level hold for state-like reasons ("an update is pending"): `true` holds, `false`
@@ -439,7 +483,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     pub fn set(&self, r: R, active: bool, now: Millis) -> Result<(), Error> {
         let i = Self::slot_index(r);
         let class = r.class();
-        self.with(|g| {
+        let res = self.with(|g| {
             let now = Self::advance(g, now);
             let i = i?;
             if class == Class::Critical {
@@ -455,7 +499,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
                 g.generation = g.generation.wrapping_add(1);
             }
             Ok(())
-        })?
+        });
+        let res = res.and_then(|r| r);
+        Self::log_refusal("set", r, &res);
+        res
     }
 
     /// A counted hold released when the returned value is dropped, for task code. A drop is
@@ -471,10 +518,10 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     }
 
     /// Extends this cycle's awake budget by `by_ms`. The total of a cycle's extensions may not
-    /// pass [`Config::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
+    /// pass [`GuardConfig::max_extension_ms`]: beyond it, [`Error::ExtensionExceeded`] says how much
     /// is left, and nothing changes. Returns the new deadline.
     pub fn extend(&self, by_ms: u32, now: Millis) -> Result<Millis, Error> {
-        self.with(|g| {
+        let res = self.with(|g| {
             Self::advance(g, now);
             let left =
                 self.config.max_extension_ms - g.extended_ms.min(self.config.max_extension_ms);
@@ -485,7 +532,12 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             g.deadline = g.deadline.saturating_add(by_ms as Millis);
             g.generation = g.generation.wrapping_add(1);
             Ok(Self::outside(g, g.deadline))
-        })?
+        });
+        let res = res.and_then(|r| r);
+        if let Err(e) = &res {
+            warn!("extend by {} ms refused: {:?}", by_ms, e);
+        }
+        res
     }
 
     /// The end of this cycle's critical overrun.
@@ -565,12 +617,15 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// What to do at `now`. Ends expired leases (and counts them); otherwise changes nothing.
     ///
     /// Rules: a critical lease means Stay until the end of the critical overrun (the awake
-    /// budget plus [`Config::max_critical_overrun_ms`]), then Forced; past the awake budget,
+    /// budget plus [`GuardConfig::max_critical_overrun_ms`]), then Forced; past the awake budget,
     /// deferrable holds are overridden (Forced); any other hold means Stay; no hold means
     /// Sleep.
     pub fn decide(&self, now: Millis) -> Decision<R> {
-        self.with(|g| self.decide_locked(g, now))
-            .unwrap_or(Self::busy(now))
+        let d = self
+            .with(|g| self.decide_locked(g, now))
+            .unwrap_or(Self::busy(now));
+        Self::log_forced(&d, now);
+        d
     }
 
     /// Records a sleep the caller will enter; a sleep is a change (a token taken before it
@@ -616,6 +671,7 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
             Self::record_sleep(&mut g, &d);
             let kept = g.retained;
             drop(g);
+            Self::log_forced(&d, now);
             enter(&d, &kept);
             d
         })
@@ -638,15 +694,20 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
     /// recorded and the caller must go to sleep. `Err(decision)` otherwise: stay awake and
     /// start over. A token commits at most once: the recorded sleep is itself a change.
     pub fn commit(&self, token: SleepToken, now: Millis) -> Result<Decision<R>, Decision<R>> {
-        self.with(|g| {
-            let d = self.decide_locked(g, now);
-            if token.0 != Some(g.generation) || !d.allows_sleep() {
-                return Err(d);
-            }
-            Self::record_sleep(g, &d);
-            Ok(d)
-        })
-        .unwrap_or(Err(Self::busy(now)))
+        let res = self
+            .with(|g| {
+                let d = self.decide_locked(g, now);
+                if token.0 != Some(g.generation) || !d.allows_sleep() {
+                    return Err(d);
+                }
+                Self::record_sleep(g, &d);
+                Ok(d)
+            })
+            .unwrap_or(Err(Self::busy(now)));
+        if let Ok(d) = &res {
+            Self::log_forced(d, now);
+        }
+        res
     }
 
     /// The reasons holding at `now` (expired leases ended first).
@@ -719,6 +780,35 @@ impl<R: Reason, const N: usize> SleepGuard<R, N> {
 }
 
 /// A counted hold released on drop. See [`SleepGuard::hold`].
+///
+/// `#[must_use]`: a `Hold` that is not bound to a name is dropped, and so released, at the end
+/// of the statement, so `guard.hold(r, now)?;` holds nothing. Bind it for as long as the work
+/// runs (`let _hold = guard.hold(r, now)?;`; not `let _ = …`, which drops it at once too).
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # use sleep_guard::{Class, GuardConfig, Reason, SleepGuard};
+/// # #[derive(Clone, Copy, PartialEq, Eq)]
+/// # struct Radio;
+/// # impl Reason for Radio {
+/// #     const COUNT: usize = 1;
+/// #     fn index(self) -> usize { 0 }
+/// #     fn from_index(i: usize) -> Option<Self> { (i == 0).then_some(Radio) }
+/// #     fn name(self) -> &'static str { "radio" }
+/// #     fn class(self) -> Class { Class::Deferrable }
+/// #     fn max_lease_ms(self) -> Option<u32> { None }
+/// # }
+/// # fn main() -> Result<(), sleep_guard::Error> {
+/// let guard: SleepGuard<Radio, 1> = SleepGuard::new(GuardConfig {
+///     awake_budget_ms: 1_000,
+///     max_extension_ms: 0,
+///     max_critical_overrun_ms: 0,
+/// });
+/// guard.hold(Radio, 0)?; // released at once: refused at compile time
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a Hold is released when dropped: `guard.hold(r, now)?;` releases at once; bind it (`let _hold = ...`)"]
 pub struct Hold<'a, R: Reason, const N: usize> {
     guard: &'a SleepGuard<R, N>,
     reason: R,
@@ -783,7 +873,7 @@ mod tests {
     }
 
     fn guard() -> SleepGuard<Two, 2> {
-        SleepGuard::new(Config {
+        SleepGuard::new(GuardConfig {
             awake_budget_ms: 1_000,
             max_extension_ms: 1_000,
             max_critical_overrun_ms: 0,
@@ -848,7 +938,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<Retained<2>>(), 20 + 2 * 8);
         assert_eq!(core::mem::size_of::<SleepGuard<Two, 2>>(), 2 * 64 + 80);
         fn parts<const N: usize>() -> usize {
-            core::mem::size_of::<Mutex<RefCell<Inner<N>>>>() + core::mem::size_of::<Config>()
+            core::mem::size_of::<Mutex<RefCell<Inner<N>>>>() + core::mem::size_of::<GuardConfig>()
         }
         // Every N the same formula (`SleepGuard<R, N>` needs `N == R::COUNT`, so measure its
         // parts; the struct adds only alignment, checked above).

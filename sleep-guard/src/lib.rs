@@ -2,6 +2,11 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+// First, so that its macros are visible in every module below.
+#[macro_use]
+mod log;
 
 mod error;
 mod guard;
@@ -9,6 +14,6 @@ mod reason;
 mod stats;
 
 pub use error::Error;
-pub use guard::{Config, Decision, Hold, Millis, SleepGuard, SleepToken};
+pub use guard::{Decision, GuardConfig, Hold, Millis, SleepGuard, SleepToken};
 pub use reason::{Class, Reason, ReasonSet};
 pub use stats::{ReasonStats, Retained};

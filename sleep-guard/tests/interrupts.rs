@@ -18,11 +18,11 @@ use std::sync::Mutex;
 use std::thread;
 
 use common::{Why, DEFERRABLE, N};
-use sleep_guard::{Config, Decision, Millis, SleepGuard};
+use sleep_guard::{Decision, GuardConfig, Millis, SleepGuard};
 
 /// The awake budget never runs out in these tests, so a sleep is always `Sleep`, never
 /// `Forced` (a forced sleep would rightly ignore the holds).
-const CONFIG: Config = Config {
+const CONFIG: GuardConfig = GuardConfig {
     awake_budget_ms: u32::MAX,
     max_extension_ms: 0,
     max_critical_overrun_ms: 0,

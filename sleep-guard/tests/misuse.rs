@@ -1,6 +1,6 @@
 //! Misuse is a clear error that changes nothing; the rules of the decision, one by one.
 
-use sleep_guard::{Class, Config, Decision, Error, Reason, ReasonSet, Retained, SleepGuard};
+use sleep_guard::{Class, Decision, Error, GuardConfig, Reason, ReasonSet, Retained, SleepGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum R {
@@ -44,7 +44,7 @@ impl Reason for R {
 }
 
 fn guard() -> SleepGuard<R, 4> {
-    SleepGuard::new(Config {
+    SleepGuard::new(GuardConfig {
         awake_budget_ms: 10_000,
         max_extension_ms: 5_000,
         max_critical_overrun_ms: 5_000,
@@ -191,7 +191,7 @@ fn hold_statistics_and_raii() {
     }
     {
         let _h = g.hold(R::Pending, 1_000).unwrap();
-        g.decide(1_900); // the guard sees time pass
+        let _ = g.decide(1_900); // the guard sees time pass
     } // dropped: released at the latest time seen
     let s = g.stats(R::Pending);
     assert_eq!(s.acquires, 2);
@@ -268,7 +268,7 @@ fn reason_methods_may_call_the_guard() {
             IN_USE.fetch_add(1, Ordering::SeqCst);
         }
     }
-    static NOSY: SleepGuard<Nosy, 2> = SleepGuard::new(Config {
+    static NOSY: SleepGuard<Nosy, 2> = SleepGuard::new(GuardConfig {
         awake_budget_ms: 100,
         max_extension_ms: 0,
         max_critical_overrun_ms: 0,
@@ -472,7 +472,7 @@ fn an_invalid_reason_is_refused_and_still_ends_expired_leases() {
         ("set", |g, t| g.set(Odd::Stray, true, t)),
     ];
     for (name, call) in calls {
-        let g = SleepGuard::<Odd, 2>::new(Config {
+        let g = SleepGuard::<Odd, 2>::new(GuardConfig {
             awake_budget_ms: 1_000,
             max_extension_ms: 0,
             max_critical_overrun_ms: 0,

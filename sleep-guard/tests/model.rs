@@ -7,9 +7,9 @@ mod common;
 use common::{Why, ALL, DOWNLOAD_MAX_MS, FLASH_MAX_MS, N};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use sleep_guard::{Class, Config, Decision, Error, Millis, Reason, ReasonSet, SleepGuard};
+use sleep_guard::{Class, Decision, Error, GuardConfig, Millis, Reason, ReasonSet, SleepGuard};
 
-const CONFIG: Config = Config {
+const CONFIG: GuardConfig = GuardConfig {
     awake_budget_ms: 1_000,
     max_extension_ms: 1_500,
     max_critical_overrun_ms: 400,
@@ -46,7 +46,7 @@ impl Slot {
 
 #[derive(Debug)]
 struct Model {
-    config: Config,
+    config: GuardConfig,
     slots: [Slot; N],
     /// On the caller's clock as it reads now (may be negative after a step back).
     deadline: i128,
@@ -64,7 +64,7 @@ struct Model {
 }
 
 impl Model {
-    fn new(config: Config) -> Self {
+    fn new(config: GuardConfig) -> Self {
         Model {
             config,
             slots: [Slot::default(); N],

@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::rc::Rc;
 
-use modem_ublox::{Config, Family, Modem};
+use modem_ublox::{Family, Modem, ModemConfig};
 
 pub const MS: u64 = 1_000_000;
 
@@ -631,7 +631,7 @@ impl Bench {
     }
 
     /// A driver with PWR_ON, RESET_N and V_INT.
-    pub fn modem(&self, cfg: Config) -> FullModem {
+    pub fn modem(&self, cfg: ModemConfig) -> FullModem {
         Modem::new(
             Uart(self.script.clone()),
             Delay(self.script.clone()),
@@ -643,7 +643,7 @@ impl Bench {
     }
 
     /// A driver with PWR_ON only.
-    pub fn bare(&self, cfg: Config) -> BareModem {
+    pub fn bare(&self, cfg: ModemConfig) -> BareModem {
         Modem::new(
             Uart(self.script.clone()),
             Delay(self.script.clone()),
@@ -694,7 +694,7 @@ pub fn cold_boot(bench: &Bench, f: Family) -> FullModem {
     bench
         .script
         .on_pulse(|pin, _w| (pin == "PWR_ON").then_some((100 * MS, true)));
-    let mut m = bench.modem(Config::new(f));
+    let mut m = bench.modem(ModemConfig::new(f));
     bench.push([tx("AT\r\n"), rx_after(500, "AT\r\r\nOK\r\n")]);
     bench.push(init_steps(f));
     m.power_on().expect("power on");

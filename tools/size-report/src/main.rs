@@ -148,7 +148,7 @@ fn measure_stack(what: &str, f: impl FnOnce() -> bool) {
 mod sleep {
     #[cfg(not(feature = "sleep-count"))]
     use core::hint::black_box;
-    use sleep_guard::{Class, Config, Reason, SleepGuard};
+    use sleep_guard::{Class, GuardConfig, Reason, SleepGuard};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Why {
@@ -193,7 +193,7 @@ mod sleep {
             Some(30_000)
         }
     }
-    pub static GUARD: SleepGuard<Why, 8> = SleepGuard::new(Config {
+    pub static GUARD: SleepGuard<Why, 8> = SleepGuard::new(GuardConfig {
         awake_budget_ms: 10_000,
         max_extension_ms: 60_000,
         max_critical_overrun_ms: 5_000,
@@ -335,7 +335,7 @@ mod modem {
     use core::hint::black_box;
     use core::net::{Ipv4Addr, SocketAddr};
 
-    use modem_ublox::{Apn, Config, Family, Modem, Protocol, Registration};
+    use modem_ublox::{Apn, ModemConfig, Family, Modem, Protocol, Registration};
 
     const DR: *mut u32 = 0x4001_1004 as *mut u32; // USART1 data register
     const SR: *const u32 = 0x4001_1000 as *const u32; // USART1 status register
@@ -418,7 +418,7 @@ mod modem {
         // The driver in a static, as cortex-m's `singleton!` places it: in .bss. (A
         // `static Mutex<RefCell<Option<Driver>>>` would be .data: `None` is a non-zero byte
         // in the driver's niche, so its whole size would be copied from flash at boot.)
-        let Some(m) = cortex_m::singleton!(: Driver = Modem::new(Uart, Delay, Pin, Config::new(Family::U2))
+        let Some(m) = cortex_m::singleton!(: Driver = Modem::new(Uart, Delay, Pin, ModemConfig::new(Family::U2))
             .with_reset(Pin)
             .with_vint(Pin))
         else {
@@ -489,7 +489,7 @@ fn main() -> ! {
         sleep::count_start();
         let d = sleep::GUARD.decide(black_box(5_000));
         sleep::count_end();
-        black_box(d);
+        let _ = black_box(d);
         cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
     }
     #[cfg(feature = "stack")]
