@@ -240,9 +240,9 @@ pub struct StaleSocket {
     pub protocol: u8,
 }
 
-/// Full emulator configuration. Start from [`Config::for_model`] and change fields.
+/// Full emulator configuration. Start from [`EmulatorConfig::for_model`] and change fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct EmulatorConfig {
     /// SIM card.
     pub sim: SimConfig,
     /// Network.
@@ -276,10 +276,10 @@ pub struct Config {
     pub real_read_wait: Duration,
 }
 
-impl Config {
+impl EmulatorConfig {
     /// Defaults for `model`: a present, ready SIM, home registration after 2 s,
     /// any APN accepted, IP `10.174.88.81` (research 5.D), quirks of that model.
-    pub fn for_model(model: Model) -> Config {
+    pub fn for_model(model: Model) -> EmulatorConfig {
         let family = model.family();
         let lte = model.is_lte();
         let (tech, lac, ci) = match family {
@@ -293,7 +293,7 @@ impl Config {
             Family::R4 => Duration::from_millis(4500),
             Family::R5 => Duration::from_secs(5),
         };
-        Config {
+        EmulatorConfig {
             sim: SimConfig {
                 present: true,
                 pin: None,

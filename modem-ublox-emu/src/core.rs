@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::config::{Config, RegStat};
+use crate::config::{EmulatorConfig, RegStat};
 use crate::fault::{Action, ErrorReply, Fault, Fired, Occurrence, Position, Trigger};
 use crate::model::{Model, ResetEffect};
 use crate::net::NetState;
@@ -268,7 +268,7 @@ struct FaultSlot {
 
 pub(crate) struct Core {
     pub model: Model,
-    pub cfg: Config,
+    pub cfg: EmulatorConfig,
     pub now: u64,
     ns_rem: u64,
     seq: u64,
@@ -320,7 +320,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(model: Model, cfg: Config) -> Core {
+    pub fn new(model: Model, cfg: EmulatorConfig) -> Core {
         let net = NetState::new(model, &cfg);
         let mut core = Core {
             model,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::config::{Config, RegStat};
+use crate::config::{EmulatorConfig, RegStat};
 use crate::core::{us, Core, Power};
 use crate::fault::{Fault, Fired};
 use crate::model::Model;
@@ -40,14 +40,14 @@ impl fmt::Debug for Emulator {
 }
 
 impl Emulator {
-    /// A switched-off module of `model` with [`Config::for_model`] defaults.
+    /// A switched-off module of `model` with [`EmulatorConfig::for_model`] defaults.
     /// (A SARA-U201 switches itself on at once: it boots when its supply rises.)
     pub fn new(model: Model) -> Emulator {
-        Emulator::with_config(model, Config::for_model(model))
+        Emulator::with_config(model, EmulatorConfig::for_model(model))
     }
 
     /// A switched-off module with an explicit configuration.
-    pub fn with_config(model: Model, config: Config) -> Emulator {
+    pub fn with_config(model: Model, config: EmulatorConfig) -> Emulator {
         Emulator {
             core: Arc::new(Mutex::new(Core::new(model, config))),
         }
@@ -223,7 +223,7 @@ impl embedded_io::Error for UartError {
 ///   nothing at all is scheduled any more it returns [`UartError::TimedOut`] instead of
 ///   hanging — a real UART read would block forever, so drivers should call
 ///   `read_ready` first. While host sockets are open it first waits up to
-///   [`Config::real_read_wait`] of real time for socket data.
+///   [`EmulatorConfig::real_read_wait`] of real time for socket data.
 #[derive(Clone)]
 pub struct Uart {
     core: Shared,
@@ -318,7 +318,7 @@ impl embedded_io::WriteReady for Uart {
 
 /// `embedded_hal::delay::DelayNs` on the virtual clock. While a host socket
 /// is open each call also sleeps a little real time (at most
-/// [`Config::real_sleep_cap`]) so the peers' threads can run; otherwise it
+/// [`EmulatorConfig::real_sleep_cap`]) so the peers' threads can run; otherwise it
 /// takes no real time at all.
 #[derive(Clone)]
 pub struct Delay {

@@ -13,8 +13,8 @@ mod record;
 mod socket;
 
 pub use config::{
-    Auth, Config, NetworkConfig, PdpConfig, Quirks, RegStat, SimConfig, StaleSocket, Tech, Timing,
-    UnknownCommandReply, UupsdaOrder,
+    Auth, EmulatorConfig, NetworkConfig, PdpConfig, Quirks, RegStat, SimConfig, StaleSocket, Tech,
+    Timing, UnknownCommandReply, UupsdaOrder,
 };
 pub use emulator::{Delay, Emulator, PwrOn, Reset, Uart, UartError, VInt};
 pub use fault::{Action, ErrorReply, Fault, Fired, Occurrence, Position, Trigger};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, RegStat};
+use crate::config::{EmulatorConfig, RegStat};
 use crate::core::{us, Core};
 use crate::model::{Family, Model};
 
@@ -49,7 +49,7 @@ pub(crate) struct NetState {
 }
 
 impl NetState {
-    pub fn new(model: Model, _cfg: &Config) -> NetState {
+    pub fn new(model: Model, _cfg: &EmulatorConfig) -> NetState {
         let mut cgdcont = BTreeMap::new();
         if model.is_lte() {
             cgdcont.insert(1, ("IP".to_string(), String::new()));

@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::*;
 use embedded_io::{Read, ReadReady, Write};
 use modem_ublox_emu::{
-    Action, Config, Emulator, ErrorReply, Fault, Model, Position, RegStat, StaleSocket, Trigger,
-    Violation,
+    Action, Emulator, EmulatorConfig, ErrorReply, Fault, Model, Position, RegStat, StaleSocket,
+    Trigger, Violation,
 };
 
 fn ms(n: u64) -> Duration {
@@ -124,7 +124,7 @@ fn inject_at_every_position() {
 
 #[test]
 fn inject_around_a_usord_payload_never_inside() {
-    let mut cfg = Config::for_model(Model::SaraU201);
+    let mut cfg = EmulatorConfig::for_model(Model::SaraU201);
     cfg.stale_sockets = vec![StaleSocket { id: 0, protocol: 6 }];
     let emu = Emulator::with_config(Model::SaraU201, cfg);
     emu.power_on_now();
@@ -363,7 +363,7 @@ fn lose_next_char_and_upsv_idle() {
 
 #[test]
 fn stale_sockets_from_a_previous_run() {
-    let mut cfg = Config::for_model(Model::SaraU260);
+    let mut cfg = EmulatorConfig::for_model(Model::SaraU260);
     cfg.stale_sockets = vec![
         StaleSocket { id: 0, protocol: 6 },
         StaleSocket {
@@ -428,7 +428,7 @@ fn input_during_a_non_abortable_command_is_queued_and_reported() {
 
 #[test]
 fn lose_a_urc() {
-    let mut cfg = Config::for_model(Model::SaraU260);
+    let mut cfg = EmulatorConfig::for_model(Model::SaraU260);
     cfg.network.ps_extra_delay = Duration::ZERO;
     let emu = Emulator::with_config(Model::SaraU260, cfg);
     emu.power_on_now();

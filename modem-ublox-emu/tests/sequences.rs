@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use common::*;
 use modem_ublox_emu::{
-    Action, Auth, Config, Emulator, Fault, Model, Position, RegStat, Trigger, UupsdaOrder,
+    Action, Auth, Emulator, EmulatorConfig, Fault, Model, Position, RegStat, Trigger, UupsdaOrder,
 };
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn with(model: Model, f: impl FnOnce(&mut Config)) -> (Emulator, modem_ublox_emu::Uart) {
-    let mut cfg = Config::for_model(model);
+fn with(model: Model, f: impl FnOnce(&mut EmulatorConfig)) -> (Emulator, modem_ublox_emu::Uart) {
+    let mut cfg = EmulatorConfig::for_model(model);
     f(&mut cfg);
     let emu = Emulator::with_config(model, cfg);
     emu.power_on_now();

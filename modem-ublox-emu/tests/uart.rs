@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use embedded_hal::delay::DelayNs;
 use embedded_io::{Error as _, ErrorKind, Read, ReadReady, Write};
-use modem_ublox_emu::{Config, Dir, Emulator, Model, Record, Violation};
+use modem_ublox_emu::{Dir, Emulator, EmulatorConfig, Model, Record, Violation};
 
 #[test]
 fn read_with_nothing_scheduled_times_out_instead_of_hanging() {
@@ -173,7 +173,8 @@ fn transcript_and_stats() {
 #[test]
 fn runs_are_deterministic_without_sockets() {
     let run = || {
-        let emu = Emulator::with_config(Model::SaraU260, Config::for_model(Model::SaraU260));
+        let emu =
+            Emulator::with_config(Model::SaraU260, EmulatorConfig::for_model(Model::SaraU260));
         let mut u = emu.uart();
         let mut pwr = emu.pwr_on();
         use embedded_hal::digital::OutputPin;

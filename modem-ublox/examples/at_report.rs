@@ -70,7 +70,7 @@ fn main() {
         emu::Model::SaraR410M,
         emu::Model::SaraR510S,
     ] {
-        let mut c = emu::Config::for_model(model);
+        let mut c = emu::EmulatorConfig::for_model(model);
         c.real_sleep_cap = Duration::from_micros(20);
         let e = Emulator::with_config(model, c);
         let mut m: Modem<_, _, _, _, _, 512> = Modem::new(

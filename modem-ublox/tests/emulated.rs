@@ -182,7 +182,7 @@ const URCS: [&str; 6] = [
 #[test]
 fn moves_256_kib_through_tcp_with_urcs_injected_and_reads_split() {
     let echo = tcp_echo();
-    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    let mut c = emu::EmulatorConfig::for_model(emu::Model::SaraU260);
     // The loopback peer answers in microseconds: less real sleep per virtual delay.
     c.real_sleep_cap = Duration::from_micros(20);
     let e = Emulator::with_config(emu::Model::SaraU260, c);
@@ -376,7 +376,7 @@ fn fm13_a_lost_data_context_is_reported_and_reactivated() {
 
 #[test]
 fn fm14_denied_registration_ends_within_the_budget() {
-    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    let mut c = emu::EmulatorConfig::for_model(emu::Model::SaraU260);
     c.network.outcome = emu::RegStat::Denied;
     let e = Emulator::with_config(emu::Model::SaraU260, c);
     let mut m = modem(&e);
@@ -397,7 +397,7 @@ fn fm14_denied_registration_ends_within_the_budget() {
 
 #[test]
 fn fm05_stale_sockets_from_a_previous_run_are_swept() {
-    let mut c = emu::Config::for_model(emu::Model::SaraU260);
+    let mut c = emu::EmulatorConfig::for_model(emu::Model::SaraU260);
     c.stale_sockets = (0..7)
         .map(|id| emu::StaleSocket {
             id,
@@ -516,7 +516,7 @@ fn bare(e: &Emulator) -> BareEmuModem {
 /// must wait for that, or it is lost and the module stays off.
 #[test]
 fn restart_without_vint_waits_for_the_power_down_before_the_on_pulse() {
-    let mut c = emu::Config::for_model(emu::Model::SaraR410M);
+    let mut c = emu::EmulatorConfig::for_model(emu::Model::SaraR410M);
     c.timing.power_down = Duration::from_secs(30);
     let e = Emulator::with_config(emu::Model::SaraR410M, c);
     let mut m = bare(&e);
@@ -587,7 +587,7 @@ fn fm17_lost_first_character_of_a_command() {
 #[test]
 fn fm17_u201_sleeping_after_the_prompt_loses_a_payload_byte_and_the_driver_recovers() {
     let echo = tcp_echo();
-    let mut c = emu::Config::for_model(emu::Model::SaraU201);
+    let mut c = emu::EmulatorConfig::for_model(emu::Model::SaraU201);
     // The 10 s write timeout is spent in 1 ms polls: less real sleep per virtual delay.
     c.real_sleep_cap = Duration::from_micros(20);
     let e = Emulator::with_config(emu::Model::SaraU201, c);
