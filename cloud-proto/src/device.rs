@@ -144,6 +144,7 @@ impl fmt::Display for SendError {
 impl core::error::Error for SendError {}
 
 /// A request to put on the wire (returned by [`DeviceEndpoint::send`]).
+#[must_use = "persist `counters`, then transmit `frame`: the request is outstanding already"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Transmit<'a> {
@@ -155,6 +156,7 @@ pub struct Transmit<'a> {
 }
 
 /// What a received frame meant.
+#[must_use = "a reply or a chunk to act on (a dropped chunk is not asked for again)"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
@@ -177,6 +179,7 @@ pub enum Event<'a> {
 }
 
 /// What a timeout meant.
+#[must_use = "an ignored `Retransmit` silently skips a retransmission"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Timeout<'a> {
@@ -237,6 +240,7 @@ impl DeviceEndpoint {
     }
 
     /// The reservation to persist in flash before more frames can be sent, if one is due.
+    #[must_use = "persist the reservation, then `mark_checkpointed`"]
     pub fn checkpoint(&self) -> Option<u32> {
         (self.counters.next >= self.counters.reserved_until).then(|| {
             self.counters
@@ -372,6 +376,7 @@ impl DeviceEndpoint {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if a request is
     /// outstanding.
+    #[must_use = "call `handle_timeout` at this time"]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.pending.as_ref().map(|p| p.deadline)
     }

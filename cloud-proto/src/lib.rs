@@ -18,3 +18,6 @@ pub use frame::{
 };
 pub use message::*;
 pub use server::{DeviceStore, ReplayPolicy, Request, RequestError};
+
+#[cfg(doctest)]
+mod must_use;

@@ -339,6 +339,7 @@ impl<E> From<FrameError> for RequestError<E> {
 }
 
 /// An authenticated, fresh (or retransmitted) request.
+#[must_use = "the device waits for an answer to it (its counter is used up)"]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Request<'a> {

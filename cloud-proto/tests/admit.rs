@@ -215,7 +215,7 @@ fn a_compare_and_set_race_is_lost_by_the_second_and_its_retry_sees_the_new_recor
     // one each, both read the same old record and both admit the frame as new.
     let mut store = store();
     let prior = goodbye_frame(4, 60);
-    handle(&mut store, &prior).unwrap();
+    let _ = handle(&mut store, &prior).unwrap();
     let f = goodbye_frame(5, 60);
     let old = store.last_frame(DEVICE).unwrap();
     let a = server::admit(verified(&f), old.as_ref(), DEVICE_ADDR, 100, POLICY);
@@ -336,7 +336,7 @@ fn the_sync_wrapper_retries_a_lost_race_and_gives_up_with_conflict() {
         ) -> Result<bool, Self::Error> {
             let other = &self.frames[*self.tries];
             *self.tries += 1;
-            handle(self.inner, other).unwrap();
+            let _ = handle(self.inner, other).unwrap();
             self.inner.replace_last_frame(d, expected, new)
         }
     }

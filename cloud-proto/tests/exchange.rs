@@ -74,10 +74,10 @@ fn replays_forgeries_and_strangers_change_nothing() {
     let mut dev = device();
     let mut store = store();
     let first = send(&mut dev, 0, &checkin());
-    handle(&mut store, &first).unwrap();
+    let _ = handle(&mut store, &first).unwrap();
     dev.abandon();
     let second = send(&mut dev, 1, &checkin());
-    handle(&mut store, &second).unwrap();
+    let _ = handle(&mut store, &second).unwrap();
     // The first frame again: a replay (also what a reordered old frame looks like).
     assert_eq!(
         handle(&mut store, &first),
@@ -167,7 +167,7 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     );
     // Late copies too, even if few answers were given.
     let mut store = self::store();
-    at(&mut store, 1_000).unwrap();
+    let _ = at(&mut store, 1_000).unwrap();
     assert_eq!(
         at(&mut store, 1_000 + policy.retransmit_window_ms + 1),
         Err(Rejected::RetransmissionRefused { counter: 0 })
@@ -179,7 +179,7 @@ fn a_reused_counter_is_refused_not_taken_for_a_retransmission() {
     let mut store = store();
     let mut dev = device();
     let a = send(&mut dev, 0, &checkin());
-    handle(&mut store, &a).unwrap();
+    let _ = handle(&mut store, &a).unwrap();
     // The device lost its counters without a flash reservation (an application bug): it sends
     // a different message with the same counter.
     let mut again = device();
@@ -218,7 +218,7 @@ fn an_unknown_message_uses_up_its_counter_and_can_be_nacked() {
         }
     );
     // After a newer frame, a stale copy of it is a replay, not something to answer.
-    handle(&mut store, &raw_up(4, &[0x04, 0x05])).unwrap();
+    let _ = handle(&mut store, &raw_up(4, &[0x04, 0x05])).unwrap();
     assert_eq!(
         handle(&mut store, &f),
         Err(Rejected::Replayed {
@@ -272,7 +272,7 @@ fn replies_are_bound_to_their_request() {
     let mut store = store();
     let a = send(&mut dev, 0, &checkin());
     let reply_a = answer(&mut store, &a, &welcome(None));
-    dev.handle_datagram(1, &reply_a).unwrap();
+    let _ = dev.handle_datagram(1, &reply_a).unwrap();
     // A duplicate of the reply: nothing outstanding.
     assert_eq!(
         dev.handle_datagram(2, &reply_a),
@@ -347,7 +347,7 @@ fn counters_need_a_flash_checkpoint() {
     );
     dev.mark_checkpointed(1064);
     for i in 0..64 {
-        dev.send(i, &checkin()).unwrap();
+        let _ = dev.send(i, &checkin()).unwrap();
         dev.abandon();
     }
     assert_eq!(
@@ -376,7 +376,7 @@ fn the_counter_space_ends_cleanly() {
     );
     dev.mark_checkpointed(u32::MAX);
     for _ in 0..2 {
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         dev.abandon();
     }
     assert_eq!(dev.counters().next, u32::MAX);
@@ -393,7 +393,7 @@ fn counters_survive_backup_sram_and_a_power_loss_never_reuses_one() {
         let tx = dev.send(t, &checkin()).unwrap();
         retained = tx.counters.to_retained(); // before the frame goes out
         let f = tx.frame.to_vec();
-        handle(&mut store, &f).unwrap();
+        let _ = handle(&mut store, &f).unwrap();
         dev.abandon();
     }
     // Deep sleep: counters from backup SRAM.
@@ -528,7 +528,7 @@ fn a_partly_answered_request_closes_as_incomplete() {
         &Up::ChunkRequest(chunk_request(&[(0, 4)], 512)),
     );
     let (_, frames) = serve(&mut store, &f, &image);
-    dev.handle_datagram(100, &frames[0]).unwrap();
+    let _ = dev.handle_datagram(100, &frames[0]).unwrap();
     // Progress restarted the timer.
     assert_eq!(dev.poll_timeout(), Some(100 + 2_000));
     assert_eq!(
@@ -719,7 +719,7 @@ fn counter_ffffffff_is_refused_as_never_sent() {
     );
     assert_eq!(store.last_counter(DEVICE), None, "nothing recorded");
     // Also after the last counter a device may use, which stays acceptable.
-    handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
+    let _ = handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
     assert_eq!(
         handle(&mut store, &f),
         Err(Rejected::CounterExhausted { device: DEVICE })
@@ -740,10 +740,10 @@ fn inserting_a_known_device_again_keeps_its_replay_record() {
     let mut store = store();
     let mut dev = device();
     let old = send(&mut dev, 0, &checkin());
-    handle(&mut store, &old).unwrap();
+    let _ = handle(&mut store, &old).unwrap();
     dev.abandon();
     let last = send(&mut dev, 1, &checkin());
-    handle(&mut store, &last).unwrap();
+    let _ = handle(&mut store, &last).unwrap();
     // A tool reloads its device list.
     store.insert(DEVICE, &ROOT_KEY);
     assert_eq!(store.last_counter(DEVICE), Some(1));

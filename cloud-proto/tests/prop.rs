@@ -354,7 +354,7 @@ proptest! {
         prop_assert!(server::handle_datagram(&bytes, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
         prop_assert!(frame::open_down(&keys(), DEVICE, &bytes, |l| Some(u32::from(l))).is_err());
         let mut dev = device();
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         prop_assert!(dev.handle_datagram(1, &bytes).is_err());
         prop_assert!(dev.is_busy());
     }
@@ -379,7 +379,7 @@ proptest! {
         m in mutation(),
     ) {
         let mut dev = device();
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         let f = seal_down_frame(&spec, 0);
         if let Some(bad) = mutate(&f, &m) {
             prop_assert!(dev.handle_datagram(1, &bad).is_err());

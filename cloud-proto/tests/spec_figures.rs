@@ -326,7 +326,7 @@ fn the_defaults_in_brackets_are_the_code_defaults() {
 #[test]
 fn the_last_transmission_leaves_when_the_spec_says() {
     let mut dev = common::device();
-    dev.send(0, &common::checkin()).unwrap();
+    let _ = dev.send(0, &common::checkin()).unwrap();
     let mut sent_at = vec![0u64];
     let mut now = 0;
     while let Some(t) = dev.poll_timeout() {
