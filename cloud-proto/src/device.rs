@@ -318,7 +318,7 @@ impl DeviceEndpoint {
     /// A chunk request is answered by its chunk frames (each chunk `chunk_size` bytes, the
     /// object's last one possibly shorter) or by a `Nack`; any other request by any one
     /// message (`Welcome`, `Ack` or `Nack`: checking that it is the expected kind is the
-    /// caller's). Errors, which change nothing: those of [`frame::open_down`];
+    /// caller's). Errors, which change nothing: those of [`open_down`](crate::open_down);
     /// [`FrameError::Unexpected`] for a frame when nothing is outstanding, a duplicate chunk,
     /// or a message answering a chunk request with anything but a `Nack`;
     /// [`FrameError::Malformed`] for a slot past the request or a chunk that is empty or longer

@@ -4,7 +4,6 @@
 //!
 //! ```
 //! #![deny(unused_must_use)]
-//! use cloud_proto::server::{self, Verified};
 //! use cloud_proto::*;
 //! type Failure = Box<dyn core::error::Error>;
 //! fn acted_on(dev: &mut DeviceEndpoint, v: Verified<'_>) -> Result<(), Failure> {
@@ -14,9 +13,9 @@
 //!     let _ = dev.handle_datagram(0, &[])?;
 //!     let _ = dev.checkpoint();
 //!     let _ = dev.poll_timeout();
-//!     let _ = server::admit(v, None, from, 0, ReplayPolicy::DEFAULT);
-//!     let mut store = server::MemoryStore::default();
-//!     let _ = server::handle_datagram(&[], from, &mut store, 0, ReplayPolicy::DEFAULT)?;
+//!     let _ = admit(v, None, from, 0, ReplayPolicy::DEFAULT);
+//!     let mut store = MemoryStore::default();
+//!     let _ = handle_datagram(&[], from, &mut store, 0, ReplayPolicy::DEFAULT)?;
 //!     Ok(())
 //! }
 //! ```
@@ -71,21 +70,19 @@
 //! An `Admission` names the record to store and the answer to send:
 //! ```compile_fail
 //! #![deny(unused_must_use)]
-//! use cloud_proto::server::{self, Verified};
 //! use cloud_proto::*;
 //! fn dropped(v: Verified<'_>, from: core::net::SocketAddr) {
-//!     server::admit(v, None, from, 0, ReplayPolicy::DEFAULT);
+//!     admit(v, None, from, 0, ReplayPolicy::DEFAULT);
 //! }
 //! ```
 //!
 //! A request whose answer the device waits for (`handle_datagram(..)?;`):
 //! ```compile_fail
 //! #![deny(unused_must_use)]
-//! use cloud_proto::server::{self, MemoryStore};
 //! use cloud_proto::*;
 //! type Failure = Box<dyn core::error::Error>;
 //! fn dropped(store: &mut MemoryStore, from: core::net::SocketAddr) -> Result<(), Failure> {
-//!     server::handle_datagram(&[], from, store, 0, ReplayPolicy::DEFAULT)?;
+//!     handle_datagram(&[], from, store, 0, ReplayPolicy::DEFAULT)?;
 //!     Ok(())
 //! }
 //! ```

@@ -1,128 +1,9 @@
-//! The server endpoint: authenticate a device's frame, refuse replays, and seal the answers.
-//! Stateless itself: what it keeps per device (key, [`LastFrame`]) lives in the caller's
-//! database, so several server instances behind a load balancer can share one. Time is an
-//! argument.
-//!
-//! The decision is split as quinn-proto splits its `Endpoint`, so that an async server (tokio,
-//! a database) never blocks on storage inside the protocol:
-//!
-//! 1. **receive** a datagram (or a stream frame) and note its source address;
-//! 2. [`frame::peek_up`] reads the device id from the header (no key needed);
-//! 3. look up that device's [`Keys`] (your I/O, `.await` as you like), then
-//!    [`authenticate`]`(frame, &keys)` checks the tag: a [`Verified`] frame, or drop it;
-//! 4. **read the device's record** ([`LastFrame`], `None` before its first frame);
-//! 5. [`admit`]`(verified, record, source, now, policy)` decides, purely: an [`Admission`]
-//!    says what to do (a new request to apply and answer, a retransmission to answer again
-//!    without applying it, a `Nack` to send, or a refusal to drop silently) and what record
-//!    to store;
-//! 6. **compare-and-set** that record against the one read in step 4, **and apply** the
-//!    request's effects, in one transaction; if the record changed meanwhile (another instance
-//!    took the frame), roll back and go to step 4;
-//! 7. **answer after the commit** ([`respond`], [`serve_chunks`]): a server that answers before
-//!    the record is durable would accept a replay of the frame after a crash.
-//!
-//! ```
-//! use cloud_proto::server::{self, Admission, LastFrame, ReplayPolicy};
-//! use cloud_proto::{frame, DeviceId, Down, Keys, MAX_FRAME};
-//! use core::net::SocketAddr;
-//! use std::collections::HashMap;
-//!
-//! /// Stands in for the database: each method is one query (`.await` in a real server).
-//! struct Db {
-//!     keys: HashMap<DeviceId, Keys>,
-//!     records: HashMap<DeviceId, LastFrame>,
-//! }
-//! impl Db {
-//!     /// `UPDATE devices SET … WHERE id = $1 AND <old values>` (or an `INSERT` for the
-//!     /// first), in the transaction that applies the request; false if the row changed.
-//!     fn compare_and_set(&mut self, d: DeviceId, old: Option<LastFrame>, new: LastFrame)
-//!         -> bool {
-//!         if self.records.get(&d).copied() != old {
-//!             return false;
-//!         }
-//!         self.records.insert(d, new);
-//!         true
-//!     }
-//! }
-//!
-//! /// The answer to send back to `from`, if any.
-//! fn on_datagram(db: &mut Db, frame: &[u8], from: SocketAddr, now_ms: u64, out: &mut [u8])
-//!     -> Option<usize> {
-//!     let (device, _) = frame::peek_up(frame).ok()?;
-//!     let keys = db.keys.get(&device)?.clone(); // unknown device: drop
-//!     let verified = server::authenticate(frame, &keys).ok()?; // forged: drop
-//!     loop {
-//!         let old = db.records.get(&device).copied();
-//!         let policy = ReplayPolicy::DEFAULT;
-//!         let admission = server::admit(verified, old.as_ref(), from, now_ms, policy);
-//!         let (counter, answer) = match &admission {
-//!             Admission::Refused(_) => return None, // replayed, injected…: drop silently
-//!             // Apply `request.msg` in the transaction below, then answer it.
-//!             Admission::New { request, .. } => (request.counter, Down::Ack),
-//!             // Answer again as the first time; its effects are applied already.
-//!             Admission::Retransmission { request, .. } => (request.counter, Down::Ack),
-//!             Admission::Nack { counter, code, .. } => (*counter, Down::Nack(*code)),
-//!         };
-//!         let record = *admission.record()?;
-//!         if db.compare_and_set(device, old, record) {
-//!             // Committed: now answer.
-//!             return server::respond(&keys, device, counter, &answer, out).ok();
-//!         }
-//!         // Another instance changed the record: decide again on the new one.
-//!     }
-//! }
-//!
-//! # let root = [0x42; 32];
-//! # let keys = HashMap::from([(DeviceId(7), Keys::derive(&root))]);
-//! # let mut db = Db { keys, records: HashMap::new() };
-//! # let mut frame = [0u8; MAX_FRAME];
-//! # let msg = cloud_proto::Up::Goodbye(cloud_proto::Goodbye { sleep_s: 60 });
-//! # let n = frame::seal_up(&Keys::derive(&root), DeviceId(7), 0, &msg, &mut frame).unwrap();
-//! # let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
-//! let mut out = [0u8; MAX_FRAME];
-//! assert!(on_datagram(&mut db, &frame[..n], from, 0, &mut out).is_some());
-//! assert_eq!(db.records[&DeviceId(7)].counter, 0);
-//! ```
-//!
-//! Simple callers (tests, tools, a single-threaded server) use the synchronous wrapper
-//! [`handle_datagram`] over a [`DeviceStore`] instead; it runs the same [`authenticate`] and
-//! [`admit`]:
-//!
-//! ```
-//! use cloud_proto::server::{self, DeviceStore, MemoryStore, ReplayPolicy, RequestError};
-//! use cloud_proto::{DeviceId, Down, NackCode, MAX_FRAME};
-//! use core::net::SocketAddr;
-//!
-//! // MemoryStore is for tests and tools: a server implements DeviceStore over its database.
-//! let mut store = MemoryStore::default();
-//! store.insert(DeviceId(7), &[0x42; 32]);
-//! # let frame = [0u8; 4];
-//! # let now_ms = 0;
-//! # let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
-//! let mut out = [0u8; MAX_FRAME];
-//! // For each datagram received (`from`: the address it came from):
-//! let policy = ReplayPolicy::DEFAULT;
-//! let answer = match server::handle_datagram(&frame, from, &mut store, now_ms, policy) {
-//!     // Apply req.msg (unless req.retransmission says it was applied already), then answer.
-//!     Ok(req) => Some((req.device, req.counter, Down::Ack)),
-//!     // Authentic and fresh, but this server cannot take it: tell the device.
-//!     Err(RequestError::Undecodable { device, counter }) => {
-//!         Some((device, counter, Down::Nack(NackCode::UnknownMessage)))
-//!     }
-//!     Err(RequestError::InvalidRequest { device, counter }) => {
-//!         Some((device, counter, Down::Nack(NackCode::BadRequest)))
-//!     }
-//!     // Forged, replayed, unknown…: drop silently (answering would help an attacker).
-//!     Err(_) => None,
-//! };
-//! if let Some((device, counter, msg)) = answer {
-//!     if let Ok(Some(keys)) = store.keys(device) {
-//!         if let Ok(n) = server::respond(&keys, device, counter, &msg, &mut out) {
-//!             // send &out[..n] back to `from`
-//!         }
-//!     }
-//! }
-//! ```
+//! The server endpoint: authenticate a device's frame ([`authenticate`]), decide on it purely
+//! ([`admit`]), or both over a synchronous store ([`handle_datagram`] + [`DeviceStore`]); seal
+//! the answers ([`respond`], [`serve_chunks`]). Stateless itself: what it keeps per device (key,
+//! [`LastFrame`]) lives in the caller's database, so several server instances behind a load
+//! balancer can share one. Time is an argument. The intended async use is documented on
+//! [`admit`] (this module is private; its items are re-exported at the crate root).
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -156,7 +37,7 @@ pub struct LastFrame {
 /// Implemented over a database, which must keep the [`LastFrame`] records across restarts;
 /// [`MemoryStore`] (feature `std`) is an in-memory one for tests and tools. An async server
 /// needs no implementation: it calls [`authenticate`] and [`admit`] and does these lookups
-/// and the compare-and-set in its own I/O (module docs).
+/// and the compare-and-set in its own I/O (as [`admit`] shows).
 ///
 /// Crash safety: apply a request's effects and the [`replace_last_frame`] it caused in one
 /// transaction where the effects matter (stored publishes). Otherwise a crash between the two
@@ -374,11 +255,11 @@ impl<'a> Verified<'a> {
     }
 }
 
-/// Checks the tag of `frame` with `keys`, the keys of the device that [`frame::peek_up`]
+/// Checks the tag of `frame` with `keys`, the keys of the device that [`peek_up`](crate::peek_up)
 /// names (the caller looks them up, asynchronously if it likes, and answers
 /// [`RequestError::UnknownDevice`] itself, or drops the frame, when there are none).
 ///
-/// Errors: the framing errors of [`frame::peek_up`] and [`FrameError::BadTag`]; drop the frame
+/// Errors: the framing errors of [`peek_up`](crate::peek_up) and [`FrameError::BadTag`]; drop the frame
 /// silently. Cost: one HMAC-SHA256 over the frame; no copy.
 pub fn authenticate<'a>(frame: &'a [u8], keys: &Keys) -> Result<Verified<'a>, FrameError> {
     frame::verify_up(keys, frame).map(|up| Verified { up })
@@ -514,6 +395,90 @@ impl Admission<'_> {
 /// between two retransmissions.
 ///
 /// Cost: one postcard decode of the body; no copy.
+///
+/// # Use in an async server
+///
+/// The decision is split from storage as quinn-proto splits its `Endpoint`, so that an async
+/// server (tokio, a database) never blocks on storage inside the protocol:
+///
+/// 1. **receive** a datagram (or a stream frame) and note its source address;
+/// 2. [`peek_up`](crate::peek_up) reads the device id from the header (no key needed);
+/// 3. look up that device's [`Keys`] (your I/O, `.await` as you like), then
+///    [`authenticate`]`(frame, &keys)` checks the tag: a [`Verified`] frame, or drop it;
+/// 4. **read the device's record** ([`LastFrame`], `None` before its first frame);
+/// 5. [`admit`]`(verified, record, source, now, policy)` decides, purely: an [`Admission`]
+///    says what to do (a new request to apply and answer, a retransmission to answer again
+///    without applying it, a `Nack` to send, or a refusal to drop silently) and what record
+///    to store;
+/// 6. **compare-and-set** that record against the one read in step 4, **and apply** the
+///    request's effects, in one transaction; if the record changed meanwhile (another instance
+///    took the frame), roll back and go to step 4;
+/// 7. **answer after the commit** ([`respond`], [`serve_chunks`]): a server that answers before
+///    the record is durable would accept a replay of the frame after a crash.
+///
+/// ```
+/// use cloud_proto::{admit, authenticate, peek_up, respond, seal_up};
+/// use cloud_proto::{Admission, DeviceId, Down, Goodbye, Keys, LastFrame, ReplayPolicy, Up};
+/// use cloud_proto::MAX_FRAME;
+/// use core::net::SocketAddr;
+/// use std::collections::HashMap;
+///
+/// /// Stands in for the database: each method is one query (`.await` in a real server).
+/// struct Db {
+///     keys: HashMap<DeviceId, Keys>,
+///     records: HashMap<DeviceId, LastFrame>,
+/// }
+/// impl Db {
+///     /// `UPDATE devices SET … WHERE id = $1 AND <old values>` (or an `INSERT` for the
+///     /// first), in the transaction that applies the request; false if the row changed.
+///     fn compare_and_set(&mut self, d: DeviceId, old: Option<LastFrame>, new: LastFrame)
+///         -> bool {
+///         if self.records.get(&d).copied() != old {
+///             return false;
+///         }
+///         self.records.insert(d, new);
+///         true
+///     }
+/// }
+///
+/// /// The answer to send back to `from`, if any.
+/// fn on_datagram(db: &mut Db, frame: &[u8], from: SocketAddr, now_ms: u64, out: &mut [u8])
+///     -> Option<usize> {
+///     let (device, _) = peek_up(frame).ok()?;
+///     let keys = db.keys.get(&device)?.clone(); // unknown device: drop
+///     let verified = authenticate(frame, &keys).ok()?; // forged: drop
+///     loop {
+///         let old = db.records.get(&device).copied();
+///         let policy = ReplayPolicy::DEFAULT;
+///         let admission = admit(verified, old.as_ref(), from, now_ms, policy);
+///         let (counter, answer) = match &admission {
+///             Admission::Refused(_) => return None, // replayed, injected…: drop silently
+///             // Apply `request.msg` in the transaction below, then answer it.
+///             Admission::New { request, .. } => (request.counter, Down::Ack),
+///             // Answer again as the first time; its effects are applied already.
+///             Admission::Retransmission { request, .. } => (request.counter, Down::Ack),
+///             Admission::Nack { counter, code, .. } => (*counter, Down::Nack(*code)),
+///         };
+///         let record = *admission.record()?;
+///         if db.compare_and_set(device, old, record) {
+///             // Committed: now answer.
+///             return respond(&keys, device, counter, &answer, out).ok();
+///         }
+///         // Another instance changed the record: decide again on the new one.
+///     }
+/// }
+///
+/// # let root = [0x42; 32];
+/// # let keys = HashMap::from([(DeviceId(7), Keys::derive(&root))]);
+/// # let mut db = Db { keys, records: HashMap::new() };
+/// # let mut frame = [0u8; MAX_FRAME];
+/// # let msg = Up::Goodbye(Goodbye { sleep_s: 60 });
+/// # let n = seal_up(&Keys::derive(&root), DeviceId(7), 0, &msg, &mut frame).unwrap();
+/// # let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+/// let mut out = [0u8; MAX_FRAME];
+/// assert!(on_datagram(&mut db, &frame[..n], from, 0, &mut out).is_some());
+/// assert_eq!(db.records[&DeviceId(7)].counter, 0);
+/// ```
 pub fn admit<'a>(
     verified: Verified<'a>,
     last_frame: Option<&LastFrame>,
@@ -585,8 +550,8 @@ pub fn admit<'a>(
 
 /// Authenticates `frame`, received from `source`, refuses replays, decodes it: the small
 /// synchronous wrapper for simple callers, over [`authenticate`] and [`admit`] with `store`
-/// doing the lookups and the compare-and-set (an async server calls those two itself; see the
-/// module docs). The device's record in `store` advances only for an authentic frame that is
+/// doing the lookups and the compare-and-set (an async server calls those two itself, as
+/// [`admit`] shows). The device's record in `store` advances only for an authentic frame that is
 /// new (or an allowed retransmission); on every other error nothing changed.
 ///
 /// Order: framing, key lookup, tag, then [`admit`]'s (the counter's range, freshness, the
@@ -596,6 +561,42 @@ pub fn admit<'a>(
 /// Errors: see [`RequestError`]. Cost: one key lookup, one HMAC-SHA256 over the frame, one
 /// record read and one compare-and-set (both retried on a race, at most three times), one
 /// postcard decode per try.
+///
+/// ```
+/// use cloud_proto::{handle_datagram, respond, DeviceStore, MemoryStore, RequestError};
+/// use cloud_proto::{DeviceId, Down, NackCode, ReplayPolicy, MAX_FRAME};
+/// use core::net::SocketAddr;
+///
+/// // MemoryStore is for tests and tools: a server implements DeviceStore over its database.
+/// let mut store = MemoryStore::default();
+/// store.insert(DeviceId(7), &[0x42; 32]);
+/// # let frame = [0u8; 4];
+/// # let now_ms = 0;
+/// # let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+/// let mut out = [0u8; MAX_FRAME];
+/// // For each datagram received (`from`: the address it came from):
+/// let policy = ReplayPolicy::DEFAULT;
+/// let answer = match handle_datagram(&frame, from, &mut store, now_ms, policy) {
+///     // Apply req.msg (unless req.retransmission says it was applied already), then answer.
+///     Ok(req) => Some((req.device, req.counter, Down::Ack)),
+///     // Authentic and fresh, but this server cannot take it: tell the device.
+///     Err(RequestError::Undecodable { device, counter }) => {
+///         Some((device, counter, Down::Nack(NackCode::UnknownMessage)))
+///     }
+///     Err(RequestError::InvalidRequest { device, counter }) => {
+///         Some((device, counter, Down::Nack(NackCode::BadRequest)))
+///     }
+///     // Forged, replayed, unknown…: drop silently (answering would help an attacker).
+///     Err(_) => None,
+/// };
+/// if let Some((device, counter, msg)) = answer {
+///     if let Ok(Some(keys)) = store.keys(device) {
+///         if let Ok(n) = respond(&keys, device, counter, &msg, &mut out) {
+///             // send &out[..n] back to `from`
+///         }
+///     }
+/// }
+/// ```
 pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
     frame: &'a [u8],
     source: SocketAddr,
@@ -641,7 +642,7 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
 }
 
 /// Seals the answer to request `counter` of `device` into `out`; returns its length.
-/// Errors and cost as [`frame::seal_down`].
+/// Errors and cost as [`seal_down`](crate::seal_down).
 pub fn respond(
     keys: &Keys,
     device: DeviceId,

@@ -4,9 +4,6 @@
 
 mod common;
 
-use cloud_proto::server::{
-    self, Admission, AdmitError, DeviceStore, LastFrame, MemoryStore, RequestError, Verified,
-};
 use cloud_proto::*;
 use common::*;
 
@@ -19,14 +16,14 @@ fn elsewhere() -> core::net::SocketAddr {
 fn goodbye_frame(counter: u32, sleep_s: u32) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
     let msg = Up::Goodbye(Goodbye { sleep_s });
-    let n = frame::seal_up(&keys(), DEVICE, counter, &msg, &mut out).unwrap();
+    let n = seal_up(&keys(), DEVICE, counter, &msg, &mut out).unwrap();
     out[..n].to_vec()
 }
 
 fn verified(frame: &[u8]) -> Verified<'_> {
-    let (device, _) = frame::peek_up(frame).unwrap();
+    let (device, _) = peek_up(frame).unwrap();
     assert_eq!(device, DEVICE, "the caller looks up this device's keys");
-    server::authenticate(frame, &keys()).unwrap()
+    authenticate(frame, &keys()).unwrap()
 }
 
 /// The caller's side: admit against `db`, compare-and-set the record, return the verdict.
@@ -36,7 +33,7 @@ fn admit_and_store<'a>(
     from: core::net::SocketAddr,
     now: u64,
 ) -> Admission<'a> {
-    let a = server::admit(verified(frame), db.as_ref(), from, now, POLICY);
+    let a = admit(verified(frame), db.as_ref(), from, now, POLICY);
     if let Some(r) = a.record() {
         *db = Some(*r);
     }
@@ -48,19 +45,13 @@ fn authenticate_refuses_what_is_not_the_devices() {
     let f = goodbye_frame(1, 60);
     let mut forged = f.clone();
     forged[10] ^= 1;
+    assert_eq!(authenticate(&forged, &keys()), Err(FrameError::BadTag));
     assert_eq!(
-        server::authenticate(&forged, &keys()),
+        authenticate(&f, &Keys::derive(&[1; 32])),
         Err(FrameError::BadTag)
     );
-    assert_eq!(
-        server::authenticate(&f, &Keys::derive(&[1; 32])),
-        Err(FrameError::BadTag)
-    );
-    assert_eq!(
-        server::authenticate(&f[..5], &keys()),
-        Err(FrameError::Truncated)
-    );
-    let v = server::authenticate(&f, &keys()).unwrap();
+    assert_eq!(authenticate(&f[..5], &keys()), Err(FrameError::Truncated));
+    let v = authenticate(&f, &keys()).unwrap();
     assert_eq!((v.device(), v.counter()), (DEVICE, 1));
 }
 
@@ -68,7 +59,7 @@ fn authenticate_refuses_what_is_not_the_devices() {
 fn a_new_frame_says_what_to_store_and_nothing_is_stored_by_admit() {
     let f = goodbye_frame(5, 60);
     let old = None;
-    let a = server::admit(verified(&f), old.as_ref(), DEVICE_ADDR, 1_000, POLICY);
+    let a = admit(verified(&f), old.as_ref(), DEVICE_ADDR, 1_000, POLICY);
     let tag: [u8; 8] = f[f.len() - 8..].try_into().unwrap();
     let record = LastFrame {
         counter: 5,
@@ -80,7 +71,7 @@ fn a_new_frame_says_what_to_store_and_nothing_is_stored_by_admit() {
     assert_eq!(
         a,
         Admission::New {
-            request: server::Request {
+            request: Request {
                 device: DEVICE,
                 counter: 5,
                 retransmission: false,
@@ -91,7 +82,7 @@ fn a_new_frame_says_what_to_store_and_nothing_is_stored_by_admit() {
     );
     assert_eq!(a.record(), Some(&record));
     // Pure: the same inputs give the same verdict (nothing was recorded anywhere).
-    let again = server::admit(verified(&f), old.as_ref(), DEVICE_ADDR, 1_000, POLICY);
+    let again = admit(verified(&f), old.as_ref(), DEVICE_ADDR, 1_000, POLICY);
     assert_eq!(again, a);
 }
 
@@ -218,8 +209,8 @@ fn a_compare_and_set_race_is_lost_by_the_second_and_its_retry_sees_the_new_recor
     let _ = handle(&mut store, &prior).unwrap();
     let f = goodbye_frame(5, 60);
     let old = store.last_frame(DEVICE).unwrap();
-    let a = server::admit(verified(&f), old.as_ref(), DEVICE_ADDR, 100, POLICY);
-    let b = server::admit(verified(&f), old.as_ref(), DEVICE_ADDR, 150, POLICY);
+    let a = admit(verified(&f), old.as_ref(), DEVICE_ADDR, 100, POLICY);
+    let b = admit(verified(&f), old.as_ref(), DEVICE_ADDR, 150, POLICY);
     let (Admission::New { record: ra, .. }, Admission::New { record: rb, .. }) = (&a, &b) else {
         panic!("both new: {a:?} {b:?}")
     };
@@ -235,7 +226,7 @@ fn a_compare_and_set_race_is_lost_by_the_second_and_its_retry_sees_the_new_recor
     // applied a second time), counted against A's record.
     let fresh = store.last_frame(DEVICE).unwrap();
     assert_eq!(fresh, Some(*ra));
-    let retry = server::admit(verified(&f), fresh.as_ref(), DEVICE_ADDR, 150, POLICY);
+    let retry = admit(verified(&f), fresh.as_ref(), DEVICE_ADDR, 150, POLICY);
     let Admission::Retransmission { request, record } = &retry else {
         panic!("{retry:?}")
     };
@@ -246,8 +237,8 @@ fn a_compare_and_set_race_is_lost_by_the_second_and_its_retry_sees_the_new_recor
     // Two different new frames racing: the older counter's retry is a replay.
     let (g6, g7) = (goodbye_frame(6, 60), goodbye_frame(7, 60));
     let old = store.last_frame(DEVICE).unwrap();
-    let a = server::admit(verified(&g7), old.as_ref(), DEVICE_ADDR, 200, POLICY);
-    let b = server::admit(verified(&g6), old.as_ref(), DEVICE_ADDR, 200, POLICY);
+    let a = admit(verified(&g7), old.as_ref(), DEVICE_ADDR, 200, POLICY);
+    let b = admit(verified(&g6), old.as_ref(), DEVICE_ADDR, 200, POLICY);
     assert!(store
         .replace_last_frame(DEVICE, old, *a.record().unwrap())
         .unwrap());
@@ -256,7 +247,7 @@ fn a_compare_and_set_race_is_lost_by_the_second_and_its_retry_sees_the_new_recor
         .unwrap());
     let fresh = store.last_frame(DEVICE).unwrap();
     assert_eq!(
-        server::admit(verified(&g6), fresh.as_ref(), DEVICE_ADDR, 200, POLICY),
+        admit(verified(&g6), fresh.as_ref(), DEVICE_ADDR, 200, POLICY),
         Admission::Refused(AdmitError::Replayed {
             counter: 6,
             last: 7
@@ -292,7 +283,7 @@ impl DeviceStore for Racing<'_> {
         if self.races > 0 {
             self.races -= 1;
             // The other instance goes through the same wrapper.
-            let _ = server::handle_datagram(self.frame, DEVICE_ADDR, &mut self.inner, 0, POLICY);
+            let _ = handle_datagram(self.frame, DEVICE_ADDR, &mut self.inner, 0, POLICY);
         }
         self.inner.replace_last_frame(device, expected, new)
     }
@@ -308,7 +299,7 @@ fn the_sync_wrapper_retries_a_lost_race_and_gives_up_with_conflict() {
         frame: &f,
         races: 1,
     };
-    let req = server::handle_datagram(&f, DEVICE_ADDR, &mut racing, 0, POLICY).unwrap();
+    let req = handle_datagram(&f, DEVICE_ADDR, &mut racing, 0, POLICY).unwrap();
     assert!(req.retransmission);
     assert_eq!(racing.inner.last_frame(DEVICE).unwrap().unwrap().answers, 2);
     // Lost every time (each race a newer frame): Conflict, after three tries.
@@ -347,7 +338,7 @@ fn the_sync_wrapper_retries_a_lost_race_and_gives_up_with_conflict() {
         tries: &mut tries,
     };
     assert_eq!(
-        server::handle_datagram(&ours, DEVICE_ADDR, &mut newer, 0, POLICY),
+        handle_datagram(&ours, DEVICE_ADDR, &mut newer, 0, POLICY),
         Err(RequestError::Conflict)
     );
     assert_eq!(tries, 3);
