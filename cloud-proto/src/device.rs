@@ -10,7 +10,9 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::frame::{self, DeviceId, DownFrame, EncodeError, FrameError, Keys, MAX_FRAME};
-use crate::message::{ChunkRequest, Down, Object, Up, UpdateId, MAX_CHUNKS_PER_REQUEST};
+use crate::message::{
+    ChunkRequest, Decision, Down, Object, Up, UpdateDecision, UpdateId, MAX_CHUNKS_PER_REQUEST,
+};
 
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
@@ -276,9 +278,11 @@ impl DeviceEndpoint {
             return Err(SendError::Busy);
         }
         if self.counters.next == u32::MAX {
+            error!("counter space exhausted: re-provision the device key");
             return Err(SendError::CountersExhausted);
         }
         if let Some(reserved_until) = self.checkpoint() {
+            info!("counter reservation {} to persist first", reserved_until);
             return Err(SendError::CheckpointRequired { reserved_until });
         }
         let counter = self.counters.next;
@@ -295,6 +299,7 @@ impl DeviceEndpoint {
         };
         self.tx.truncate(n);
         self.counters.next += 1;
+        log_sent(counter, msg);
         let rto = self.config.rto_initial_ms.max(1);
         self.pending = Some(Pending {
             counter,
@@ -328,6 +333,16 @@ impl DeviceEndpoint {
         now: Millis,
         bytes: &'a [u8],
     ) -> Result<Event<'a>, FrameError> {
+        // Late duplicates are common on a lossy link: debug, not warn.
+        let event = self.open(now, bytes);
+        if let Err(e) = &event {
+            debug!("reply refused: {}", e);
+        }
+        event
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) without its log.
+    fn open<'a>(&mut self, now: Millis, bytes: &'a [u8]) -> Result<Event<'a>, FrameError> {
         let p = self.pending.as_ref().ok_or(FrameError::Unexpected)?;
         let counter = p.counter;
         let f = frame::open_down(&self.keys, self.config.device, bytes, |low| {
@@ -395,6 +410,12 @@ impl DeviceEndpoint {
         if p.received != 0 {
             let total = p.chunks.as_ref().map_or(0, |r| r.chunk_count());
             let received = p.received.count_ones();
+            info!(
+                "request {}: incomplete, {} received, {} missing: ask again for the rest",
+                p.counter,
+                received,
+                total.saturating_sub(received)
+            );
             self.pending = None;
             return Timeout::Incomplete {
                 received,
@@ -402,10 +423,18 @@ impl DeviceEndpoint {
             };
         }
         if p.transmissions >= max_tx {
+            warn!(
+                "request {}: no answer after {} transmissions, given up",
+                p.counter, p.transmissions
+            );
             self.pending = None;
             return Timeout::GaveUp;
         }
         p.transmissions += 1;
+        info!(
+            "request {}: retransmission, transmission {} of {}",
+            p.counter, p.transmissions, max_tx
+        );
         p.rto = p.rto.saturating_mul(2).min(rto_max);
         p.deadline = now.saturating_add(p.rto as Millis);
         Timeout::Retransmit(&self.tx)
@@ -414,6 +443,34 @@ impl DeviceEndpoint {
     /// Drops the outstanding request (its late replies will be refused).
     pub fn abandon(&mut self) {
         self.pending = None;
+    }
+}
+
+/// What a field engineer wants to know of a request sent: the transfers it starts or resumes.
+fn log_sent(counter: u32, msg: &Up<'_>) {
+    match msg {
+        Up::UpdateDecision(UpdateDecision {
+            update,
+            decision: Decision::Accept { bytes_done },
+        }) if *bytes_done > 0 => info!(
+            "update {}: accepted, download resumes at byte {}",
+            update.0, bytes_done
+        ),
+        Up::CheckIn(c) => match c.ota.download {
+            Some(d) => info!(
+                "request {}: check-in, download of update {} at byte {}",
+                counter, d.update.0, d.bytes_done
+            ),
+            None => debug!("request {}: check-in", counter),
+        },
+        Up::ChunkRequest(r) => debug!(
+            "request {}: {} chunks of update {} ({:?})",
+            counter,
+            r.chunk_count(),
+            r.update.0,
+            r.object
+        ),
+        _ => trace!("request {}", counter),
     }
 }
 

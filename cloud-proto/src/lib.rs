@@ -4,6 +4,10 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+// Declared first: the log macros are visible in the modules below.
+#[macro_use]
+mod log;
+
 // One convention for the whole crate: private modules, every public item re-exported flat at
 // the root (`cloud_proto::handle_datagram`, not `cloud_proto::server::handle_datagram`).
 mod device;

@@ -262,7 +262,18 @@ impl<'a> Verified<'a> {
 /// Errors: the framing errors of [`peek_up`](crate::peek_up) and [`FrameError::BadTag`]; drop the frame
 /// silently. Cost: one HMAC-SHA256 over the frame; no copy.
 pub fn authenticate<'a>(frame: &'a [u8], keys: &Keys) -> Result<Verified<'a>, FrameError> {
-    frame::verify_up(keys, frame).map(|up| Verified { up })
+    frame::verify_up(keys, frame)
+        .map(|up| Verified { up })
+        .inspect_err(|e| log_frame_refused(frame, e))
+}
+
+/// Logs a frame refused before its tag verified: with the device id its header names, if any.
+fn log_frame_refused(frame: &[u8], e: &FrameError) {
+    match frame::peek_up(frame) {
+        Ok((device, counter)) => warn!("device {}: frame {} refused: {}", device.0, counter, e),
+        // Not even an up frame: noise from the network, not worth a warning.
+        Err(_) => debug!("datagram refused: {}", e),
+    }
 }
 
 /// Why [`admit`] refuses an authentic frame outright: drop it silently (answering would help an
@@ -486,7 +497,41 @@ pub fn admit<'a>(
     now_ms: u64,
     policy: ReplayPolicy,
 ) -> Admission<'a> {
-    let v = verified.up;
+    let admission = decide(verified.up, last_frame, source, now_ms, policy);
+    match &admission {
+        Admission::New { request, .. } => {
+            trace!(
+                "device {}: frame {} admitted",
+                request.device.0,
+                request.counter
+            )
+        }
+        Admission::Retransmission { request, record } => debug!(
+            "device {}: retransmission of frame {} answered ({} of {})",
+            request.device.0, request.counter, record.answers, policy.max_answers
+        ),
+        Admission::Nack {
+            device,
+            counter,
+            code,
+            ..
+        } => info!("device {}: frame {} nacked: {:?}", device.0, counter, code),
+        Admission::Refused(e) => warn!(
+            "device {}: frame {} refused: {}",
+            verified.up.device.0, verified.up.counter, e
+        ),
+    }
+    admission
+}
+
+/// [`admit`] without its logs.
+fn decide<'a>(
+    v: VerifiedUp<'a>,
+    last_frame: Option<&LastFrame>,
+    source: SocketAddr,
+    now_ms: u64,
+    policy: ReplayPolicy,
+) -> Admission<'a> {
     let (device, counter) = (v.device, v.counter);
     if counter == u32::MAX {
         return Admission::Refused(AdmitError::CounterExhausted { device });
@@ -604,11 +649,11 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
     now_ms: u64,
     policy: ReplayPolicy,
 ) -> Result<Request<'a>, RequestError<S::Error>> {
-    let (device, _) = frame::peek_up(frame)?;
-    let keys = store
-        .keys(device)
-        .map_err(RequestError::Store)?
-        .ok_or(RequestError::UnknownDevice(device))?;
+    let (device, _) = frame::peek_up(frame).inspect_err(|e| log_frame_refused(frame, e))?;
+    let Some(keys) = store.keys(device).map_err(RequestError::Store)? else {
+        warn!("device {}: unknown, frame refused", device.0);
+        return Err(RequestError::UnknownDevice(device));
+    };
     let verified = authenticate(frame, &keys)?;
     for _ in 0..3 {
         let last = store.last_frame(device).map_err(RequestError::Store)?;
@@ -637,7 +682,12 @@ pub fn handle_datagram<'a, S: DeviceStore + ?Sized>(
         {
             return outcome;
         }
+        debug!(
+            "device {}: record changed concurrently, deciding again",
+            device.0
+        );
     }
+    warn!("device {}: record kept changing, frame dropped", device.0);
     Err(RequestError::Conflict)
 }
 
