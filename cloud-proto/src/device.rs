@@ -138,12 +138,20 @@ impl fmt::Display for SendError {
                 write!(f, "persist counter reservation {reserved_until} first")
             }
             Self::CountersExhausted => f.write_str("counter space exhausted"),
-            Self::Encode(e) => write!(f, "encode: {e}"),
+            // The cause is the source, not repeated here.
+            Self::Encode(_) => f.write_str("the request could not be encoded"),
         }
     }
 }
 
-impl core::error::Error for SendError {}
+impl core::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Encode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A request to put on the wire (returned by [`DeviceEndpoint::send`]).
 #[must_use = "persist `counters`, then transmit `frame`: the request is outstanding already"]

@@ -164,10 +164,11 @@ pub enum RequestError<E> {
     Store(E),
 }
 
-impl<E: fmt::Debug> fmt::Display for RequestError<E> {
+impl<E> fmt::Display for RequestError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Frame(e) => write!(f, "{e}"),
+            // Frame and Store: the cause is the source, not repeated here.
+            Self::Frame(_) => f.write_str("frame refused"),
             Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
             Self::CounterExhausted { device } => {
                 write!(
@@ -206,12 +207,20 @@ impl<E: fmt::Debug> fmt::Display for RequestError<E> {
                 )
             }
             Self::Conflict => f.write_str("device record changed concurrently"),
-            Self::Store(e) => write!(f, "store: {e:?}"),
+            Self::Store(_) => f.write_str("device store failed"),
         }
     }
 }
 
-impl<E: fmt::Debug> core::error::Error for RequestError<E> {}
+impl<E: core::error::Error + 'static> core::error::Error for RequestError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Frame(e) => Some(e),
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl<E> From<FrameError> for RequestError<E> {
     fn from(e: FrameError) -> Self {
