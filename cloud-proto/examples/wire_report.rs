@@ -1,8 +1,6 @@
 //! Bytes on the wire: check-ins and whole transfers, measured by running the real endpoints,
 //! compared with Particle's published figures. Run with `bash scripts/wire-report.sh`.
 
-use cloud_proto::server::{self, DeviceStore, MemoryStore, Served};
-use cloud_proto::stream::{encode, encoded_max};
 use cloud_proto::*;
 
 const DEVICE: DeviceId = DeviceId(0x0102_0304);
@@ -60,12 +58,12 @@ fn exchange(
     down: &Down<'_>,
 ) -> (usize, usize) {
     let f = dev.send(0, up).expect("send").frame.to_vec();
-    let req = server::handle_datagram(&f, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT)
-        .expect("server accepts");
+    let req =
+        handle_datagram(&f, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT).expect("server accepts");
     let keys = store.keys(DEVICE).ok().flatten().expect("keys");
     let mut out = [0u8; MAX_FRAME];
-    let n = server::respond(&keys, req.device, req.counter, down, &mut out).expect("respond");
-    dev.handle_datagram(1, &out[..n]).expect("device accepts");
+    let n = respond(&keys, req.device, req.counter, down, &mut out).expect("respond");
+    let _ = dev.handle_datagram(1, &out[..n]).expect("device accepts");
     (f.len(), n)
 }
 
@@ -103,7 +101,7 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
         bytes_down: 0,
         stream_bytes: 0,
     };
-    let mut stream = vec![0u8; encoded_max(MAX_FRAME)];
+    let mut stream = vec![0u8; stream_encoded_max(MAX_FRAME)];
     let mut count = |t: &mut Transfer, up: bool, f: &[u8]| {
         if up {
             t.frames_up += 1;
@@ -112,7 +110,7 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
             t.frames_down += 1;
             t.bytes_down += f.len();
         }
-        t.stream_bytes += encode(f, &mut stream).expect("fits");
+        t.stream_bytes += stream_encode(f, &mut stream).expect("fits");
     };
     // The decision and its ack.
     let accept = Up::UpdateDecision(UpdateDecision {
@@ -121,12 +119,12 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
     });
     let f = dev.send(0, &accept).expect("send").frame.to_vec();
     count(&mut t, true, &f);
-    let req = server::handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT)
-        .expect("accept");
+    let req =
+        handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).expect("accept");
     let mut out = [0u8; MAX_FRAME];
-    let n = server::respond(&keys, req.device, req.counter, &Down::Ack, &mut out).expect("ack");
+    let n = respond(&keys, req.device, req.counter, &Down::Ack, &mut out).expect("ack");
     count(&mut t, false, &out[..n]);
-    dev.handle_datagram(0, &out[..n]).expect("ack");
+    let _ = dev.handle_datagram(0, &out[..n]).expect("ack");
     for (object, bytes) in [(Object::Manifest, &manifest), (Object::Image, &image)] {
         let chunks = bytes.len().div_ceil(usize::from(chunk)) as u32;
         let mut next = 0;
@@ -138,17 +136,15 @@ fn transfer(image_len: usize, manifest_len: usize, chunk: u16) -> Transfer {
                 .frame
                 .to_vec();
             count(&mut t, true, &f);
-            let req =
-                server::handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT)
-                    .expect("request");
+            let req = handle_datagram(&f, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT)
+                .expect("request");
             let mut frames = Vec::new();
-            let served =
-                server::serve_chunks(&keys, &req, bytes, &mut out, |f| frames.push(f.to_vec()))
-                    .expect("serve");
+            let served = serve_chunks(&keys, &req, bytes, &mut out, |f| frames.push(f.to_vec()))
+                .expect("serve");
             assert!(matches!(served, Served::Chunks(_)));
             for f in frames {
                 count(&mut t, false, &f);
-                dev.handle_datagram(0, &f).expect("chunk");
+                let _ = dev.handle_datagram(0, &f).expect("chunk");
             }
         }
     }
@@ -268,9 +264,9 @@ fn main() {
         100.0 * 71.0 / 512.0
     );
     println!(
-        "Device RAM (this host, {}-bit): DeviceEndpoint {} B, stream Decoder for MAX_FRAME {} B.",
+        "Device RAM (this host, {}-bit): DeviceEndpoint {} B, StreamDecoder for MAX_FRAME {} B.",
         usize::BITS,
         core::mem::size_of::<DeviceEndpoint>(),
-        core::mem::size_of::<cloud_proto::stream::Decoder<{ encoded_max(MAX_FRAME) }>>()
+        core::mem::size_of::<cloud_proto::StreamDecoder<{ stream_encoded_max(MAX_FRAME) }>>()
     );
 }

@@ -10,7 +10,9 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::frame::{self, DeviceId, DownFrame, EncodeError, FrameError, Keys, MAX_FRAME};
-use crate::message::{ChunkRequest, Down, Object, Up, UpdateId, MAX_CHUNKS_PER_REQUEST};
+use crate::message::{
+    ChunkRequest, Decision, Down, Object, Up, UpdateDecision, UpdateId, MAX_CHUNKS_PER_REQUEST,
+};
 
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
@@ -136,14 +138,23 @@ impl fmt::Display for SendError {
                 write!(f, "persist counter reservation {reserved_until} first")
             }
             Self::CountersExhausted => f.write_str("counter space exhausted"),
-            Self::Encode(e) => write!(f, "encode: {e}"),
+            // The cause is the source, not repeated here.
+            Self::Encode(_) => f.write_str("the request could not be encoded"),
         }
     }
 }
 
-impl core::error::Error for SendError {}
+impl core::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Encode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A request to put on the wire (returned by [`DeviceEndpoint::send`]).
+#[must_use = "persist `counters`, then transmit `frame`: the request is outstanding already"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Transmit<'a> {
@@ -155,6 +166,7 @@ pub struct Transmit<'a> {
 }
 
 /// What a received frame meant.
+#[must_use = "a reply or a chunk to act on (a dropped chunk is not asked for again)"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
@@ -177,6 +189,7 @@ pub enum Event<'a> {
 }
 
 /// What a timeout meant.
+#[must_use = "an ignored `Retransmit` silently skips a retransmission"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Timeout<'a> {
@@ -237,6 +250,7 @@ impl DeviceEndpoint {
     }
 
     /// The reservation to persist in flash before more frames can be sent, if one is due.
+    #[must_use = "persist the reservation, then `mark_checkpointed`"]
     pub fn checkpoint(&self) -> Option<u32> {
         (self.counters.next >= self.counters.reserved_until).then(|| {
             self.counters
@@ -272,9 +286,11 @@ impl DeviceEndpoint {
             return Err(SendError::Busy);
         }
         if self.counters.next == u32::MAX {
+            error!("counter space exhausted: re-provision the device key");
             return Err(SendError::CountersExhausted);
         }
         if let Some(reserved_until) = self.checkpoint() {
+            info!("counter reservation {} to persist first", reserved_until);
             return Err(SendError::CheckpointRequired { reserved_until });
         }
         let counter = self.counters.next;
@@ -291,6 +307,7 @@ impl DeviceEndpoint {
         };
         self.tx.truncate(n);
         self.counters.next += 1;
+        log_sent(counter, msg);
         let rto = self.config.rto_initial_ms.max(1);
         self.pending = Some(Pending {
             counter,
@@ -314,7 +331,7 @@ impl DeviceEndpoint {
     /// A chunk request is answered by its chunk frames (each chunk `chunk_size` bytes, the
     /// object's last one possibly shorter) or by a `Nack`; any other request by any one
     /// message (`Welcome`, `Ack` or `Nack`: checking that it is the expected kind is the
-    /// caller's). Errors, which change nothing: those of [`frame::open_down`];
+    /// caller's). Errors, which change nothing: those of [`open_down`](crate::open_down);
     /// [`FrameError::Unexpected`] for a frame when nothing is outstanding, a duplicate chunk,
     /// or a message answering a chunk request with anything but a `Nack`;
     /// [`FrameError::Malformed`] for a slot past the request or a chunk that is empty or longer
@@ -324,6 +341,16 @@ impl DeviceEndpoint {
         now: Millis,
         bytes: &'a [u8],
     ) -> Result<Event<'a>, FrameError> {
+        // Late duplicates are common on a lossy link: debug, not warn.
+        let event = self.open(now, bytes);
+        if let Err(e) = &event {
+            debug!("reply refused: {}", e);
+        }
+        event
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) without its log.
+    fn open<'a>(&mut self, now: Millis, bytes: &'a [u8]) -> Result<Event<'a>, FrameError> {
         let p = self.pending.as_ref().ok_or(FrameError::Unexpected)?;
         let counter = p.counter;
         let f = frame::open_down(&self.keys, self.config.device, bytes, |low| {
@@ -372,6 +399,7 @@ impl DeviceEndpoint {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if a request is
     /// outstanding.
+    #[must_use = "call `handle_timeout` at this time"]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.pending.as_ref().map(|p| p.deadline)
     }
@@ -390,6 +418,12 @@ impl DeviceEndpoint {
         if p.received != 0 {
             let total = p.chunks.as_ref().map_or(0, |r| r.chunk_count());
             let received = p.received.count_ones();
+            info!(
+                "request {}: incomplete, {} received, {} missing: ask again for the rest",
+                p.counter,
+                received,
+                total.saturating_sub(received)
+            );
             self.pending = None;
             return Timeout::Incomplete {
                 received,
@@ -397,10 +431,18 @@ impl DeviceEndpoint {
             };
         }
         if p.transmissions >= max_tx {
+            warn!(
+                "request {}: no answer after {} transmissions, given up",
+                p.counter, p.transmissions
+            );
             self.pending = None;
             return Timeout::GaveUp;
         }
         p.transmissions += 1;
+        info!(
+            "request {}: retransmission, transmission {} of {}",
+            p.counter, p.transmissions, max_tx
+        );
         p.rto = p.rto.saturating_mul(2).min(rto_max);
         p.deadline = now.saturating_add(p.rto as Millis);
         Timeout::Retransmit(&self.tx)
@@ -409,6 +451,34 @@ impl DeviceEndpoint {
     /// Drops the outstanding request (its late replies will be refused).
     pub fn abandon(&mut self) {
         self.pending = None;
+    }
+}
+
+/// What a field engineer wants to know of a request sent: the transfers it starts or resumes.
+fn log_sent(counter: u32, msg: &Up<'_>) {
+    match msg {
+        Up::UpdateDecision(UpdateDecision {
+            update,
+            decision: Decision::Accept { bytes_done },
+        }) if *bytes_done > 0 => info!(
+            "update {}: accepted, download resumes at byte {}",
+            update.0, bytes_done
+        ),
+        Up::CheckIn(c) => match c.ota.download {
+            Some(d) => info!(
+                "request {}: check-in, download of update {} at byte {}",
+                counter, d.update.0, d.bytes_done
+            ),
+            None => debug!("request {}: check-in", counter),
+        },
+        Up::ChunkRequest(r) => debug!(
+            "request {}: {} chunks of update {} ({:?})",
+            counter,
+            r.chunk_count(),
+            r.update.0,
+            r.object
+        ),
+        _ => trace!("request {}", counter),
     }
 }
 

@@ -21,7 +21,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::message::{Down, Up};
 
 /// Protocol version, high nibble of the first byte.
-pub const VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 1;
 /// First byte of a device → cloud frame.
 pub const KIND_UP: u8 = 0x10;
 /// First byte of a cloud → device message frame.
@@ -174,7 +174,7 @@ impl core::error::Error for EncodeError {}
 /// Why a received frame was rejected. A rejected frame changes no state.
 ///
 /// These are the frame-level reasons both sides share; the server's replay and key-store
-/// outcomes are [`RequestError`](crate::server::RequestError).
+/// outcomes are [`RequestError`](crate::RequestError).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -348,7 +348,8 @@ pub struct UpFrame<'a> {
 }
 
 /// [`verify_up`] then [`VerifiedUp::decode`]; no replay check (a server wants
-/// [`server::handle_datagram`](crate::server::handle_datagram)). Cost: one HMAC over the
+/// [`handle_datagram`](crate::handle_datagram), or
+/// [`authenticate`](crate::authenticate) and [`admit`](crate::admit)). Cost: one HMAC over the
 /// frame, one postcard decoding.
 pub fn open_up<'a>(keys: &Keys, frame: &'a [u8]) -> Result<UpFrame<'a>, FrameError> {
     let v = verify_up(keys, frame)?;

@@ -2,7 +2,6 @@
 
 mod common;
 
-use cloud_proto::server::{MemoryStore, RequestError, Served};
 use cloud_proto::*;
 use common::*;
 
@@ -65,7 +64,7 @@ fn the_tags_are_the_documented_hmac() {
     let mut dev = device();
     send(&mut dev, 0, &Up::ChunkRequest(req));
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_chunk(&keys(), DEVICE, 0, 0, &[9; 16], &mut out).unwrap();
+    let n = seal_chunk(&keys(), DEVICE, 0, 0, &[9; 16], &mut out).unwrap();
     assert_eq!(&out[..n], &raw_chunk(0, 0, &[9; 16])[..]);
 }
 
@@ -74,10 +73,10 @@ fn replays_forgeries_and_strangers_change_nothing() {
     let mut dev = device();
     let mut store = store();
     let first = send(&mut dev, 0, &checkin());
-    handle(&mut store, &first).unwrap();
+    let _ = handle(&mut store, &first).unwrap();
     dev.abandon();
     let second = send(&mut dev, 1, &checkin());
-    handle(&mut store, &second).unwrap();
+    let _ = handle(&mut store, &second).unwrap();
     // The first frame again: a replay (also what a reordered old frame looks like).
     assert_eq!(
         handle(&mut store, &first),
@@ -145,15 +144,14 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     let f = send(&mut dev, 0, &req);
     let image = vec![7u8; 64 * 1024];
     let policy = ReplayPolicy::DEFAULT;
-    let at =
-        |store: &mut MemoryStore, now| server::handle_datagram(&f, DEVICE_ADDR, store, now, policy);
+    let at = |store: &mut MemoryStore, now| handle_datagram(&f, DEVICE_ADDR, store, now, policy);
     assert!(!at(&mut store, 1_000).unwrap().retransmission);
     // Three more answers (four in all) within the window…
     for now in [3_000, 7_000, 15_000] {
         let r = at(&mut store, now).unwrap();
         assert!(r.retransmission);
         let mut out = [0u8; MAX_FRAME];
-        let served = server::serve_chunks(&keys(), &r, &image, &mut out, |_| {}).unwrap();
+        let served = serve_chunks(&keys(), &r, &image, &mut out, |_| {}).unwrap();
         assert_eq!(
             served,
             Served::Chunks(64),
@@ -167,7 +165,7 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     );
     // Late copies too, even if few answers were given.
     let mut store = self::store();
-    at(&mut store, 1_000).unwrap();
+    let _ = at(&mut store, 1_000).unwrap();
     assert_eq!(
         at(&mut store, 1_000 + policy.retransmit_window_ms + 1),
         Err(Rejected::RetransmissionRefused { counter: 0 })
@@ -179,7 +177,7 @@ fn a_reused_counter_is_refused_not_taken_for_a_retransmission() {
     let mut store = store();
     let mut dev = device();
     let a = send(&mut dev, 0, &checkin());
-    handle(&mut store, &a).unwrap();
+    let _ = handle(&mut store, &a).unwrap();
     // The device lost its counters without a flash reservation (an application bug): it sends
     // a different message with the same counter.
     let mut again = device();
@@ -209,7 +207,7 @@ fn an_unknown_message_uses_up_its_counter_and_can_be_nacked() {
         "the counter is used up"
     );
     let nack = reply_to(3, &Down::Nack(NackCode::UnknownMessage));
-    let got = frame::open_down(&keys(), DEVICE, &nack, |l| (l == 3).then_some(3)).unwrap();
+    let got = open_down(&keys(), DEVICE, &nack, |l| (l == 3).then_some(3)).unwrap();
     assert_eq!(
         got,
         DownFrame::Message {
@@ -218,7 +216,7 @@ fn an_unknown_message_uses_up_its_counter_and_can_be_nacked() {
         }
     );
     // After a newer frame, a stale copy of it is a replay, not something to answer.
-    handle(&mut store, &raw_up(4, &[0x04, 0x05])).unwrap();
+    let _ = handle(&mut store, &raw_up(4, &[0x04, 0x05])).unwrap();
     assert_eq!(
         handle(&mut store, &f),
         Err(Rejected::Replayed {
@@ -272,7 +270,7 @@ fn replies_are_bound_to_their_request() {
     let mut store = store();
     let a = send(&mut dev, 0, &checkin());
     let reply_a = answer(&mut store, &a, &welcome(None));
-    dev.handle_datagram(1, &reply_a).unwrap();
+    let _ = dev.handle_datagram(1, &reply_a).unwrap();
     // A duplicate of the reply: nothing outstanding.
     assert_eq!(
         dev.handle_datagram(2, &reply_a),
@@ -288,7 +286,7 @@ fn replies_are_bound_to_their_request() {
     let rb = handle(&mut store, &b).unwrap();
     let wrong = Keys::derive(&[9; 32]);
     let mut out = [0u8; MAX_FRAME];
-    let n = server::respond(&wrong, rb.device, rb.counter, &welcome(None), &mut out).unwrap();
+    let n = respond(&wrong, rb.device, rb.counter, &welcome(None), &mut out).unwrap();
     assert_eq!(dev.handle_datagram(5, &out[..n]), Err(FrameError::BadTag));
     // An up frame looped back to the device: wrong direction.
     assert_eq!(dev.handle_datagram(5, &b), Err(FrameError::WrongDirection));
@@ -347,7 +345,7 @@ fn counters_need_a_flash_checkpoint() {
     );
     dev.mark_checkpointed(1064);
     for i in 0..64 {
-        dev.send(i, &checkin()).unwrap();
+        let _ = dev.send(i, &checkin()).unwrap();
         dev.abandon();
     }
     assert_eq!(
@@ -376,7 +374,7 @@ fn the_counter_space_ends_cleanly() {
     );
     dev.mark_checkpointed(u32::MAX);
     for _ in 0..2 {
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         dev.abandon();
     }
     assert_eq!(dev.counters().next, u32::MAX);
@@ -393,7 +391,7 @@ fn counters_survive_backup_sram_and_a_power_loss_never_reuses_one() {
         let tx = dev.send(t, &checkin()).unwrap();
         retained = tx.counters.to_retained(); // before the frame goes out
         let f = tx.frame.to_vec();
-        handle(&mut store, &f).unwrap();
+        let _ = handle(&mut store, &f).unwrap();
         dev.abandon();
     }
     // Deep sleep: counters from backup SRAM.
@@ -528,7 +526,7 @@ fn a_partly_answered_request_closes_as_incomplete() {
         &Up::ChunkRequest(chunk_request(&[(0, 4)], 512)),
     );
     let (_, frames) = serve(&mut store, &f, &image);
-    dev.handle_datagram(100, &frames[0]).unwrap();
+    let _ = dev.handle_datagram(100, &frames[0]).unwrap();
     // Progress restarted the timer.
     assert_eq!(dev.poll_timeout(), Some(100 + 2_000));
     assert_eq!(
@@ -663,16 +661,16 @@ fn serve_chunks_checks_before_sending_anything() {
     let mut small = [0u8; 100];
     let mut sent = 0;
     assert_eq!(
-        server::serve_chunks(&keys(), &req, &[0u8; 4096], &mut small, |_| sent += 1),
+        serve_chunks(&keys(), &req, &[0u8; 4096], &mut small, |_| sent += 1),
         Err(EncodeError::TooLarge)
     );
-    let not_chunks = server::Request {
+    let not_chunks = Request {
         msg: checkin(),
         ..req
     };
     let mut out = [0u8; MAX_FRAME];
     assert_eq!(
-        server::serve_chunks(&keys(), &not_chunks, &[0u8; 4096], &mut out, |_| sent += 1),
+        serve_chunks(&keys(), &not_chunks, &[0u8; 4096], &mut out, |_| sent += 1),
         Err(EncodeError::Invalid)
     );
     assert_eq!(sent, 0);
@@ -719,7 +717,7 @@ fn counter_ffffffff_is_refused_as_never_sent() {
     );
     assert_eq!(store.last_counter(DEVICE), None, "nothing recorded");
     // Also after the last counter a device may use, which stays acceptable.
-    handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
+    let _ = handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
     assert_eq!(
         handle(&mut store, &f),
         Err(Rejected::CounterExhausted { device: DEVICE })
@@ -740,10 +738,10 @@ fn inserting_a_known_device_again_keeps_its_replay_record() {
     let mut store = store();
     let mut dev = device();
     let old = send(&mut dev, 0, &checkin());
-    handle(&mut store, &old).unwrap();
+    let _ = handle(&mut store, &old).unwrap();
     dev.abandon();
     let last = send(&mut dev, 1, &checkin());
-    handle(&mut store, &last).unwrap();
+    let _ = handle(&mut store, &last).unwrap();
     // A tool reloads its device list.
     store.insert(DEVICE, &ROOT_KEY);
     assert_eq!(store.last_counter(DEVICE), Some(1));
@@ -775,7 +773,7 @@ fn injected_copies_do_not_use_up_the_devices_retransmissions() {
     let f = send(&mut dev, 0, &checkin());
     let policy = ReplayPolicy::DEFAULT;
     let at = |store: &mut MemoryStore, from, now| {
-        server::handle_datagram(&f, from, store, now, policy).map(|r| r.retransmission)
+        handle_datagram(&f, from, store, now, policy).map(|r| r.retransmission)
     };
     // The device's frame arrives; its answer is lost on the way back.
     assert_eq!(at(&mut store, DEVICE_ADDR, 0), Ok(false));
@@ -817,7 +815,7 @@ fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device(
     let f = send(&mut dev, 0, &checkin());
     let policy = ReplayPolicy::DEFAULT;
     let answered = (0..10u64)
-        .filter(|&now| server::handle_datagram(&f, DEVICE_ADDR, &mut store, now, policy).is_ok())
+        .filter(|&now| handle_datagram(&f, DEVICE_ADDR, &mut store, now, policy).is_ok())
         .count();
     assert_eq!(
         answered,
@@ -829,9 +827,9 @@ fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device(
     // attacker's address only, at most max_answers of them.
     let mut store = self::store();
     let f = send(&mut device_from(Counters::cold(100)), 0, &checkin());
-    assert!(server::handle_datagram(&f, elsewhere(7), &mut store, 0, policy).is_ok());
+    assert!(handle_datagram(&f, elsewhere(7), &mut store, 0, policy).is_ok());
     assert_eq!(
-        server::handle_datagram(&f, DEVICE_ADDR, &mut store, 1, policy),
+        handle_datagram(&f, DEVICE_ADDR, &mut store, 1, policy),
         Err(Rejected::OtherSource { counter: 100 })
     );
 }
@@ -849,14 +847,14 @@ fn keys_are_wiped_on_drop_and_on_demand() {
     let mut k = keys();
     k.zeroize();
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_up(&k, DEVICE, 3, &checkin(), &mut out).unwrap();
+    let n = seal_up(&k, DEVICE, 3, &checkin(), &mut out).unwrap();
     let (signed, tag) = out[..n].split_at(n - 8);
     let want = hmac(
         &[0; 32],
         &[&DEVICE.0.to_le_bytes(), &3u32.to_le_bytes(), signed],
     );
     assert_eq!(tag, &want[..8], "K_up wiped");
-    let n = frame::seal_down(&k, DEVICE, 3, &Down::Ack, &mut out).unwrap();
+    let n = seal_down(&k, DEVICE, 3, &Down::Ack, &mut out).unwrap();
     let (signed, tag) = out[..n].split_at(n - 8);
     let want = hmac(
         &[0; 32],

@@ -3,7 +3,6 @@
 
 mod common;
 
-use cloud_proto::stream::{encode, encoded_max};
 use cloud_proto::*;
 use common::*;
 
@@ -83,19 +82,19 @@ fn offer_welcome() -> Down<'static> {
 
 fn seal_up(counter: u32, msg: &Up<'_>) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_up(&keys(), DEVICE, counter, msg, &mut out).unwrap();
+    let n = cloud_proto::seal_up(&keys(), DEVICE, counter, msg, &mut out).unwrap();
     out[..n].to_vec()
 }
 
 fn seal_down(echo: u32, msg: &Down<'_>) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_down(&keys(), DEVICE, echo, msg, &mut out).unwrap();
+    let n = cloud_proto::seal_down(&keys(), DEVICE, echo, msg, &mut out).unwrap();
     out[..n].to_vec()
 }
 
 fn opens_up(tag: &str, counter: u32, msg: Up<'_>) {
     let f = doc_hex(tag);
-    let up = frame::open_up(&keys(), &f).unwrap();
+    let up = open_up(&keys(), &f).unwrap();
     assert_eq!(
         (up.device, up.counter, up.msg),
         (DEVICE, counter, msg),
@@ -105,7 +104,7 @@ fn opens_up(tag: &str, counter: u32, msg: Up<'_>) {
 
 fn opens_down(tag: &str, echo: u32, msg: Down<'_>) {
     let f = doc_hex(tag);
-    let d = frame::open_down(&keys(), DEVICE, &f, |l| (l == echo as u16).then_some(echo)).unwrap();
+    let d = open_down(&keys(), DEVICE, &f, |l| (l == echo as u16).then_some(echo)).unwrap();
     assert_eq!(d, DownFrame::Message { echo, msg }, "{tag}");
 }
 
@@ -158,11 +157,11 @@ fn offer_accept_and_chunks() {
 
     let data = [0u8, 1, 2, 3, 4, 5, 6, 7];
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_chunk(&keys(), DEVICE, 8, 3, &data, &mut out).unwrap();
+    let n = seal_chunk(&keys(), DEVICE, 8, 3, &data, &mut out).unwrap();
     check("chunk", &out[..n]);
     let f = doc_hex("chunk");
     assert_eq!(
-        frame::open_down(&keys(), DEVICE, &f, |l| (l == 8).then_some(8)).unwrap(),
+        open_down(&keys(), DEVICE, &f, |l| (l == 8).then_some(8)).unwrap(),
         DownFrame::Chunk {
             echo: 8,
             slot: 3,
@@ -224,9 +223,9 @@ fn the_other_messages() {
     for (tag, _) in &cases {
         let f = doc_hex(tag);
         if f[0] == 0x10 {
-            frame::open_up(&keys(), &f).unwrap();
+            open_up(&keys(), &f).unwrap();
         } else {
-            frame::open_down(&keys(), DEVICE, &f, |l| Some(u32::from(l))).unwrap();
+            open_down(&keys(), DEVICE, &f, |l| Some(u32::from(l))).unwrap();
         }
     }
 }
@@ -270,7 +269,7 @@ fn checkin_with_progress_and_an_inline_offer() {
 #[test]
 fn on_a_byte_stream() {
     let f = seal_up(5, &checkin());
-    let mut enc = vec![0u8; encoded_max(f.len())];
-    let n = encode(&f, &mut enc).unwrap();
+    let mut enc = vec![0u8; stream_encoded_max(f.len())];
+    let n = stream_encode(&f, &mut enc).unwrap();
     check("stream", &enc[..n]);
 }

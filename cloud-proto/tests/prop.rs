@@ -3,7 +3,6 @@
 
 mod common;
 
-use cloud_proto::stream::{encode, encoded_max, Decoder};
 use cloud_proto::*;
 use common::*;
 use proptest::prelude::*;
@@ -272,13 +271,13 @@ fn down_spec() -> impl Strategy<Value = DownSpec> {
 
 fn seal_up_frame(spec: &UpSpec, counter: u32) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_up(&keys(), DEVICE, counter, &spec.msg(), &mut out).unwrap();
+    let n = seal_up(&keys(), DEVICE, counter, &spec.msg(), &mut out).unwrap();
     out[..n].to_vec()
 }
 
 fn seal_down_frame(spec: &DownSpec, echo: u32) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
-    let n = frame::seal_down(&keys(), DEVICE, echo, &spec.msg(), &mut out).unwrap();
+    let n = seal_down(&keys(), DEVICE, echo, &spec.msg(), &mut out).unwrap();
     out[..n].to_vec()
 }
 
@@ -323,7 +322,7 @@ proptest! {
     fn up_messages_round_trip(spec in up_spec(), counter in any::<u32>()) {
         let msg = spec.msg();
         let f = seal_up_frame(&spec, counter);
-        let up = frame::open_up(&keys(), &f).unwrap();
+        let up = open_up(&keys(), &f).unwrap();
         prop_assert_eq!((up.device, up.counter), (DEVICE, counter));
         prop_assert_eq!(up.msg, msg);
     }
@@ -331,7 +330,7 @@ proptest! {
     #[test]
     fn down_messages_round_trip(spec in down_spec(), echo in any::<u32>()) {
         let f = seal_down_frame(&spec, echo);
-        let d = frame::open_down(&keys(), DEVICE, &f, |l| (l == echo as u16).then_some(echo))
+        let d = open_down(&keys(), DEVICE, &f, |l| (l == echo as u16).then_some(echo))
             .unwrap();
         prop_assert_eq!(d, DownFrame::Message { echo, msg: spec.msg() });
     }
@@ -343,18 +342,18 @@ proptest! {
         slot in any::<u8>(),
     ) {
         let mut out = [0u8; MAX_FRAME];
-        let n = frame::seal_chunk(&keys(), DEVICE, echo, slot, &data, &mut out).unwrap();
-        let d = frame::open_down(&keys(), DEVICE, &out[..n], |_| Some(echo)).unwrap();
+        let n = seal_chunk(&keys(), DEVICE, echo, slot, &data, &mut out).unwrap();
+        let d = open_down(&keys(), DEVICE, &out[..n], |_| Some(echo)).unwrap();
         prop_assert_eq!(d, DownFrame::Chunk { echo, slot, data: &data });
     }
 
     #[test]
     fn random_bytes_are_never_accepted(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
         let mut store = store();
-        prop_assert!(server::handle_datagram(&bytes, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
-        prop_assert!(frame::open_down(&keys(), DEVICE, &bytes, |l| Some(u32::from(l))).is_err());
+        prop_assert!(handle_datagram(&bytes, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
+        prop_assert!(open_down(&keys(), DEVICE, &bytes, |l| Some(u32::from(l))).is_err());
         let mut dev = device();
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         prop_assert!(dev.handle_datagram(1, &bytes).is_err());
         prop_assert!(dev.is_busy());
     }
@@ -368,7 +367,7 @@ proptest! {
         let f = seal_up_frame(&spec, counter);
         if let Some(bad) = mutate(&f, &m) {
             let mut store = store();
-            prop_assert!(server::handle_datagram(&bad, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
+            prop_assert!(handle_datagram(&bad, DEVICE_ADDR, &mut store, 0, ReplayPolicy::DEFAULT).is_err());
             prop_assert_eq!(store.last_counter(DEVICE), None);
         }
     }
@@ -379,7 +378,7 @@ proptest! {
         m in mutation(),
     ) {
         let mut dev = device();
-        dev.send(0, &checkin()).unwrap();
+        let _ = dev.send(0, &checkin()).unwrap();
         let f = seal_down_frame(&spec, 0);
         if let Some(bad) = mutate(&f, &m) {
             prop_assert!(dev.handle_datagram(1, &bad).is_err());
@@ -399,14 +398,14 @@ proptest! {
             wire.push(0); // the garbage ends at a delimiter, as a receiver joining mid-stream sees
         }
         for f in &frames {
-            let mut enc = vec![0u8; encoded_max(f.len())];
-            let n = encode(f, &mut enc).unwrap();
+            let mut enc = vec![0u8; stream_encoded_max(f.len())];
+            let n = stream_encode(f, &mut enc).unwrap();
             wire.extend_from_slice(&enc[..n]);
         }
         let mut cut_points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
         cut_points.push(wire.len());
         cut_points.sort();
-        let mut dec = Decoder::<{ encoded_max(MAX_FRAME) }>::new();
+        let mut dec = StreamDecoder::<{ stream_encoded_max(MAX_FRAME) }>::new();
         let mut got = Vec::new();
         let mut errors = 0;
         let mut start = 0;
@@ -451,7 +450,7 @@ proptest! {
 
     #[test]
     fn stream_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..3000)) {
-        let mut dec = Decoder::<64>::new();
+        let mut dec = StreamDecoder::<64>::new();
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let (used, out) = dec.feed(rest);

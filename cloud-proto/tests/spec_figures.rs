@@ -6,8 +6,6 @@
 
 mod common;
 
-use cloud_proto::frame::{CHUNK_HEADER_LEN, DOWN_HEADER_LEN, TAG_LEN, UP_HEADER_LEN};
-use cloud_proto::stream::{encode, encoded_max, Decoder, StreamError};
 use cloud_proto::*;
 
 const DOC: &str = include_str!("../../docs/protocol.md");
@@ -261,30 +259,34 @@ fn assert_states(what: &str, needle: &str) {
 fn the_stream_buffer_is_what_the_code_needs() {
     // The worst frame for COBS: the longest, without a zero byte.
     let frame = vec![0x55u8; MAX_FRAME];
-    let mut enc = vec![0u8; encoded_max(MAX_FRAME) + 16];
-    let n = encode(&frame, &mut enc).unwrap();
-    assert_eq!(n, encoded_max(MAX_FRAME), "encoded_max is reached");
+    let mut enc = vec![0u8; stream_encoded_max(MAX_FRAME) + 16];
+    let n = stream_encode(&frame, &mut enc).unwrap();
+    assert_eq!(
+        n,
+        stream_encoded_max(MAX_FRAME),
+        "stream_encoded_max is reached"
+    );
     assert_states(
         "the largest encoded frame",
         &format!("`MAX_FRAME + ⌊MAX_FRAME / 254⌋ + 2 = {}`", thousands(n)),
     );
     // The receiver keeps what lies between two delimiters: one byte less.
-    let mut dec = Decoder::<{ MAX_FRAME + MAX_FRAME / 254 + 1 }>::new();
+    let mut dec = StreamDecoder::<{ MAX_FRAME + MAX_FRAME / 254 + 1 }>::new();
     let (_, got) = dec.feed(&enc[..n]);
     assert_eq!(got.unwrap().unwrap(), &frame[..]);
-    let mut short = Decoder::<{ MAX_FRAME + MAX_FRAME / 254 }>::new();
+    let mut short = StreamDecoder::<{ MAX_FRAME + MAX_FRAME / 254 }>::new();
     let (_, got) = short.feed(&enc[..n]);
     assert_eq!(got, Some(Err(StreamError::Overflow)));
     assert_states(
         "the receiver's buffer",
         &format!("`MAX_FRAME + ⌊MAX_FRAME / 254⌋ + 1 = {}`", thousands(n - 1)),
     );
-    // And no frame of any length, zeros or not, encodes longer than encoded_max.
+    // And no frame of any length, zeros or not, encodes longer than stream_encoded_max.
     for len in [0, 1, 253, 254, 255, 508, 509, 1000, MAX_FRAME] {
         for fill in [0u8, 1] {
             let f = vec![fill; len];
-            let mut e = vec![0u8; encoded_max(len)];
-            assert!(encode(&f, &mut e).is_some(), "len {len} fill {fill}");
+            let mut e = vec![0u8; stream_encoded_max(len)];
+            assert!(stream_encode(&f, &mut e).is_some(), "len {len} fill {fill}");
         }
     }
 }
@@ -326,7 +328,7 @@ fn the_defaults_in_brackets_are_the_code_defaults() {
 #[test]
 fn the_last_transmission_leaves_when_the_spec_says() {
     let mut dev = common::device();
-    dev.send(0, &common::checkin()).unwrap();
+    let _ = dev.send(0, &common::checkin()).unwrap();
     let mut sent_at = vec![0u64];
     let mut now = 0;
     while let Some(t) = dev.poll_timeout() {
@@ -490,7 +492,7 @@ fn one_range_request(update: u32, chunk_size: u16, first: u32, count: u32) -> us
     };
     assert!(req.is_valid());
     let mut out = [0u8; MAX_FRAME];
-    frame::seal_up(
+    seal_up(
         &common::keys(),
         common::DEVICE,
         0,
@@ -590,13 +592,13 @@ fn the_worst_reflection_of_a_sniffed_frame_is_what_section_5_says() {
     for now in 0..2 * policy.retransmit_window_ms / 1000 {
         let now = now * 1000;
         for from in [victim(1)].into_iter().chain((2..102).map(victim)) {
-            let Ok(r) = server::handle_datagram(&f, from, &mut store, now, policy) else {
+            let Ok(r) = handle_datagram(&f, from, &mut store, now, policy) else {
                 continue;
             };
             answers += 1;
             let mut out = [0u8; MAX_FRAME];
             let bytes = sent.entry(from).or_default();
-            server::serve_chunks(&common::keys(), &r, &image, &mut out, |fr| {
+            serve_chunks(&common::keys(), &r, &image, &mut out, |fr| {
                 *bytes += fr.len()
             })
             .unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use cloud_proto::server::{MemoryStore, Served};
 use cloud_proto::*;
 use common::*;
 
@@ -120,7 +119,7 @@ struct Server {
 
 impl Server {
     fn handle(&mut self, now: u64, frame: &[u8], mut send: impl FnMut(&[u8])) {
-        let Ok(req) = server::handle_datagram(
+        let Ok(req) = handle_datagram(
             frame,
             DEVICE_ADDR,
             &mut self.store,
@@ -140,7 +139,7 @@ impl Server {
         let keys = keys();
         let mut out = [0u8; MAX_FRAME];
         let mut reply = |msg: &Down<'_>| {
-            let n = server::respond(&keys, req.device, req.counter, msg, &mut out).unwrap();
+            let n = respond(&keys, req.device, req.counter, msg, &mut out).unwrap();
             send(&out[..n]);
         };
         match &req.msg {
@@ -183,7 +182,7 @@ impl Server {
             Up::Goodbye(_) => reply(&Down::Ack),
             Up::ChunkRequest(_) => {
                 let mut frames = Vec::new();
-                let served = server::serve_chunks(&keys, &req, &self.image, &mut out, |f| {
+                let served = serve_chunks(&keys, &req, &self.image, &mut out, |f| {
                     frames.push(f.to_vec())
                 })
                 .unwrap();

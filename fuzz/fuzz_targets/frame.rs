@@ -7,8 +7,6 @@
 //! decodes must encode and decode again to the same value.
 #![no_main]
 
-use cloud_proto::server::{self, MemoryStore, RequestError};
-use cloud_proto::stream::{encoded_max, Decoder};
 use cloud_proto::*;
 use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
@@ -57,14 +55,14 @@ fuzz_target!(|data: &[u8]| {
     let keys = Keys::derive(&ROOT);
     match mode % 4 {
         0 => {
-            let _ = server::handle_datagram(rest, FROM, &mut store, 0, ReplayPolicy::DEFAULT);
+            let _ = handle_datagram(rest, FROM, &mut store, 0, ReplayPolicy::DEFAULT);
             let mut dev = device();
             let req = ChunkRequest::plan(UpdateId(1), Object::Image, 512, 0..64, 64);
             if let Some(req) = req {
                 let _ = dev.send(0, &Up::ChunkRequest(req));
             }
             let _ = dev.handle_datagram(1, rest);
-            let mut dec = Decoder::<{ encoded_max(MAX_FRAME) }>::new();
+            let mut dec = StreamDecoder::<{ stream_encoded_max(MAX_FRAME) }>::new();
             let mut input = rest;
             while !input.is_empty() {
                 let (used, _) = dec.feed(input);
@@ -78,12 +76,12 @@ fuzz_target!(|data: &[u8]| {
             header.extend_from_slice(&DEVICE.0.to_le_bytes());
             header.extend_from_slice(&9u32.to_le_bytes());
             let f = sealed(true, &header, rest, 9);
-            match server::handle_datagram(&f, FROM, &mut store, 0, ReplayPolicy::DEFAULT) {
+            match handle_datagram(&f, FROM, &mut store, 0, ReplayPolicy::DEFAULT) {
                 Ok(req) => {
                     let mut out = [0u8; MAX_FRAME];
-                    let n = frame::seal_up(&keys, DEVICE, 9, &req.msg, &mut out)
+                    let n = seal_up(&keys, DEVICE, 9, &req.msg, &mut out)
                         .expect("a decoded message re-encodes");
-                    let again = frame::open_up(&keys, &out[..n]).expect("and decodes again");
+                    let again = open_up(&keys, &out[..n]).expect("and decodes again");
                     assert_eq!(again.msg, req.msg);
                 }
                 // An authentic frame is either taken, or refused with a reason to Nack.
@@ -99,9 +97,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = dev.send(0, &Up::Goodbye(Goodbye { sleep_s: 1 }));
             if let Ok(Event::Reply(msg)) = dev.handle_datagram(1, &f) {
                 let mut out = [0u8; MAX_FRAME];
-                if let Ok(n) = frame::seal_down(&keys, DEVICE, 0, &msg, &mut out) {
-                    let again = frame::open_down(&keys, DEVICE, &out[..n], |_| Some(0))
-                        .expect("decodes again");
+                if let Ok(n) = seal_down(&keys, DEVICE, 0, &msg, &mut out) {
+                    let again =
+                        open_down(&keys, DEVICE, &out[..n], |_| Some(0)).expect("decodes again");
                     assert_eq!(again, DownFrame::Message { echo: 0, msg });
                 }
             }

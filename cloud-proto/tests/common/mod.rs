@@ -1,7 +1,6 @@
 //! A device and a one-device server store for the behaviour tests.
 #![allow(dead_code)]
 
-use cloud_proto::server::{MemoryStore, RequestError, Served};
 use cloud_proto::*;
 
 pub const DEVICE: DeviceId = DeviceId(0x0102_0304);
@@ -42,8 +41,8 @@ pub fn store() -> MemoryStore {
 pub fn handle<'a>(
     store: &mut MemoryStore,
     frame: &'a [u8],
-) -> Result<server::Request<'a>, RequestError<core::convert::Infallible>> {
-    server::handle_datagram(frame, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT)
+) -> Result<Request<'a>, RequestError<core::convert::Infallible>> {
+    handle_datagram(frame, DEVICE_ADDR, store, 0, ReplayPolicy::DEFAULT)
 }
 
 pub fn checkin<'a>() -> Up<'a> {
@@ -76,7 +75,7 @@ pub fn welcome<'a>(offer: Option<UpdateOffer<'a>>) -> Down<'a> {
 /// The answer `reply` to request `counter`, sealed.
 pub fn reply_to(counter: u32, reply: &Down<'_>) -> Vec<u8> {
     let mut out = [0u8; MAX_FRAME];
-    let n = server::respond(&keys(), DEVICE, counter, reply, &mut out).unwrap();
+    let n = respond(&keys(), DEVICE, counter, reply, &mut out).unwrap();
     out[..n].to_vec()
 }
 
@@ -92,7 +91,7 @@ pub fn serve(store: &mut MemoryStore, frame: &[u8], object: &[u8]) -> (Served, V
     let mut frames = Vec::new();
     let mut out = [0u8; MAX_FRAME];
     let served =
-        server::serve_chunks(&keys(), &req, object, &mut out, |f| frames.push(f.to_vec())).unwrap();
+        serve_chunks(&keys(), &req, object, &mut out, |f| frames.push(f.to_vec())).unwrap();
     (served, frames)
 }
 

@@ -259,13 +259,12 @@ mod cloud {
     use core::cell::RefCell;
     use core::hint::black_box;
 
-    use cloud_proto::stream::{encoded_max, Decoder};
     use cloud_proto::*;
     use critical_section::Mutex;
 
     static ENDPOINT: Mutex<RefCell<Option<DeviceEndpoint>>> = Mutex::new(RefCell::new(None));
-    static DECODER: Mutex<RefCell<Decoder<{ encoded_max(MAX_FRAME) }>>> =
-        Mutex::new(RefCell::new(Decoder::new()));
+    static DECODER: Mutex<RefCell<StreamDecoder<{ stream_encoded_max(MAX_FRAME) }>>> =
+        Mutex::new(RefCell::new(StreamDecoder::new()));
 
     pub fn exercise() -> usize {
         critical_section::with(|cs| {
