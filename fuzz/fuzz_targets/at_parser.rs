@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use libfuzzer_sys::fuzz_target;
 use modem_ublox::frame::{payload_header_len, Event, Framer};
-use modem_ublox::{urc, Apn, ModemConfig, Family, Modem, NoPin, Protocol, Registration};
+use modem_ublox::{urc, Apn, Family, Modem, ModemConfig, NoPin, Protocol, Registration};
 
 struct Uart<'a> {
     data: &'a [u8],

@@ -29,7 +29,11 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// A frame of `kind` with `header` and `body`, tagged as the spec says.
 fn sealed(up: bool, header: &[u8], body: &[u8], counter: u32) -> Vec<u8> {
-    let label: &[u8] = if up { b"cloud-proto/1 up" } else { b"cloud-proto/1 down" };
+    let label: &[u8] = if up {
+        b"cloud-proto/1 up"
+    } else {
+        b"cloud-proto/1 down"
+    };
     let key = hmac(&ROOT, &[label]);
     let mut f = header.to_vec();
     f.extend_from_slice(body);
@@ -39,7 +43,11 @@ fn sealed(up: bool, header: &[u8], body: &[u8], counter: u32) -> Vec<u8> {
 }
 
 fn device() -> DeviceEndpoint {
-    let mut d = DeviceEndpoint::new(DeviceConfig::new(DEVICE), Keys::derive(&ROOT), Counters::cold(0));
+    let mut d = DeviceEndpoint::new(
+        DeviceConfig::new(DEVICE),
+        Keys::derive(&ROOT),
+        Counters::cold(0),
+    );
     if let Some(r) = d.checkpoint() {
         d.mark_checkpointed(r);
     }
