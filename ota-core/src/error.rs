@@ -5,6 +5,7 @@ use core::fmt;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 
 use crate::layout::LayoutError;
+use crate::machine::IllegalTransition;
 use crate::state::{CommitError, Phase};
 
 macro_rules! impl_error {
@@ -268,16 +269,36 @@ from_flash!(
     BootError
 );
 
+/// A refused state change maps to the error's "wrong phase" variant: the machine has no such
+/// edge from the phase the device is in (the transition funnel, `Store::commit`, refused it
+/// and wrote nothing).
 macro_rules! from_commit {
-    ($($t:ty),*) => {$(
+    ($($t:ty => |$from:ident| $illegal:expr),* $(,)?) => {$(
         impl From<CommitError> for $t {
             fn from(e: CommitError) -> Self {
                 match e {
                     CommitError::NeedsErase => Self::NeedsErase,
                     CommitError::Flash(k) => Self::Flash(k),
+                    CommitError::Illegal(IllegalTransition { from: $from, .. }) => $illegal,
                 }
             }
         }
     )*};
 }
-from_commit!(BeginError, ChunkError, FinishError, StateError);
+from_commit!(
+    BeginError => |from| Self::Busy(from),
+    ChunkError => |_from| Self::NotDownloading,
+    FinishError => |_from| Self::NotDownloading,
+    StateError => |from| Self::WrongPhase(from),
+);
+
+impl From<CommitError> for BootError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Flash(k) => Self::Flash(k),
+            // `commit_or_erase` erases rather than ask; kept for completeness.
+            CommitError::NeedsErase => Self::Flash(NorFlashErrorKind::Other),
+            CommitError::Illegal(_) => Self::InconsistentState,
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod error;
 mod flash_ops;
 pub mod install;
 pub mod layout;
+mod machine;
 pub mod manifest;
 mod progress;
 pub mod state;

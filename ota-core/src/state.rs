@@ -19,6 +19,7 @@ use crc::{Crc, CRC_32_ISO_HDLC};
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
 use crate::layout::{Layout, LayoutId, Region};
+use crate::machine::{check_transition, IllegalTransition, OtaState};
 use crate::manifest::{SecurityCounter, Sha256Digest, Version};
 use crate::status::UpdateResult;
 
@@ -254,6 +255,14 @@ pub(crate) enum CommitError {
     NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
+    /// The change is not an edge of the state machine: nothing was written.
+    Illegal(IllegalTransition),
+}
+
+impl From<IllegalTransition> for CommitError {
+    fn from(e: IllegalTransition) -> Self {
+        Self::Illegal(e)
+    }
 }
 
 impl From<NorFlashErrorKind> for CommitError {
@@ -552,7 +561,10 @@ pub(crate) struct Store {
     pub(crate) write_size: usize,
     layout_id: LayoutId,
     log: StateLog,
-    pub(crate) state: Persisted,
+    /// The current state. Changed only by [`commit`](Self::commit),
+    /// [`commit_or_erase`](Self::commit_or_erase) and [`assume`](Self::assume), which check
+    /// the transition.
+    state: OtaState,
 }
 
 impl Store {
@@ -578,39 +590,68 @@ impl Store {
             write_size: F::WRITE_SIZE,
             layout_id,
             log,
-            state: state.unwrap_or(Persisted::EMPTY),
+            state: state.map_or(OtaState::EMPTY, |r| OtaState::from_record(&r)),
         })
     }
 
-    /// Persists `next` as the new state (see [`StateLog::append`] for the cost). Never
-    /// erases: when the ring needs an erase first, [`CommitError::NeedsErase`].
-    pub(crate) fn commit<F: NorFlash>(
-        &mut self,
-        flash: &mut F,
-        mut next: Persisted,
-    ) -> Result<(), CommitError> {
-        next.layout_id = self.layout_id;
-        self.log.append(flash, &self.layout, &mut next, false)?;
+    /// The current state.
+    pub(crate) fn state(&self) -> &OtaState {
+        &self.state
+    }
+
+    /// The transition funnel: every state change, persisted or not, passes here. Checks
+    /// that `current → next` is an edge of the machine
+    /// ([`check_transition`](crate::machine::check_transition)) and then makes `next`
+    /// current.
+    fn transition(&mut self, next: OtaState) -> Result<(), IllegalTransition> {
+        check_transition(self.state.phase.phase(), next.phase.phase())?;
         self.state = next;
         Ok(())
     }
 
+    /// Persists `next` as the new state (see [`StateLog::append`] for the cost). Never
+    /// erases: when the ring needs an erase first, [`CommitError::NeedsErase`]; an illegal
+    /// transition is [`CommitError::Illegal`]. Nothing changes on an error.
+    pub(crate) fn commit<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        next: OtaState,
+    ) -> Result<(), CommitError> {
+        self.append(flash, next, false)
+    }
+
     /// As [`commit`](Self::commit), but erases the next state sector itself when the ring has
-    /// no free slot (the bootloader, which must always be able to record its progress).
+    /// no free slot (the bootloader, which must always be able to record its progress), so
+    /// never [`CommitError::NeedsErase`].
     pub(crate) fn commit_or_erase<F: NorFlash>(
         &mut self,
         flash: &mut F,
-        mut next: Persisted,
-    ) -> Result<(), NorFlashErrorKind> {
-        next.layout_id = self.layout_id;
-        match self.log.append(flash, &self.layout, &mut next, true) {
-            Ok(()) => {
-                self.state = next;
-                Ok(())
-            }
-            Err(CommitError::Flash(k)) => Err(k),
-            Err(CommitError::NeedsErase) => Err(NorFlashErrorKind::Other),
-        }
+        next: OtaState,
+    ) -> Result<(), CommitError> {
+        self.append(flash, next, true)
+    }
+
+    fn append<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        next: OtaState,
+        may_erase: bool,
+    ) -> Result<(), CommitError> {
+        check_transition(self.state.phase.phase(), next.phase.phase())?;
+        let mut record = next.to_record();
+        record.layout_id = self.layout_id;
+        self.log
+            .append(flash, &self.layout, &mut record, may_erase)?;
+        // Checked above.
+        self.state = next;
+        Ok(())
+    }
+
+    /// Makes `next` current without recording it (a change that the next recorded one
+    /// persists, or that a reset recomputes: a download whose set-up was cut short, an
+    /// abandon whose record needs an erase first). Checked as a recorded one.
+    pub(crate) fn assume(&mut self, next: OtaState) -> Result<(), IllegalTransition> {
+        self.transition(next)
     }
 
     /// The state sector an explicit erase step should erase now, if any.

@@ -189,7 +189,7 @@ fn on_trial(old: &Signed, new: &Signed) -> OnStateWrite {
         .unwrap()
         .run(&mut f, &mut buf, || {})
         .unwrap();
-    assert!(t.trial);
+    assert!(t.is_trial());
     f
 }
 
@@ -224,7 +224,7 @@ fn a_confirm_record_that_reads_back_different_is_not_taken_as_committed() {
                 .unwrap()
                 .run(&mut f, &mut buf, || {})
                 .unwrap();
-            assert!(!t.trial, "{fault:?}: still on trial after a confirm");
+            assert!(!t.is_trial(), "{fault:?}: still on trial after a confirm");
         }
         assert_eq!(
             tries, 2,
@@ -282,7 +282,7 @@ fn a_bootloader_retrying_on_a_failing_flash_never_erases_the_newest_record() {
             .unwrap()
             .run(&mut f, &mut buf, || {})
             .unwrap();
-        assert!(t.trial);
+        assert!(t.is_trial());
     }
 }
 

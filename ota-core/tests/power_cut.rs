@@ -495,7 +495,7 @@ impl<'a> Story<'a> {
                 "staging past the swapped unit was touched"
             );
         }
-        if target.trial {
+        if target.is_trial() {
             assert!(is_new, "a trial boot must run the new image");
             // The confirmed (old) image must survive the trial, in staging.
             let staging = &flash.contents()[STAGING..];

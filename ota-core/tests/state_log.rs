@@ -67,7 +67,7 @@ fn on_trial(flash: &mut Flash) {
         .unwrap()
         .run(flash, &mut buf, || {})
         .unwrap();
-    assert!(t.trial);
+    assert!(t.is_trial());
 }
 
 #[test]
