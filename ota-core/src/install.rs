@@ -90,6 +90,7 @@ impl Default for BootConfig {
 /// What to boot: the image in the active slot, confirmed or on trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "jump to the active slot; a trial image must be confirmed before its attempts run out"]
 pub enum BootTarget {
     /// The confirmed image (or, on a device that never recorded one, whatever the active slot
     /// holds).

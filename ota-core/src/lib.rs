@@ -36,3 +36,32 @@ pub use embedded_storage::nor_flash::NorFlashErrorKind;
 /// The `embedded-storage` this crate's API is generic over, re-exported so a flash driver (or
 /// a host test double) implements exactly these `NorFlash` traits.
 pub use embedded_storage;
+
+/// Outcomes a caller must act on are `#[must_use]`: ignoring one does not compile under
+/// `deny(unused_must_use)` (checked here, one doctest each).
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn work() -> ota_core::EraseWork { Default::default() }
+/// work();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn step() -> ota_core::HashStep { ota_core::HashStep::Done }
+/// step();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn step() -> ota_core::BootStep { ota_core::BootStep::Continue }
+/// step();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn target() -> ota_core::BootTarget { ota_core::BootTarget::Confirmed { image: None } }
+/// target();
+/// ```
+#[cfg(doctest)]
+struct MustUse;

@@ -64,6 +64,7 @@ pub enum ChunkOutcome {
 ///   download, so that the next [`Updater::begin`] finds it blank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "erase work left: call `erase_step` until it is done, or `begin` and chunks keep asking for it"]
 pub struct EraseWork {
     /// Number of [`Updater::erase_step`] calls left.
     pub steps: u32,
