@@ -3,31 +3,43 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(unreachable_pub)]
 
+// Every module is private; the API is the flat set of re-exports below. The state record codec
+// (`Persisted`, `RECORD_LEN`) is public only for the fuzz targets and the tests, behind the
+// non-default `fuzzing` feature, hidden and outside semver (as quinn-proto's and postcard's
+// fuzzing features).
 mod error;
 mod flash_ops;
-pub mod install;
-pub mod layout;
+mod install;
+mod layout;
 mod machine;
-pub mod manifest;
+mod manifest;
 mod progress;
-pub mod state;
-pub mod status;
-pub mod updater;
-pub mod verify;
+mod state;
+mod status;
+mod updater;
+mod verify;
 
 pub use error::{BeginError, BootError, ChunkError, FinishError, OpenError, StateError};
 pub use install::{BootConfig, BootStep, BootTarget, Bootloader};
-pub use layout::{Layout, LayoutError, LayoutId, Region, SectorMap, SectorRun};
+pub use layout::{Layout, LayoutError, LayoutId, Region, SectorMap, SectorRun, Sectors};
 pub use manifest::{
-    build_signed, BuildError, ChunkIndex, HardwareId, ImageParams, KeyId, Manifest, ManifestHeader,
-    ParseError, SecurityCounter, Sha256Digest, Version,
+    build_signed, chunk_count, chunk_digest, encoded_len as manifest_len, BuildError, ChunkIndex,
+    HardwareId, ImageParams, KeyId, Manifest, ManifestHeader, ParseError, SecurityCounter,
+    Sha256Digest, Version, CHUNK_DIGEST_LEN, FLAG_BASE_DIGEST as MANIFEST_FLAG_BASE_DIGEST,
+    FORMAT_VERSION as MANIFEST_FORMAT_VERSION, HEADER_LEN as MANIFEST_HEADER_LEN,
+    MAGIC as MANIFEST_MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, SIGNATURE_LEN,
 };
 pub use state::{ImageSummary, Phase};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use state::{Persisted, RECORD_LEN};
 pub use status::{Progress, State, Status, UpdateResult};
 pub use updater::{Begin, ChunkOutcome, Config, EraseWork, HashStep, Updater};
 pub use verify::{
-    authenticate, check_signature, verify, Policy, TrustedKey, VerifiedManifest, VerifyError,
+    authenticate, check_signature, verify, KeyError, Policy, TrustedKey, VerifiedManifest,
+    VerifyError,
 };
 
 /// Re-exported so users name the same error kind type as this crate.

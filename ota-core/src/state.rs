@@ -23,7 +23,10 @@ use crate::machine::{check_transition, IllegalTransition, OtaState};
 use crate::manifest::{SecurityCounter, Sha256Digest, Version};
 use crate::status::UpdateResult;
 
+// `RECORD_LEN` and `Persisted` are public only with the `fuzzing` feature (see lib.rs).
+
 /// Size of one state record in flash.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub const RECORD_LEN: usize = 192;
 const RECORD_MAGIC: [u8; 2] = *b"OS";
 const RECORD_FORMAT: u8 = 1;
@@ -119,6 +122,7 @@ fn le32(b: &[u8], o: usize) -> u32 {
 /// The whole persisted state: what one record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub struct Persisted {
     /// Sequence number of the record (set by the log on append).
     pub seq: u32,
@@ -155,8 +159,10 @@ pub struct Persisted {
     pub layout_id: LayoutId,
 }
 
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 impl Persisted {
     /// The state of a device that never recorded anything.
+    #[cfg(feature = "fuzzing")]
     pub const EMPTY: Persisted = Persisted {
         seq: 0,
         phase: Phase::Idle,

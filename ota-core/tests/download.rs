@@ -554,7 +554,7 @@ fn a_bad_slot_found_by_handle_chunk_is_announced_as_erase_work() {
 /// the progress region, never the abandoned download's staging sectors.
 #[test]
 fn a_superseding_offer_with_a_full_state_log_asks_only_for_the_erases_it_needs() {
-    use ota_core::state::{Persisted, RECORD_LEN};
+    use ota_core::{Persisted, RECORD_LEN};
     let mut flash = Flash::new(&SECTORS);
     let a = sign(7000, 33, 1);
     let b = sign(5000, 34, 2);

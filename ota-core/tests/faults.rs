@@ -14,11 +14,11 @@ mod common;
 
 use common::*;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
     BeginError, BootConfig, Bootloader, ChunkIndex, Phase, SecurityCounter, Sha256Digest,
     StateError, UpdateResult, Updater, Version,
 };
+use ota_core::{Persisted, RECORD_LEN};
 use ota_flash_sim::{
     Cut, CutKind, Effect, Fault, FaultKind, SimError, Tear, TearPoint, TornErase, TornWord,
 };

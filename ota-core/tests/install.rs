@@ -224,8 +224,8 @@ fn provisioning_checks_the_active_slot() {
 
 #[test]
 fn bootloader_refuses_a_journal_that_does_not_fit_the_layout() {
-    use ota_core::state::{Persisted, RECORD_LEN};
     use ota_core::{BootError, ImageSummary, Sha256Digest, Version};
+    use ota_core::{Persisted, RECORD_LEN};
     let summary = ImageSummary {
         version: Version::new(1, 0, 0),
         security_counter: SecurityCounter(1),
@@ -283,8 +283,8 @@ fn bootloader_refuses_a_journal_that_does_not_fit_the_layout() {
 /// that a watchdog fed between steps needs to cover only one sector erase.
 #[test]
 fn bootloader_steps_are_bounded_for_the_watchdog() {
-    use ota_core::state::RECORD_LEN;
     use ota_core::Layout;
+    use ota_core::RECORD_LEN;
     use ota_flash_sim::F2Flash;
     let mut flash = F2Flash::new(&[
         16384, 16384, 16384, 16384, 65536, 131072, 131072, 131072, 131072, 131072, 131072, 131072,

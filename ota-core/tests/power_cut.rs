@@ -36,12 +36,12 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use common::*;
-use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
     BeginError, BootConfig, Bootloader, ChunkError, ChunkIndex, FinishError, Phase, Policy,
     SecurityCounter, Sha256Digest, State, StateError, UpdateResult, Updater, VerifiedManifest,
     Version,
 };
+use ota_core::{Persisted, RECORD_LEN};
 use ota_flash_sim::{Cut, CutKind, SimFlash, Tear};
 
 type Sim<const W: usize, const M: bool> = SimFlash<W, 1024, M>;
