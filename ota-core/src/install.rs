@@ -274,6 +274,12 @@ impl Bootloader {
                 }
                 if let Some((rel, len)) = self.unit(swap) {
                     if self.stage_step(flash, st.phase.phase(), swap, rel, len, buf)? {
+                        info!(
+                            "boot: {:?} unit {} stage {:?} done",
+                            st.phase.phase(),
+                            swap.unit,
+                            swap.stage
+                        );
                         let swap = swap.advanced();
                         let next = if installing {
                             PhaseData::Installing { download, swap }
@@ -285,20 +291,27 @@ impl Bootloader {
                 } else if installing {
                     match self.check_step(flash, &download, buf)? {
                         None => {}
-                        Some(true) => self.commit(
-                            flash,
-                            st.with(PhaseData::Trial {
-                                download,
-                                swap,
-                                boot_attempts: 0,
-                            }),
-                        )?,
+                        Some(true) => {
+                            info!("boot: installed image matches its digest");
+                            self.commit(
+                                flash,
+                                st.with(PhaseData::Trial {
+                                    download,
+                                    swap,
+                                    boot_attempts: 0,
+                                }),
+                            )?
+                        }
                         // The installed image is not the one that was verified: never boot
                         // it, swap the previous one back.
-                        Some(false) => self.commit(flash, st.with(revert(download, swap)))?,
+                        Some(false) => {
+                            error!("boot: installed image does not match its digest: reverting");
+                            self.commit(flash, st.with(revert(download, swap)))?
+                        }
                     }
                 } else {
                     // Reverted: the confirmed image is back; the failed one sits in staging.
+                    warn!("boot: revert complete, the confirmed image is back");
                     self.commit(
                         flash,
                         OtaState {
@@ -318,10 +331,15 @@ impl Bootloader {
                 boot_attempts,
             } => {
                 if boot_attempts >= self.config.max_boot_attempts.max(1) {
+                    warn!(
+                        "boot: trial image not confirmed after {} boots: reverting",
+                        boot_attempts
+                    );
                     self.commit(flash, st.with(revert(download, swap)))?;
                     return Ok(BootStep::Continue);
                 }
                 let attempt = boot_attempts + 1;
+                info!("boot: trial boot, attempt {}", attempt);
                 self.commit(
                     flash,
                     st.with(PhaseData::Trial {

@@ -9,6 +9,10 @@
 // (`Persisted`, `RECORD_LEN`) is public only for the fuzz targets and the tests, behind the
 // non-default `fuzzing` feature, hidden and outside semver (as quinn-proto's and postcard's
 // fuzzing features).
+// First, so that its macros are visible in every module below.
+#[macro_use]
+mod log;
+
 mod error;
 mod flash_ops;
 mod install;

@@ -44,6 +44,7 @@ pub(crate) struct StagedDownload {
 
 /// One of the three stages that swap one unit (see `install.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum SwapStage {
     /// Erase scratch, copy active → scratch.
     ActiveToScratch,
@@ -315,6 +316,7 @@ impl OtaState {
 
 /// A phase change the machine does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) struct IllegalTransition {
     pub(crate) from: Phase,
     pub(crate) to: Phase,

@@ -255,6 +255,7 @@ pub(crate) fn newer(a: u32, b: u32) -> bool {
 
 /// Why a record was not committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum CommitError {
     /// The sector of the newest record is full and the next sector of the ring is not erased:
     /// an explicit erase step must run first. Nothing was written.
@@ -643,13 +644,30 @@ impl Store {
         next: OtaState,
         may_erase: bool,
     ) -> Result<(), CommitError> {
-        check_transition(self.state.phase.phase(), next.phase.phase())?;
+        let (from, to) = (self.state.phase.phase(), next.phase.phase());
+        if let Err(e) = check_transition(from, to) {
+            error!("ota: refused state change {:?} -> {:?}", from, to);
+            return Err(e.into());
+        }
         let mut record = next.to_record();
         record.layout_id = self.layout_id;
-        self.log
-            .append(flash, &self.layout, &mut record, may_erase)?;
+        if let Err(e) = self.log.append(flash, &self.layout, &mut record, may_erase) {
+            match e {
+                CommitError::NeedsErase => debug!("ota: state log needs an erase step first"),
+                _ => warn!("ota: state record not written: {:?}", e),
+            }
+            return Err(e);
+        }
         // Checked above.
         self.state = next;
+        if from != to {
+            info!(
+                "ota: phase {:?} -> {:?} (result {:?}, record {})",
+                from, to, next.result, record.seq
+            );
+        } else {
+            debug!("ota: {:?} progress recorded (record {})", to, record.seq);
+        }
         Ok(())
     }
 
@@ -657,7 +675,17 @@ impl Store {
     /// persists, or that a reset recomputes: a download whose set-up was cut short, an
     /// abandon whose record needs an erase first). Checked as a recorded one.
     pub(crate) fn assume(&mut self, next: OtaState) -> Result<(), IllegalTransition> {
-        self.transition(next)
+        let (from, to) = (self.state.phase.phase(), next.phase.phase());
+        match self.transition(next) {
+            Ok(()) => {
+                info!("ota: phase {:?} -> {:?} (not recorded yet)", from, to);
+                Ok(())
+            }
+            Err(e) => {
+                error!("ota: refused state change {:?} -> {:?}", from, to);
+                Err(e)
+            }
+        }
     }
 
     /// The state sector an explicit erase step should erase now, if any.

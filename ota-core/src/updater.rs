@@ -311,7 +311,10 @@ impl Updater {
                 phase: PhaseData::Idle { staged: dl.image },
                 ..st
             };
-            let _ = self.store.assume(gone);
+            warn!("ota: the download's manifest copy is gone (set-up cut short): dropped");
+            if self.store.assume(gone).is_err() {
+                error!("ota: could not drop the download");
+            }
             return Ok(());
         };
         if scan && bits && !self.bits_available {
@@ -365,6 +368,13 @@ impl Updater {
             }
         }
         d.chunks_done = done;
+        if let Some(k) = torn {
+            warn!(
+                "ota: torn chunk write in staging sector {}: repair needed",
+                k
+            );
+        }
+        debug!("ota: download open, {} chunks done", done);
         self.download = Some(d);
         self.torn_sector = torn;
         Ok(())
@@ -464,7 +474,11 @@ impl Updater {
         manifest: &'m [u8],
         keys: &[TrustedKey],
     ) -> Result<VerifiedManifest<'m>, VerifyError> {
-        verify::verify(manifest, keys, &self.policy())
+        let r = verify::verify(manifest, keys, &self.policy());
+        if let Err(e) = &r {
+            warn!("ota: offer refused: {:?}", e);
+        }
+        r
     }
 
     /// The persisted phase.
@@ -534,6 +548,20 @@ impl Updater {
     /// Cost: reads the part of the progress region the download uses (to check it is blank),
     /// one manifest-sized write, one 192-byte record (two when it abandons a download).
     pub fn begin<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        manifest: &VerifiedManifest<'_>,
+    ) -> Result<Begin, BeginError> {
+        let r = self.try_begin(flash, manifest);
+        match &r {
+            Err(BeginError::NeedsErase) => debug!("ota: begin needs erase steps first"),
+            Err(e) => warn!("ota: offer refused: {:?}", e),
+            Ok(b) => debug!("ota: begin: {:?}", b),
+        }
+        r
+    }
+
+    fn try_begin<F: NorFlash>(
         &mut self,
         flash: &mut F,
         manifest: &VerifiedManifest<'_>,
@@ -839,6 +867,10 @@ impl Updater {
             stage: RepairStage::Restore,
         });
         self.record_repair(flash, next)?;
+        info!(
+            "ota: staging sector {} repair stage done (restore next: {})",
+            k, restoring
+        );
         if self.torn_sector == Some(k) {
             self.torn_sector = None;
         }
@@ -925,6 +957,21 @@ impl Updater {
         index: ChunkIndex,
         data: &[u8],
     ) -> Result<ChunkOutcome, ChunkError> {
+        let r = self.try_handle_chunk(flash, index, data);
+        match &r {
+            Err(ChunkError::NeedsErase) => debug!("ota: chunk {} needs erase steps first", index.0),
+            Err(e) => warn!("ota: chunk {} refused: {:?}", index.0, e),
+            Ok(_) => trace!("ota: chunk {} stored", index.0),
+        }
+        r
+    }
+
+    fn try_handle_chunk<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        index: ChunkIndex,
+        data: &[u8],
+    ) -> Result<ChunkOutcome, ChunkError> {
         let Some(d) = self.downloading() else {
             return Err(ChunkError::NotDownloading);
         };
@@ -960,6 +1007,10 @@ impl Updater {
             Slot::Torn => {
                 // A write of this chunk did not finish: its slot can only be cleaned by
                 // erasing the sector. Nothing is lost: erase_work now reports the repair.
+                warn!(
+                    "ota: torn chunk write in staging sector {}: repair needed",
+                    sector
+                );
                 self.torn_sector = Some(sector);
                 return Err(ChunkError::NeedsErase);
             }
@@ -1065,6 +1116,7 @@ impl Updater {
                 Err(digest) => digest,
             };
         if got != d.header.image_digest {
+            error!("ota: staged image does not match the manifest's digest: abandoned");
             let next = OtaState {
                 result: UpdateResult::IntegrityFailure,
                 phase: PhaseData::Idle { staged: dl.image },
@@ -1196,6 +1248,7 @@ impl Updater {
         let PhaseData::Trial { download, swap, .. } = st.phase else {
             return Err(StateError::WrongPhase(st.phase.phase()));
         };
+        warn!("ota: trial image rejected: the bootloader reverts at the next reset");
         self.store
             .commit(
                 flash,
