@@ -58,7 +58,14 @@ impl fmt::Display for OpenError {
         }
     }
 }
-impl_error!(OpenError);
+impl core::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Layout(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`Updater::begin`](crate::Updater::begin) refused to start a download.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +105,14 @@ impl fmt::Display for BeginError {
         }
     }
 }
-impl_error!(BeginError);
+impl core::error::Error for BeginError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a chunk was not accepted. Nothing was written unless the variant says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +233,14 @@ impl fmt::Display for StateError {
         }
     }
 }
-impl_error!(StateError);
+impl core::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a bootloader step failed. After a flash error, power-cycle and run again: every step
 /// is idempotent.

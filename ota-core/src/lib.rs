@@ -39,7 +39,7 @@ pub use state::{ImageSummary, Phase};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use state::{Persisted, RECORD_LEN};
-pub use status::{Progress, State, Status, UpdateResult};
+pub use status::{Lwm2mState, Progress, Status, UpdateResult};
 pub use updater::{Begin, ChunkOutcome, Config, EraseWork, HashStep, Updater};
 pub use verify::{
     authenticate, check_signature, verify, KeyError, Policy, TrustedKey, VerifiedManifest,

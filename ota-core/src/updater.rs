@@ -18,7 +18,7 @@ use crate::manifest::{
 };
 use crate::progress::ProgressLayout;
 use crate::state::{CommitError, ImageSummary, Phase, Store};
-use crate::status::{Progress, State, Status, UpdateResult};
+use crate::status::{Lwm2mState, Progress, Status, UpdateResult};
 use crate::verify::{self, Policy, TrustedKey, VerifiedManifest, VerifyError};
 
 /// What the application tells the updater about itself.
@@ -519,10 +519,10 @@ impl Updater {
     pub fn status(&self) -> Status {
         let st = self.store.state();
         let state = match st.phase.phase() {
-            Phase::Idle => State::Idle,
-            Phase::Downloading => State::Downloading,
-            Phase::Downloaded => State::Downloaded,
-            Phase::Installing | Phase::Trial | Phase::Reverting => State::Updating,
+            Phase::Idle => Lwm2mState::Idle,
+            Phase::Downloading => Lwm2mState::Downloading,
+            Phase::Downloaded => Lwm2mState::Downloaded,
+            Phase::Installing | Phase::Trial | Phase::Reverting => Lwm2mState::Updating,
         };
         Status {
             state,

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use ota_core::{
-    ChunkIndex, FinishError, HashStep, Phase, SecurityCounter, State, StateError, UpdateResult,
-    Updater,
+    ChunkIndex, FinishError, HashStep, Lwm2mState, Phase, SecurityCounter, StateError,
+    UpdateResult, Updater,
 };
 
 /// A download of `s` with every chunk in.
@@ -53,7 +53,7 @@ fn finish_step_hashes_at_most_the_bytes_it_is_given() {
     assert_eq!(up.phase(), Phase::Downloaded);
     // A fresh updater agrees.
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Downloaded);
+    assert_eq!(up.status().state, Lwm2mState::Downloaded);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use ota_core::{
-    BeginError, BootConfig, BootStep, Bootloader, ChunkIndex, Phase, SecurityCounter, State,
+    BeginError, BootConfig, BootStep, Bootloader, ChunkIndex, Lwm2mState, Phase, SecurityCounter,
     StateError, UpdateResult, Updater, VerifyError,
 };
 
@@ -21,7 +21,7 @@ fn stage(flash: &mut Flash, s: &Signed) {
     }
     up.finish(flash, &mut buf).unwrap();
     up.mark_install(flash).unwrap();
-    assert_eq!(up.status().state, State::Updating);
+    assert_eq!(up.status().state, Lwm2mState::Updating);
 }
 
 fn boot(flash: &mut Flash) -> ota_core::BootTarget {
@@ -100,7 +100,7 @@ fn unconfirmed_image_is_reverted_after_the_attempt_budget() {
     assert!(!t.is_trial());
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().state, Lwm2mState::Idle);
     assert_eq!(up.status().result, UpdateResult::UpdateFailed);
     assert_eq!(
         up.policy().stored_counter,
@@ -361,7 +361,7 @@ fn a_corrupt_installed_image_is_reverted_before_its_trial() {
     assert!(!t.is_trial(), "a corrupt image was booted on trial");
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().state, Lwm2mState::Idle);
     assert_eq!(up.status().result, UpdateResult::UpdateFailed);
     assert_eq!(up.policy().stored_counter, SecurityCounter(0));
 }

@@ -37,8 +37,8 @@ use std::ops::Range;
 
 use common::*;
 use ota_core::{
-    BeginError, BootConfig, Bootloader, ChunkError, ChunkIndex, FinishError, Phase, Policy,
-    SecurityCounter, Sha256Digest, State, StateError, UpdateResult, Updater, VerifiedManifest,
+    BeginError, BootConfig, Bootloader, ChunkError, ChunkIndex, FinishError, Lwm2mState, Phase,
+    Policy, SecurityCounter, Sha256Digest, StateError, UpdateResult, Updater, VerifiedManifest,
     Version,
 };
 use ota_core::{Persisted, RECORD_LEN};
@@ -521,7 +521,7 @@ impl<'a> Story<'a> {
         }
         let st = up.status();
         match (st.state, st.result) {
-            (State::Idle, UpdateResult::Success) => {
+            (Lwm2mState::Idle, UpdateResult::Success) => {
                 assert!(
                     is_new,
                     "confirmed, but the active slot is not the new image"
@@ -529,7 +529,7 @@ impl<'a> Story<'a> {
                 assert_eq!(self.script.ending, Ending::Confirm);
                 return Ok(true);
             }
-            (State::Idle, UpdateResult::UpdateFailed) => {
+            (Lwm2mState::Idle, UpdateResult::UpdateFailed) => {
                 assert!(is_old, "reverted, but the active slot is not the old image");
                 if self.script.ending == Ending::Confirm {
                     // Correct only if every trial boot was cut before the image confirmed.
