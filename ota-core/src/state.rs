@@ -557,6 +557,61 @@ mod tests {
             assert_eq!(Persisted::decode(&c), None, "flip in byte {i} accepted");
         }
     }
+
+    /// The funnel refuses a phase change the machine does not have, with a typed error and
+    /// without touching flash or the current state; a legal one is written.
+    #[test]
+    fn the_funnel_refuses_an_illegal_change_without_writing() {
+        use crate::layout::{SectorMap, SectorRun};
+        use crate::machine::{Markers, PhaseData, StagedDownload, Swap};
+        static MAP: SectorMap = SectorMap::new(&[SectorRun {
+            count: 24,
+            size: 1024,
+        }]);
+        let layout = Layout {
+            map: MAP,
+            state: Region::new(0, 2048),
+            progress: Region::new(2048, 4096),
+            active: Region::new(4096, 12288),
+            staging: Region::new(12288, 20480),
+            scratch: Region::new(20480, 24576),
+        };
+        let mut flash = ota_flash_sim::SimFlash::<4, 1024, false>::new(&[1024; 24]);
+        let mut store = Store::open(&mut flash, layout).unwrap();
+        let trial = store.state().with(PhaseData::Trial {
+            download: StagedDownload {
+                image: None,
+                manifest_digest: Sha256Digest([0; 32]),
+                manifest_len: 0,
+                markers: Markers::Words,
+            },
+            swap: Swap::start(4096),
+            boot_attempts: 0,
+        });
+        let illegal = IllegalTransition {
+            from: Phase::Idle,
+            to: Phase::Trial,
+        };
+        let ops = flash.stats().ops;
+        assert_eq!(
+            store.commit(&mut flash, trial),
+            Err(CommitError::Illegal(illegal))
+        );
+        assert_eq!(
+            store.commit_or_erase(&mut flash, trial),
+            Err(CommitError::Illegal(illegal))
+        );
+        assert_eq!(store.assume(trial), Err(illegal));
+        assert_eq!(flash.stats().ops, ops);
+        assert_eq!(*store.state(), OtaState::EMPTY);
+        let provisioned = OtaState {
+            security_counter: SecurityCounter(3),
+            ..OtaState::EMPTY
+        };
+        store.commit(&mut flash, provisioned).unwrap();
+        assert_eq!(flash.stats().ops, ops + 1);
+        assert_eq!(*store.state(), provisioned);
+    }
 }
 
 /// The layout, the log cursor and the current state: what the updater and the bootloader
