@@ -234,6 +234,7 @@ impl OtaState {
     }
 
     /// The record for this state (sequence number 0 and no layout id: the log sets both).
+    #[inline(never)]
     pub(crate) fn to_record(self) -> Persisted {
         let none = Swap::start(0);
         let (staged, download, swap, boot_attempts, repair) = match self.phase {
@@ -271,6 +272,7 @@ impl OtaState {
     }
 
     /// The state a record holds (fields its phase does not use are ignored).
+    #[inline(never)]
     pub(crate) fn from_record(p: &Persisted) -> Self {
         let download = StagedDownload {
             image: p.staged,
