@@ -449,6 +449,40 @@ mod tests {
         }
     }
 
+    /// A record written before this shape (an Idle record still carrying the last download's
+    /// manifest digest, swap and boot attempts) reads as its canonical form, which is what
+    /// this crate writes back.
+    #[test]
+    fn fields_a_phase_does_not_use_are_ignored() {
+        let old = Persisted {
+            phase: Phase::Idle,
+            result: UpdateResult::UpdateFailed,
+            boot_attempts: 3,
+            bit_markers: true,
+            staged: Some(summary(4)),
+            manifest_digest: Sha256Digest([9; 32]),
+            manifest_len: 232,
+            swap_len: 8192,
+            swap_step: 6,
+            ..Persisted::EMPTY
+        };
+        let s = OtaState::from_record(&old);
+        assert_eq!(
+            s.phase,
+            PhaseData::Idle {
+                staged: Some(summary(4))
+            }
+        );
+        let canonical = Persisted {
+            phase: Phase::Idle,
+            result: UpdateResult::UpdateFailed,
+            staged: Some(summary(4)),
+            ..Persisted::EMPTY
+        };
+        assert_eq!(s.to_record(), canonical);
+        assert_eq!(OtaState::from_record(&canonical), s);
+    }
+
     #[test]
     fn swap_stages_count_as_the_record_does() {
         let mut s = Swap::start(4096);

@@ -162,7 +162,7 @@ pub struct Persisted {
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 impl Persisted {
     /// The state of a device that never recorded anything.
-    #[cfg(feature = "fuzzing")]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub const EMPTY: Persisted = Persisted {
         seq: 0,
         phase: Phase::Idle,
