@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ota_core::manifest::{Manifest, ManifestHeader, HEADER_LEN};
+use ota_core::{Manifest, ManifestHeader, MANIFEST_HEADER_LEN as HEADER_LEN};
 use ota_core::{verify, HardwareId, Policy, SecurityCounter, TrustedKey};
 
 fuzz_target!(|data: &[u8]| {

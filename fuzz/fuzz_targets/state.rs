@@ -14,8 +14,8 @@ use libfuzzer_sys::fuzz_target;
 use ota_core::embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use ota_core::manifest::{ManifestHeader, HEADER_LEN};
-use ota_core::state::{Persisted, RECORD_LEN};
+use ota_core::{ManifestHeader, MANIFEST_HEADER_LEN as HEADER_LEN};
+use ota_core::{Persisted, RECORD_LEN};
 use ota_core::{
     BootConfig, BootStep, Bootloader, ChunkIndex, Config, HardwareId, ImageSummary, Layout, Phase,
     Region, SectorMap, SectorRun, SecurityCounter, Sha256Digest, UpdateResult, Updater, Version,

@@ -5,6 +5,7 @@ use core::fmt;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 
 use crate::layout::LayoutError;
+use crate::machine::IllegalTransition;
 use crate::state::{CommitError, Phase};
 
 macro_rules! impl_error {
@@ -57,7 +58,14 @@ impl fmt::Display for OpenError {
         }
     }
 }
-impl_error!(OpenError);
+impl core::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Layout(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`Updater::begin`](crate::Updater::begin) refused to start a download.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +105,14 @@ impl fmt::Display for BeginError {
         }
     }
 }
-impl_error!(BeginError);
+impl core::error::Error for BeginError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a chunk was not accepted. Nothing was written unless the variant says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +233,14 @@ impl fmt::Display for StateError {
         }
     }
 }
-impl_error!(StateError);
+impl core::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a bootloader step failed. After a flash error, power-cycle and run again: every step
 /// is idempotent.
@@ -268,16 +290,36 @@ from_flash!(
     BootError
 );
 
+/// A refused state change maps to the error's "wrong phase" variant: the machine has no such
+/// edge from the phase the device is in (the transition funnel, `Store::commit`, refused it
+/// and wrote nothing).
 macro_rules! from_commit {
-    ($($t:ty),*) => {$(
+    ($($t:ty => |$from:ident| $illegal:expr),* $(,)?) => {$(
         impl From<CommitError> for $t {
             fn from(e: CommitError) -> Self {
                 match e {
                     CommitError::NeedsErase => Self::NeedsErase,
                     CommitError::Flash(k) => Self::Flash(k),
+                    CommitError::Illegal(IllegalTransition { from: $from, .. }) => $illegal,
                 }
             }
         }
     )*};
 }
-from_commit!(BeginError, ChunkError, FinishError, StateError);
+from_commit!(
+    BeginError => |from| Self::Busy(from),
+    ChunkError => |_from| Self::NotDownloading,
+    FinishError => |_from| Self::NotDownloading,
+    StateError => |from| Self::WrongPhase(from),
+);
+
+impl From<CommitError> for BootError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Flash(k) => Self::Flash(k),
+            // `commit_or_erase` erases rather than ask; kept for completeness.
+            CommitError::NeedsErase => Self::Flash(NorFlashErrorKind::Other),
+            CommitError::Illegal(_) => Self::InconsistentState,
+        }
+    }
+}

@@ -61,8 +61,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{BootError, OpenError};
 use crate::flash_ops;
 use crate::layout::Layout;
+use crate::machine::{OtaState, PhaseData, StagedDownload, Swap, SwapStage};
 use crate::manifest::Sha256Digest;
-use crate::state::{ImageSummary, Persisted, Phase, Store};
+use crate::state::{ImageSummary, Phase, Store};
 use crate::status::UpdateResult;
 
 /// Bootloader settings.
@@ -86,16 +87,48 @@ impl Default for BootConfig {
     }
 }
 
-/// What to boot.
+/// What to boot: the image in the active slot, confirmed or on trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct BootTarget {
-    /// The image in the active slot is on trial (boot attempt number `attempt`).
-    pub trial: bool,
-    /// Boot attempt of the trial image, 0 when not on trial.
-    pub attempt: u8,
+#[must_use = "jump to the active slot; a trial image must be confirmed before its attempts run out"]
+pub enum BootTarget {
+    /// The confirmed image (or, on a device that never recorded one, whatever the active slot
+    /// holds).
+    Confirmed {
+        /// What the active slot holds, if known.
+        image: Option<ImageSummary>,
+    },
+    /// The new image, on trial: the application must confirm it
+    /// ([`Updater::mark_confirmed`](crate::Updater::mark_confirmed)) before
+    /// [`BootConfig::max_boot_attempts`] boots, or it is reverted.
+    Trial {
+        /// This boot's attempt number, from 1.
+        attempt: u8,
+        /// The trial image, if known.
+        image: Option<ImageSummary>,
+    },
+}
+
+impl BootTarget {
+    /// True if the image boots on trial.
+    pub fn is_trial(&self) -> bool {
+        matches!(self, Self::Trial { .. })
+    }
+
+    /// The trial boot's attempt number (from 1), 0 when the image is confirmed.
+    pub fn attempt(&self) -> u8 {
+        match self {
+            Self::Trial { attempt, .. } => *attempt,
+            Self::Confirmed { .. } => 0,
+        }
+    }
+
     /// What the active slot holds, if known.
-    pub image: Option<ImageSummary>,
+    pub fn image(&self) -> Option<ImageSummary> {
+        match self {
+            Self::Confirmed { image } | Self::Trial { image, .. } => *image,
+        }
+    }
 }
 
 /// Result of one bootloader step.
@@ -115,11 +148,11 @@ pub enum BootStep {
 enum Work {
     #[default]
     None,
-    /// Swap stage `swap_step` of `phase`: the target's sectors are erased up to `erase_next`
-    /// (absolute); once all are, `copied` bytes of the stage are copied.
+    /// The next stage of `swap` in `phase`: the target's sectors are erased up to
+    /// `erase_next` (absolute); once all are, `copied` bytes of the stage are copied.
     Stage {
         phase: Phase,
-        swap_step: u32,
+        swap: Swap,
         erase_next: u32,
         copied: u32,
     },
@@ -133,13 +166,13 @@ impl fmt::Debug for Work {
             Self::None => f.write_str("None"),
             Self::Stage {
                 phase,
-                swap_step,
+                swap,
                 erase_next,
                 copied,
             } => f
                 .debug_struct("Stage")
                 .field("phase", phase)
-                .field("swap_step", swap_step)
+                .field("swap", swap)
                 .field("erase_next", erase_next)
                 .field("copied", copied)
                 .finish(),
@@ -178,7 +211,7 @@ impl Bootloader {
 
     /// The persisted phase.
     pub fn phase(&self) -> Phase {
-        self.store.state.phase
+        self.store.state().phase.phase()
     }
 
     /// Runs steps until the device can boot, calling `between_steps` (feed the watchdog there)
@@ -229,140 +262,147 @@ impl Bootloader {
         if buf.len() < F::WRITE_SIZE {
             return Err(BootError::BufferTooSmall);
         }
-        let st = self.store.state;
+        let st = *self.store.state();
         match st.phase {
-            Phase::Installing | Phase::Reverting => {
-                self.check_journal(&st)?;
+            PhaseData::Installing { download, swap } | PhaseData::Reverting { download, swap } => {
+                let installing = matches!(st.phase, PhaseData::Installing { .. });
+                self.check_journal(&st, swap)?;
                 // Keep the state ring ready, so that the trial's boot-attempt records (and the
                 // application's next state changes) find a blank sector when they need one.
                 if self.store.erase_state_step(flash)? {
                     return Ok(BootStep::Continue);
                 }
-                if let Some((rel, len, stage)) = self.stage(st.swap_step, st.swap_len) {
-                    if self.stage_step(flash, &st, rel, len, stage, buf)? {
-                        self.commit(
-                            flash,
-                            Persisted {
-                                swap_step: st.swap_step + 1,
-                                ..st
-                            },
-                        )?;
+                if let Some((rel, len)) = self.unit(swap) {
+                    if self.stage_step(flash, st.phase.phase(), swap, rel, len, buf)? {
+                        info!(
+                            "boot: {:?} unit {} stage {:?} done",
+                            st.phase.phase(),
+                            swap.unit,
+                            swap.stage
+                        );
+                        let swap = swap.advanced();
+                        let next = if installing {
+                            PhaseData::Installing { download, swap }
+                        } else {
+                            PhaseData::Reverting { download, swap }
+                        };
+                        self.commit(flash, st.with(next))?;
                     }
-                } else if st.phase == Phase::Installing {
-                    match self.check_step(flash, &st, buf)? {
+                } else if installing {
+                    match self.check_step(flash, &download, buf)? {
                         None => {}
-                        Some(true) => self.commit(
-                            flash,
-                            Persisted {
-                                phase: Phase::Trial,
-                                boot_attempts: 0,
-                                ..st
-                            },
-                        )?,
+                        Some(true) => {
+                            info!("boot: installed image matches its digest");
+                            self.commit(
+                                flash,
+                                st.with(PhaseData::Trial {
+                                    download,
+                                    swap,
+                                    boot_attempts: 0,
+                                }),
+                            )?
+                        }
                         // The installed image is not the one that was verified: never boot
                         // it, swap the previous one back.
-                        Some(false) => self.commit(
-                            flash,
-                            Persisted {
-                                phase: Phase::Reverting,
-                                swap_step: 0,
-                                boot_attempts: 0,
-                                ..st
-                            },
-                        )?,
+                        Some(false) => {
+                            error!("boot: installed image does not match its digest: reverting");
+                            self.commit(flash, st.with(revert(download, swap)))?
+                        }
                     }
                 } else {
                     // Reverted: the confirmed image is back; the failed one sits in staging.
+                    warn!("boot: revert complete, the confirmed image is back");
                     self.commit(
                         flash,
-                        Persisted {
-                            phase: Phase::Idle,
+                        OtaState {
                             result: UpdateResult::UpdateFailed,
-                            boot_attempts: 0,
+                            phase: PhaseData::Idle {
+                                staged: download.image,
+                            },
                             ..st
                         },
                     )?;
                 }
                 Ok(BootStep::Continue)
             }
-            Phase::Trial => {
-                if st.boot_attempts >= self.config.max_boot_attempts.max(1) {
-                    self.commit(
-                        flash,
-                        Persisted {
-                            phase: Phase::Reverting,
-                            swap_step: 0,
-                            ..st
-                        },
-                    )?;
+            PhaseData::Trial {
+                download,
+                swap,
+                boot_attempts,
+            } => {
+                if boot_attempts >= self.config.max_boot_attempts.max(1) {
+                    warn!(
+                        "boot: trial image not confirmed after {} boots: reverting",
+                        boot_attempts
+                    );
+                    self.commit(flash, st.with(revert(download, swap)))?;
                     return Ok(BootStep::Continue);
                 }
-                let attempt = st.boot_attempts + 1;
+                let attempt = boot_attempts + 1;
+                info!("boot: trial boot, attempt {}", attempt);
                 self.commit(
                     flash,
-                    Persisted {
+                    st.with(PhaseData::Trial {
+                        download,
+                        swap,
                         boot_attempts: attempt,
-                        ..st
-                    },
+                    }),
                 )?;
-                Ok(BootStep::Boot(BootTarget {
-                    trial: true,
+                Ok(BootStep::Boot(BootTarget::Trial {
                     attempt,
-                    image: st.staged,
+                    image: download.image,
                 }))
             }
-            Phase::Idle | Phase::Downloading | Phase::Downloaded => {
-                Ok(BootStep::Boot(BootTarget {
-                    trial: false,
-                    attempt: 0,
-                    image: st.active,
-                }))
+            PhaseData::Idle { .. }
+            | PhaseData::Downloading { .. }
+            | PhaseData::Downloaded { .. } => {
+                Ok(BootStep::Boot(BootTarget::Confirmed { image: st.active }))
             }
         }
     }
 
     /// Records `next`; the work of the finished stage or check is over.
-    fn commit<F: NorFlash>(&mut self, flash: &mut F, next: Persisted) -> Result<(), BootError> {
+    fn commit<F: NorFlash>(&mut self, flash: &mut F, next: OtaState) -> Result<(), BootError> {
         self.work = Work::None;
         Ok(self.store.commit_or_erase(flash, next)?)
     }
 
     /// Refuses a journal that cannot have been written with this layout: it would make the
     /// bootloader skip or repeat swap stages.
-    fn check_journal(&self, st: &Persisted) -> Result<(), BootError> {
+    fn check_journal(&self, st: &OtaState, swap: Swap) -> Result<(), BootError> {
         let images = st
-            .staged
+            .phase
+            .staged()
             .map_or(0, |s| s.size)
             .max(st.active.map_or(0, |a| a.size));
-        if st.swap_len > self.store.capacity || st.swap_len < images || st.swap_len == 0 {
+        if swap.len > self.store.capacity || swap.len < images || swap.len == 0 {
             return Err(BootError::InconsistentState);
         }
         let l = &self.store.layout;
         let mut rel = 0;
         let mut units = 0u32;
-        while rel < st.swap_len {
+        while rel < swap.len {
             rel = l.common_end(rel).ok_or(BootError::InconsistentState)?;
             units += 1;
         }
-        if rel != st.swap_len || st.swap_step > 3 * units {
+        if rel != swap.len || swap.stages_done() > 3 * units {
             return Err(BootError::InconsistentState);
         }
         Ok(())
     }
 
-    /// The unit (start, length) and stage of swap step `step`, `None` when all are done.
-    fn stage(&self, step: u32, swap_len: u32) -> Option<(u32, u32, u32)> {
+    /// The unit (start, length) of the next stage of `swap`, `None` when all are done.
+    fn unit(&self, swap: Swap) -> Option<(u32, u32)> {
         let l = &self.store.layout;
-        let (unit, stage) = (step / 3, step % 3);
         let mut rel = 0;
-        for _ in 0..unit {
+        for _ in 0..swap.unit {
             rel = l.common_end(rel)?;
         }
-        if rel >= swap_len {
+        if rel >= swap.len {
             return None;
         }
         let end = l.common_end(rel)?;
-        Some((rel, end - rel, stage))
+        Some((rel, end - rel))
     }
 
     /// Bytes one step copies or hashes: `step_bytes` in whole words, at least one word.
@@ -371,37 +411,37 @@ impl Bootloader {
         (self.config.step_bytes / w * w).max(w)
     }
 
-    /// One step of swap stage `stage` of the unit at `rel` (`len` bytes): erase the next
-    /// target sector, or copy the next piece. Returns true when the stage's copy is complete
-    /// (the caller records it).
+    /// One step of the next stage of `swap` (in `phase`), on the unit at `rel` (`len`
+    /// bytes): erase the next target sector, or copy the next piece. Returns true when the
+    /// stage's copy is complete (the caller records it).
     fn stage_step<F: NorFlash>(
         &mut self,
         flash: &mut F,
-        st: &Persisted,
+        phase: Phase,
+        swap: Swap,
         rel: u32,
         len: u32,
-        stage: u32,
         buf: &mut [u8],
     ) -> Result<bool, BootError> {
         let l = self.store.layout;
         let (a, s, x) = (l.active.start + rel, l.staging.start + rel, l.scratch.start);
-        let (from, to) = match stage {
-            0 => (a, x),
-            1 => (s, a),
-            _ => (x, s),
+        let (from, to) = match swap.stage {
+            SwapStage::ActiveToScratch => (a, x),
+            SwapStage::StagingToActive => (s, a),
+            SwapStage::ScratchToStaging => (x, s),
         };
         let (erase_next, copied) = match self.work {
             Work::Stage {
-                phase,
-                swap_step,
+                phase: p,
+                swap: w,
                 erase_next,
                 copied,
-            } if phase == st.phase && swap_step == st.swap_step => (erase_next, copied),
+            } if p == phase && w == swap => (erase_next, copied),
             _ => (to, 0),
         };
         let mut next = Work::Stage {
-            phase: st.phase,
-            swap_step: st.swap_step,
+            phase,
+            swap,
             erase_next,
             copied,
         };
@@ -434,11 +474,11 @@ impl Bootloader {
     fn check_step<F: NorFlash>(
         &mut self,
         flash: &mut F,
-        st: &Persisted,
+        download: &StagedDownload,
         buf: &mut [u8],
     ) -> Result<Option<bool>, BootError> {
         // Without a summary there is nothing to check the image against: never boot it.
-        let Some(img) = st.staged else {
+        let Some(img) = download.image else {
             return Ok(Some(false));
         };
         let (mut hasher, done) = match core::mem::take(&mut self.work) {
@@ -459,5 +499,13 @@ impl Bootloader {
             return Ok(None);
         }
         Ok(Some(Sha256Digest(hasher.finalize().into()) == img.digest))
+    }
+}
+
+/// The revert of the install `swap` did: the same swap run again from its first stage.
+fn revert(download: StagedDownload, swap: Swap) -> PhaseData {
+    PhaseData::Reverting {
+        download,
+        swap: Swap::start(swap.len),
     }
 }

@@ -19,10 +19,14 @@ use crc::{Crc, CRC_32_ISO_HDLC};
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
 use crate::layout::{Layout, LayoutId, Region};
+use crate::machine::{check_transition, IllegalTransition, OtaState};
 use crate::manifest::{SecurityCounter, Sha256Digest, Version};
 use crate::status::UpdateResult;
 
+// `RECORD_LEN` and `Persisted` are public only with the `fuzzing` feature (see lib.rs).
+
 /// Size of one state record in flash.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub const RECORD_LEN: usize = 192;
 const RECORD_MAGIC: [u8; 2] = *b"OS";
 const RECORD_FORMAT: u8 = 1;
@@ -118,6 +122,7 @@ fn le32(b: &[u8], o: usize) -> u32 {
 /// The whole persisted state: what one record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub struct Persisted {
     /// Sequence number of the record (set by the log on append).
     pub seq: u32,
@@ -154,8 +159,10 @@ pub struct Persisted {
     pub layout_id: LayoutId,
 }
 
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 impl Persisted {
     /// The state of a device that never recorded anything.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub const EMPTY: Persisted = Persisted {
         seq: 0,
         phase: Phase::Idle,
@@ -248,12 +255,21 @@ pub(crate) fn newer(a: u32, b: u32) -> bool {
 
 /// Why a record was not committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum CommitError {
     /// The sector of the newest record is full and the next sector of the ring is not erased:
     /// an explicit erase step must run first. Nothing was written.
     NeedsErase,
     /// The flash failed.
     Flash(NorFlashErrorKind),
+    /// The change is not an edge of the state machine: nothing was written.
+    Illegal(IllegalTransition),
+}
+
+impl From<IllegalTransition> for CommitError {
+    fn from(e: IllegalTransition) -> Self {
+        Self::Illegal(e)
+    }
 }
 
 impl From<NorFlashErrorKind> for CommitError {
@@ -541,6 +557,61 @@ mod tests {
             assert_eq!(Persisted::decode(&c), None, "flip in byte {i} accepted");
         }
     }
+
+    /// The funnel refuses a phase change the machine does not have, with a typed error and
+    /// without touching flash or the current state; a legal one is written.
+    #[test]
+    fn the_funnel_refuses_an_illegal_change_without_writing() {
+        use crate::layout::{SectorMap, SectorRun};
+        use crate::machine::{Markers, PhaseData, StagedDownload, Swap};
+        static MAP: SectorMap = SectorMap::new(&[SectorRun {
+            count: 24,
+            size: 1024,
+        }]);
+        let layout = Layout {
+            map: MAP,
+            state: Region::new(0, 2048),
+            progress: Region::new(2048, 4096),
+            active: Region::new(4096, 12288),
+            staging: Region::new(12288, 20480),
+            scratch: Region::new(20480, 24576),
+        };
+        let mut flash = ota_flash_sim::SimFlash::<4, 1024, false>::new(&[1024; 24]);
+        let mut store = Store::open(&mut flash, layout).unwrap();
+        let trial = store.state().with(PhaseData::Trial {
+            download: StagedDownload {
+                image: None,
+                manifest_digest: Sha256Digest([0; 32]),
+                manifest_len: 0,
+                markers: Markers::Words,
+            },
+            swap: Swap::start(4096),
+            boot_attempts: 0,
+        });
+        let illegal = IllegalTransition {
+            from: Phase::Idle,
+            to: Phase::Trial,
+        };
+        let ops = flash.stats().ops;
+        assert_eq!(
+            store.commit(&mut flash, trial),
+            Err(CommitError::Illegal(illegal))
+        );
+        assert_eq!(
+            store.commit_or_erase(&mut flash, trial),
+            Err(CommitError::Illegal(illegal))
+        );
+        assert_eq!(store.assume(trial), Err(illegal));
+        assert_eq!(flash.stats().ops, ops);
+        assert_eq!(*store.state(), OtaState::EMPTY);
+        let provisioned = OtaState {
+            security_counter: SecurityCounter(3),
+            ..OtaState::EMPTY
+        };
+        store.commit(&mut flash, provisioned).unwrap();
+        assert_eq!(flash.stats().ops, ops + 1);
+        assert_eq!(*store.state(), provisioned);
+    }
 }
 
 /// The layout, the log cursor and the current state: what the updater and the bootloader
@@ -552,7 +623,10 @@ pub(crate) struct Store {
     pub(crate) write_size: usize,
     layout_id: LayoutId,
     log: StateLog,
-    pub(crate) state: Persisted,
+    /// The current state. Changed only by [`commit`](Self::commit),
+    /// [`commit_or_erase`](Self::commit_or_erase) and [`assume`](Self::assume), which check
+    /// the transition.
+    state: OtaState,
 }
 
 impl Store {
@@ -578,38 +652,94 @@ impl Store {
             write_size: F::WRITE_SIZE,
             layout_id,
             log,
-            state: state.unwrap_or(Persisted::EMPTY),
+            state: state.map_or(OtaState::EMPTY, |r| OtaState::from_record(&r)),
         })
     }
 
-    /// Persists `next` as the new state (see [`StateLog::append`] for the cost). Never
-    /// erases: when the ring needs an erase first, [`CommitError::NeedsErase`].
-    pub(crate) fn commit<F: NorFlash>(
-        &mut self,
-        flash: &mut F,
-        mut next: Persisted,
-    ) -> Result<(), CommitError> {
-        next.layout_id = self.layout_id;
-        self.log.append(flash, &self.layout, &mut next, false)?;
+    /// The current state.
+    pub(crate) fn state(&self) -> &OtaState {
+        &self.state
+    }
+
+    /// The transition funnel: every state change, persisted or not, passes here. Checks
+    /// that `current → next` is an edge of the machine
+    /// ([`check_transition`](crate::machine::check_transition)) and then makes `next`
+    /// current.
+    fn transition(&mut self, next: OtaState) -> Result<(), IllegalTransition> {
+        check_transition(self.state.phase.phase(), next.phase.phase())?;
         self.state = next;
         Ok(())
     }
 
+    /// Persists `next` as the new state (see [`StateLog::append`] for the cost). Never
+    /// erases: when the ring needs an erase first, [`CommitError::NeedsErase`]; an illegal
+    /// transition is [`CommitError::Illegal`]. Nothing changes on an error.
+    pub(crate) fn commit<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        next: OtaState,
+    ) -> Result<(), CommitError> {
+        self.append(flash, next, false)
+    }
+
     /// As [`commit`](Self::commit), but erases the next state sector itself when the ring has
-    /// no free slot (the bootloader, which must always be able to record its progress).
+    /// no free slot (the bootloader, which must always be able to record its progress), so
+    /// never [`CommitError::NeedsErase`].
     pub(crate) fn commit_or_erase<F: NorFlash>(
         &mut self,
         flash: &mut F,
-        mut next: Persisted,
-    ) -> Result<(), NorFlashErrorKind> {
-        next.layout_id = self.layout_id;
-        match self.log.append(flash, &self.layout, &mut next, true) {
+        next: OtaState,
+    ) -> Result<(), CommitError> {
+        self.append(flash, next, true)
+    }
+
+    fn append<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        next: OtaState,
+        may_erase: bool,
+    ) -> Result<(), CommitError> {
+        let (from, to) = (self.state.phase.phase(), next.phase.phase());
+        if let Err(e) = check_transition(from, to) {
+            error!("ota: refused state change {:?} -> {:?}", from, to);
+            return Err(e.into());
+        }
+        let mut record = next.to_record();
+        record.layout_id = self.layout_id;
+        if let Err(e) = self.log.append(flash, &self.layout, &mut record, may_erase) {
+            match e {
+                CommitError::NeedsErase => debug!("ota: state log needs an erase step first"),
+                _ => warn!("ota: state record not written: {:?}", e),
+            }
+            return Err(e);
+        }
+        // Checked above.
+        self.state = next;
+        if from != to {
+            info!(
+                "ota: phase {:?} -> {:?} (result {:?}, record {})",
+                from, to, next.result, record.seq
+            );
+        } else {
+            debug!("ota: {:?} progress recorded (record {})", to, record.seq);
+        }
+        Ok(())
+    }
+
+    /// Makes `next` current without recording it (a change that the next recorded one
+    /// persists, or that a reset recomputes: a download whose set-up was cut short, an
+    /// abandon whose record needs an erase first). Checked as a recorded one.
+    pub(crate) fn assume(&mut self, next: OtaState) -> Result<(), IllegalTransition> {
+        let (from, to) = (self.state.phase.phase(), next.phase.phase());
+        match self.transition(next) {
             Ok(()) => {
-                self.state = next;
+                info!("ota: phase {:?} -> {:?} (not recorded yet)", from, to);
                 Ok(())
             }
-            Err(CommitError::Flash(k)) => Err(k),
-            Err(CommitError::NeedsErase) => Err(NorFlashErrorKind::Other),
+            Err(e) => {
+                error!("ota: refused state change {:?} -> {:?}", from, to);
+                Err(e)
+            }
         }
     }
 

@@ -3,11 +3,14 @@
 
 use core::fmt;
 
-/// LwM2M Object 5 resource 3, "State".
+/// LwM2M Object 5 resource 3, "State": what a device reports to an LwM2M server.
+///
+/// Coarser than [`Phase`](crate::Phase), the updater's own persisted phase: Installing, Trial
+/// and Reverting all report [`Updating`](Self::Updating).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
-pub enum State {
+pub enum Lwm2mState {
     /// 0: before a download, or after an update finished (successfully or not).
     Idle = 0,
     /// 1: a download is in progress (also a download resumed after a reset).
@@ -105,7 +108,7 @@ pub struct Progress {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Status {
     /// LwM2M State.
-    pub state: State,
+    pub state: Lwm2mState,
     /// LwM2M Update Result.
     pub result: UpdateResult,
     /// The running image is on trial and must be confirmed.

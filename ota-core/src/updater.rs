@@ -9,13 +9,16 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{BeginError, ChunkError, FinishError, OpenError, StateError};
 use crate::flash_ops;
 use crate::layout::{Layout, Region};
+use crate::machine::{
+    IllegalTransition, Markers, OtaState, PhaseData, Repair, RepairStage, StagedDownload, Swap,
+};
 use crate::manifest::{
     chunk_digest, ChunkIndex, HardwareId, ManifestHeader, Sha256Digest, CHUNK_DIGEST_LEN,
     HEADER_LEN,
 };
 use crate::progress::ProgressLayout;
-use crate::state::{ImageSummary, Persisted, Phase, Store};
-use crate::status::{Progress, State, Status, UpdateResult};
+use crate::state::{CommitError, ImageSummary, Phase, Store};
+use crate::status::{Lwm2mState, Progress, Status, UpdateResult};
 use crate::verify::{self, Policy, TrustedKey, VerifiedManifest, VerifyError};
 
 /// What the application tells the updater about itself.
@@ -61,6 +64,7 @@ pub enum ChunkOutcome {
 ///   download, so that the next [`Updater::begin`] finds it blank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "erase work left: call `erase_step` until it is done, or `begin` and chunks keep asking for it"]
 pub struct EraseWork {
     /// Number of [`Updater::erase_step`] calls left.
     pub steps: u32,
@@ -280,34 +284,45 @@ impl Updater {
         self.download = None;
         self.torn_sector = None;
         self.hashing = None;
-        let st = self.store.state;
-        if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
-            return Ok(());
-        }
+        let st = *self.store.state();
+        let (dl, repair, scan) = match st.phase {
+            PhaseData::Downloading { download, repair } => (download, repair, true),
+            PhaseData::Downloaded { download } => (download, None, false),
+            _ => return Ok(()),
+        };
+        let bits = dl.markers == Markers::Bits;
         let start = self.store.layout.progress.start;
         let mut hb = [0u8; HEADER_LEN];
         flash.read(start, &mut hb).map_err(kind)?;
         let valid = match ManifestHeader::decode(&hb) {
-            Ok(header) if header.encoded_len() as u32 == st.manifest_len => {
+            Ok(header) if header.encoded_len() as u32 == dl.manifest_len => {
                 let mut buf = [0u8; 64];
-                let d = flash_ops::sha256(flash, start, st.manifest_len, &mut buf)?;
-                (d == st.manifest_digest).then_some(header)
+                let d = flash_ops::sha256(flash, start, dl.manifest_len, &mut buf)?;
+                (d == dl.manifest_digest).then_some(header)
             }
             _ => None,
         };
-        let Some(header) = valid.filter(|h| self.fits(h, st.bit_markers)) else {
+        let Some(header) = valid.filter(|h| self.fits(h, bits)) else {
             // The progress region does not hold this download (a new download's set-up was
-            // cut short). Treat it as gone; the next transition persists that.
-            self.store.state.phase = Phase::Idle;
-            self.store.state.result = UpdateResult::Initial;
+            // cut short). Treat it as gone; the next transition persists that. (Downloading
+            // and Downloaded → Idle are edges of the machine: this cannot be refused.)
+            let gone = OtaState {
+                result: UpdateResult::Initial,
+                phase: PhaseData::Idle { staged: dl.image },
+                ..st
+            };
+            warn!("ota: the download's manifest copy is gone (set-up cut short): dropped");
+            if self.store.assume(gone).is_err() {
+                error!("ota: could not drop the download");
+            }
             return Ok(());
         };
-        if st.phase == Phase::Downloading && st.bit_markers && !self.bits_available {
+        if scan && bits && !self.bits_available {
             // Its next marker (here below, or in handle_chunk) would clear a bit of a written
             // word, which this flash does not allow.
             return Err(OpenError::NeedsMultiwrite);
         }
-        let progress = self.progress_layout(&header, st.bit_markers);
+        let progress = self.progress_layout(&header, bits);
         let mut d = Download {
             header,
             progress,
@@ -315,7 +330,6 @@ impl Updater {
         };
         let l = self.store.layout;
         let cs = header.chunk_size;
-        let scan = st.phase == Phase::Downloading;
         let mut done = 0;
         let mut torn = None;
         let mut erased_full = None;
@@ -323,7 +337,8 @@ impl Updater {
             let first = (sector.start - l.staging.start) / cs;
             let count = ((sector.end - sector.start) / cs).min(header.chunk_count() - first);
             // Slots of a sector not erased yet, or under repair, hold nothing to learn from.
-            let check = scan && st.repair_sector != Some(k) && self.sector_marked(flash, &d, k)?;
+            let check =
+                scan && repair.is_none_or(|r| r.sector != k) && self.sector_marked(flash, &d, k)?;
             for c in first..first + count {
                 if self.chunk_marked(flash, &d, c)? {
                     done += 1;
@@ -353,6 +368,13 @@ impl Updater {
             }
         }
         d.chunks_done = done;
+        if let Some(k) = torn {
+            warn!(
+                "ota: torn chunk write in staging sector {}: repair needed",
+                k
+            );
+        }
+        debug!("ota: download open, {} chunks done", done);
         self.download = Some(d);
         self.torn_sector = torn;
         Ok(())
@@ -427,17 +449,20 @@ impl Updater {
     /// The repair to run, if any: staging sector and whether its second stage (restore from
     /// scratch) is next.
     fn repair(&self) -> Option<(u32, bool)> {
-        let st = &self.store.state;
-        st.repair_sector
-            .map(|k| (k, st.repair_restoring))
-            .or(self.torn_sector.map(|k| (k, false)))
+        let recorded = match self.store.state().phase {
+            PhaseData::Downloading {
+                repair: Some(r), ..
+            } => Some((r.sector, r.stage == RepairStage::Restore)),
+            _ => None,
+        };
+        recorded.or(self.torn_sector.map(|k| (k, false)))
     }
 
     /// The policy offers are judged by (hardware id, stored security counter, capacity).
     pub fn policy(&self) -> Policy {
         Policy {
             hardware_id: self.config.hardware_id,
-            stored_counter: self.store.state.security_counter,
+            stored_counter: self.store.state().security_counter,
             capacity: self.store.capacity,
             allow_downgrade: self.config.allow_downgrade,
         }
@@ -449,34 +474,40 @@ impl Updater {
         manifest: &'m [u8],
         keys: &[TrustedKey],
     ) -> Result<VerifiedManifest<'m>, VerifyError> {
-        verify::verify(manifest, keys, &self.policy())
+        let r = verify::verify(manifest, keys, &self.policy());
+        if let Err(e) = &r {
+            warn!("ota: offer refused: {:?}", e);
+        }
+        r
     }
 
     /// The persisted phase.
     pub fn phase(&self) -> Phase {
-        self.store.state.phase
+        self.store.state().phase.phase()
     }
 
     /// The running image is on trial: call [`mark_confirmed`](Self::mark_confirmed) once it has
     /// proven itself (for example after a successful check-in), or
     /// [`mark_failed`](Self::mark_failed).
     pub fn is_trial(&self) -> bool {
-        self.store.state.phase == Phase::Trial
+        matches!(self.store.state().phase, PhaseData::Trial { .. })
     }
 
     /// The confirmed image, if known (`None` on a device that never installed an update).
     pub fn confirmed_image(&self) -> Option<ImageSummary> {
-        self.store.state.active
+        self.store.state().active
     }
 
     /// The image being downloaded, staged, installed or tried.
     pub fn staged_image(&self) -> Option<ImageSummary> {
-        self.store.state.staged
+        self.store.state().phase.staged()
     }
 
     /// Digest of the manifest of the download in progress: the key a server uses to resume.
     pub fn download_key(&self) -> Option<crate::manifest::Sha256Digest> {
-        self.download.map(|_| self.store.state.manifest_digest)
+        self.download
+            .and(self.store.state().phase.download())
+            .map(|d| d.manifest_digest)
     }
 
     /// The header of the download in progress.
@@ -486,17 +517,17 @@ impl Updater {
 
     /// Status in LwM2M Object 5 terms.
     pub fn status(&self) -> Status {
-        let st = &self.store.state;
-        let state = match st.phase {
-            Phase::Idle => State::Idle,
-            Phase::Downloading => State::Downloading,
-            Phase::Downloaded => State::Downloaded,
-            Phase::Installing | Phase::Trial | Phase::Reverting => State::Updating,
+        let st = self.store.state();
+        let state = match st.phase.phase() {
+            Phase::Idle => Lwm2mState::Idle,
+            Phase::Downloading => Lwm2mState::Downloading,
+            Phase::Downloaded => Lwm2mState::Downloaded,
+            Phase::Installing | Phase::Trial | Phase::Reverting => Lwm2mState::Updating,
         };
         Status {
             state,
             result: st.result,
-            trial: st.phase == Phase::Trial,
+            trial: matches!(st.phase, PhaseData::Trial { .. }),
             progress: self.download.map(|d| Progress {
                 chunks_done: d.chunks_done,
                 chunks_total: d.header.chunk_count(),
@@ -521,15 +552,30 @@ impl Updater {
         flash: &mut F,
         manifest: &VerifiedManifest<'_>,
     ) -> Result<Begin, BeginError> {
-        let st = self.store.state;
-        match st.phase {
+        let r = self.try_begin(flash, manifest);
+        match &r {
+            Err(BeginError::NeedsErase) => debug!("ota: begin needs erase steps first"),
+            Err(e) => warn!("ota: offer refused: {:?}", e),
+            Ok(b) => debug!("ota: begin: {:?}", b),
+        }
+        r
+    }
+
+    fn try_begin<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        manifest: &VerifiedManifest<'_>,
+    ) -> Result<Begin, BeginError> {
+        let st = *self.store.state();
+        match st.phase.phase() {
             Phase::Idle | Phase::Downloading | Phase::Downloaded => {}
             p => return Err(BeginError::Busy(p)),
         }
         let m = manifest.manifest();
         let header = *m.header();
         let digest = m.digest();
-        if self.download.is_some() && st.manifest_digest == digest {
+        let current = st.phase.download().map(|d| d.manifest_digest);
+        if self.download.is_some() && current == Some(digest) {
             return Ok(Begin::Resumed);
         }
         // Whatever policy the manifest was verified against, this device's applies.
@@ -549,15 +595,12 @@ impl Updater {
         if progress.end() > l.progress.end as u64 {
             return Err(BeginError::ProgressRegionTooSmall);
         }
-        if matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
+        if st.phase.download().is_some() {
             // The new offer supersedes the download in progress: abandon it, so that its
             // progress region becomes erase work.
-            let abandoned = Persisted {
-                phase: Phase::Idle,
+            let abandoned = OtaState {
                 result: UpdateResult::Initial,
-                staged: None,
-                repair_sector: None,
-                repair_restoring: false,
+                phase: PhaseData::Idle { staged: None },
                 ..st
             };
             self.download = None;
@@ -566,7 +609,7 @@ impl Updater {
                 // Abandoned all the same: the erase work asked for is then the state sector
                 // and this progress region, not the old download's staging sectors. After a
                 // reset the erased manifest copy no longer matches: `open` drops the download.
-                self.store.state = abandoned;
+                self.store.assume(abandoned).map_err(CommitError::from)?;
                 return Err(e.into());
             }
         }
@@ -577,12 +620,9 @@ impl Updater {
             return Err(BeginError::NeedsErase);
         }
         flash_ops::write_padded(flash, progress.manifest_addr(), m.as_bytes())?;
-        let st = self.store.state;
-        let next = Persisted {
-            phase: Phase::Downloading,
-            result: UpdateResult::Initial,
-            bit_markers: bits,
-            staged: Some(ImageSummary {
+        let st = *self.store.state();
+        let download = StagedDownload {
+            image: Some(ImageSummary {
                 version: header.version,
                 security_counter: header.security_counter,
                 size: header.image_size,
@@ -590,8 +630,14 @@ impl Updater {
             }),
             manifest_digest: digest,
             manifest_len: m.as_bytes().len() as u32,
-            repair_sector: None,
-            repair_restoring: false,
+            markers: if bits { Markers::Bits } else { Markers::Words },
+        };
+        let next = OtaState {
+            result: UpdateResult::Initial,
+            phase: PhaseData::Downloading {
+                download,
+                repair: None,
+            },
             ..st
         };
         self.store.commit(flash, next)?;
@@ -664,11 +710,7 @@ impl Updater {
 
     /// True while the progress region holds the manifest copy and markers of a download.
     fn progress_in_use(&self) -> bool {
-        self.download.is_some()
-            && matches!(
-                self.store.state.phase,
-                Phase::Downloading | Phase::Downloaded
-            )
+        self.download.is_some() && self.store.state().phase.download().is_some()
     }
 
     /// Bytes erase_covering erases for `len` bytes of scratch.
@@ -697,7 +739,6 @@ impl Updater {
         if let Some(s) = self.store.pending_state_erase() {
             w.add(s.end - s.start);
         }
-        let st = &self.store.state;
         if !self.progress_in_use() {
             let l = &self.store.layout;
             for s in l.map.sectors(l.progress) {
@@ -707,7 +748,7 @@ impl Updater {
             }
             return Ok(w);
         }
-        let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) else {
+        let Some(d) = self.downloading() else {
             return Ok(w);
         };
         if let Some((k, restoring)) = self.repair() {
@@ -752,7 +793,6 @@ impl Updater {
         if self.store.erase_state_step(flash)? {
             return Ok(self.erase_work(flash)?);
         }
-        let st = self.store.state;
         if !self.progress_in_use() {
             let l = self.store.layout;
             for s in l.map.sectors(l.progress) {
@@ -761,7 +801,7 @@ impl Updater {
                     break;
                 }
             }
-        } else if let Some(d) = self.download.filter(|_| st.phase == Phase::Downloading) {
+        } else if let Some(d) = self.downloading() {
             if let Some((k, restoring)) = self.repair() {
                 // Staging changes: a hash of it in progress is stale.
                 self.hashing = None;
@@ -801,12 +841,7 @@ impl Updater {
         let Some(sector) = self.staging_sector(k) else {
             // Cannot happen with a state written by this layout; drop the repair.
             self.torn_sector = None;
-            let next = Persisted {
-                repair_sector: None,
-                repair_restoring: false,
-                ..self.store.state
-            };
-            return Ok(self.store.commit(flash, next)?);
+            return Ok(self.record_repair(flash, None)?);
         };
         let size = sector.end - sector.start;
         let cs = d.header.chunk_size;
@@ -827,16 +862,42 @@ impl Updater {
                 flash_ops::copy(flash, from + off, to + off, len, buf)?;
             }
         }
-        let next = Persisted {
-            repair_sector: restoring.then_some(k),
-            repair_restoring: restoring,
-            ..self.store.state
-        };
-        self.store.commit(flash, next)?;
+        let next = restoring.then_some(Repair {
+            sector: k,
+            stage: RepairStage::Restore,
+        });
+        self.record_repair(flash, next)?;
+        info!(
+            "ota: staging sector {} repair stage done (restore next: {})",
+            k, restoring
+        );
         if self.torn_sector == Some(k) {
             self.torn_sector = None;
         }
         Ok(())
+    }
+
+    /// The download in progress, while the phase is Downloading.
+    fn downloading(&self) -> Option<Download> {
+        self.download
+            .filter(|_| matches!(self.store.state().phase, PhaseData::Downloading { .. }))
+    }
+
+    /// Records the repair state of the download in progress (one record).
+    fn record_repair<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        repair: Option<Repair>,
+    ) -> Result<(), CommitError> {
+        let st = *self.store.state();
+        let PhaseData::Downloading { download, .. } = st.phase else {
+            return Err(CommitError::Illegal(IllegalTransition {
+                from: st.phase.phase(),
+                to: Phase::Downloading,
+            }));
+        };
+        self.store
+            .commit(flash, st.with(PhaseData::Downloading { download, repair }))
     }
 
     /// The first chunk at or after `from` that is still missing. Cost: one marker read per
@@ -846,10 +907,7 @@ impl Updater {
         flash: &mut F,
         from: ChunkIndex,
     ) -> Result<Option<ChunkIndex>, NorFlashErrorKind> {
-        let Some(d) = self
-            .download
-            .filter(|_| self.store.state.phase == Phase::Downloading)
-        else {
+        let Some(d) = self.downloading() else {
             return Ok(None);
         };
         for i in from.0..d.header.chunk_count() {
@@ -899,10 +957,23 @@ impl Updater {
         index: ChunkIndex,
         data: &[u8],
     ) -> Result<ChunkOutcome, ChunkError> {
-        let st = self.store.state;
-        let d = match self.download {
-            Some(d) if st.phase == Phase::Downloading => d,
-            _ => return Err(ChunkError::NotDownloading),
+        let r = self.try_handle_chunk(flash, index, data);
+        match &r {
+            Err(ChunkError::NeedsErase) => debug!("ota: chunk {} needs erase steps first", index.0),
+            Err(e) => warn!("ota: chunk {} refused: {:?}", index.0, e),
+            Ok(_) => trace!("ota: chunk {} stored", index.0),
+        }
+        r
+    }
+
+    fn try_handle_chunk<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        index: ChunkIndex,
+        data: &[u8],
+    ) -> Result<ChunkOutcome, ChunkError> {
+        let Some(d) = self.downloading() else {
+            return Err(ChunkError::NotDownloading);
         };
         let expected = d.header.chunk_len(index).ok_or(ChunkError::BadIndex)?;
         if data.len() != expected as usize {
@@ -936,6 +1007,10 @@ impl Updater {
             Slot::Torn => {
                 // A write of this chunk did not finish: its slot can only be cleaned by
                 // erasing the sector. Nothing is lost: erase_work now reports the repair.
+                warn!(
+                    "ota: torn chunk write in staging sector {}: repair needed",
+                    sector
+                );
                 self.torn_sector = Some(sector);
                 return Err(ChunkError::NeedsErase);
             }
@@ -1007,15 +1082,15 @@ impl Updater {
         buf: &mut [u8],
         max_bytes: u32,
     ) -> Result<HashStep, FinishError> {
-        let st = self.store.state;
-        let d = match self.download {
-            Some(d) if st.phase == Phase::Downloading => d,
+        let st = *self.store.state();
+        let (d, dl) = match (self.download, st.phase) {
+            (Some(d), PhaseData::Downloading { download, .. }) => (d, download),
             _ => return Err(FinishError::NotDownloading),
         };
         if buf.is_empty() {
             return Err(FinishError::BufferTooSmall);
         }
-        let target = HashTarget::Staged(st.manifest_digest);
+        let target = HashTarget::Staged(dl.manifest_digest);
         let state = match self.hashing.take() {
             Some(h) if h.target == target => h.state,
             _ => {
@@ -1041,9 +1116,10 @@ impl Updater {
                 Err(digest) => digest,
             };
         if got != d.header.image_digest {
-            let next = Persisted {
-                phase: Phase::Idle,
+            error!("ota: staged image does not match the manifest's digest: abandoned");
+            let next = OtaState {
                 result: UpdateResult::IntegrityFailure,
+                phase: PhaseData::Idle { staged: dl.image },
                 ..st
             };
             if let Err(e) = self.store.commit(flash, next) {
@@ -1057,10 +1133,7 @@ impl Updater {
             self.torn_sector = None;
             return Err(FinishError::IntegrityFailure);
         }
-        let next = Persisted {
-            phase: Phase::Downloaded,
-            ..st
-        };
+        let next = st.with(PhaseData::Downloaded { download: dl });
         if let Err(e) = self.store.commit(flash, next) {
             self.hashing = Some(Hashing {
                 target,
@@ -1111,11 +1184,11 @@ impl Updater {
     /// Requests the install of the downloaded image: the bootloader swaps it in at the next
     /// reset and boots it on trial. Reset the device after this returns. One record write.
     pub fn mark_install<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
-        let st = self.store.state;
-        if st.phase != Phase::Downloaded {
-            return Err(StateError::WrongPhase(st.phase));
-        }
-        let new_len = st.staged.map_or(0, |s| s.size);
+        let st = *self.store.state();
+        let PhaseData::Downloaded { download } = st.phase else {
+            return Err(StateError::WrongPhase(st.phase.phase()));
+        };
+        let new_len = download.image.map_or(0, |s| s.size);
         let old_len = st.active.map_or(self.store.capacity, |a| a.size);
         // Round up to whole swap units.
         let want = new_len.max(old_len);
@@ -1129,12 +1202,12 @@ impl Updater {
         }
         self.store.commit(
             flash,
-            Persisted {
-                phase: Phase::Installing,
+            OtaState {
                 result: UpdateResult::Initial,
-                swap_len,
-                swap_step: 0,
-                boot_attempts: 0,
+                phase: PhaseData::Installing {
+                    download,
+                    swap: Swap::start(swap_len),
+                },
                 ..st
             },
         )?;
@@ -1147,25 +1220,22 @@ impl Updater {
     /// Confirms the trial image: it becomes the confirmed image, and the stored security
     /// counter rises to its counter (never down). One record write.
     pub fn mark_confirmed<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
-        let st = self.store.state;
-        if st.phase != Phase::Trial {
-            return Err(StateError::WrongPhase(st.phase));
-        }
-        let active = st.staged;
+        let st = *self.store.state();
+        let PhaseData::Trial { download, .. } = st.phase else {
+            return Err(StateError::WrongPhase(st.phase.phase()));
+        };
+        let active = download.image;
         let counter = active.map_or(st.security_counter, |a| {
             a.security_counter.max(st.security_counter)
         });
         self.store
             .commit(
                 flash,
-                Persisted {
-                    phase: Phase::Idle,
+                OtaState {
                     result: UpdateResult::Success,
                     security_counter: counter,
                     active: active.or(st.active),
-                    staged: None,
-                    boot_attempts: 0,
-                    ..st
+                    phase: PhaseData::Idle { staged: None },
                 },
             )
             .map_err(StateError::from)
@@ -1174,18 +1244,18 @@ impl Updater {
     /// Rejects the trial image now: the bootloader reverts to the confirmed image at the next
     /// reset. One record write.
     pub fn mark_failed<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), StateError> {
-        let st = self.store.state;
-        if st.phase != Phase::Trial {
-            return Err(StateError::WrongPhase(st.phase));
-        }
+        let st = *self.store.state();
+        let PhaseData::Trial { download, swap, .. } = st.phase else {
+            return Err(StateError::WrongPhase(st.phase.phase()));
+        };
+        warn!("ota: trial image rejected: the bootloader reverts at the next reset");
         self.store
             .commit(
                 flash,
-                Persisted {
-                    phase: Phase::Reverting,
-                    swap_step: 0,
-                    ..st
-                },
+                st.with(PhaseData::Reverting {
+                    download,
+                    swap: Swap::start(swap.len),
+                }),
             )
             .map_err(StateError::from)
     }
@@ -1241,9 +1311,9 @@ impl Updater {
         buf: &mut [u8],
         max_bytes: u32,
     ) -> Result<HashStep, StateError> {
-        let st = self.store.state;
-        if st.phase != Phase::Idle {
-            return Err(StateError::WrongPhase(st.phase));
+        let st = *self.store.state();
+        if !matches!(st.phase, PhaseData::Idle { .. }) {
+            return Err(StateError::WrongPhase(st.phase.phase()));
         }
         if st.active.is_some() {
             return Err(StateError::AlreadyProvisioned);
@@ -1268,7 +1338,7 @@ impl Updater {
         if got != h.image_digest {
             return Err(StateError::ImageMismatch);
         }
-        let next = Persisted {
+        let next = OtaState {
             active: Some(ImageSummary {
                 version: h.version,
                 security_counter: h.security_counter,
@@ -1295,18 +1365,18 @@ impl Updater {
         flash: &mut F,
         result: UpdateResult,
     ) -> Result<(), StateError> {
-        let st = self.store.state;
-        if !matches!(st.phase, Phase::Downloading | Phase::Downloaded) {
-            return Err(StateError::WrongPhase(st.phase));
+        let st = *self.store.state();
+        if !matches!(
+            st.phase,
+            PhaseData::Downloading { .. } | PhaseData::Downloaded { .. }
+        ) {
+            return Err(StateError::WrongPhase(st.phase.phase()));
         }
         self.store.commit(
             flash,
-            Persisted {
-                phase: Phase::Idle,
+            OtaState {
                 result,
-                staged: None,
-                repair_sector: None,
-                repair_restoring: false,
+                phase: PhaseData::Idle { staged: None },
                 ..st
             },
         )?;

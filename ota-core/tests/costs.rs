@@ -91,7 +91,7 @@ fn electron_full_update_costs() {
             break t;
         }
     };
-    assert!(t.trial);
+    assert!(t.is_trial());
     let s5 = flash.stats();
     let mut up = Updater::open(&mut flash, Layout::ELECTRON, config()).unwrap();
     up.mark_confirmed(&mut flash).unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use ota_core::{
-    Begin, BeginError, ChunkError, ChunkIndex, ChunkOutcome, FinishError, Phase, State,
+    Begin, BeginError, ChunkError, ChunkIndex, ChunkOutcome, FinishError, Lwm2mState, Phase,
     UpdateResult, Updater,
 };
 
@@ -75,7 +75,7 @@ fn chunks_in_any_order_with_duplicates_then_finish() {
     assert_eq!(up.status().progress.unwrap().chunks_done, n);
     let mut buf = [0u8; 256];
     up.finish(&mut flash, &mut buf).unwrap();
-    assert_eq!(up.status().state, State::Downloaded);
+    assert_eq!(up.status().state, Lwm2mState::Downloaded);
     assert_eq!(&flash.contents()[STAGING..STAGING + 7000], &s.image[..]);
 }
 
@@ -135,7 +135,7 @@ fn resume_after_sleep_fetches_only_what_is_missing() {
     let _ = up; // deep sleep: the RAM state is gone
                 // Deep sleep: RAM is gone. The offer comes again; begin resumes without touching flash.
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Downloading);
+    assert_eq!(up.status().state, Lwm2mState::Downloading);
     let ops = flash.stats().ops;
     let keys = trusted(&[1]);
     let offer = up.verify_offer(&s.manifest, &keys).unwrap();
@@ -208,7 +208,7 @@ fn finish_detects_a_staged_image_that_changed_in_flash() {
         up.finish(&mut flash, &mut buf),
         Err(FinishError::IntegrityFailure)
     );
-    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().state, Lwm2mState::Idle);
     assert_eq!(up.status().result, UpdateResult::IntegrityFailure);
     // The state is persisted.
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
@@ -554,7 +554,7 @@ fn a_bad_slot_found_by_handle_chunk_is_announced_as_erase_work() {
 /// the progress region, never the abandoned download's staging sectors.
 #[test]
 fn a_superseding_offer_with_a_full_state_log_asks_only_for_the_erases_it_needs() {
-    use ota_core::state::{Persisted, RECORD_LEN};
+    use ota_core::{Persisted, RECORD_LEN};
     let mut flash = Flash::new(&SECTORS);
     let a = sign(7000, 33, 1);
     let b = sign(5000, 34, 2);

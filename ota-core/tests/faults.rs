@@ -14,11 +14,11 @@ mod common;
 
 use common::*;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
     BeginError, BootConfig, Bootloader, ChunkIndex, Phase, SecurityCounter, Sha256Digest,
     StateError, UpdateResult, Updater, Version,
 };
+use ota_core::{Persisted, RECORD_LEN};
 use ota_flash_sim::{
     Cut, CutKind, Effect, Fault, FaultKind, SimError, Tear, TearPoint, TornErase, TornWord,
 };
@@ -189,7 +189,7 @@ fn on_trial(old: &Signed, new: &Signed) -> OnStateWrite {
         .unwrap()
         .run(&mut f, &mut buf, || {})
         .unwrap();
-    assert!(t.trial);
+    assert!(t.is_trial());
     f
 }
 
@@ -224,7 +224,7 @@ fn a_confirm_record_that_reads_back_different_is_not_taken_as_committed() {
                 .unwrap()
                 .run(&mut f, &mut buf, || {})
                 .unwrap();
-            assert!(!t.trial, "{fault:?}: still on trial after a confirm");
+            assert!(!t.is_trial(), "{fault:?}: still on trial after a confirm");
         }
         assert_eq!(
             tries, 2,
@@ -282,7 +282,7 @@ fn a_bootloader_retrying_on_a_failing_flash_never_erases_the_newest_record() {
             .unwrap()
             .run(&mut f, &mut buf, || {})
             .unwrap();
-        assert!(t.trial);
+        assert!(t.is_trial());
     }
 }
 

@@ -1,11 +1,11 @@
 //! The worked examples of `docs/image-format.md` are what the code produces and accepts.
 
-use ota_core::manifest::{build_signed, ImageParams, Manifest};
-use ota_core::state::{Persisted, RECORD_LEN};
+use ota_core::{build_signed, ImageParams, Manifest};
 use ota_core::{
     check_signature, verify, HardwareId, ImageSummary, Layout, Phase, Policy, SecurityCounter,
     Sha256Digest, TrustedKey, UpdateResult, VerifyError, Version,
 };
+use ota_core::{Persisted, RECORD_LEN};
 
 const DOC: &str = include_str!("../../docs/image-format.md");
 

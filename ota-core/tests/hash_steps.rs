@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use ota_core::{
-    ChunkIndex, FinishError, HashStep, Phase, SecurityCounter, State, StateError, UpdateResult,
-    Updater,
+    ChunkIndex, FinishError, HashStep, Lwm2mState, Phase, SecurityCounter, StateError,
+    UpdateResult, Updater,
 };
 
 /// A download of `s` with every chunk in.
@@ -53,7 +53,7 @@ fn finish_step_hashes_at_most_the_bytes_it_is_given() {
     assert_eq!(up.phase(), Phase::Downloaded);
     // A fresh updater agrees.
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Downloaded);
+    assert_eq!(up.status().state, Lwm2mState::Downloaded);
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn a_stepped_provision_refuses_a_mismatch_and_starts_over_for_another_manifest()
 /// Fills every free slot of the state region with copies of the newest record (newer
 /// numbers), so that the next state change finds its sector full and the next one not blank.
 fn fill_state_log(flash: &mut Flash) {
-    use ota_core::state::{Persisted, RECORD_LEN};
+    use ota_core::{Persisted, RECORD_LEN};
     let slots: Vec<u32> = (0..2u32)
         .flat_map(|s| (0..5u32).map(move |k| s * 1024 + k * RECORD_LEN as u32))
         .collect();

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use ota_core::{
-    BeginError, BootConfig, BootStep, Bootloader, ChunkIndex, Phase, SecurityCounter, State,
+    BeginError, BootConfig, BootStep, Bootloader, ChunkIndex, Lwm2mState, Phase, SecurityCounter,
     StateError, UpdateResult, Updater, VerifyError,
 };
 
@@ -21,7 +21,7 @@ fn stage(flash: &mut Flash, s: &Signed) {
     }
     up.finish(flash, &mut buf).unwrap();
     up.mark_install(flash).unwrap();
-    assert_eq!(up.status().state, State::Updating);
+    assert_eq!(up.status().state, Lwm2mState::Updating);
 }
 
 fn boot(flash: &mut Flash) -> ota_core::BootTarget {
@@ -46,8 +46,8 @@ fn install_confirm_raises_the_counter_only_on_confirm() {
     let v3 = sign(7000, 2, 3);
     stage(&mut flash, &v3);
     let t = boot(&mut flash);
-    assert!(t.trial);
-    assert_eq!(t.attempt, 1);
+    assert!(t.is_trial());
+    assert_eq!(t.attempt(), 1);
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 7000], &v3.image[..]);
     // The old image is kept in staging until the new one is confirmed.
     assert_eq!(&flash.contents()[STAGING..STAGING + 6000], &old[..]);
@@ -75,7 +75,7 @@ fn install_confirm_raises_the_counter_only_on_confirm() {
     assert_eq!(up.status().result, UpdateResult::Success);
     // Later boots are plain boots of the confirmed image.
     let t = boot(&mut flash);
-    assert!(!t.trial);
+    assert!(!t.is_trial());
     // A signed but older image is now refused.
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
     let v2 = sign(7000, 4, 2);
@@ -93,14 +93,14 @@ fn unconfirmed_image_is_reverted_after_the_attempt_budget() {
     stage(&mut flash, &v2);
     for attempt in 1..=3 {
         let t = boot(&mut flash);
-        assert!(t.trial);
-        assert_eq!(t.attempt, attempt);
+        assert!(t.is_trial());
+        assert_eq!(t.attempt(), attempt);
     }
     let t = boot(&mut flash);
-    assert!(!t.trial);
+    assert!(!t.is_trial());
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().state, Lwm2mState::Idle);
     assert_eq!(up.status().result, UpdateResult::UpdateFailed);
     assert_eq!(
         up.policy().stored_counter,
@@ -119,11 +119,11 @@ fn the_application_can_reject_its_trial() {
     let mut flash = factory_flash(&old);
     let v2 = sign(7000, 8, 2);
     stage(&mut flash, &v2);
-    assert!(boot(&mut flash).trial);
+    assert!(boot(&mut flash).is_trial());
     let mut up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
     up.mark_failed(&mut flash).unwrap();
     let t = boot(&mut flash);
-    assert!(!t.trial);
+    assert!(!t.is_trial());
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
 }
 
@@ -146,7 +146,7 @@ fn bootloader_steps_are_bounded_and_counted() {
         match bl.step(&mut flash, &mut buf).unwrap() {
             BootStep::Continue => steps += 1,
             BootStep::Boot(t) => {
-                assert!(t.trial);
+                assert!(t.is_trial());
                 break;
             }
         }
@@ -200,7 +200,7 @@ fn provisioning_shrinks_the_first_install_and_sets_the_counter() {
         }
         stage(&mut flash, &v5);
         let before = flash.stats().erases;
-        assert!(boot(&mut flash).trial);
+        assert!(boot(&mut flash).is_trial());
         erases.push(flash.stats().erases - before);
     }
     // Unprovisioned: the whole 8 KiB slot (2 units); provisioned: only the first 4 KiB unit.
@@ -224,8 +224,8 @@ fn provisioning_checks_the_active_slot() {
 
 #[test]
 fn bootloader_refuses_a_journal_that_does_not_fit_the_layout() {
-    use ota_core::state::{Persisted, RECORD_LEN};
     use ota_core::{BootError, ImageSummary, Sha256Digest, Version};
+    use ota_core::{Persisted, RECORD_LEN};
     let summary = ImageSummary {
         version: Version::new(1, 0, 0),
         security_counter: SecurityCounter(1),
@@ -283,8 +283,8 @@ fn bootloader_refuses_a_journal_that_does_not_fit_the_layout() {
 /// that a watchdog fed between steps needs to cover only one sector erase.
 #[test]
 fn bootloader_steps_are_bounded_for_the_watchdog() {
-    use ota_core::state::RECORD_LEN;
     use ota_core::Layout;
+    use ota_core::RECORD_LEN;
     use ota_flash_sim::F2Flash;
     let mut flash = F2Flash::new(&[
         16384, 16384, 16384, 16384, 65536, 131072, 131072, 131072, 131072, 131072, 131072, 131072,
@@ -337,7 +337,7 @@ fn bootloader_steps_are_bounded_for_the_watchdog() {
             break t;
         }
     };
-    assert!(target.trial);
+    assert!(target.is_trial());
     assert_eq!(
         &flash.contents()[0x2_0000..0x2_0000 + new.image.len()],
         &new.image[..]
@@ -358,10 +358,10 @@ fn a_corrupt_installed_image_is_reverted_before_its_trial() {
     let byte = flash.contents()[at] ^ 0x04;
     flash.preload(at as u32, &[byte]);
     let t = boot(&mut flash);
-    assert!(!t.trial, "a corrupt image was booted on trial");
+    assert!(!t.is_trial(), "a corrupt image was booted on trial");
     assert_eq!(&flash.contents()[ACTIVE..ACTIVE + 6000], &old[..]);
     let up = Updater::open(&mut flash, LAYOUT, config()).unwrap();
-    assert_eq!(up.status().state, State::Idle);
+    assert_eq!(up.status().state, Lwm2mState::Idle);
     assert_eq!(up.status().result, UpdateResult::UpdateFailed);
     assert_eq!(up.policy().stored_counter, SecurityCounter(0));
 }

@@ -232,11 +232,11 @@ fn only_erase_steps_and_the_install_erase_across_many_update_cycles() {
         let mut hash = [0u8; 128];
         app.call(&mut up, "finish", |up, f| up.finish(f, &mut hash));
         app.call(&mut up, "mark_install", |up, f| up.mark_install(f));
-        assert!(app.boot().trial);
+        assert!(app.boot().is_trial());
         let mut up = app.open();
         if round % 5 == 3 {
             app.call(&mut up, "mark_failed", |up, f| up.mark_failed(f));
-            assert!(!app.boot().trial);
+            assert!(!app.boot().is_trial());
             let up = app.open();
             assert_eq!(up.status().result, UpdateResult::UpdateFailed);
         } else {
@@ -245,7 +245,7 @@ fn only_erase_steps_and_the_install_erase_across_many_update_cycles() {
             }
             app.call(&mut up, "mark_confirmed", |up, f| up.mark_confirmed(f));
             confirmed += 1;
-            assert!(!app.boot().trial);
+            assert!(!app.boot().is_trial());
         }
         assert_eq!(
             app.open().confirmed_image().unwrap().digest != factory_digest(&factory),

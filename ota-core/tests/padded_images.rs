@@ -127,7 +127,7 @@ fn padded_images_install_and_revert_byte_for_byte() {
         let provision = name.ends_with("provisioned");
         let mut flash = staged(&old, &new, provision);
         let t = boot_once(&mut flash).unwrap();
-        assert!(t.trial, "{name}: not booted on trial");
+        assert!(t.is_trial(), "{name}: not booted on trial");
         let c = flash.contents();
         assert_eq!(
             &c[ACTIVE..ACTIVE + new.image.len()],
@@ -141,7 +141,7 @@ fn padded_images_install_and_revert_byte_for_byte() {
         );
         // The trial fails (one attempt allowed): the revert moves them back.
         let t = boot_once(&mut flash).unwrap();
-        assert!(!t.trial);
+        assert!(!t.is_trial());
         let c = flash.contents();
         assert_eq!(
             &c[ACTIVE..ACTIVE + old.image.len()],
@@ -162,8 +162,8 @@ fn padded_images_survive_a_power_cut_at_every_bootloader_operation() {
         // Operations of an uninterrupted install + failed trial + revert.
         let mut clean = base.clone();
         let start = clean.stats().ops;
-        boot_once(&mut clean).unwrap();
-        boot_once(&mut clean).unwrap();
+        let _booted = boot_once(&mut clean).unwrap();
+        let _booted = boot_once(&mut clean).unwrap();
         let n = clean.stats().ops - start;
         for at in start..start + n {
             for kind in CutKind::all() {
@@ -177,7 +177,7 @@ fn padded_images_survive_a_power_cut_at_every_bootloader_operation() {
                         continue;
                     };
                     let c = flash.contents();
-                    if t.trial {
+                    if t.is_trial() {
                         assert_eq!(
                             &c[ACTIVE..ACTIVE + new.image.len()],
                             &new.image[..],

@@ -36,12 +36,12 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use common::*;
-use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{
-    BeginError, BootConfig, Bootloader, ChunkError, ChunkIndex, FinishError, Phase, Policy,
-    SecurityCounter, Sha256Digest, State, StateError, UpdateResult, Updater, VerifiedManifest,
+    BeginError, BootConfig, Bootloader, ChunkError, ChunkIndex, FinishError, Lwm2mState, Phase,
+    Policy, SecurityCounter, Sha256Digest, StateError, UpdateResult, Updater, VerifiedManifest,
     Version,
 };
+use ota_core::{Persisted, RECORD_LEN};
 use ota_flash_sim::{Cut, CutKind, SimFlash, Tear};
 
 type Sim<const W: usize, const M: bool> = SimFlash<W, 1024, M>;
@@ -495,7 +495,7 @@ impl<'a> Story<'a> {
                 "staging past the swapped unit was touched"
             );
         }
-        if target.trial {
+        if target.is_trial() {
             assert!(is_new, "a trial boot must run the new image");
             // The confirmed (old) image must survive the trial, in staging.
             let staging = &flash.contents()[STAGING..];
@@ -521,7 +521,7 @@ impl<'a> Story<'a> {
         }
         let st = up.status();
         match (st.state, st.result) {
-            (State::Idle, UpdateResult::Success) => {
+            (Lwm2mState::Idle, UpdateResult::Success) => {
                 assert!(
                     is_new,
                     "confirmed, but the active slot is not the new image"
@@ -529,7 +529,7 @@ impl<'a> Story<'a> {
                 assert_eq!(self.script.ending, Ending::Confirm);
                 return Ok(true);
             }
-            (State::Idle, UpdateResult::UpdateFailed) => {
+            (Lwm2mState::Idle, UpdateResult::UpdateFailed) => {
                 assert!(is_old, "reverted, but the active slot is not the old image");
                 if self.script.ending == Ending::Confirm {
                     // Correct only if every trial boot was cut before the image confirmed.

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use ota_core::state::{Persisted, RECORD_LEN};
 use ota_core::{BootConfig, Bootloader, Phase, StateError, UpdateResult, Updater};
+use ota_core::{Persisted, RECORD_LEN};
 use ota_flash_sim::SimError;
 
 /// A flash whose first read after the next write fails once: a record that was stored but
@@ -67,7 +67,7 @@ fn on_trial(flash: &mut Flash) {
         .unwrap()
         .run(flash, &mut buf, || {})
         .unwrap();
-    assert!(t.trial);
+    assert!(t.is_trial());
 }
 
 #[test]

@@ -3,12 +3,11 @@
 mod common;
 
 use common::*;
-use ota_core::manifest::{Manifest, HEADER_LEN};
-use ota_core::verify::KeyError;
 use ota_core::{
     check_signature, verify, HardwareId, ParseError, Policy, SecurityCounter, TrustedKey,
     VerifyError, Version,
 };
+use ota_core::{KeyError, Manifest, MANIFEST_HEADER_LEN as HEADER_LEN};
 
 fn policy() -> Policy {
     Policy {
@@ -400,7 +399,7 @@ fn manifest_accessors() {
     assert_eq!(m.header().chunk_count(), 4);
     assert_eq!(
         m.chunk_digest(ota_core::ChunkIndex(3)),
-        Some(ota_core::manifest::chunk_digest(s.chunk(3)))
+        Some(ota_core::chunk_digest(s.chunk(3)))
     );
     assert_eq!(m.chunk_digest(ota_core::ChunkIndex(4)), None);
     assert_eq!(m.signed_bytes().len(), s.manifest.len() - 64);
@@ -408,7 +407,7 @@ fn manifest_accessors() {
 
 mod props {
     use super::*;
-    use ota_core::manifest::{KeyId, ManifestHeader, Sha256Digest};
+    use ota_core::{KeyId, ManifestHeader, Sha256Digest};
     use proptest::prelude::*;
 
     proptest! {

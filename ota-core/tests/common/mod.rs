@@ -2,7 +2,7 @@
 //! images and a key ring.
 #![allow(dead_code)]
 
-use ota_core::manifest::{build_signed, chunk_count, encoded_len, ImageParams};
+use ota_core::{build_signed, chunk_count, manifest_len as encoded_len, ImageParams};
 use ota_core::{
     Config, HardwareId, Layout, Region, SectorMap, SectorRun, SecurityCounter, TrustedKey, Version,
 };

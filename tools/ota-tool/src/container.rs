@@ -18,8 +18,7 @@
 use core::fmt;
 
 use ed25519_compact::KeyPair;
-use ota_core::manifest::{build_signed, BuildError, ImageParams};
-use ota_core::verify::{authenticate, TrustedKey, VerifyError};
+use ota_core::{authenticate, build_signed, BuildError, ImageParams, TrustedKey, VerifyError};
 use ota_core::{ChunkIndex, HardwareId, KeyId, Manifest, ManifestHeader};
 
 /// The four bytes a container starts with: `OTAC`.
@@ -32,7 +31,7 @@ pub const HEADER_LEN: usize = 16;
 /// A decoded container: the manifest and the image, not yet checked against each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
-    /// The signed manifest, exactly as `ota_core::manifest::build_signed` wrote it.
+    /// The signed manifest, exactly as `ota_core::build_signed` wrote it.
     pub manifest: Vec<u8>,
     /// The firmware image.
     pub image: Vec<u8>,
@@ -87,7 +86,7 @@ impl std::error::Error for ContainerError {}
 
 impl Container {
     /// Builds and signs the manifest of `image` with `key` (via
-    /// `ota_core::manifest::build_signed`) and wraps both in a container.
+    /// `ota_core::build_signed`) and wraps both in a container.
     ///
     /// Cost: one SHA-256 pass over the image, one per chunk, one Ed25519 signature.
     pub fn sign(params: &ImageParams, image: &[u8], key: &KeyPair) -> Result<Self, BuildError> {
@@ -166,7 +165,7 @@ impl Container {
 #[non_exhaustive]
 pub enum CheckError {
     /// The manifest is malformed, signed by an untrusted key or its signature does not verify
-    /// (the first failing step of `ota_core::verify::authenticate`).
+    /// (the first failing step of `ota_core::authenticate`).
     Manifest(VerifyError),
     /// The image is built for other hardware than the one asked for.
     WrongHardware {
@@ -241,7 +240,7 @@ impl fmt::Display for CheckError {
 impl std::error::Error for CheckError {}
 
 /// Checks a bare manifest (what a server sends in an offer) the way a device judges the offer:
-/// it verifies under one of `keys` (`ota_core::verify::authenticate`), then the optional
+/// it verifies under one of `keys` (`ota_core::authenticate`), then the optional
 /// policy: hardware id equal to `hw`, security counter at least `min_counter`.
 ///
 /// Returns the authenticated manifest. Cost: one Ed25519 verification.
@@ -294,7 +293,7 @@ pub fn check_container(
     for (i, chunk) in c.image.chunks(header.chunk_size as usize).enumerate() {
         let index = i as u32;
         let expected = manifest.chunk_digest(ChunkIndex(index));
-        if expected != Some(ota_core::manifest::chunk_digest(chunk)) {
+        if expected != Some(ota_core::chunk_digest(chunk)) {
             return Err(CheckError::ChunkDigest(index));
         }
     }
@@ -308,7 +307,7 @@ pub fn check_container(
 mod tests {
     use super::*;
     use ed25519_compact::Seed;
-    use ota_core::manifest::HEADER_LEN as MANIFEST_HEADER_LEN;
+    use ota_core::MANIFEST_HEADER_LEN;
     use ota_core::{SecurityCounter, Sha256Digest, Version};
 
     fn key(n: u8) -> KeyPair {
@@ -356,9 +355,9 @@ mod tests {
     #[test]
     fn manifest_length_matches_ota_core() {
         let c = sample();
-        let chunks = ota_core::manifest::chunk_count(1000, 256);
+        let chunks = ota_core::chunk_count(1000, 256);
         assert_eq!(chunks, 4);
-        assert_eq!(c.manifest.len(), ota_core::manifest::encoded_len(chunks));
+        assert_eq!(c.manifest.len(), ota_core::manifest_len(chunks));
     }
 
     #[test]
@@ -586,7 +585,7 @@ mod tests {
         header.encode(&mut m);
         let mut manifest = m.to_vec();
         for chunk in img.chunks(256) {
-            manifest.extend_from_slice(&ota_core::manifest::chunk_digest(chunk));
+            manifest.extend_from_slice(&ota_core::chunk_digest(chunk));
         }
         let sig = kp.sk.sign(&manifest, None);
         manifest.extend_from_slice(sig.as_ref());

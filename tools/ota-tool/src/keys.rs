@@ -16,8 +16,8 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use ed25519_compact::{KeyPair, PublicKey};
-use ota_core::verify::TrustedKey;
 use ota_core::KeyId;
+use ota_core::TrustedKey;
 
 /// Why PEM text is not the key that was expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 //! * [`keys`]: Ed25519 keys as OpenSSL-compatible PEM (PKCS#8 private keys, SPKI public keys).
 //! * [`text`]: parsing and printing versions, hardware ids and digests as the tool shows them.
 //!
-//! The manifest itself is built, parsed and verified by `ota_core::manifest` and
-//! `ota_core::verify`; nothing here re-implements it.
+//! The manifest itself is built, parsed and verified by `ota_core` (`build_signed`,
+//! `Manifest`, `verify`); nothing here re-implements it.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

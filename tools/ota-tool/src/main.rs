@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ota_core::manifest::ImageParams;
+use ota_core::ImageParams;
 use ota_core::{HardwareId, Manifest, ManifestHeader, SecurityCounter, Sha256Digest, Version};
 use ota_tool::container::{check_container, check_manifest, Container, ContainerError};
 use ota_tool::keys;
@@ -146,7 +146,7 @@ enum Input {
 
 fn read_input(path: &Path) -> Result<Input> {
     let bytes = read_file(path)?;
-    if bytes.starts_with(&ota_core::manifest::MAGIC) {
+    if bytes.starts_with(&ota_core::MANIFEST_MAGIC) {
         return Ok(Input::Manifest(bytes));
     }
     match Container::decode(&bytes) {
