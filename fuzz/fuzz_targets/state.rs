@@ -14,12 +14,13 @@ use libfuzzer_sys::fuzz_target;
 use ota_core::embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
+use ota_core::{
+    BootConfig, BootStep, Bootloader, ChunkIndex, HardwareId, ImageSummary, Layout, Phase, Region,
+    SectorMap, SectorRun, SecurityCounter, Sha256Digest, UpdateResult, Updater, UpdaterConfig,
+    Version,
+};
 use ota_core::{ManifestHeader, MANIFEST_HEADER_LEN as HEADER_LEN};
 use ota_core::{Persisted, RECORD_LEN};
-use ota_core::{
-    BootConfig, BootStep, Bootloader, ChunkIndex, Config, HardwareId, ImageSummary, Layout, Phase,
-    Region, SectorMap, SectorRun, SecurityCounter, Sha256Digest, UpdateResult, Updater, Version,
-};
 
 /// The layout of ota-core's behaviour tests: 2×1K state, 2K progress, active 4×1K + 4K,
 /// staging 4K + 2K + 2K, scratch 4K.
@@ -202,8 +203,8 @@ fn lenient(b: &[u8; RECORD_LEN]) -> Persisted {
     }
 }
 
-fn config() -> Config {
-    Config {
+fn config() -> UpdaterConfig {
+    UpdaterConfig {
         hardware_id: HardwareId::from_name("sim-board").unwrap_or_default(),
         allow_downgrade: false,
     }

@@ -46,7 +46,7 @@ pub enum OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Layout(e) => write!(f, "invalid layout: {e}"),
+            Self::Layout(_) => f.write_str("invalid layout"),
             Self::NeedsMultiwrite => {
                 f.write_str("the download in progress uses bit markers: open with multiwrite")
             }
@@ -98,7 +98,7 @@ impl fmt::Display for BeginError {
             Self::Busy(p) => write!(f, "cannot start a download while {p:?}"),
             Self::UnsupportedChunkSize => f.write_str("chunk size does not divide the sectors"),
             Self::ProgressRegionTooSmall => f.write_str("progress region too small"),
-            Self::Refused(e) => write!(f, "offer refused: {e}"),
+            Self::Refused(_) => f.write_str("offer refused"),
             Self::AlreadyInstalled => f.write_str("the offered image is already installed"),
             Self::NeedsErase => f.write_str("erase work must run before the download can start"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),
@@ -226,7 +226,7 @@ impl fmt::Display for StateError {
             Self::WrongPhase(p) => write!(f, "not allowed while {p:?}"),
             Self::AlreadyProvisioned => f.write_str("the device is already provisioned"),
             Self::ImageMismatch => f.write_str("the active slot does not match the manifest"),
-            Self::Refused(e) => write!(f, "manifest refused: {e}"),
+            Self::Refused(_) => f.write_str("manifest refused"),
             Self::BufferTooSmall => f.write_str("buffer shorter than the flash write size"),
             Self::NeedsErase => f.write_str("erase work must run before the state can change"),
             Self::Flash(k) => write!(f, "flash error: {k:?}"),

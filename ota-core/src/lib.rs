@@ -40,7 +40,7 @@ pub use state::{ImageSummary, Phase};
 #[doc(hidden)]
 pub use state::{Persisted, RECORD_LEN};
 pub use status::{Lwm2mState, Progress, Status, UpdateResult};
-pub use updater::{Begin, ChunkOutcome, Config, EraseWork, HashStep, Updater};
+pub use updater::{Begin, ChunkOutcome, EraseWork, HashStep, Updater, UpdaterConfig};
 pub use verify::{
     authenticate, check_signature, verify, KeyError, Policy, TrustedKey, VerifiedManifest,
     VerifyError,

@@ -474,7 +474,7 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid(e) => write!(f, "invalid image parameters: {e}"),
+            Self::Invalid(_) => f.write_str("invalid image parameters"),
             Self::ImageTooLarge => f.write_str("image is larger than 4 GiB"),
             Self::BufferTooSmall(n) => write!(f, "output buffer too small, {n} bytes needed"),
         }

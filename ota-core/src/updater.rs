@@ -23,7 +23,7 @@ use crate::verify::{self, Policy, TrustedKey, VerifiedManifest, VerifyError};
 
 /// What the application tells the updater about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Config {
+pub struct UpdaterConfig {
     /// This device's hardware id; offers for other hardware are refused.
     pub hardware_id: HardwareId,
     /// Development override for anti-rollback (see [`Policy::allow_downgrade`]).
@@ -171,7 +171,7 @@ enum Slot {
 #[derive(Debug)]
 pub struct Updater {
     store: Store,
-    config: Config,
+    config: UpdaterConfig,
     bits_available: bool,
     download: Option<Download>,
     /// A staging sector that holds a torn chunk write and whose repair has not started (its
@@ -229,7 +229,7 @@ impl Updater {
     pub fn open<F: NorFlash>(
         flash: &mut F,
         layout: Layout,
-        config: Config,
+        config: UpdaterConfig,
     ) -> Result<Self, OpenError> {
         Self::open_with(flash, layout, config, false)
     }
@@ -240,7 +240,7 @@ impl Updater {
     pub fn open_multiwrite<F: MultiwriteNorFlash>(
         flash: &mut F,
         layout: Layout,
-        config: Config,
+        config: UpdaterConfig,
     ) -> Result<Self, OpenError> {
         Self::open_with(flash, layout, config, true)
     }
@@ -248,7 +248,7 @@ impl Updater {
     fn open_with<F: NorFlash>(
         flash: &mut F,
         layout: Layout,
-        config: Config,
+        config: UpdaterConfig,
         bits_available: bool,
     ) -> Result<Self, OpenError> {
         let store = Store::open(flash, layout)?;

@@ -49,3 +49,26 @@ fn leaf_errors_have_no_source() {
     assert!(OpenError::LayoutMismatch.source().is_none());
     assert!(VerifyError::BadSignature.source().is_none());
 }
+
+/// An error that returns its source does not repeat the source's text in its own message, so a
+/// reporter that prints the chain shows each cause once (as the other crates of the workspace do).
+#[test]
+fn wrapping_errors_do_not_repeat_their_source() {
+    let parse = ParseError::BadMagic;
+    let refused = VerifyError::Malformed(parse);
+    let cases: [(&dyn Error, String); 5] = [
+        (&BeginError::Refused(refused), refused.to_string()),
+        (&StateError::Refused(refused), refused.to_string()),
+        (
+            &OpenError::Layout(LayoutError::Overlap),
+            LayoutError::Overlap.to_string(),
+        ),
+        (&VerifyError::Malformed(parse), parse.to_string()),
+        (&BuildError::Invalid(parse), parse.to_string()),
+    ];
+    for (e, inner) in cases {
+        let outer = e.to_string();
+        assert!(!outer.is_empty());
+        assert!(!outer.contains(&inner), "{outer:?} repeats {inner:?}");
+    }
+}

@@ -4,7 +4,8 @@
 
 use ota_core::{build_signed, chunk_count, manifest_len as encoded_len, ImageParams};
 use ota_core::{
-    Config, HardwareId, Layout, Region, SectorMap, SectorRun, SecurityCounter, TrustedKey, Version,
+    HardwareId, Layout, Region, SectorMap, SectorRun, SecurityCounter, TrustedKey, UpdaterConfig,
+    Version,
 };
 use ota_flash_sim::SimFlash;
 
@@ -59,8 +60,8 @@ pub fn hw() -> HardwareId {
     HardwareId::from_name("sim-board").unwrap()
 }
 
-pub fn config() -> Config {
-    Config {
+pub fn config() -> UpdaterConfig {
+    UpdaterConfig {
         hardware_id: hw(),
         allow_downgrade: false,
     }

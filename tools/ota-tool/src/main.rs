@@ -124,8 +124,21 @@ type Result<T> = std::result::Result<T, Error>;
 
 impl<E: std::error::Error> From<E> for Error {
     fn from(e: E) -> Self {
-        Error(e.to_string())
+        Error(chain(&e))
     }
+}
+
+/// An error and its `source()` chain as "outer: inner: …": the library errors do not repeat
+/// their source in their own message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        next = s.source();
+    }
+    msg
 }
 
 fn fail(msg: impl Into<String>) -> Error {
@@ -234,10 +247,14 @@ fn sign(a: &SignArgs, out: &mut dyn Write) -> Result<()> {
         base_digest: a.base_digest,
     };
     let c = Container::sign(&params, &image, &kp)
-        .map_err(|e| fail(format!("{}: {e}", a.image.display())))?;
+        .map_err(|e| fail(format!("{}: {}", a.image.display(), chain(&e))))?;
     // Check what was built the way `verify` will, before writing it.
-    let h = check_container(&c, &[keys::trusted(&kp.pk)], None, None)
-        .map_err(|e| fail(format!("internal error, the signed container fails: {e}")))?;
+    let h = check_container(&c, &[keys::trusted(&kp.pk)], None, None).map_err(|e| {
+        fail(format!(
+            "internal error, the signed container fails: {}",
+            chain(&e)
+        ))
+    })?;
     fs::write(&a.out, c.encode()).map_err(|e| fail(format!("{}: {e}", a.out.display())))?;
     writeln!(
         out,
@@ -382,8 +399,13 @@ fn inspect(a: &InspectArgs, out: &mut dyn Write) -> Result<()> {
         Input::Container(c) => &c.manifest,
         Input::Manifest(m) => m,
     };
-    let m = Manifest::parse(bytes)
-        .map_err(|e| fail(format!("{}: malformed manifest: {e}", a.file.display())))?;
+    let m = Manifest::parse(bytes).map_err(|e| {
+        fail(format!(
+            "{}: malformed manifest: {}",
+            a.file.display(),
+            chain(&e)
+        ))
+    })?;
     let mut fields = inspect_fields(&m);
     let kind = match &input {
         Input::Container(c) => {

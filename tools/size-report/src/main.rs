@@ -85,10 +85,10 @@ mod flash {
 
 #[cfg(feature = "full")]
 fn full() -> bool {
-    use ota_core::{BootConfig, Bootloader, ChunkIndex, Config, Layout, Updater};
+    use ota_core::{BootConfig, Bootloader, ChunkIndex, Layout, Updater, UpdaterConfig};
     let mut f = flash::Stub;
     let mut buf = [0u8; 1024];
-    let cfg = Config {
+    let cfg = UpdaterConfig {
         hardware_id: ota_core::HardwareId::from_name("electron-u260").unwrap_or_default(),
         allow_downgrade: false,
     };
