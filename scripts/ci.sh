@@ -24,10 +24,11 @@ for c in "${NO_STD_CRATES[@]}"; do
   cargo clippy -p "$c" --target "$TARGET" --features defmt -- -D warnings
 done
 
-step "thumbv7m-none-eabi builds (default features and defmt)"
+step "thumbv7m-none-eabi builds (default features, defmt, log)"
 for c in "${NO_STD_CRATES[@]}"; do
   cargo build -p "$c" --target "$TARGET"
   cargo build -p "$c" --target "$TARGET" --features defmt
+  cargo build -p "$c" --target "$TARGET" --features log
   cargo build -p "$c" --target "$TARGET" --release
   cargo build -p "$c" --target "$TARGET" --no-default-features
 done
