@@ -22,6 +22,8 @@ step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 for c in "${NO_STD_CRATES[@]}"; do
   cargo clippy -p "$c" --target "$TARGET" --features defmt -- -D warnings
+  # The log shim and its tests (tests/log.rs runs only with the feature).
+  cargo clippy -p "$c" --all-targets --features log -- -D warnings
 done
 
 step "thumbv7m-none-eabi builds (default features, defmt, log)"
@@ -71,6 +73,10 @@ OTA_CUT_SEEDS=1..200 OTA_DOUBLE_CUTS=all cargo test -q --release -p ota-core --t
 step "cargo test --workspace"
 log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"
+# Each library crate's log records (phase changes, recoveries, refusals), with the log feature.
+for c in "${NO_STD_CRATES[@]}"; do
+  cargo test -p "$c" --features log --test log 2>&1 | tee -a "$log"
+done
 # One closing line with the totals of every test binary and doc-test run above.
 awk '/^test result:/ {p += $4; f += $6} END {printf "\nTests: %d passed, %d failed\n", p, f}' "$log"
 rm -f "$log"
