@@ -17,6 +17,8 @@ fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+# The fuzz crate is its own workspace: cargo fmt --all does not reach it.
+(cd fuzz && cargo fmt -- --check)
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings

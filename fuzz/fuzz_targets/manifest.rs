@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ota_core::{Manifest, ManifestHeader, MANIFEST_HEADER_LEN as HEADER_LEN};
 use ota_core::{verify, HardwareId, Policy, SecurityCounter, TrustedKey};
+use ota_core::{Manifest, ManifestHeader, MANIFEST_HEADER_LEN as HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Manifest::parse(data) {
