@@ -108,40 +108,9 @@ pub enum RequestError<E> {
     Frame(FrameError),
     /// No key for this device id.
     UnknownDevice(DeviceId),
-    /// Authentic, with counter `FFFFFFFF`, which no device sends (`docs/protocol.md` §2.2: a
-    /// device stops at `FFFFFFFE` and must be re-keyed). Dropped, nothing recorded; the device
-    /// (or whoever holds its key) is broken: re-provision it.
-    CounterExhausted {
-        /// Sender.
-        device: DeviceId,
-    },
-    /// Authentic, but its counter is below the last one accepted: a replay, or a stale
-    /// reordered frame.
-    Replayed {
-        /// The frame's counter.
-        counter: u32,
-        /// The last counter accepted.
-        last: u32,
-    },
-    /// A copy of the last frame, outside the [`ReplayPolicy`] (too late, or answered enough).
-    RetransmissionRefused {
-        /// Its counter.
-        counter: u32,
-    },
-    /// A copy of the last frame from another address than the one it was first accepted from
-    /// ([`LastFrame::source`]): injected by someone who saw the frame (or the device's address
-    /// changed within the retransmission window; it then gives up and sends a new request).
-    /// Refused whatever the window, and it uses up nothing.
-    OtherSource {
-        /// Its counter.
-        counter: u32,
-    },
-    /// Authentic, with the last counter but other content: the device reused a counter. Refused
-    /// so that a new message is never mistaken for a retransmission.
-    CounterReused {
-        /// The counter.
-        counter: u32,
-    },
+    /// Authentic, but [`admit`] refused it (a replay, a copy outside the [`ReplayPolicy`] or from
+    /// another address, a reused or exhausted counter): drop it, nothing was recorded.
+    Refused(AdmitError),
     /// Authentic and fresh, but the body is not a message this version knows: answer
     /// `Nack(UnknownMessage)`.
     Undecodable {
@@ -170,28 +139,8 @@ impl<E> fmt::Display for RequestError<E> {
             // Frame and Store: the cause is the source, not repeated here.
             Self::Frame(_) => f.write_str("frame refused"),
             Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
-            Self::CounterExhausted { device } => {
-                write!(
-                    f,
-                    "device {} sent counter FFFFFFFF, which is never sent",
-                    device.0
-                )
-            }
-            Self::Replayed { counter, last } => {
-                write!(f, "replayed frame: counter {counter} < last {last}")
-            }
-            Self::RetransmissionRefused { counter } => {
-                write!(
-                    f,
-                    "copy of frame {counter} outside the retransmission window"
-                )
-            }
-            Self::OtherSource { counter } => {
-                write!(f, "copy of frame {counter} from another address")
-            }
-            Self::CounterReused { counter } => {
-                write!(f, "counter {counter} reused for a different frame")
-            }
+            // Transparent: the refusal says it all.
+            Self::Refused(e) => fmt::Display::fmt(e, f),
             Self::Undecodable { device, counter } => {
                 write!(
                     f,
@@ -286,17 +235,17 @@ fn log_frame_refused(frame: &[u8], e: &FrameError) {
 }
 
 /// Why [`admit`] refuses an authentic frame outright: drop it silently (answering would help an
-/// attacker), store nothing. Each maps to the [`RequestError`] variant of the same name.
+/// attacker), store nothing. The sync wrapper returns it as [`RequestError::Refused`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum AdmitError {
-    /// Counter `FFFFFFFF`, which no device sends ([`RequestError::CounterExhausted`]).
+    /// Counter `FFFFFFFF`, which no device sends ([`RequestError::Refused`]).
     CounterExhausted {
         /// Sender.
         device: DeviceId,
     },
-    /// Below the last counter accepted ([`RequestError::Replayed`]).
+    /// Below the last counter accepted ([`RequestError::Refused`]).
     Replayed {
         /// The frame's counter.
         counter: u32,
@@ -304,18 +253,18 @@ pub enum AdmitError {
         last: u32,
     },
     /// A copy of the last frame outside the [`ReplayPolicy`]
-    /// ([`RequestError::RetransmissionRefused`]).
+    /// ([`RequestError::Refused`]).
     RetransmissionRefused {
         /// Its counter.
         counter: u32,
     },
     /// A copy of the last frame from another address than its first
-    /// ([`RequestError::OtherSource`]).
+    /// ([`RequestError::Refused`]).
     OtherSource {
         /// Its counter.
         counter: u32,
     },
-    /// The last counter with other content ([`RequestError::CounterReused`]).
+    /// The last counter with other content ([`RequestError::Refused`]).
     CounterReused {
         /// The counter.
         counter: u32,
@@ -324,7 +273,30 @@ pub enum AdmitError {
 
 impl fmt::Display for AdmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&RequestError::<core::convert::Infallible>::from(*self), f)
+        match self {
+            Self::CounterExhausted { device } => {
+                write!(
+                    f,
+                    "device {} sent counter FFFFFFFF, which is never sent",
+                    device.0
+                )
+            }
+            Self::Replayed { counter, last } => {
+                write!(f, "replayed frame: counter {counter} < last {last}")
+            }
+            Self::RetransmissionRefused { counter } => {
+                write!(
+                    f,
+                    "copy of frame {counter} outside the retransmission window"
+                )
+            }
+            Self::OtherSource { counter } => {
+                write!(f, "copy of frame {counter} from another address")
+            }
+            Self::CounterReused { counter } => {
+                write!(f, "counter {counter} reused for a different frame")
+            }
+        }
     }
 }
 
@@ -332,15 +304,7 @@ impl core::error::Error for AdmitError {}
 
 impl<E> From<AdmitError> for RequestError<E> {
     fn from(e: AdmitError) -> Self {
-        match e {
-            AdmitError::CounterExhausted { device } => Self::CounterExhausted { device },
-            AdmitError::Replayed { counter, last } => Self::Replayed { counter, last },
-            AdmitError::RetransmissionRefused { counter } => {
-                Self::RetransmissionRefused { counter }
-            }
-            AdmitError::OtherSource { counter } => Self::OtherSource { counter },
-            AdmitError::CounterReused { counter } => Self::CounterReused { counter },
-        }
+        Self::Refused(e)
     }
 }
 
@@ -610,7 +574,7 @@ fn decide<'a>(
 ///
 /// Order: framing, key lookup, tag, then [`admit`]'s (the counter's range, freshness, the
 /// body). `source` as in [`admit`]: a copy of the last frame is answered again only from the
-/// address it first came from ([`RequestError::OtherSource`] otherwise).
+/// address it first came from ([`RequestError::Refused`] otherwise).
 ///
 /// Errors: see [`RequestError`]. Cost: one key lookup, one HMAC-SHA256 over the frame, one
 /// record read and one compare-and-set (both retried on a race, at most three times), one

@@ -74,10 +74,10 @@ fn errors_that_wrap_nothing_have_no_source() {
             counter: 1,
             last: 2,
         },
-        &RequestError::<DbDown>::Replayed {
+        &RequestError::<DbDown>::Refused(AdmitError::Replayed {
             counter: 1,
             last: 2,
-        },
+        }),
         &RequestError::<DbDown>::UnknownDevice(DeviceId(7)),
         &RequestError::<DbDown>::Conflict,
     ];

@@ -80,10 +80,10 @@ fn replays_forgeries_and_strangers_change_nothing() {
     // The first frame again: a replay (also what a reordered old frame looks like).
     assert_eq!(
         handle(&mut store, &first),
-        Err(Rejected::Replayed {
+        Err(Rejected::Refused(AdmitError::Replayed {
             counter: 0,
             last: 1
-        })
+        }))
     );
     // The same frame as the last one: a retransmission, answered again, not re-applied.
     assert!(handle(&mut store, &second).unwrap().retransmission);
@@ -161,14 +161,18 @@ fn retransmissions_are_answered_only_soon_and_a_few_times() {
     // …then a sniffed copy gets nothing: the amplification is bounded.
     assert_eq!(
         at(&mut store, 16_000),
-        Err(Rejected::RetransmissionRefused { counter: 0 })
+        Err(Rejected::Refused(AdmitError::RetransmissionRefused {
+            counter: 0
+        }))
     );
     // Late copies too, even if few answers were given.
     let mut store = self::store();
     let _ = at(&mut store, 1_000).unwrap();
     assert_eq!(
         at(&mut store, 1_000 + policy.retransmit_window_ms + 1),
-        Err(Rejected::RetransmissionRefused { counter: 0 })
+        Err(Rejected::Refused(AdmitError::RetransmissionRefused {
+            counter: 0
+        }))
     );
 }
 
@@ -184,7 +188,7 @@ fn a_reused_counter_is_refused_not_taken_for_a_retransmission() {
     let b = send(&mut again, 0, &Up::Goodbye(Goodbye { sleep_s: 60 }));
     assert_eq!(
         handle(&mut store, &b),
-        Err(Rejected::CounterReused { counter: 0 })
+        Err(Rejected::Refused(AdmitError::CounterReused { counter: 0 }))
     );
     assert!(handle(&mut store, &a).unwrap().retransmission);
 }
@@ -219,10 +223,10 @@ fn an_unknown_message_uses_up_its_counter_and_can_be_nacked() {
     let _ = handle(&mut store, &raw_up(4, &[0x04, 0x05])).unwrap();
     assert_eq!(
         handle(&mut store, &f),
-        Err(Rejected::Replayed {
+        Err(Rejected::Refused(AdmitError::Replayed {
             counter: 3,
             last: 4
-        })
+        }))
     );
 }
 
@@ -713,14 +717,18 @@ fn counter_ffffffff_is_refused_as_never_sent() {
     let f = raw_up(u32::MAX, &body);
     assert_eq!(
         handle(&mut store, &f),
-        Err(Rejected::CounterExhausted { device: DEVICE })
+        Err(Rejected::Refused(AdmitError::CounterExhausted {
+            device: DEVICE
+        }))
     );
     assert_eq!(store.last_counter(DEVICE), None, "nothing recorded");
     // Also after the last counter a device may use, which stays acceptable.
     let _ = handle(&mut store, &raw_up(u32::MAX - 1, &body)).unwrap();
     assert_eq!(
         handle(&mut store, &f),
-        Err(Rejected::CounterExhausted { device: DEVICE })
+        Err(Rejected::Refused(AdmitError::CounterExhausted {
+            device: DEVICE
+        }))
     );
     assert_eq!(store.last_counter(DEVICE), Some(u32::MAX - 1));
     // A forgery with that counter is a bad tag first: the distinct error means "authentic".
@@ -747,10 +755,10 @@ fn inserting_a_known_device_again_keeps_its_replay_record() {
     assert_eq!(store.last_counter(DEVICE), Some(1));
     assert_eq!(
         handle(&mut store, &old),
-        Err(Rejected::Replayed {
+        Err(Rejected::Refused(AdmitError::Replayed {
             counter: 0,
             last: 1
-        })
+        }))
     );
     // Removing the device is the one way to forget its record.
     assert!(store.remove(DEVICE));
@@ -782,7 +790,7 @@ fn injected_copies_do_not_use_up_the_devices_retransmissions() {
     for (i, now) in [10, 20, 30, 40, 50].into_iter().enumerate() {
         assert_eq!(
             at(&mut store, elsewhere(i as u16), now),
-            Err(Rejected::OtherSource { counter: 0 })
+            Err(Rejected::Refused(AdmitError::OtherSource { counter: 0 }))
         );
     }
     // The device's own retransmissions are still answered: all three.
@@ -798,11 +806,13 @@ fn injected_copies_do_not_use_up_the_devices_retransmissions() {
     // Then the allowance is spent, from anywhere.
     assert_eq!(
         at(&mut store, DEVICE_ADDR, now + 1),
-        Err(Rejected::RetransmissionRefused { counter: 0 })
+        Err(Rejected::Refused(AdmitError::RetransmissionRefused {
+            counter: 0
+        }))
     );
     assert_eq!(
         at(&mut store, elsewhere(1), now + 1),
-        Err(Rejected::OtherSource { counter: 0 })
+        Err(Rejected::Refused(AdmitError::OtherSource { counter: 0 }))
     );
 }
 
@@ -830,7 +840,7 @@ fn a_spoofer_of_the_devices_own_address_only_makes_the_server_answer_the_device(
     assert!(handle_datagram(&f, elsewhere(7), &mut store, 0, policy).is_ok());
     assert_eq!(
         handle_datagram(&f, DEVICE_ADDR, &mut store, 1, policy),
-        Err(Rejected::OtherSource { counter: 100 })
+        Err(Rejected::Refused(AdmitError::OtherSource { counter: 100 }))
     );
 }
 
