@@ -1,5 +1,6 @@
 //! Sustained durable check-in transactions per second on `SqliteStore`, with group commit and
-//! with one commit per check-in. Not a test: numbers depend on the machine's fsync.
+//! with one commit per check-in, and the latency of one check-in's store work (read the record,
+//! commit the transaction). Not a test: numbers depend on the machine's fsync.
 //!
 //! `cargo run --release -p ota-cloud --example checkin_bench -- [devices] [seconds] [concurrency]`
 
@@ -84,8 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 workers.push(tokio::spawn(async move {
                     let source: SocketAddr = ([192, 0, 2, 1], 40_000).into();
                     let mut d = w + 1;
+                    let mut lat = Vec::new();
                     while Instant::now() < deadline {
                         let dev = cloud_proto::DeviceId(d);
+                        let t = Instant::now();
                         let last = store.last_frame(dev).await?;
                         let counter = last.map_or(0, |l| l.counter + 1);
                         let now = start.elapsed().as_millis() as u64;
@@ -114,24 +117,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .await?;
                         if won {
                             done.fetch_add(1, Ordering::Relaxed);
+                            lat.push(t.elapsed());
                         }
                         d += concurrency;
                         if d > devices {
                             d = w + 1;
                         }
                     }
-                    Ok::<_, ota_cloud::StoreError>(())
+                    Ok::<_, ota_cloud::StoreError>(lat)
                 }));
             }
+            let mut lat = Vec::new();
             for w in workers {
-                w.await??;
+                lat.extend(w.await??);
             }
+            lat.sort();
+            let pct = |p: f64| {
+                lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+            };
             let elapsed = start.elapsed().as_secs_f64();
             let n = done.load(Ordering::Relaxed);
             let (commits, jobs) = store.commit_stats();
             println!(
-                "{label:>24}: {:>8.0} check-ins/s ({n} in {elapsed:.1} s; {commits} commits, mean batch {:.1})",
+                "{label:>24}: {:>7.0} check-ins/s, p50 {:.2} ms, p99 {:.2} ms ({n} in {elapsed:.1} s; {commits} commits, mean batch {:.1})",
                 n as f64 / elapsed,
+                pct(0.50),
+                pct(0.99),
                 jobs as f64 / commits.max(1) as f64
             );
         }

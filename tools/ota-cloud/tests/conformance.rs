@@ -54,6 +54,7 @@ check!(
     frame_flow_and_status,
     cas_race,
     lost_cas_applies_nothing,
+    one_failure_does_not_fail_the_others,
     publishes_survive_reopen,
     release_by_digest,
 );

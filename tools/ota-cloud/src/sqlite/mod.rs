@@ -28,7 +28,8 @@ pub struct SqliteOptions {
     /// Most transactions one commit carries (group commit). 1 = one commit per transaction
     /// (for comparison; slower under load, never faster).
     pub max_batch: usize,
-    /// Read connections kept open (more are opened on demand and dropped after use).
+    /// Read connections (opened on first use, kept): at most this many reads run at once,
+    /// the others wait their turn.
     pub readers: usize,
 }
 
@@ -135,7 +136,9 @@ impl fmt::Debug for SqliteStore {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    keep: usize,
+    /// One permit per connection: at most this many reads run at once, each on a kept
+    /// connection (opening one per read would cost more than most reads).
+    permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
@@ -160,9 +163,7 @@ impl Readers {
 
     fn give_back(&self, c: Connection) {
         if let Ok(mut v) = self.idle.lock() {
-            if v.len() < self.keep {
-                v.push(c);
-            }
+            v.push(c);
         }
     }
 }
@@ -226,7 +227,7 @@ impl SqliteStore {
             readers: Arc::new(Readers {
                 path: path.to_path_buf(),
                 idle: Mutex::new(Vec::new()),
-                keep: options.readers,
+                permits: tokio::sync::Semaphore::new(options.readers.max(1)),
             }),
             master: Arc::new(master),
         })
@@ -258,6 +259,12 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let master = self.master.clone();
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
             let out = f(&conn, &master);

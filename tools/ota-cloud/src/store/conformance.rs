@@ -24,7 +24,8 @@ use super::{
 use crate::seal::RootKey;
 
 /// Opens the database under test, and opens it again after [`Harness::close`] (for the
-/// durability checks). Implemented by each backend's tests.
+/// durability checks). Implemented by each backend's tests. The checks spawn tasks: run them
+/// inside a multi-threaded tokio runtime (`#[tokio::test(flavor = "multi_thread")]`).
 pub trait Harness: Sync {
     /// The store type.
     type S: Store;
@@ -42,6 +43,7 @@ pub async fn run<H: Harness>(h: &H) {
     frame_flow_and_status(h).await;
     cas_race(h).await;
     lost_cas_applies_nothing(h).await;
+    one_failure_does_not_fail_the_others(h).await;
     publishes_survive_reopen(h).await;
     release_by_digest(h).await;
 }
@@ -483,6 +485,60 @@ pub async fn lost_cas_applies_nothing<H: Harness>(h: &H) {
     assert_eq!(s.last_frame(d).await.unwrap(), Some(first));
     assert!(!all_publishes(&s).await.iter().any(|x| x.device == d));
     h.close(s).await;
+}
+
+/// Many devices' frame transactions at once (a group commit, where the store batches), one of
+/// them for an unknown device and one with a stale record: those two fail or lose alone, every
+/// other one wins and is applied.
+pub async fn one_failure_does_not_fail_the_others<H: Harness>(h: &H) {
+    let s = Arc::new(h.open().await);
+    let p = product(&*s, "batch").await;
+    let mut ids = Vec::new();
+    for k in 0..16u8 {
+        ids.push(device(&*s, p, [k; 32]).await);
+    }
+    let unknown = DeviceId(u32::MAX);
+    let mut tasks = Vec::new();
+    for (k, d) in ids.iter().copied().chain([unknown]).enumerate() {
+        let s = s.clone();
+        // The second device is given a stale record: it must lose, apply nothing.
+        let expected = (k == 1).then(|| record(7, 7, 7));
+        let mut effects = Effects::counters_only(5, 10, 10);
+        effects.publishes = vec![(k as u16, vec![k as u8])];
+        tasks.push(tokio::spawn(async move {
+            s.commit_frame(FrameCommit {
+                device: d,
+                expected,
+                record: record(0, k as u8, 5),
+                effects,
+            })
+            .await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    for (k, r) in results.iter().enumerate() {
+        match k {
+            1 => assert_eq!(r, &Ok(false)),
+            16 => assert_eq!(r, &Err(StoreError::UnknownDevice(unknown))),
+            _ => assert_eq!(r, &Ok(true), "device #{k}"),
+        }
+    }
+    let pubs = all_publishes(&*s).await;
+    for (k, d) in ids.iter().enumerate() {
+        let st = s.status(*d).await.unwrap().unwrap();
+        let applied = k != 1;
+        assert_eq!(st.bytes_up, if applied { 10 } else { 0 }, "device #{k}");
+        assert_eq!(
+            pubs.iter().filter(|x| x.device == *d).count(),
+            usize::from(applied)
+        );
+    }
+    if let Ok(s) = Arc::try_unwrap(s) {
+        h.close(s).await;
+    }
 }
 
 /// Publishes, replay records and status survive a close and a reopen.
