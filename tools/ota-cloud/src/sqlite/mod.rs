@@ -1055,6 +1055,38 @@ mod tests {
         );
     }
 
+    /// A job that panics is rolled back, its caller told, and the writer keeps working.
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("ota.db"),
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap();
+        let r = store
+            .writer
+            .write(|conn| -> StoreResult<()> {
+                conn.execute("INSERT INTO meta (k, v) VALUES ('boom', x'00')", [])
+                    .map_err(db)?;
+                panic!("planned panic");
+            })
+            .await;
+        assert_eq!(r, Err(StoreError::Closed));
+        let ok = store
+            .writer
+            .write(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM meta WHERE k = 'boom'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(db)
+            })
+            .await;
+        assert_eq!(ok, Ok(0));
+        store.close().await;
+    }
+
     /// A failing job in a batch is rolled back alone; the others in the same commit stand.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_does_not_fail_its_batch() {

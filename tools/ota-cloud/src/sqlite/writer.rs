@@ -136,7 +136,11 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreE
     let body = (|| {
         for job in batch.iter_mut() {
             conn.execute_batch("SAVEPOINT job").map_err(db)?;
-            if job.run(conn) {
+            // A job that panics is rolled back like one that failed (its caller hears
+            // `Closed`), and the writer goes on serving the others.
+            let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)))
+                .unwrap_or(false);
+            if keep {
                 conn.execute_batch("RELEASE job").map_err(db)?;
             } else {
                 conn.execute_batch("ROLLBACK TO job; RELEASE job")
