@@ -97,6 +97,13 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
+/// The shape of an SPKI PEM (`ota-tool keygen`'s public key file); the signature check itself
+/// is the release upload's (ota-core's verifier).
+fn is_spki_pem(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("-----BEGIN PUBLIC KEY-----") && s.ends_with("-----END PUBLIC KEY-----")
+}
+
 fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
@@ -625,6 +632,9 @@ impl Store for SqliteStore {
         if p.name.is_empty() {
             return Err(StoreError::Invalid("empty product name"));
         }
+        if !p.release_keys.iter().all(|k| is_spki_pem(k)) {
+            return Err(StoreError::Invalid("release key is not an SPKI PEM"));
+        }
         self.writer
             .write(move |conn| {
                 let n = conn
@@ -687,7 +697,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<()> {
-        if !spki_pem.contains("-----BEGIN PUBLIC KEY-----") {
+        if !is_spki_pem(&spki_pem) {
             return Err(StoreError::Invalid("release key is not an SPKI PEM"));
         }
         self.writer

@@ -152,6 +152,14 @@ pub async fn products_and_release_keys<H: Harness>(h: &H) {
         s.add_release_key(p, "not a key".into()).await,
         Err(StoreError::Invalid(_))
     ));
+    let bad = s
+        .add_product(NewProduct {
+            name: unique("prod"),
+            hardware_id: [0; 16],
+            release_keys: vec!["not a key".into()],
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))));
     let missing = ProductId(u32::MAX);
     assert_eq!(s.product(missing).await.unwrap(), None);
     assert_eq!(
