@@ -1,0 +1,1153 @@
+//! [`SqliteStore`]: the embedded default [`Store`]. One database file in WAL mode; one writer
+//! thread that group-commits; reads on their own connections.
+
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use cloud_proto::{
+    DeviceId, FirmwareVersion, Keys, LastFrame, OtaState, UpdateDecision, UpdateId, UpdateResult,
+    UpdateStatus, TAG_LEN,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::seal::{MasterKey, RootKey, SealError};
+use crate::store::{
+    CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
+    PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+};
+use writer::Writer;
+
+/// Tuning of a [`SqliteStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Most transactions one commit carries (group commit). 1 = one commit per transaction
+    /// (for comparison; slower under load, never faster).
+    pub max_batch: usize,
+    /// Read connections (opened on first use, kept): at most this many reads run at once,
+    /// the others wait their turn.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            readers: 4,
+        }
+    }
+}
+
+/// Why [`SqliteStore::open`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// SQLite could not open or set up the file (message from SQLite).
+    Database(String),
+    /// The database was written by a newer ota-cloud (its schema version, and ours).
+    NewerSchema {
+        /// Found in the file.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+    /// The master key given is not the one this database's keys are sealed with.
+    WrongMasterKey,
+    /// The OS random source failed while setting up a new database.
+    Seal(SealError),
+    /// The writer thread could not be started.
+    Thread(std::io::ErrorKind),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Database(m) => write!(f, "cannot open the database: {m}"),
+            Self::NewerSchema { found, supported } => write!(
+                f,
+                "database schema version {found} is newer than this build's ({supported}): upgrade ota-cloud"
+            ),
+            Self::WrongMasterKey => {
+                f.write_str("the master key file does not belong to this database")
+            }
+            Self::Seal(_) => f.write_str("cannot set up the master key check"),
+            Self::Thread(k) => write!(f, "cannot start the writer thread: {k}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Seal(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn open_db(e: rusqlite::Error) -> OpenError {
+    OpenError::Database(e.to_string())
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// The shape of an SPKI PEM (`ota-tool keygen`'s public key file); the signature check itself
+/// is the release upload's (ota-core's verifier).
+fn is_spki_pem(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("-----BEGIN PUBLIC KEY-----") && s.ends_with("-----END PUBLIC KEY-----")
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// The SQLite [`Store`]: one file, WAL, `synchronous=FULL`.
+///
+/// * **Durability**: `synchronous=FULL` fsyncs the WAL at every commit, so an acknowledged
+///   write survives a power cut, not only a process crash (`NORMAL` would survive a crash of
+///   the process but may lose the last commits on power loss, which the [`Store`] contract
+///   forbids).
+/// * **Writes** go to one writer thread that group-commits (see [`SqliteOptions::max_batch`]);
+///   each caller's future resolves after the `COMMIT` that holds its work. A failing write is
+///   rolled back to its own savepoint and does not fail the others in its batch.
+/// * **Reads** run on separate read-only connections (WAL: they never block the writer, and
+///   see every committed write) through `tokio::task::spawn_blocking`, so a tokio runtime must
+///   be running.
+/// * Several processes may open the same file (SQLite serializes their writers; the
+///   compare-and-set of [`Store::commit_frame`] holds across them), but for a fleet use the
+///   PostgreSQL store (next slice).
+///
+/// Drop it or call [`close`](Self::close): queued writes are finished first either way.
+pub struct SqliteStore {
+    writer: Writer,
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Readers>,
+    master: Arc<MasterKey>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection: at most this many reads run at once, each on a kept
+    /// connection (opening one per read would cost more than most reads).
+    permits: tokio::sync::Semaphore,
+}
+
+impl Readers {
+    fn open_one(&self) -> StoreResult<Connection> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        Ok(c)
+    }
+
+    fn take(&self) -> StoreResult<Connection> {
+        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.open_one(),
+        }
+    }
+
+    fn give_back(&self, c: Connection) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(c);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrates its schema, and checks that
+    /// `master` is the key it was set up with (a new database records it).
+    ///
+    /// Errors: see [`OpenError`]. Cost: file opens, migrations if any, one AEAD open.
+    pub fn open(path: &Path, master: MasterKey, options: SqliteOptions) -> Result<Self, OpenError> {
+        let mut conn = Connection::open(path).map_err(open_db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_db)?;
+        // WAL: readers never block the writer; FULL: see the type's docs.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_db)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_db)?;
+        let found = schema::version(&conn).map_err(open_db)?;
+        if found > schema::VERSION {
+            return Err(OpenError::NewerSchema {
+                found,
+                supported: schema::VERSION,
+            });
+        }
+        schema::migrate_to(&mut conn, schema::VERSION).map_err(open_db)?;
+        let check: Option<Vec<u8>> = conn
+            .query_row("SELECT v FROM meta WHERE k = 'master_check'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(open_db)?;
+        match check {
+            Some(blob) if !master.verifies(&blob) => return Err(OpenError::WrongMasterKey),
+            Some(_) => {}
+            None => {
+                let blob = master.check_blob().map_err(OpenError::Seal)?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (k, v) VALUES ('master_check', ?1)",
+                    [blob],
+                )
+                .map_err(open_db)?;
+                // A concurrent first open may have won: check what is stored now.
+                let stored: Vec<u8> = conn
+                    .query_row("SELECT v FROM meta WHERE k = 'master_check'", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(open_db)?;
+                if !master.verifies(&stored) {
+                    return Err(OpenError::WrongMasterKey);
+                }
+            }
+        }
+        let (writer, join) =
+            Writer::start(conn, options.max_batch).map_err(|e| OpenError::Thread(e.kind()))?;
+        Ok(Self {
+            writer,
+            join: Mutex::new(Some(join)),
+            readers: Arc::new(Readers {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(options.readers.max(1)),
+            }),
+            master: Arc::new(master),
+        })
+    }
+
+    /// Finishes the queued writes, stops the writer and closes the file.
+    pub async fn close(self) {
+        let Self { writer, join, .. } = self;
+        drop(writer);
+        let handle = join.lock().ok().and_then(|mut j| j.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    /// Commits made and transactions they carried so far (their ratio is the mean batch).
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let s = &self.writer.stats;
+        (
+            s.commits.load(Ordering::Relaxed),
+            s.jobs.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &MasterKey) -> StoreResult<R> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let master = self.master.clone();
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let out = f(&conn, &master);
+            readers.give_back(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+// ---- value conversions (SQLite stores i64) ----
+
+fn to_i64(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid("a value above i64::MAX"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(what))
+}
+
+fn narrow<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
+    T::try_from(v).map_err(|_| corrupt(what))
+}
+
+fn ota_state(v: i64) -> StoreResult<OtaState> {
+    Ok(match v {
+        0 => OtaState::Idle,
+        1 => OtaState::Downloading,
+        2 => OtaState::Downloaded,
+        3 => OtaState::Updating,
+        _ => return Err(corrupt("LwM2M state")),
+    })
+}
+
+fn update_result(v: i64) -> StoreResult<UpdateResult> {
+    use UpdateResult::*;
+    const ALL: [UpdateResult; 12] = [
+        Initial,
+        Success,
+        NotEnoughFlash,
+        OutOfRam,
+        ConnectionLost,
+        IntegrityFailure,
+        UnsupportedPackage,
+        InvalidUri,
+        UpdateFailed,
+        UnsupportedProtocol,
+        Cancelled,
+        Deferred,
+    ];
+    usize::try_from(v)
+        .ok()
+        .and_then(|i| ALL.get(i).copied())
+        .ok_or_else(|| corrupt("LwM2M result"))
+}
+
+fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<FirmwareVersion> {
+    Ok(FirmwareVersion {
+        major: narrow(major, "version")?,
+        minor: narrow(minor, "version")?,
+        patch: narrow(patch, "version")?,
+    })
+}
+
+fn last_frame_of(row: &Row<'_>) -> StoreResult<Option<LastFrame>> {
+    let counter: Option<i64> = row.get(0).map_err(db)?;
+    let Some(counter) = counter else {
+        return Ok(None);
+    };
+    let tag: Vec<u8> = row.get(1).map_err(db)?;
+    let at: i64 = row.get(2).map_err(db)?;
+    let source: String = row.get(3).map_err(db)?;
+    let answers: i64 = row.get(4).map_err(db)?;
+    Ok(Some(LastFrame {
+        counter: narrow(counter, "last frame counter")?,
+        tag: <[u8; TAG_LEN]>::try_from(tag.as_slice()).map_err(|_| corrupt("last frame tag"))?,
+        accepted_at_ms: to_u64(at, "last frame time")?,
+        source: source.parse().map_err(|_| corrupt("last frame source"))?,
+        answers: narrow(answers, "last frame answers")?,
+    }))
+}
+
+fn tags_of(conn: &Connection, id: DeviceId) -> StoreResult<Vec<String>> {
+    let mut st = conn
+        .prepare_cached("SELECT tag FROM device_tags WHERE device = ?1 ORDER BY tag")
+        .map_err(db)?;
+    let rows = st
+        .query_map([id.0], |r| r.get::<_, String>(0))
+        .map_err(db)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db)
+}
+
+fn device_of(conn: &Connection, row: &Row<'_>) -> StoreResult<Device> {
+    let id = DeviceId(narrow(row.get::<_, i64>(0).map_err(db)?, "device id")?);
+    Ok(Device {
+        id,
+        product: ProductId(narrow(row.get::<_, i64>(1).map_err(db)?, "product id")?),
+        tags: tags_of(conn, id)?,
+        created_ms: to_u64(row.get(2).map_err(db)?, "created")?,
+    })
+}
+
+fn product_exists(conn: &Connection, id: ProductId) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM products WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.0]))
+        .map_err(db)
+}
+
+fn device_exists(conn: &Connection, id: DeviceId) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.0]))
+        .map_err(db)
+}
+
+fn sealed_of(conn: &Connection, id: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT sealed_root FROM devices WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+        .map_err(db)
+}
+
+const RELEASE_COLS: &str = "digest, product, major, minor, patch, security_counter, hardware_id, size, body, path, created_ms";
+
+fn release_of(row: &Row<'_>) -> StoreResult<Release> {
+    let digest: Vec<u8> = row.get(0).map_err(db)?;
+    let hw: Vec<u8> = row.get(6).map_err(db)?;
+    let body: Option<Vec<u8>> = row.get(8).map_err(db)?;
+    let path: Option<String> = row.get(9).map_err(db)?;
+    Ok(Release {
+        digest: ReleaseDigest(
+            digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("release digest"))?,
+        ),
+        product: ProductId(narrow(row.get::<_, i64>(1).map_err(db)?, "product id")?),
+        version: version_of(
+            row.get(2).map_err(db)?,
+            row.get(3).map_err(db)?,
+            row.get(4).map_err(db)?,
+        )?,
+        security_counter: narrow(row.get::<_, i64>(5).map_err(db)?, "security counter")?,
+        hardware_id: hw
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("hardware id"))?,
+        size: to_u64(row.get(7).map_err(db)?, "release size")?,
+        body: match (body, path) {
+            (Some(b), None) => ReleaseBody::Inline(b),
+            (None, Some(p)) => ReleaseBody::File(PathBuf::from(p)),
+            _ => return Err(corrupt("release body")),
+        },
+        created_ms: to_u64(row.get(10).map_err(db)?, "release time")?,
+    })
+}
+
+fn status_of(row: &Row<'_>) -> StoreResult<DeviceStatus> {
+    let g = |i: usize| -> StoreResult<Option<i64>> { row.get(i).map_err(db) };
+    let n = |i: usize, what: &str| -> StoreResult<u64> { to_u64(row.get(i).map_err(db)?, what) };
+    let last_checkin = match g(1)? {
+        None => None,
+        Some(ms) => {
+            let req = |i: usize| -> StoreResult<i64> { g(i)?.ok_or_else(|| corrupt("check-in")) };
+            let download = match (g(8)?, g(9)?) {
+                (Some(u), Some(b)) => Some((
+                    UpdateId(narrow(u, "update id")?),
+                    narrow(b, "download bytes")?,
+                )),
+                _ => None,
+            };
+            Some((
+                to_u64(ms, "check-in time")?,
+                CheckInReport {
+                    firmware: version_of(req(2)?, req(3)?, req(4)?)?,
+                    trial: req(5)? != 0,
+                    state: ota_state(req(6)?)?,
+                    result: update_result(req(7)?)?,
+                    download,
+                    battery_mv: narrow(req(10)?, "battery")?,
+                    forced_sleeps: narrow(req(11)?, "forced sleeps")?,
+                },
+            ))
+        }
+    };
+    let last_status = match (g(12)?, g(13)?, g(14)?) {
+        (Some(u), Some(s), Some(r)) => Some(UpdateStatus {
+            update: UpdateId(narrow(u, "update id")?),
+            state: ota_state(s)?,
+            result: update_result(r)?,
+        }),
+        _ => None,
+    };
+    let decision: Option<Vec<u8>> = row.get(15).map_err(db)?;
+    let last_decision = match decision {
+        Some(b) => {
+            Some(postcard::from_bytes::<UpdateDecision>(&b).map_err(|_| corrupt("decision"))?)
+        }
+        None => None,
+    };
+    Ok(DeviceStatus {
+        last_seen_ms: g(0)?.map(|v| to_u64(v, "last seen")).transpose()?,
+        last_checkin,
+        last_status,
+        last_decision,
+        state: ota_state(row.get(16).map_err(db)?)?,
+        result: update_result(row.get(17).map_err(db)?)?,
+        wakes: n(18, "wakes")?,
+        forced_sleeps: n(19, "forced sleeps")?,
+        bytes_up: n(20, "bytes up")?,
+        bytes_down: n(21, "bytes down")?,
+        awake_ms: n(22, "awake time")?,
+        next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
+        publishes: n(24, "publishes")?,
+    })
+}
+
+const STATUS_COLS: &str = "last_seen_ms, ci_ms, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, st_update, st_state, st_result, decision, state, result, wakes, forced_sleeps, bytes_up, bytes_down, awake_ms, next_wake_ms, publishes";
+
+/// The frame transaction (inside the writer's savepoint).
+fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
+    let id = c.device.0;
+    let r = &c.record;
+    let new_at = to_i64(r.accepted_at_ms)?;
+    let new_source = r.source.to_string();
+    let changed = match &c.expected {
+        None => conn
+            .prepare_cached(
+                "UPDATE devices SET lf_counter = ?2, lf_tag = ?3, lf_at = ?4, lf_source = ?5, lf_answers = ?6
+                 WHERE id = ?1 AND lf_counter IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![id, r.counter, &r.tag[..], new_at, new_source, r.answers])),
+        Some(o) => {
+            let old_at = to_i64(o.accepted_at_ms)?;
+            let old_source = o.source.to_string();
+            conn.prepare_cached(
+                "UPDATE devices SET lf_counter = ?2, lf_tag = ?3, lf_at = ?4, lf_source = ?5, lf_answers = ?6
+                 WHERE id = ?1 AND lf_counter = ?7 AND lf_tag = ?8 AND lf_at = ?9 AND lf_source = ?10 AND lf_answers = ?11",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    r.counter,
+                    &r.tag[..],
+                    new_at,
+                    new_source,
+                    r.answers,
+                    o.counter,
+                    &o.tag[..],
+                    old_at,
+                    old_source,
+                    o.answers,
+                ])
+            })
+        }
+    }
+    .map_err(db)?;
+    if changed == 0 {
+        return if device_exists(conn, c.device)? {
+            Ok(false)
+        } else {
+            Err(StoreError::UnknownDevice(c.device))
+        };
+    }
+    let e = &c.effects;
+    let now = to_i64(e.now_ms)?;
+    let (up, down) = (to_i64(e.bytes_up)?, to_i64(e.bytes_down)?);
+    conn.prepare_cached(
+        "UPDATE devices SET last_seen_ms = ?2, bytes_up = bytes_up + ?3, bytes_down = bytes_down + ?4,
+         publishes = publishes + ?5 WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            now,
+            up,
+            down,
+            e.publishes.len() as i64
+        ])
+    })
+    .map_err(db)?;
+    if let Some(ci) = &e.checkin {
+        conn.prepare_cached(
+            "UPDATE devices SET ci_ms = ?2, ci_major = ?3, ci_minor = ?4, ci_patch = ?5, ci_trial = ?6,
+             ci_state = ?7, ci_result = ?8, ci_dl_update = ?9, ci_dl_bytes = ?10, ci_battery = ?11,
+             ci_forced = ?12, state = ?7, result = ?8, wakes = wakes + 1,
+             forced_sleeps = forced_sleeps + ?12, awake_open = 1 WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                now,
+                ci.firmware.major,
+                ci.firmware.minor,
+                ci.firmware.patch,
+                ci.trial,
+                ci.state as u8,
+                ci.result as u8,
+                ci.download.map(|d| d.0 .0),
+                ci.download.map(|d| d.1),
+                ci.battery_mv,
+                ci.forced_sleeps,
+            ])
+        })
+        .map_err(db)?;
+    }
+    if let Some(st) = &e.status {
+        conn.prepare_cached(
+            "UPDATE devices SET st_update = ?2, st_state = ?3, st_result = ?4, state = ?3, result = ?4
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                st.update.0,
+                st.state as u8,
+                st.result as u8
+            ])
+        })
+        .map_err(db)?;
+    }
+    if let Some(d) = &e.decision {
+        let bytes =
+            postcard::to_allocvec(d).map_err(|_| StoreError::Invalid("unencodable decision"))?;
+        conn.prepare_cached("UPDATE devices SET decision = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, bytes]))
+            .map_err(db)?;
+    }
+    if let Some(sleep_s) = e.goodbye_sleep_s {
+        conn.prepare_cached(
+            "UPDATE devices SET
+               awake_ms = awake_ms + CASE WHEN awake_open = 1 AND ci_ms IS NOT NULL AND ?2 > ci_ms
+                                          THEN ?2 - ci_ms ELSE 0 END,
+               awake_open = 0, next_wake_ms = ?2 + ?3 * 1000 WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id, now, sleep_s]))
+        .map_err(db)?;
+    }
+    if !e.publishes.is_empty() {
+        let mut st = conn
+            .prepare_cached(
+                "INSERT INTO publishes (device, counter, topic, data, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db)?;
+        for (topic, data) in &e.publishes {
+            st.execute(params![id, r.counter, topic, data, now])
+                .map_err(db)?;
+        }
+    }
+    Ok(true)
+}
+
+impl Store for SqliteStore {
+    async fn add_product(&self, p: NewProduct) -> StoreResult<ProductId> {
+        if p.name.is_empty() {
+            return Err(StoreError::Invalid("empty product name"));
+        }
+        if !p.release_keys.iter().all(|k| is_spki_pem(k)) {
+            return Err(StoreError::Invalid("release key is not an SPKI PEM"));
+        }
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "INSERT INTO products (name, hardware_id) VALUES (?1, ?2)",
+                        params![p.name, &p.hardware_id[..]],
+                    )
+                    .map_err(|e| {
+                        if is_constraint(&e) {
+                            StoreError::AlreadyExists
+                        } else {
+                            db(e)
+                        }
+                    })?;
+                debug_assert_eq!(n, 1);
+                let id = ProductId(narrow(conn.last_insert_rowid(), "product id")?);
+                for (seq, pem) in p.release_keys.iter().enumerate() {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO release_keys (product, seq, spki_pem) VALUES (?1, ?2, ?3)",
+                        params![id.0, seq as i64, pem],
+                    )
+                    .map_err(db)?;
+                }
+                Ok(id)
+            })
+            .await
+    }
+
+    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
+        self.read(move |conn, _| {
+            let row: Option<(String, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT name, hardware_id FROM products WHERE id = ?1",
+                    [id.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((name, hw)) = row else {
+                return Ok(None);
+            };
+            let mut st = conn
+                .prepare_cached("SELECT spki_pem FROM release_keys WHERE product = ?1 ORDER BY seq")
+                .map_err(db)?;
+            let keys = st
+                .query_map([id.0], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            Ok(Some(Product {
+                id,
+                name,
+                hardware_id: hw
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("hardware id"))?,
+                release_keys: keys,
+            }))
+        })
+        .await
+    }
+
+    async fn add_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<()> {
+        if !is_spki_pem(&spki_pem) {
+            return Err(StoreError::Invalid("release key is not an SPKI PEM"));
+        }
+        self.writer
+            .write(move |conn| {
+                if !product_exists(conn, product)? {
+                    return Err(StoreError::UnknownProduct(product));
+                }
+                conn.execute(
+                    "INSERT OR IGNORE INTO release_keys (product, seq, spki_pem)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM release_keys WHERE product = ?1), ?2)",
+                    params![product.0, spki_pem],
+                )
+                .map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<bool> {
+        self.writer
+            .write(move |conn| {
+                if !product_exists(conn, product)? {
+                    return Err(StoreError::UnknownProduct(product));
+                }
+                let n = conn
+                    .execute(
+                        "DELETE FROM release_keys WHERE product = ?1 AND spki_pem = ?2",
+                        params![product.0, spki_pem],
+                    )
+                    .map_err(db)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn add_device(&self, d: NewDevice, now_ms: u64) -> StoreResult<DeviceId> {
+        let master = self.master.clone();
+        let now = to_i64(now_ms)?;
+        self.writer
+            .write(move |conn| {
+                if !product_exists(conn, d.product)? {
+                    return Err(StoreError::UnknownProduct(d.product));
+                }
+                let id = match d.id {
+                    Some(id) => id,
+                    None => {
+                        let max: Option<i64> = conn
+                            .query_row("SELECT MAX(id) FROM devices", [], |r| r.get(0))
+                            .map_err(db)?;
+                        let next = max.map_or(Some(1), |m| m.checked_add(1));
+                        DeviceId(
+                            next.and_then(|n| u32::try_from(n).ok())
+                                .ok_or(StoreError::Invalid("no device id left"))?,
+                        )
+                    }
+                };
+                let sealed = master.seal(id, &d.root_key)?;
+                conn.execute(
+                    "INSERT INTO devices (id, product, sealed_root, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![id.0, d.product.0, sealed, now],
+                )
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::AlreadyExists
+                    } else {
+                        db(e)
+                    }
+                })?;
+                for tag in &d.tags {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO device_tags (device, tag) VALUES (?1, ?2)",
+                        params![id.0, tag],
+                    )
+                    .map_err(db)?;
+                }
+                Ok(id)
+            })
+            .await
+    }
+
+    async fn device(&self, id: DeviceId) -> StoreResult<Option<Device>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached("SELECT id, product, created_ms FROM devices WHERE id = ?1")
+                .map_err(db)?;
+            let mut rows = st.query([id.0]).map_err(db)?;
+            match rows.next().map_err(db)? {
+                Some(row) => Ok(Some(device_of(conn, row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn devices(&self) -> StoreResult<Vec<Device>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached("SELECT id, product, created_ms FROM devices ORDER BY id")
+                .map_err(db)?;
+            let mut rows = st.query([]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(device_of(conn, row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn keys(&self, id: DeviceId) -> StoreResult<Option<Keys>> {
+        self.read(move |conn, master| match sealed_of(conn, id)? {
+            Some(blob) => {
+                let root = master.open(id, &blob)?;
+                Ok(Some(Keys::derive(root.expose())))
+            }
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn root_key(&self, id: DeviceId) -> StoreResult<Option<RootKey>> {
+        self.read(move |conn, master| match sealed_of(conn, id)? {
+            Some(blob) => Ok(Some(master.open(id, &blob)?)),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn last_frame(&self, id: DeviceId) -> StoreResult<Option<LastFrame>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT lf_counter, lf_tag, lf_at, lf_source, lf_answers FROM devices WHERE id = ?1",
+                )
+                .map_err(db)?;
+            let mut rows = st.query([id.0]).map_err(db)?;
+            match rows.next().map_err(db)? {
+                Some(row) => last_frame_of(row),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn commit_frame(&self, c: FrameCommit) -> StoreResult<bool> {
+        self.writer
+            .write(move |conn| commit_frame_tx(conn, &c))
+            .await
+    }
+
+    async fn publishes_since(
+        &self,
+        after: PublishId,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredPublish>> {
+        let after = to_i64(after.0)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT id, device, counter, topic, data, received_ms FROM publishes
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db)?;
+            let mut rows = st.query(params![after, limit]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(StoredPublish {
+                    id: PublishId(to_u64(r.get(0).map_err(db)?, "publish id")?),
+                    device: DeviceId(narrow(r.get::<_, i64>(1).map_err(db)?, "device id")?),
+                    counter: narrow(r.get::<_, i64>(2).map_err(db)?, "counter")?,
+                    topic: narrow(r.get::<_, i64>(3).map_err(db)?, "topic")?,
+                    data: r.get(4).map_err(db)?,
+                    received_ms: to_u64(r.get(5).map_err(db)?, "received")?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn status(&self, id: DeviceId) -> StoreResult<Option<DeviceStatus>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(&format!("SELECT {STATUS_COLS} FROM devices WHERE id = ?1"))
+                .map_err(db)?;
+            let mut rows = st.query([id.0]).map_err(db)?;
+            match rows.next().map_err(db)? {
+                Some(row) => Ok(Some(status_of(row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_release(&self, r: Release) -> StoreResult<()> {
+        let (body, path) = match &r.body {
+            ReleaseBody::Inline(b) => {
+                if ReleaseDigest::of(b) != r.digest {
+                    return Err(StoreError::Invalid("digest is not the container's SHA-256"));
+                }
+                if b.len() as u64 != r.size {
+                    return Err(StoreError::Invalid("size is not the container's"));
+                }
+                (Some(b.clone()), None)
+            }
+            ReleaseBody::File(p) => (
+                None,
+                Some(
+                    p.to_str()
+                        .ok_or(StoreError::Invalid("release path is not UTF-8"))?
+                        .to_string(),
+                ),
+            ),
+        };
+        let size = to_i64(r.size)?;
+        let created = to_i64(r.created_ms)?;
+        self.writer
+            .write(move |conn| {
+                if !product_exists(conn, r.product)? {
+                    return Err(StoreError::UnknownProduct(r.product));
+                }
+                conn.execute(
+                    &format!("INSERT INTO releases ({RELEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                    params![
+                        &r.digest.0[..],
+                        r.product.0,
+                        r.version.major,
+                        r.version.minor,
+                        r.version.patch,
+                        r.security_counter,
+                        &r.hardware_id[..],
+                        size,
+                        body,
+                        path,
+                        created
+                    ],
+                )
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::AlreadyExists
+                    } else {
+                        db(e)
+                    }
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release(&self, digest: ReleaseDigest) -> StoreResult<Option<Release>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {RELEASE_COLS} FROM releases WHERE digest = ?1"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query([&digest.0[..]]).map_err(db)?;
+            match rows.next().map_err(db)? {
+                Some(row) => Ok(Some(release_of(row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn releases(&self, product: ProductId) -> StoreResult<Vec<Release>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {RELEASE_COLS} FROM releases WHERE product = ?1 ORDER BY created_ms, rowid"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query([product.0]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(release_of(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database created by the first schema version, with a device in it, is migrated on
+    /// open and keeps its data.
+    #[tokio::test]
+    async fn migrates_from_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ota.db");
+        let master = MasterKey::generate().unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 1).unwrap();
+            assert_eq!(schema::version(&conn).unwrap(), 1);
+            conn.execute(
+                "INSERT INTO products (id, name, hardware_id) VALUES (1, 'p', ?1)",
+                [&[0u8; 16][..]],
+            )
+            .unwrap();
+            let sealed = master
+                .seal(DeviceId(5), &RootKey::from_bytes([9; 32]))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO devices (id, product, sealed_root, created_ms) VALUES (5, 1, ?1, 0)",
+                [sealed],
+            )
+            .unwrap();
+            // Version 2's tables are not there yet.
+            assert!(conn.prepare("SELECT * FROM publishes").is_err());
+        }
+        let store = SqliteStore::open(&path, master, SqliteOptions::default()).unwrap();
+        let key = store.root_key(DeviceId(5)).await.unwrap().unwrap();
+        assert!(key.ct_eq(&RootKey::from_bytes([9; 32])));
+        assert!(store
+            .publishes_since(PublishId(0), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        store.close().await;
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(schema::version(&conn).unwrap(), schema::VERSION);
+        const { assert!(schema::VERSION >= 2) };
+    }
+
+    #[tokio::test]
+    async fn refuses_a_newer_schema_and_a_wrong_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ota.db");
+        let store = SqliteStore::open(
+            &path,
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap();
+        store.close().await;
+        let err = SqliteStore::open(
+            &path,
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err, OpenError::WrongMasterKey);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", schema::VERSION + 1)
+                .unwrap();
+        }
+        let err = SqliteStore::open(
+            &path,
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            OpenError::NewerSchema {
+                found: schema::VERSION + 1,
+                supported: schema::VERSION
+            }
+        );
+    }
+
+    /// A job that panics is rolled back, its caller told, and the writer keeps working.
+    #[tokio::test]
+    async fn a_panicking_job_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("ota.db"),
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap();
+        let r = store
+            .writer
+            .write(|conn| -> StoreResult<()> {
+                conn.execute("INSERT INTO meta (k, v) VALUES ('boom', x'00')", [])
+                    .map_err(db)?;
+                panic!("planned panic");
+            })
+            .await;
+        assert_eq!(r, Err(StoreError::Closed));
+        let ok = store
+            .writer
+            .write(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM meta WHERE k = 'boom'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(db)
+            })
+            .await;
+        assert_eq!(ok, Ok(0));
+        store.close().await;
+    }
+
+    /// A failing job in a batch is rolled back alone; the others in the same commit stand.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("ota.db"),
+            MasterKey::generate().unwrap(),
+            SqliteOptions::default(),
+        )
+        .unwrap();
+        let store = Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..40u32 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                // Every fourth one fails after writing: its row must not stay.
+                s.writer
+                    .write(move |conn| {
+                        conn.execute(
+                            "INSERT INTO meta (k, v) VALUES (?1, x'00')",
+                            [format!("job{i}")],
+                        )
+                        .map_err(db)?;
+                        if i % 4 == 0 {
+                            Err(StoreError::Invalid("planned failure"))
+                        } else {
+                            Ok(i)
+                        }
+                    })
+                    .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let r = t.await.unwrap();
+            if i % 4 == 0 {
+                assert_eq!(r, Err(StoreError::Invalid("planned failure")));
+            } else {
+                assert_eq!(r, Ok(i as u32));
+            }
+        }
+        let n: i64 = store
+            .read(|c, _| {
+                c.query_row("SELECT COUNT(*) FROM meta WHERE k LIKE 'job%'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 30);
+        let (commits, jobs) = store.commit_stats();
+        assert!(jobs >= 30 && commits >= 1 && commits <= jobs);
+    }
+}
