@@ -79,6 +79,10 @@ cargo test --workspace 2>&1 | tee "$log"
 for c in "${NO_STD_CRATES[@]}"; do
   cargo test -p "$c" --features log --test log 2>&1 | tee -a "$log"
 done
+# ota-cloud's PostgreSQL store: the same conformance suite and the two-instance tests, against a
+# throwaway cluster (without OTA_CLOUD_PG_URL the workspace run above only printed "skipped" for them).
+step "ota-cloud on PostgreSQL (throwaway cluster, scripts/postgres-test.sh)"
+bash scripts/postgres-test.sh 2>&1 | tee -a "$log"
 # One closing line with the totals of every test binary and doc-test run above.
 awk '/^test result:/ {p += $4; f += $6} END {printf "\nTests: %d passed, %d failed\n", p, f}' "$log"
 rm -f "$log"

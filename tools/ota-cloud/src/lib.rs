@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod postgres;
 pub mod seal;
 mod sqlite;
 pub mod store;

@@ -1,0 +1,1186 @@
+//! [`PgStore`]: the [`Store`] on PostgreSQL, for fleets: several `ota-cloud` instances share
+//! one database, and the replay protection holds across them because the frame transaction
+//! is a compare-and-set (`UPDATE … WHERE` the old record) inside the database.
+
+mod schema;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cloud_proto::{
+    DeviceId, FirmwareVersion, Keys, LastFrame, OtaState, UpdateDecision, UpdateId, UpdateResult,
+    UpdateStatus, TAG_LEN,
+};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
+
+use crate::seal::{MasterKey, RootKey};
+use crate::store::{
+    CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
+    PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+};
+use crate::OpenError;
+
+/// Tuning of a [`PgStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections kept (opened on first use): at most this many operations run at once, the
+    /// others wait their turn. Each write is one transaction on one connection; concurrent
+    /// commits share WAL flushes through PostgreSQL's own group commit.
+    pub connections: usize,
+    /// The schema (namespace) the tables live in, created if missing; `None`: the
+    /// connection's default (`public`). Lowercase ASCII letters, digits and `_`, starting with
+    /// a letter or `_`, at most 63 bytes. Lets several deployments (or test runs) share one
+    /// database.
+    pub schema: Option<String>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            connections: 8,
+            schema: None,
+        }
+    }
+}
+
+fn valid_schema(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(pg_message(&e))
+}
+
+/// The server's message when there is one (tokio-postgres' `Display` says only "db error").
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn open_db(e: tokio_postgres::Error) -> OpenError {
+    OpenError::Database(pg_message(&e))
+}
+
+fn is_unique(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// The shape of an SPKI PEM, as the SQLite store checks it.
+fn is_spki_pem(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("-----BEGIN PUBLIC KEY-----") && s.ends_with("-----END PUBLIC KEY-----")
+}
+
+/// One connection and its prepared statements (prepared once per connection, by SQL text).
+struct Conn {
+    client: Client,
+    stmts: HashMap<&'static str, Statement>,
+}
+
+/// Prepares `sql` on the connection behind `c`, once.
+async fn st<C: GenericClient + Sync>(
+    c: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> StoreResult<Statement> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = c.prepare(sql).await.map_err(db)?;
+    cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+/// The kept connections: a semaphore bounds them, idle ones wait in a list, a broken one is
+/// dropped and replaced by a new one on next use.
+struct Pool {
+    config: Config,
+    /// Run on every new connection.
+    setup: String,
+    idle: Mutex<Vec<Conn>>,
+    permits: Semaphore,
+}
+
+struct Lease<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if !c.client.is_closed() {
+                if let Ok(mut v) = self.pool.idle.lock() {
+                    v.push(c);
+                }
+            }
+        }
+    }
+}
+
+async fn connect(config: &Config, setup: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    // The connection task ends when the client is dropped or the server goes away; its
+    // error then surfaces on the client's next call.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.batch_execute(setup).await?;
+    Ok(client)
+}
+
+impl Pool {
+    async fn get(&self) -> StoreResult<Lease<'_>> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let conn = match pooled {
+            Some(c) if !c.client.is_closed() => c,
+            _ => Conn {
+                client: connect(&self.config, &self.setup).await.map_err(db)?,
+                stmts: HashMap::new(),
+            },
+        };
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
+    }
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        // Always `Some` until drop.
+        self.conn.get_or_insert_with(|| unreachable!())
+    }
+}
+
+/// The PostgreSQL [`Store`], selected by a `postgres://` URL.
+///
+/// * **Durability**: every write is one transaction, acknowledged after its `COMMIT` returned;
+///   each connection sets `synchronous_commit = on`, so the commit is flushed to the WAL on
+///   disk first whatever the server's default (replication settings aside: a standby is the
+///   operator's choice). No group commit of our own: concurrent transactions from many
+///   connections and instances share WAL flushes through PostgreSQL's group commit.
+/// * **Several instances**: [`Store::commit_frame`] is `UPDATE devices … WHERE` every field of
+///   the expected record (one statement, which also adds the traffic counters), then the
+///   effects, in one transaction. Under `READ COMMITTED` a concurrent update of the same row
+///   makes the loser re-check its `WHERE` on the winner's row: it matches nothing, and the
+///   store answers `Ok(false)`. So a frame is applied once across every instance.
+/// * **Root keys** are sealed with the same [`MasterKey`] scheme as the SQLite store (the key
+///   stays in its own file on each instance; the database holds a check value so a wrong key
+///   is refused at open).
+/// * **Publish ids** are allocated in commit order (an advisory lock held from the insert to
+///   the commit of a frame that carries publishes), so paging with
+///   [`publishes_since`](Store::publishes_since) never skips one.
+/// * Plain TCP or unix socket (`NoTls`): for a remote database use a unix socket, a tunnel or
+///   a private network.
+///
+/// Every method needs a running tokio runtime (connections are driven by spawned tasks).
+pub struct PgStore {
+    pool: Pool,
+    master: Arc<MasterKey>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("PgStore")
+            .field("hosts", &self.pool.config.get_hosts().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, or key=value form; see
+    /// tokio-postgres' `Config`), migrates the schema and checks that `master` is the key the
+    /// database was set up with (a new database records it).
+    ///
+    /// Errors: [`OpenError::Database`] (bad URL or schema name, cannot connect, SQL failed),
+    /// [`OpenError::NewerSchema`], [`OpenError::WrongMasterKey`], [`OpenError::Seal`].
+    /// Cost: one connection, one transaction (plus the migrations if any), one AEAD open.
+    pub async fn connect(
+        url: &str,
+        master: MasterKey,
+        options: PgOptions,
+    ) -> Result<Self, OpenError> {
+        let config: Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| OpenError::Database(e.to_string()))?;
+        let mut setup = String::from("SET synchronous_commit = on;");
+        if let Some(s) = &options.schema {
+            if !valid_schema(s) {
+                return Err(OpenError::Database(format!("invalid schema name {s:?}")));
+            }
+            setup.push_str(&format!(" SET search_path TO {s};"));
+        }
+        let mut client = connect(&config, &setup).await.map_err(open_db)?;
+        let tx = client.transaction().await.map_err(open_db)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::lock::MIGRATE],
+        )
+        .await
+        .map_err(open_db)?;
+        if let Some(s) = &options.schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                .await
+                .map_err(open_db)?;
+        }
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS ota_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(open_db)?;
+        let found: Option<i64> = tx
+            .query_opt("SELECT version FROM ota_schema", &[])
+            .await
+            .map_err(open_db)?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(open_db)?;
+        let found_v = match found {
+            None => {
+                tx.execute("INSERT INTO ota_schema (version) VALUES (0)", &[])
+                    .await
+                    .map_err(open_db)?;
+                0
+            }
+            Some(v) => u32::try_from(v)
+                .map_err(|_| OpenError::Database(format!("schema version {v} out of range")))?,
+        };
+        if found_v > schema::VERSION {
+            return Err(OpenError::NewerSchema {
+                found: found_v,
+                supported: schema::VERSION,
+            });
+        }
+        for m in &schema::MIGRATIONS[found_v as usize..] {
+            tx.batch_execute(m).await.map_err(open_db)?;
+        }
+        tx.execute(
+            "UPDATE ota_schema SET version = $1",
+            &[&i64::from(schema::VERSION)],
+        )
+        .await
+        .map_err(open_db)?;
+        let blob = master.check_blob().map_err(OpenError::Seal)?;
+        // A concurrent first open may win: whatever is stored after this is the check.
+        tx.execute(
+            "INSERT INTO meta (k, v) VALUES ('master_check', $1) ON CONFLICT (k) DO NOTHING",
+            &[&blob],
+        )
+        .await
+        .map_err(open_db)?;
+        let stored: Vec<u8> = tx
+            .query_one("SELECT v FROM meta WHERE k = 'master_check'", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(open_db)?;
+        if !master.verifies(&stored) {
+            return Err(OpenError::WrongMasterKey);
+        }
+        tx.commit().await.map_err(open_db)?;
+        let n = options.connections.max(1);
+        Ok(Self {
+            pool: Pool {
+                config,
+                setup,
+                idle: Mutex::new(vec![Conn {
+                    client,
+                    stmts: HashMap::new(),
+                }]),
+                permits: Semaphore::new(n),
+            },
+            master: Arc::new(master),
+        })
+    }
+
+    /// Waits for the operations in progress, then closes every connection. (Dropping the
+    /// store closes them too; an operation whose future is dropped is rolled back.)
+    pub async fn close(self) {
+        let n = u32::try_from(self.pool.permits.available_permits()).unwrap_or(u32::MAX);
+        let _all = self.pool.permits.acquire_many(n).await;
+        if let Ok(mut v) = self.pool.idle.lock() {
+            v.clear();
+        }
+    }
+}
+
+// ---- value conversions (PostgreSQL stores i64) ----
+
+fn to_i64(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid("a value above i64::MAX"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(what))
+}
+
+fn narrow<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
+    T::try_from(v).map_err(|_| corrupt(what))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> StoreResult<T> {
+    row.try_get(i).map_err(db)
+}
+
+fn ota_state(v: i64) -> StoreResult<OtaState> {
+    Ok(match v {
+        0 => OtaState::Idle,
+        1 => OtaState::Downloading,
+        2 => OtaState::Downloaded,
+        3 => OtaState::Updating,
+        _ => return Err(corrupt("OTA state")),
+    })
+}
+
+fn update_result(v: i64) -> StoreResult<UpdateResult> {
+    use UpdateResult::*;
+    // By discriminant (`as u8` on the way in), as the SQLite store stores it.
+    const ALL: [UpdateResult; 12] = [
+        Initial,
+        Success,
+        NotEnoughFlash,
+        OutOfRam,
+        ConnectionLost,
+        IntegrityFailure,
+        UnsupportedPackage,
+        InvalidUri,
+        UpdateFailed,
+        UnsupportedProtocol,
+        Cancelled,
+        Deferred,
+    ];
+    usize::try_from(v)
+        .ok()
+        .and_then(|i| ALL.get(i).copied())
+        .ok_or_else(|| corrupt("LwM2M result"))
+}
+
+fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<FirmwareVersion> {
+    Ok(FirmwareVersion {
+        major: narrow(major, "version")?,
+        minor: narrow(minor, "version")?,
+        patch: narrow(patch, "version")?,
+    })
+}
+
+fn last_frame_of(row: &Row) -> StoreResult<Option<LastFrame>> {
+    let Some(counter) = get::<Option<i64>>(row, 0)? else {
+        return Ok(None);
+    };
+    let tag: Vec<u8> = get(row, 1)?;
+    let at: i64 = get(row, 2)?;
+    let source: String = get(row, 3)?;
+    let answers: i64 = get(row, 4)?;
+    Ok(Some(LastFrame {
+        counter: narrow(counter, "last frame counter")?,
+        tag: <[u8; TAG_LEN]>::try_from(tag.as_slice()).map_err(|_| corrupt("last frame tag"))?,
+        accepted_at_ms: to_u64(at, "last frame time")?,
+        source: source.parse().map_err(|_| corrupt("last frame source"))?,
+        answers: narrow(answers, "last frame answers")?,
+    }))
+}
+
+macro_rules! release_cols {
+    () => {
+        "digest, product, major, minor, patch, security_counter, hardware_id, size, body, path, created_ms"
+    };
+}
+
+fn release_of(row: &Row) -> StoreResult<Release> {
+    let digest: Vec<u8> = get(row, 0)?;
+    let hw: Vec<u8> = get(row, 6)?;
+    let body: Option<Vec<u8>> = get(row, 8)?;
+    let path: Option<String> = get(row, 9)?;
+    Ok(Release {
+        digest: ReleaseDigest(
+            digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("release digest"))?,
+        ),
+        product: ProductId(narrow(get::<i64>(row, 1)?, "product id")?),
+        version: version_of(get(row, 2)?, get(row, 3)?, get(row, 4)?)?,
+        security_counter: narrow(get::<i64>(row, 5)?, "security counter")?,
+        hardware_id: hw
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("hardware id"))?,
+        size: to_u64(get(row, 7)?, "release size")?,
+        body: match (body, path) {
+            (Some(b), None) => ReleaseBody::Inline(b),
+            (None, Some(p)) => ReleaseBody::File(PathBuf::from(p)),
+            _ => return Err(corrupt("release body")),
+        },
+        created_ms: to_u64(get(row, 10)?, "release time")?,
+    })
+}
+
+macro_rules! status_cols {
+    () => {
+        "last_seen_ms, ci_ms, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, st_update, st_state, st_result, decision, state, result, wakes, forced_sleeps, bytes_up, bytes_down, awake_ms, next_wake_ms, publishes"
+    };
+}
+
+fn status_of(row: &Row) -> StoreResult<DeviceStatus> {
+    let g = |i: usize| -> StoreResult<Option<i64>> { get(row, i) };
+    let n = |i: usize, what: &str| -> StoreResult<u64> { to_u64(get(row, i)?, what) };
+    let last_checkin = match g(1)? {
+        None => None,
+        Some(ms) => {
+            let req = |i: usize| -> StoreResult<i64> { g(i)?.ok_or_else(|| corrupt("check-in")) };
+            let download = match (g(8)?, g(9)?) {
+                (Some(u), Some(b)) => Some((
+                    UpdateId(narrow(u, "update id")?),
+                    narrow(b, "download bytes")?,
+                )),
+                _ => None,
+            };
+            Some((
+                to_u64(ms, "check-in time")?,
+                CheckInReport {
+                    firmware: version_of(req(2)?, req(3)?, req(4)?)?,
+                    trial: req(5)? != 0,
+                    state: ota_state(req(6)?)?,
+                    result: update_result(req(7)?)?,
+                    download,
+                    battery_mv: narrow(req(10)?, "battery")?,
+                    forced_sleeps: narrow(req(11)?, "forced sleeps")?,
+                },
+            ))
+        }
+    };
+    let last_status = match (g(12)?, g(13)?, g(14)?) {
+        (Some(u), Some(s), Some(r)) => Some(UpdateStatus {
+            update: UpdateId(narrow(u, "update id")?),
+            state: ota_state(s)?,
+            result: update_result(r)?,
+        }),
+        _ => None,
+    };
+    let decision: Option<Vec<u8>> = get(row, 15)?;
+    let last_decision = match decision {
+        Some(b) => {
+            Some(postcard::from_bytes::<UpdateDecision>(&b).map_err(|_| corrupt("decision"))?)
+        }
+        None => None,
+    };
+    Ok(DeviceStatus {
+        last_seen_ms: g(0)?.map(|v| to_u64(v, "last seen")).transpose()?,
+        last_checkin,
+        last_status,
+        last_decision,
+        state: ota_state(get(row, 16)?)?,
+        result: update_result(get(row, 17)?)?,
+        wakes: n(18, "wakes")?,
+        forced_sleeps: n(19, "forced sleeps")?,
+        bytes_up: n(20, "bytes up")?,
+        bytes_down: n(21, "bytes down")?,
+        awake_ms: n(22, "awake time")?,
+        next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
+        publishes: n(24, "publishes")?,
+    })
+}
+
+async fn exists<C: GenericClient + Sync>(
+    c: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    id: i64,
+) -> StoreResult<bool> {
+    let s = st(c, cache, sql).await?;
+    Ok(c.query_opt(&s, &[&id]).await.map_err(db)?.is_some())
+}
+
+const PRODUCT_EXISTS: &str = "SELECT 1 FROM products WHERE id = $1";
+const DEVICE_EXISTS: &str = "SELECT 1 FROM devices WHERE id = $1";
+
+/// The frame transaction: the compare-and-set with the traffic counters in one statement,
+/// then the other effects. Returns `Ok(false)` (nothing applied: the caller rolls back) when
+/// the compare failed.
+async fn commit_frame_tx<C: GenericClient + Sync>(
+    tx: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    c: &FrameCommit,
+) -> StoreResult<bool> {
+    let id = i64::from(c.device.0);
+    let r = &c.record;
+    let e = &c.effects;
+    let now = to_i64(e.now_ms)?;
+    let (up, down) = (to_i64(e.bytes_up)?, to_i64(e.bytes_down)?);
+    let npub = e.publishes.len() as i64;
+    let new = (
+        i64::from(r.counter),
+        &r.tag[..],
+        to_i64(r.accepted_at_ms)?,
+        r.source.to_string(),
+        i64::from(r.answers),
+    );
+    let changed = match &c.expected {
+        None => {
+            let s = st(
+                tx,
+                cache,
+                "UPDATE devices SET lf_counter = $2, lf_tag = $3, lf_at = $4, lf_source = $5,
+                   lf_answers = $6, last_seen_ms = $7, bytes_up = bytes_up + $8,
+                   bytes_down = bytes_down + $9, publishes = publishes + $10
+                 WHERE id = $1 AND lf_counter IS NULL",
+            )
+            .await?;
+            tx.execute(
+                &s,
+                &[
+                    &id, &new.0, &new.1, &new.2, &new.3, &new.4, &now, &up, &down, &npub,
+                ],
+            )
+            .await
+            .map_err(db)?
+        }
+        Some(o) => {
+            let s = st(
+                tx,
+                cache,
+                "UPDATE devices SET lf_counter = $2, lf_tag = $3, lf_at = $4, lf_source = $5,
+                   lf_answers = $6, last_seen_ms = $7, bytes_up = bytes_up + $8,
+                   bytes_down = bytes_down + $9, publishes = publishes + $10
+                 WHERE id = $1 AND lf_counter = $11 AND lf_tag = $12 AND lf_at = $13
+                   AND lf_source = $14 AND lf_answers = $15",
+            )
+            .await?;
+            let old = (
+                i64::from(o.counter),
+                &o.tag[..],
+                to_i64(o.accepted_at_ms)?,
+                o.source.to_string(),
+                i64::from(o.answers),
+            );
+            tx.execute(
+                &s,
+                &[
+                    &id, &new.0, &new.1, &new.2, &new.3, &new.4, &now, &up, &down, &npub, &old.0,
+                    &old.1, &old.2, &old.3, &old.4,
+                ],
+            )
+            .await
+            .map_err(db)?
+        }
+    };
+    if changed == 0 {
+        return if exists(tx, cache, DEVICE_EXISTS, id).await? {
+            Ok(false)
+        } else {
+            Err(StoreError::UnknownDevice(c.device))
+        };
+    }
+    if let Some(ci) = &e.checkin {
+        let s = st(
+            tx,
+            cache,
+            "UPDATE devices SET ci_ms = $2, ci_major = $3, ci_minor = $4, ci_patch = $5,
+               ci_trial = $6, ci_state = $7, ci_result = $8, ci_dl_update = $9, ci_dl_bytes = $10,
+               ci_battery = $11, ci_forced = $12, state = $7, result = $8, wakes = wakes + 1,
+               forced_sleeps = forced_sleeps + $12, awake_open = 1 WHERE id = $1",
+        )
+        .await?;
+        let p: [&(dyn ToSql + Sync); 12] = [
+            &id,
+            &now,
+            &i64::from(ci.firmware.major),
+            &i64::from(ci.firmware.minor),
+            &i64::from(ci.firmware.patch),
+            &i64::from(ci.trial),
+            &(ci.state as i64),
+            &(ci.result as i64),
+            &ci.download.map(|d| i64::from(d.0 .0)),
+            &ci.download.map(|d| i64::from(d.1)),
+            &i64::from(ci.battery_mv),
+            &i64::from(ci.forced_sleeps),
+        ];
+        tx.execute(&s, &p).await.map_err(db)?;
+    }
+    if let Some(su) = &e.status {
+        let s = st(
+            tx,
+            cache,
+            "UPDATE devices SET st_update = $2, st_state = $3, st_result = $4, state = $3,
+               result = $4 WHERE id = $1",
+        )
+        .await?;
+        tx.execute(
+            &s,
+            &[
+                &id,
+                &i64::from(su.update.0),
+                &(su.state as i64),
+                &(su.result as i64),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    }
+    if let Some(d) = &e.decision {
+        let bytes =
+            postcard::to_allocvec(d).map_err(|_| StoreError::Invalid("unencodable decision"))?;
+        let s = st(tx, cache, "UPDATE devices SET decision = $2 WHERE id = $1").await?;
+        tx.execute(&s, &[&id, &bytes]).await.map_err(db)?;
+    }
+    if let Some(sleep_s) = e.goodbye_sleep_s {
+        let s = st(
+            tx,
+            cache,
+            "UPDATE devices SET
+               awake_ms = awake_ms + CASE WHEN awake_open = 1 AND ci_ms IS NOT NULL AND $2 > ci_ms
+                                          THEN $2 - ci_ms ELSE 0 END,
+               awake_open = 0, next_wake_ms = $2 + $3::BIGINT * 1000 WHERE id = $1",
+        )
+        .await?;
+        tx.execute(&s, &[&id, &now, &i64::from(sleep_s)])
+            .await
+            .map_err(db)?;
+    }
+    if !e.publishes.is_empty() {
+        let lock = st(tx, cache, "SELECT pg_advisory_xact_lock($1)").await?;
+        tx.execute(&lock, &[&schema::lock::PUBLISH])
+            .await
+            .map_err(db)?;
+        let s = st(
+            tx,
+            cache,
+            "INSERT INTO publishes (device, counter, topic, data, received_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await?;
+        let counter = i64::from(r.counter);
+        for (topic, data) in &e.publishes {
+            tx.execute(&s, &[&id, &counter, &i64::from(*topic), data, &now])
+                .await
+                .map_err(db)?;
+        }
+    }
+    Ok(true)
+}
+
+impl PgStore {
+    async fn tags_of<C: GenericClient + Sync>(
+        c: &C,
+        cache: &mut HashMap<&'static str, Statement>,
+        id: i64,
+    ) -> StoreResult<Vec<String>> {
+        let s = st(
+            c,
+            cache,
+            "SELECT tag FROM device_tags WHERE device = $1 ORDER BY tag",
+        )
+        .await?;
+        c.query(&s, &[&id])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+    }
+
+    async fn device_of(conn: &mut Conn, row: &Row) -> StoreResult<Device> {
+        let raw: i64 = get(row, 0)?;
+        Ok(Device {
+            id: DeviceId(narrow(raw, "device id")?),
+            product: ProductId(narrow(get::<i64>(row, 1)?, "product id")?),
+            tags: Self::tags_of(&conn.client, &mut conn.stmts, raw).await?,
+            created_ms: to_u64(get(row, 2)?, "created")?,
+        })
+    }
+
+    async fn sealed_of(&self, id: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+        let mut lease = self.pool.get().await?;
+        let c = lease.conn();
+        let s = st(
+            &c.client,
+            &mut c.stmts,
+            "SELECT sealed_root FROM devices WHERE id = $1",
+        )
+        .await?;
+        match c
+            .client
+            .query_opt(&s, &[&i64::from(id.0)])
+            .await
+            .map_err(db)?
+        {
+            Some(r) => Ok(Some(get(&r, 0)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Store for PgStore {
+    async fn add_product(&self, p: NewProduct) -> StoreResult<ProductId> {
+        if p.name.is_empty() {
+            return Err(StoreError::Invalid("empty product name"));
+        }
+        if !p.release_keys.iter().all(|k| is_spki_pem(k)) {
+            return Err(StoreError::Invalid("release key is not an SPKI PEM"));
+        }
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO products (name, hardware_id) VALUES ($1, $2) RETURNING id",
+        )
+        .await?;
+        let row = tx
+            .query_one(&s, &[&p.name, &&p.hardware_id[..]])
+            .await
+            .map_err(|e| {
+                if is_unique(&e) {
+                    StoreError::AlreadyExists
+                } else {
+                    db(e)
+                }
+            })?;
+        let id: i64 = get(&row, 0)?;
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO release_keys (product, seq, spki_pem) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+        for (seq, pem) in p.release_keys.iter().enumerate() {
+            tx.execute(&s, &[&id, &(seq as i64), pem])
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ProductId(narrow(id, "product id")?))
+    }
+
+    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let pid = i64::from(id.0);
+        let s = st(
+            client,
+            stmts,
+            "SELECT name, hardware_id FROM products WHERE id = $1",
+        )
+        .await?;
+        let Some(row) = client.query_opt(&s, &[&pid]).await.map_err(db)? else {
+            return Ok(None);
+        };
+        let name: String = get(&row, 0)?;
+        let hw: Vec<u8> = get(&row, 1)?;
+        let s = st(
+            client,
+            stmts,
+            "SELECT spki_pem FROM release_keys WHERE product = $1 ORDER BY seq, spki_pem",
+        )
+        .await?;
+        let keys = client
+            .query(&s, &[&pid])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<StoreResult<Vec<String>>>()?;
+        Ok(Some(Product {
+            id,
+            name,
+            hardware_id: hw
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("hardware id"))?,
+            release_keys: keys,
+        }))
+    }
+
+    async fn add_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<()> {
+        if !is_spki_pem(&spki_pem) {
+            return Err(StoreError::Invalid("release key is not an SPKI PEM"));
+        }
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let pid = i64::from(product.0);
+        let tx = client.transaction().await.map_err(db)?;
+        if !exists(&tx, stmts, PRODUCT_EXISTS, pid).await? {
+            return Err(StoreError::UnknownProduct(product));
+        }
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO release_keys (product, seq, spki_pem)
+             VALUES ($1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM release_keys WHERE product = $1), $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+        tx.execute(&s, &[&pid, &spki_pem]).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn remove_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<bool> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let pid = i64::from(product.0);
+        let tx = client.transaction().await.map_err(db)?;
+        if !exists(&tx, stmts, PRODUCT_EXISTS, pid).await? {
+            return Err(StoreError::UnknownProduct(product));
+        }
+        let s = st(
+            &tx,
+            stmts,
+            "DELETE FROM release_keys WHERE product = $1 AND spki_pem = $2",
+        )
+        .await?;
+        let n = tx.execute(&s, &[&pid, &spki_pem]).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn add_device(&self, d: NewDevice, now_ms: u64) -> StoreResult<DeviceId> {
+        let now = to_i64(now_ms)?;
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        if !exists(&tx, stmts, PRODUCT_EXISTS, i64::from(d.product.0)).await? {
+            return Err(StoreError::UnknownProduct(d.product));
+        }
+        let id = match d.id {
+            Some(id) => id,
+            None => {
+                // Serialize id choices (held to the commit), so two instances never pick the
+                // same one; READ COMMITTED: the MAX below sees every earlier choice committed.
+                let lock = st(&tx, stmts, "SELECT pg_advisory_xact_lock($1)").await?;
+                tx.execute(&lock, &[&schema::lock::DEVICE_ID])
+                    .await
+                    .map_err(db)?;
+                let s = st(&tx, stmts, "SELECT MAX(id) FROM devices").await?;
+                let max: Option<i64> = get(&tx.query_one(&s, &[]).await.map_err(db)?, 0)?;
+                let next = max.map_or(Some(1), |m| m.checked_add(1));
+                DeviceId(
+                    next.and_then(|n| u32::try_from(n).ok())
+                        .ok_or(StoreError::Invalid("no device id left"))?,
+                )
+            }
+        };
+        let sealed = self.master.seal(id, &d.root_key)?;
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO devices (id, product, sealed_root, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+        tx.execute(
+            &s,
+            &[&i64::from(id.0), &i64::from(d.product.0), &sealed, &now],
+        )
+        .await
+        .map_err(|e| {
+            if is_unique(&e) {
+                StoreError::AlreadyExists
+            } else {
+                db(e)
+            }
+        })?;
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO device_tags (device, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+        for tag in &d.tags {
+            tx.execute(&s, &[&i64::from(id.0), tag]).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn device(&self, id: DeviceId) -> StoreResult<Option<Device>> {
+        let mut lease = self.pool.get().await?;
+        let conn = lease.conn();
+        let s = st(
+            &conn.client,
+            &mut conn.stmts,
+            "SELECT id, product, created_ms FROM devices WHERE id = $1",
+        )
+        .await?;
+        let row = conn
+            .client
+            .query_opt(&s, &[&i64::from(id.0)])
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => Ok(Some(Self::device_of(conn, &row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn devices(&self) -> StoreResult<Vec<Device>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // One snapshot for the devices and their tags.
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(db)?;
+        let s = st(
+            &tx,
+            stmts,
+            "SELECT id, product, created_ms FROM devices ORDER BY id",
+        )
+        .await?;
+        let rows = tx.query(&s, &[]).await.map_err(db)?;
+        let s = st(
+            &tx,
+            stmts,
+            "SELECT device, tag FROM device_tags ORDER BY device, tag",
+        )
+        .await?;
+        let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in tx.query(&s, &[]).await.map_err(db)? {
+            tags.entry(get(&r, 0)?).or_default().push(get(&r, 1)?);
+        }
+        tx.commit().await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let raw: i64 = get(row, 0)?;
+                Ok(Device {
+                    id: DeviceId(narrow(raw, "device id")?),
+                    product: ProductId(narrow(get::<i64>(row, 1)?, "product id")?),
+                    tags: tags.remove(&raw).unwrap_or_default(),
+                    created_ms: to_u64(get(row, 2)?, "created")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn keys(&self, id: DeviceId) -> StoreResult<Option<Keys>> {
+        match self.sealed_of(id).await? {
+            Some(blob) => {
+                let root = self.master.open(id, &blob)?;
+                Ok(Some(Keys::derive(root.expose())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn root_key(&self, id: DeviceId) -> StoreResult<Option<RootKey>> {
+        match self.sealed_of(id).await? {
+            Some(blob) => Ok(Some(self.master.open(id, &blob)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn last_frame(&self, id: DeviceId) -> StoreResult<Option<LastFrame>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT lf_counter, lf_tag, lf_at, lf_source, lf_answers FROM devices WHERE id = $1",
+        )
+        .await?;
+        match client
+            .query_opt(&s, &[&i64::from(id.0)])
+            .await
+            .map_err(db)?
+        {
+            Some(row) => last_frame_of(&row),
+            None => Ok(None),
+        }
+    }
+
+    async fn commit_frame(&self, c: FrameCommit) -> StoreResult<bool> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        let won = commit_frame_tx(&tx, stmts, &c).await?;
+        if won {
+            // Acknowledged only once COMMIT returned (synchronous_commit = on: flushed).
+            tx.commit().await.map_err(db)?;
+        } else {
+            tx.rollback().await.map_err(db)?;
+        }
+        Ok(won)
+    }
+
+    async fn publishes_since(
+        &self,
+        after: PublishId,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredPublish>> {
+        let after = to_i64(after.0)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT id, device, counter, topic, data, received_ms FROM publishes
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .await?;
+        client
+            .query(&s, &[&after, &limit])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| {
+                Ok(StoredPublish {
+                    id: PublishId(to_u64(get(r, 0)?, "publish id")?),
+                    device: DeviceId(narrow(get::<i64>(r, 1)?, "device id")?),
+                    counter: narrow(get::<i64>(r, 2)?, "counter")?,
+                    topic: narrow(get::<i64>(r, 3)?, "topic")?,
+                    data: get(r, 4)?,
+                    received_ms: to_u64(get(r, 5)?, "received")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn status(&self, id: DeviceId) -> StoreResult<Option<DeviceStatus>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            concat!("SELECT ", status_cols!(), " FROM devices WHERE id = $1"),
+        )
+        .await?;
+        match client
+            .query_opt(&s, &[&i64::from(id.0)])
+            .await
+            .map_err(db)?
+        {
+            Some(row) => Ok(Some(status_of(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_release(&self, r: Release) -> StoreResult<()> {
+        let (body, path) = match &r.body {
+            ReleaseBody::Inline(b) => {
+                if ReleaseDigest::of(b) != r.digest {
+                    return Err(StoreError::Invalid("digest is not the container's SHA-256"));
+                }
+                if b.len() as u64 != r.size {
+                    return Err(StoreError::Invalid("size is not the container's"));
+                }
+                (Some(b.as_slice()), None)
+            }
+            ReleaseBody::File(p) => (
+                None,
+                Some(
+                    p.to_str()
+                        .ok_or(StoreError::Invalid("release path is not UTF-8"))?,
+                ),
+            ),
+        };
+        let size = to_i64(r.size)?;
+        let created = to_i64(r.created_ms)?;
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        if !exists(&tx, stmts, PRODUCT_EXISTS, i64::from(r.product.0)).await? {
+            return Err(StoreError::UnknownProduct(r.product));
+        }
+        let s = st(
+            &tx,
+            stmts,
+            concat!(
+                "INSERT INTO releases (",
+                release_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+        )
+        .await?;
+        let p: [&(dyn ToSql + Sync); 11] = [
+            &&r.digest.0[..],
+            &i64::from(r.product.0),
+            &i64::from(r.version.major),
+            &i64::from(r.version.minor),
+            &i64::from(r.version.patch),
+            &i64::from(r.security_counter),
+            &&r.hardware_id[..],
+            &size,
+            &body,
+            &path,
+            &created,
+        ];
+        tx.execute(&s, &p).await.map_err(|e| {
+            if is_unique(&e) {
+                StoreError::AlreadyExists
+            } else {
+                db(e)
+            }
+        })?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn release(&self, digest: ReleaseDigest) -> StoreResult<Option<Release>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            concat!(
+                "SELECT ",
+                release_cols!(),
+                " FROM releases WHERE digest = $1"
+            ),
+        )
+        .await?;
+        match client.query_opt(&s, &[&&digest.0[..]]).await.map_err(db)? {
+            Some(row) => Ok(Some(release_of(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn releases(&self, product: ProductId) -> StoreResult<Vec<Release>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            concat!(
+                "SELECT ",
+                release_cols!(),
+                " FROM releases WHERE product = $1 ORDER BY created_ms, seq"
+            ),
+        )
+        .await?;
+        client
+            .query(&s, &[&i64::from(product.0)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(release_of)
+            .collect()
+    }
+}

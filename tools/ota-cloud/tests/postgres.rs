@@ -1,0 +1,443 @@
+//! The store conformance suite against `PgStore`, plus what only a shared database has: two
+//! store instances (two servers) on one database keep one device's replay protection.
+//!
+//! Needs a PostgreSQL server: set `OTA_CLOUD_PG_URL` (e.g. `postgres://postgres@127.0.0.1:5433/postgres`;
+//! `scripts/postgres-test.sh` starts a throwaway cluster and sets it). Without it every test
+//! here prints one "skipped" line and passes. Each test works in its own fresh schema.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use cloud_proto::{
+    admit, authenticate, peek_up, Admission, CheckIn, Counters, DeviceConfig, DeviceEndpoint,
+    DeviceId, FirmwareVersion, Keys, OtaReport, OtaState, ReplayPolicy, Up, UpdateResult,
+};
+use ota_cloud::postgres::{PgOptions, PgStore};
+use ota_cloud::store::conformance::{self, Harness};
+use ota_cloud::{
+    Effects, FrameCommit, MasterKey, NewDevice, NewProduct, OpenError, PublishId, RootKey, Store,
+};
+
+const URL_VAR: &str = "OTA_CLOUD_PG_URL";
+
+/// The database URL, or `None` after printing (once per test binary, past the test
+/// harness's output capture) that the PostgreSQL tests are skipped.
+fn url() -> Option<String> {
+    static SKIP: Once = Once::new();
+    match std::env::var(URL_VAR) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            SKIP.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: no PostgreSQL ({URL_VAR} not set; scripts/postgres-test.sh sets it)"
+                );
+            });
+            None
+        }
+    }
+}
+
+fn fresh_schema() -> String {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).unwrap();
+    format!("ota_test_{:016x}", u64::from_le_bytes(r))
+}
+
+/// One schema in the database and one master key file: what a deployment is.
+struct Pg {
+    url: String,
+    schema: String,
+    _dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+impl Pg {
+    fn new(url: String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        MasterKey::create(&key).unwrap();
+        Self {
+            url,
+            schema: fresh_schema(),
+            key,
+            _dir: dir,
+        }
+    }
+
+    fn options(&self) -> PgOptions {
+        PgOptions {
+            schema: Some(self.schema.clone()),
+            ..PgOptions::default()
+        }
+    }
+
+    /// Another instance's open (its own copy of the master key file's contents).
+    async fn instance(&self) -> PgStore {
+        let master = MasterKey::load(&self.key).unwrap();
+        PgStore::connect(&self.url, master, self.options())
+            .await
+            .unwrap()
+    }
+}
+
+impl Harness for Pg {
+    type S = PgStore;
+
+    async fn open(&self) -> PgStore {
+        self.instance().await
+    }
+
+    async fn close(&self, store: PgStore) {
+        store.close().await;
+    }
+}
+
+macro_rules! check {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(url) = url() else { return };
+            conformance::$name(&Pg::new(url)).await;
+        }
+    )*};
+}
+
+check!(
+    products_and_release_keys,
+    devices_and_sealed_keys,
+    unknown_device,
+    frame_flow_and_status,
+    cas_race,
+    lost_cas_applies_nothing,
+    one_failure_does_not_fail_the_others,
+    publishes_survive_reopen,
+    release_by_digest,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_suite_on_one_database() {
+    let Some(url) = url() else { return };
+    let h = Pg::new(url);
+    conformance::run(&h).await;
+    // And again on the same, now non-empty, database.
+    conformance::run(&h).await;
+}
+
+/// The conformance checks where each open is a different instance (its own connections):
+/// what one instance wrote, the next one reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_race_with_one_connection_per_instance() {
+    let Some(url) = url() else { return };
+    struct One(Pg);
+    impl Harness for One {
+        type S = PgStore;
+        async fn open(&self) -> PgStore {
+            let master = MasterKey::load(&self.0.key).unwrap();
+            let opts = PgOptions {
+                connections: 1,
+                ..self.0.options()
+            };
+            PgStore::connect(&self.0.url, master, opts).await.unwrap()
+        }
+        async fn close(&self, store: PgStore) {
+            store.close().await;
+        }
+    }
+    let h = One(Pg::new(url));
+    conformance::cas_race(&h).await;
+    conformance::lost_cas_applies_nothing(&h).await;
+    conformance::one_failure_does_not_fail_the_others(&h).await;
+}
+
+fn from() -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 7], 41_000))
+}
+
+fn elsewhere() -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, 9], 41_000))
+}
+
+fn checkin(battery_mv: u16) -> Up<'static> {
+    Up::CheckIn(CheckIn {
+        firmware: FirmwareVersion {
+            major: 1,
+            minor: 0,
+            patch: 0,
+        },
+        trial: false,
+        ota: OtaReport {
+            state: OtaState::Idle,
+            result: UpdateResult::Initial,
+            download: None,
+        },
+        battery_mv,
+        forced_sleeps: 0,
+        publishes: Default::default(),
+    })
+}
+
+/// What a server instance does with one datagram (the steps of the store's module docs):
+/// `Ok(true)` applied as new, `Ok(false)` answered as a retransmission, `Err` refused.
+async fn serve(s: &PgStore, frame: &[u8], source: SocketAddr, now: u64) -> Result<bool, String> {
+    let (id, _) = peek_up(frame).map_err(|e| format!("{e:?}"))?;
+    let keys = s
+        .keys(id)
+        .await
+        .unwrap()
+        .ok_or_else(|| "unknown device".to_string())?;
+    // A lost compare-and-set means another instance took a frame of this device meanwhile:
+    // read the record again and re-admit (the server's step 4).
+    for _ in 0..8 {
+        let verified = authenticate(frame, &keys).map_err(|e| format!("{e:?}"))?;
+        let last = s.last_frame(id).await.unwrap();
+        let (record, effects, new) =
+            match admit(verified, last.as_ref(), source, now, ReplayPolicy::DEFAULT) {
+                Admission::New { request, record } => (
+                    record,
+                    Effects::of_request(&request.msg, now, frame.len() as u64, 16),
+                    true,
+                ),
+                Admission::Retransmission { record, .. } => (
+                    record,
+                    Effects::counters_only(now, frame.len() as u64, 16),
+                    false,
+                ),
+                Admission::Refused(e) => return Err(format!("refused: {e:?}")),
+                other => return Err(format!("{other:?}")),
+            };
+        let won = s
+            .commit_frame(FrameCommit {
+                device: id,
+                expected: last,
+                record,
+                effects,
+            })
+            .await
+            .unwrap();
+        if won {
+            return Ok(new);
+        }
+    }
+    Err("lost the compare-and-set 8 times".into())
+}
+
+/// Two server instances on one database: one device's consecutive check-ins alternate
+/// between them, every one applied once; each frame replayed to the *other* instance (the one
+/// that did not take it) is refused as a replay and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_replay_protection() {
+    let Some(url) = url() else { return };
+    let h = Pg::new(url);
+    let a = h.instance().await;
+    let b = h.instance().await;
+    let p = a
+        .add_product(NewProduct {
+            name: "fleet".into(),
+            hardware_id: [0x42; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let root = [0x77; 32];
+    let d = a
+        .add_device(
+            NewDevice {
+                id: None,
+                product: p,
+                tags: vec![],
+                root_key: RootKey::from_bytes(root),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let mut dev = DeviceEndpoint::new(
+        DeviceConfig::new(d),
+        Keys::derive(&root),
+        Counters {
+            next: 0,
+            reserved_until: 1_000,
+        },
+    );
+    let t0 = 1_800_000_000_000u64;
+    let window = ReplayPolicy::DEFAULT.retransmit_window_ms;
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for i in 0..10u64 {
+        // Wakes far enough apart that each replay below is past the retransmission window.
+        let now = t0 + i * 10 * window;
+        let frame = dev
+            .send(now, &checkin(3_600 + i as u16))
+            .unwrap()
+            .frame
+            .to_vec();
+        // The device sleeps without waiting for a reply; its next wake sends a new request.
+        dev.abandon();
+        let (here, there) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(
+            serve(here, &frame, from(), now).await,
+            Ok(true),
+            "check-in {i}"
+        );
+        // The same frame at the other instance: from another address at once, and from the
+        // device's own address after the window, it is refused; within the window, from the
+        // device's address, it is a retransmission: answered, not applied again.
+        let r = serve(there, &frame, elsewhere(), now + 1).await;
+        assert!(r.is_err(), "copy of {i} from elsewhere: {r:?}");
+        assert_eq!(serve(there, &frame, from(), now + 2).await, Ok(false));
+        let r = serve(there, &frame, from(), now + window + 1).await;
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.contains("RetransmissionRefused")),
+            "replay of {i} to the other instance: {r:?}"
+        );
+        // And every earlier frame, to either instance.
+        for (j, old) in sent.iter().enumerate() {
+            for s in [&a, &b] {
+                let r = serve(s, old, from(), now + window + 2).await;
+                assert!(
+                    r.as_ref().is_err_and(|e| e.contains("Replayed")),
+                    "old frame {j} at {i}: {r:?}"
+                );
+            }
+        }
+        sent.push(frame);
+    }
+    for s in [&a, &b] {
+        let st = s.status(d).await.unwrap().unwrap();
+        assert_eq!(st.wakes, 10, "each check-in applied once");
+        assert_eq!(st.last_checkin.unwrap().1.battery_mv, 3_609);
+        assert_eq!(s.last_frame(d).await.unwrap().unwrap().counter, 9);
+    }
+    a.close().await;
+    b.close().await;
+}
+
+/// Both instances take the same fresh frame at once: exactly one applies it, the other loses
+/// the compare-and-set and, re-admitting against the winner's record, does not apply it
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_race_one_frame() {
+    let Some(url) = url() else { return };
+    let h = Pg::new(url);
+    let a = std::sync::Arc::new(h.instance().await);
+    let b = std::sync::Arc::new(h.instance().await);
+    let p = a
+        .add_product(NewProduct {
+            name: "race".into(),
+            hardware_id: [0; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let root = [0x78; 32];
+    let d = b
+        .add_device(
+            NewDevice {
+                id: None,
+                product: p,
+                tags: vec![],
+                root_key: RootKey::from_bytes(root),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let keys = Keys::derive(&root);
+    for counter in 0..20u32 {
+        let mut buf = [0u8; cloud_proto::MAX_FRAME];
+        let n = cloud_proto::seal_up(&keys, d, counter, &checkin(3_000), &mut buf).unwrap();
+        let frame = buf[..n].to_vec();
+        let (fa, fb) = (frame.clone(), frame);
+        let now = 1_000 + u64::from(counter) * 100_000;
+        let ta = tokio::spawn({
+            let a = a.clone();
+            async move { serve(&a, &fa, from(), now).await }
+        });
+        let tb = tokio::spawn({
+            let b = b.clone();
+            async move { serve(&b, &fb, from(), now).await }
+        });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        // One applies it as new; the other, having read (or re-read after losing the
+        // compare-and-set) the winner's record, sees a copy: answered, not applied.
+        let mut got = [ra.clone(), rb.clone()];
+        got.sort();
+        assert_eq!(got, [Ok(false), Ok(true)], "frame {counter}: {ra:?} {rb:?}");
+    }
+    let st = a.status(d).await.unwrap().unwrap();
+    assert_eq!(st.wakes, 20);
+}
+
+/// A store refuses another master key than the database's, and a schema newer than it
+/// knows; a second instance opening the same schema migrates nothing and reads the first
+/// one's devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_master_key_and_newer_schema_refused() {
+    let Some(url) = url() else { return };
+    let h = Pg::new(url.clone());
+    let a = h.instance().await;
+    let p = a
+        .add_product(NewProduct {
+            name: "keys".into(),
+            hardware_id: [0; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let d = a
+        .add_device(
+            NewDevice {
+                id: Some(DeviceId(12)),
+                product: p,
+                tags: vec![],
+                root_key: RootKey::from_bytes([5; 32]),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let err = PgStore::connect(&url, MasterKey::generate().unwrap(), h.options())
+        .await
+        .unwrap_err();
+    assert_eq!(err, OpenError::WrongMasterKey);
+    let b = h.instance().await;
+    assert!(b
+        .root_key(d)
+        .await
+        .unwrap()
+        .unwrap()
+        .ct_eq(&RootKey::from_bytes([5; 32])));
+    assert!(b.publishes_since(PublishId(0), 1).await.unwrap().is_empty());
+    // Pretend a newer ota-cloud migrated this schema.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "UPDATE {}.ota_schema SET version = version + 1",
+            h.schema
+        ))
+        .await
+        .unwrap();
+    let err = PgStore::connect(&url, MasterKey::load(&h.key).unwrap(), h.options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OpenError::NewerSchema { found, supported } if found == supported + 1),
+        "{err:?}"
+    );
+    let bad = PgOptions {
+        schema: Some("x; DROP TABLE devices".into()),
+        ..PgOptions::default()
+    };
+    assert!(matches!(
+        PgStore::connect(&url, MasterKey::load(&h.key).unwrap(), bad).await,
+        Err(OpenError::Database(_))
+    ));
+    a.close().await;
+    b.close().await;
+}
