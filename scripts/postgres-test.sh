@@ -43,7 +43,7 @@ trap cleanup EXIT INT TERM
 # fsync stays on (the default): the tests check acknowledged-after-commit behaviour, and the
 # store sets synchronous_commit itself.
 "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 30 \
-  -o "-c listen_addresses='' -c port=5432 -c unix_socket_directories=$dir -c max_connections=200" \
+  -o "-c listen_addresses='' -c port=5432 -c unix_socket_directories=$dir -c max_connections=400" \
   start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
 
 # The socket directory as the URL's host, percent-encoded (tokio-postgres: a host starting

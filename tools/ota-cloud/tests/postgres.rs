@@ -441,3 +441,225 @@ async fn wrong_master_key_and_newer_schema_refused() {
     a.close().await;
     b.close().await;
 }
+
+/// A follower paging through publishes by id while many frames with publishes commit at once
+/// (as `ota-cloud events --follow` does) sees every one of them: ids are taken in commit order,
+/// so none commits later below the follower's cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_never_skips_a_publish() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(url) = url() else { return };
+    let h = Pg::new(url);
+    let s = Arc::new(h.instance().await);
+    let p = s
+        .add_product(NewProduct {
+            name: "follow".into(),
+            hardware_id: [0; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let (writers, frames) = (8u32, 40u32);
+    let mut ids = Vec::new();
+    for k in 0..writers {
+        ids.push(
+            s.add_device(
+                NewDevice {
+                    id: None,
+                    product: p,
+                    tags: vec![],
+                    root_key: RootKey::from_bytes([k as u8; 32]),
+                },
+                0,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = tokio::spawn({
+        let (s, stop) = (s.clone(), stop.clone());
+        async move {
+            let mut after = PublishId::default();
+            let mut seen = BTreeSet::new();
+            loop {
+                // Read the flag before the page: the last page is read after every commit.
+                let last_round = stop.load(Ordering::SeqCst);
+                let page = s.publishes_since(after, 7).await.unwrap();
+                for x in &page {
+                    seen.insert((x.device, x.counter));
+                }
+                match page.last() {
+                    Some(x) => after = x.id,
+                    None if last_round => return seen,
+                    None => tokio::task::yield_now().await,
+                }
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for d in ids.iter().copied() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut expected = None;
+            for c in 0..frames {
+                let rec = cloud_proto::LastFrame {
+                    counter: c,
+                    tag: [c as u8; cloud_proto::TAG_LEN],
+                    accepted_at_ms: u64::from(c),
+                    source: from(),
+                    answers: 1,
+                };
+                let mut effects = Effects::counters_only(u64::from(c), 1, 1);
+                effects.publishes = vec![(1, c.to_le_bytes().to_vec())];
+                assert!(s
+                    .commit_frame(FrameCommit {
+                        device: d,
+                        expected,
+                        record: rec,
+                        effects,
+                    })
+                    .await
+                    .unwrap());
+                expected = Some(rec);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let seen = follower.await.unwrap();
+    let all: BTreeSet<_> = ids
+        .iter()
+        .flat_map(|d| (0..frames).map(move |c| (*d, c)))
+        .collect();
+    let missed: Vec<_> = all.difference(&seen).collect();
+    assert!(
+        missed.is_empty(),
+        "the follower skipped {} publishes: {missed:?}",
+        missed.len()
+    );
+}
+
+/// Not a check: sustained check-in transactions per second and their latency on PostgreSQL,
+/// the store work of `examples/checkin_bench.rs` (read the record, commit the frame
+/// transaction with one publish, or none), `OTA_CLOUD_PG_BENCH="devices seconds in_flight
+/// publishes"` (default "1000 3 64 1"). Run it with
+/// `bash scripts/postgres-test.sh pg_checkin_bench --release -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn pg_checkin_bench() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let Some(url) = url() else { return };
+    let args: Vec<u64> = std::env::var("OTA_CLOUD_PG_BENCH")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let devices = *args.first().unwrap_or(&1000) as u32;
+    let seconds = *args.get(1).unwrap_or(&3);
+    let in_flight = (*args.get(2).unwrap_or(&64) as u32).clamp(1, devices);
+    let with_publish = *args.get(3).unwrap_or(&1) != 0;
+    let h = Pg::new(url);
+    let opts = PgOptions {
+        connections: in_flight as usize,
+        ..h.options()
+    };
+    let store = Arc::new(
+        PgStore::connect(&h.url, MasterKey::load(&h.key).unwrap(), opts)
+            .await
+            .unwrap(),
+    );
+    let p = store
+        .add_product(NewProduct {
+            name: "bench".into(),
+            hardware_id: [0; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    for k in 1..=devices {
+        store
+            .add_device(
+                NewDevice {
+                    id: Some(DeviceId(k)),
+                    product: p,
+                    tags: vec![],
+                    root_key: RootKey::from_bytes([k as u8; 32]),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for w in 0..in_flight {
+        let (store, done) = (store.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let mut d = w + 1;
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let dev = DeviceId(d);
+                let t = Instant::now();
+                let last = store.last_frame(dev).await.unwrap();
+                let counter = last.map_or(0, |l| l.counter + 1);
+                let now = start.elapsed().as_millis() as u64;
+                let mut effects = Effects::of_request(&checkin(3_700), now, 60, 40);
+                if with_publish {
+                    effects.publishes = vec![(1, counter.to_le_bytes().to_vec())];
+                }
+                let won = store
+                    .commit_frame(FrameCommit {
+                        device: dev,
+                        expected: last,
+                        record: cloud_proto::LastFrame {
+                            counter,
+                            tag: [counter as u8; cloud_proto::TAG_LEN],
+                            accepted_at_ms: now,
+                            source: from(),
+                            answers: 1,
+                        },
+                        effects,
+                    })
+                    .await
+                    .unwrap();
+                if won {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    lat.push(t.elapsed());
+                }
+                d += in_flight;
+                if d > devices {
+                    d = w + 1;
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.unwrap());
+    }
+    lat.sort();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "PostgreSQL, {devices} devices, {in_flight} in flight, publish per check-in: {with_publish}: {:.0} check-ins/s, p50 {:.2} ms, p99 {:.2} ms ({n} in {elapsed:.1} s)",
+        n as f64 / elapsed,
+        pct(0.50),
+        pct(0.99)
+    );
+}
