@@ -114,6 +114,8 @@ struct Pool {
     setup: String,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+    /// The permits in all (`PgOptions::connections`).
+    size: u32,
 }
 
 struct Lease<'a> {
@@ -232,7 +234,8 @@ impl PgStore {
             if !valid_schema(s) {
                 return Err(OpenError::Database(format!("invalid schema name {s:?}")));
             }
-            setup.push_str(&format!(" SET search_path TO {s};"));
+            // Quoted (the name is checked above): a reserved word is a valid schema name too.
+            setup.push_str(&format!(" SET search_path TO \"{s}\";"));
         }
         let mut client = connect(&config, &setup).await.map_err(open_db)?;
         let tx = client.transaction().await.map_err(open_db)?;
@@ -243,7 +246,7 @@ impl PgStore {
         .await
         .map_err(open_db)?;
         if let Some(s) = &options.schema {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))
                 .await
                 .map_err(open_db)?;
         }
@@ -299,7 +302,8 @@ impl PgStore {
             return Err(OpenError::WrongMasterKey);
         }
         tx.commit().await.map_err(open_db)?;
-        let n = options.connections.max(1);
+        let n =
+            u32::try_from(options.connections.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         Ok(Self {
             pool: Pool {
                 config,
@@ -308,7 +312,8 @@ impl PgStore {
                     client,
                     stmts: HashMap::new(),
                 }]),
-                permits: Semaphore::new(n),
+                permits: Semaphore::new(n as usize),
+                size: n,
             },
             master: Arc::new(master),
         })
@@ -317,8 +322,7 @@ impl PgStore {
     /// Waits for the operations in progress, then closes every connection. (Dropping the
     /// store closes them too; an operation whose future is dropped is rolled back.)
     pub async fn close(self) {
-        let n = u32::try_from(self.pool.permits.available_permits()).unwrap_or(u32::MAX);
-        let _all = self.pool.permits.acquire_many(n).await;
+        let _all = self.pool.permits.acquire_many(self.pool.size).await;
         if let Ok(mut v) = self.pool.idle.lock() {
             v.clear();
         }
