@@ -378,3 +378,76 @@ async fn unknown_device_and_forged_frames_are_refused() {
     assert_eq!(f.store.last_frame(dev.id).await.unwrap(), None);
     assert_eq!(f.store.status(dev.id).await.unwrap().unwrap().wakes, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retransmission_is_answered_again_and_applied_once() {
+    let f = Fixture::new().await;
+    let mut dev = f.device().await;
+    let mut ep = dev.wake();
+    let mut publishes = heapless::Vec::new();
+    publishes
+        .push(cloud_proto::Publish {
+            topic: 3,
+            data: b"21.5C",
+        })
+        .unwrap();
+    let Up::CheckIn(mut c) = checkin(fw(1, 0, 0), None) else {
+        unreachable!()
+    };
+    c.publishes = publishes;
+    let frame = dev.seal(&mut ep, &Up::CheckIn(c));
+    let from: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let a = f.server.handle_frame(&frame, from).await.unwrap();
+    f.sleep(2_000);
+    let b = f.server.handle_frame(&frame, from).await.unwrap();
+    assert_eq!(a.frames.len(), 1);
+    assert_eq!(b.frames.len(), 1);
+    assert!(ep.handle_datagram(0, &b.frames[0]).is_ok());
+    let s = f.store.status(dev.id).await.unwrap().unwrap();
+    assert_eq!((s.wakes, s.publishes), (1, 1), "applied once");
+    assert_eq!(s.bytes_up, 2 * frame.len() as u64, "both copies counted");
+    assert_eq!(
+        f.store.last_frame(dev.id).await.unwrap().unwrap().answers,
+        2
+    );
+    // The same copy from another address: dropped, counted.
+    let other: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    assert!(matches!(
+        f.server.handle_frame(&frame, other).await,
+        Err(Dropped::Refused(AdmitError::OtherSource { counter: 0 }))
+    ));
+    assert_eq!(f.server.drops().other_source, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_reported_failed_is_not_offered_again() {
+    let f = Fixture::new().await;
+    let mut dev = f.device().await;
+    let mut link = Link::udp(f.udp).await;
+    f.upload(&container(&f.signer, HW, (1, 0, 1), &image(700, 2)))
+        .await
+        .unwrap();
+    let mut ep = dev.wake();
+    let got = dev
+        .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+        .await;
+    let Got::Welcome {
+        offer: Some(offer), ..
+    } = got
+    else {
+        panic!("no offer: {got:?}")
+    };
+    let failed = Up::UpdateStatus(cloud_proto::UpdateStatus {
+        update: offer.update,
+        state: cloud_proto::OtaState::Idle,
+        result: cloud_proto::UpdateResult::IntegrityFailure,
+    });
+    assert_eq!(dev.request(&mut ep, &mut link, &failed).await, Got::Ack);
+    let got = dev
+        .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+        .await;
+    assert!(matches!(got, Got::Welcome { offer: None, .. }), "{got:?}");
+    let s = f.store.status(dev.id).await.unwrap().unwrap();
+    let last = s.last_status.expect("status recorded");
+    assert_eq!(last.result, cloud_proto::UpdateResult::IntegrityFailure);
+}
