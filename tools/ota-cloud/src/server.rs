@@ -299,9 +299,6 @@ impl<S: Store> Server<S> {
                     let f = self.seal(&entry.keys, device, counter, &Down::Nack(code))?;
                     (record, vec![f], None)
                 }
-                // `Admission` may grow; an unknown verdict is not acted on.
-                #[allow(unreachable_patterns)]
-                _ => return Err(Dropped::Conflict),
             };
             let up = frame.len() as u64;
             let down = frames.iter().map(|f| f.len() as u64).sum();

@@ -16,21 +16,30 @@ use crate::store::Store;
 /// The stream decoder's buffer: one encoded frame, delimiter included.
 const STREAM_BUF: usize = stream_encoded_max(MAX_FRAME);
 
+/// Datagrams handled at once by [`serve_udp`]; more are dropped unread (the devices
+/// retransmit), so a flood cannot grow the server's memory without bound.
+pub const UDP_IN_FLIGHT: usize = 4096;
+
 /// Serves UDP datagrams on `socket` until an I/O error on receive. Each datagram is handled in
-/// its own task (so one device's store round trip does not hold up the others); its answer
-/// frames go back to the datagram's source, one datagram each. Datagrams longer than a frame
-/// are dropped (counted as frame errors by the server).
+/// its own task (so one device's store round trip does not hold up the others), at most
+/// [`UDP_IN_FLIGHT`] at once; its answer frames go back to the datagram's source, one datagram
+/// each. Datagrams longer than a frame are dropped (counted as frame errors by the server).
 ///
 /// Errors: the socket's receive error. Send errors are ignored (the device retransmits).
 pub async fn serve_udp<S: Store>(server: Arc<Server<S>>, socket: UdpSocket) -> io::Result<()> {
     let socket = Arc::new(socket);
+    let permits = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
     // One byte more than a frame, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; MAX_FRAME + 1];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
         let frame = buf[..n].to_vec();
         let (server, socket) = (server.clone(), socket.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Ok(answer) = server.handle_frame(&frame, from).await {
                 for f in &answer.frames {
                     let _ = socket.send_to(f, from).await;
