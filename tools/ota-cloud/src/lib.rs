@@ -2,10 +2,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod keyfile;
 pub mod postgres;
+pub mod release;
 pub mod seal;
+pub mod server;
 mod sqlite;
 pub mod store;
+pub mod transport;
 
 pub use seal::{MasterKey, RootKey, SealError};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore};

@@ -1,0 +1,478 @@
+//! The frame path both transports share: one up frame in, the frames to send back out (or a
+//! counted refusal), with every state change committed to the [`Store`] before the answer.
+//!
+//! `peek_up` → [`Store::keys`] (cached) → `authenticate` → [`Store::last_frame`] → `admit`
+//! (pure) → build the answer → [`Store::commit_frame`] (CAS + effects, one transaction) →
+//! answer only after `Ok(true)`; `Ok(false)`: read the record again and re-admit (3 tries).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cloud_proto::{
+    admit, authenticate, peek_up, respond, serve_chunks, Admission, AdmitError, Decision, DeviceId,
+    Down, FirmwareVersion, FrameError, Keys, ManifestRef, NackCode, Object, ReplayPolicy, Request,
+    SleepGrant, Up, UpdateId, UpdateOffer, UpdateResult, Welcome, MAX_FRAME,
+};
+
+use crate::release::{Payload, PayloadError};
+use crate::store::{
+    DeviceStatus, Effects, FrameCommit, ProductId, Release, ReleaseDigest, Store, StoreError,
+};
+
+/// The server's clock: Unix milliseconds. Injected so tests choose every `now`.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock ([`std::time::SystemTime`], Unix ms).
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    })
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Retransmission window and answer limit (`admit`'s policy).
+    pub policy: ReplayPolicy,
+    /// The sleep every `Welcome` grants: next check-in in this many seconds.
+    pub next_checkin_s: u32,
+    /// Extra awake time asked for when the `Welcome` carries an offer.
+    pub offer_awake_extension_ms: u32,
+}
+
+impl Default for ServerConfig {
+    /// `ReplayPolicy::DEFAULT`, check in hourly, 30 s more awake time with an offer.
+    fn default() -> Self {
+        Self {
+            policy: ReplayPolicy::DEFAULT,
+            next_checkin_s: 3600,
+            offer_awake_extension_ms: 30_000,
+        }
+    }
+}
+
+/// Why a frame got no answer. Nothing was stored for any of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dropped {
+    /// Framing or tag (truncated, too large, wrong direction, bad tag…).
+    Frame(FrameError),
+    /// No such device.
+    UnknownDevice(DeviceId),
+    /// Authentic, but `admit` refused it (replay, reused counter, copy from elsewhere…).
+    Refused(AdmitError),
+    /// The device's record kept changing under concurrent instances (3 tries).
+    Conflict,
+    /// The store failed; the device will retransmit.
+    Store(StoreError),
+    /// A stored release could not be read back to build the answer.
+    Release(PayloadError),
+    /// The answer could not be sealed (a server bug; the message says which).
+    Internal(&'static str),
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(e) => write!(f, "frame refused: {e}"),
+            Self::UnknownDevice(d) => write!(f, "unknown device {}", d.0),
+            Self::Refused(e) => fmt::Display::fmt(e, f),
+            Self::Conflict => f.write_str("device record changed concurrently"),
+            Self::Store(e) => write!(f, "store failed: {e}"),
+            Self::Release(e) => fmt::Display::fmt(e, f),
+            Self::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+impl From<StoreError> for Dropped {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Frames dropped, by reason, since the server started (`/metrics` will export them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropCounts {
+    /// [`Dropped::Frame`].
+    pub frame: u64,
+    /// [`Dropped::UnknownDevice`].
+    pub unknown_device: u64,
+    /// [`AdmitError::Replayed`].
+    pub replayed: u64,
+    /// [`AdmitError::CounterReused`].
+    pub counter_reused: u64,
+    /// [`AdmitError::OtherSource`].
+    pub other_source: u64,
+    /// [`AdmitError::RetransmissionRefused`].
+    pub retransmission_refused: u64,
+    /// [`AdmitError::CounterExhausted`] (and any refusal a later cloud-proto adds).
+    pub counter_exhausted: u64,
+    /// [`Dropped::Conflict`].
+    pub conflict: u64,
+    /// [`Dropped::Store`], [`Dropped::Release`], [`Dropped::Internal`]: the server's own
+    /// failures.
+    pub internal: u64,
+}
+
+#[derive(Default)]
+struct Counts([AtomicU64; 9]);
+
+impl Counts {
+    fn count(&self, d: &Dropped) {
+        let i = match d {
+            Dropped::Frame(_) => 0,
+            Dropped::UnknownDevice(_) => 1,
+            Dropped::Refused(AdmitError::Replayed { .. }) => 2,
+            Dropped::Refused(AdmitError::CounterReused { .. }) => 3,
+            Dropped::Refused(AdmitError::OtherSource { .. }) => 4,
+            Dropped::Refused(AdmitError::RetransmissionRefused { .. }) => 5,
+            Dropped::Refused(_) => 6,
+            Dropped::Conflict => 7,
+            Dropped::Store(_) | Dropped::Release(_) | Dropped::Internal(_) => 8,
+        };
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> DropCounts {
+        let g = |i: usize| self.0[i].load(Ordering::Relaxed);
+        DropCounts {
+            frame: g(0),
+            unknown_device: g(1),
+            replayed: g(2),
+            counter_reused: g(3),
+            other_source: g(4),
+            retransmission_refused: g(5),
+            counter_exhausted: g(6),
+            conflict: g(7),
+            internal: g(8),
+        }
+    }
+}
+
+/// The frames to send back, in order (one message frame, or a chunk request's chunk frames).
+#[must_use = "send the frames: their effects are committed"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Sealed frames, each at most `MAX_FRAME` bytes.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// What the server caches per device: things that change only when it is re-provisioned.
+#[derive(Clone)]
+struct DeviceEntry {
+    keys: Keys,
+    product: ProductId,
+}
+
+/// The protocol server over a store `S`. Keeps in memory only caches of what never changes for
+/// a given key (device keys and products, release payloads by digest); the replay record and
+/// everything a device reported always come from, and go to, the store.
+pub struct Server<S> {
+    store: Arc<S>,
+    config: ServerConfig,
+    clock: Clock,
+    devices: Mutex<HashMap<DeviceId, DeviceEntry>>,
+    payloads: Mutex<HashMap<ReleaseDigest, Arc<Payload>>>,
+    drops: Counts,
+}
+
+impl<S> fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An `UpdateId` is the release's 1-based position among its product's releases, oldest first
+/// (releases are never deleted, so it is stable).
+fn update_id(index: usize) -> UpdateId {
+    UpdateId(u32::try_from(index + 1).unwrap_or(u32::MAX))
+}
+
+/// Whether the device has declined `update` or reported it failed.
+fn refused_by(status: &DeviceStatus, update: UpdateId) -> bool {
+    let declined = status
+        .last_decision
+        .is_some_and(|d| d.update == update && matches!(d.decision, Decision::Decline(_)));
+    let failed = status.last_status.is_some_and(|s| {
+        s.update == update
+            && !matches!(
+                s.result,
+                UpdateResult::Initial | UpdateResult::Success | UpdateResult::Deferred
+            )
+    });
+    declined || failed
+}
+
+impl<S: Store> Server<S> {
+    /// A server over `store`.
+    pub fn new(store: Arc<S>, config: ServerConfig, clock: Clock) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+            devices: Mutex::new(HashMap::new()),
+            payloads: Mutex::new(HashMap::new()),
+            drops: Counts::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The server's clock, now.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Frames dropped so far, by reason.
+    pub fn drops(&self) -> DropCounts {
+        self.drops.snapshot()
+    }
+
+    /// Handles one up frame received from `source` at the server's clock's now.
+    /// See [`handle_frame_at`](Self::handle_frame_at).
+    pub async fn handle_frame(&self, frame: &[u8], source: SocketAddr) -> Result<Answer, Dropped> {
+        self.handle_frame_at(frame, source, self.now_ms()).await
+    }
+
+    /// Handles one up frame received from `source` at `now_ms` (Unix ms): returns the frames to
+    /// send back to `source`, whose effects (the device's new replay record, its report,
+    /// publishes, status, decision, traffic counters) are **committed** already. On a byte
+    /// stream pass the peer's IP address with port 0 (`docs/protocol.md` §4.4).
+    ///
+    /// Errors: [`Dropped`], counted by reason ([`drops`](Self::drops)); nothing is stored and
+    /// nothing must be sent. Cost: a key lookup (cached after the first), one HMAC, one record
+    /// read and one transaction per try (at most 3), plus for a check-in the product's release
+    /// list and the device's status, for a chunk request up to 64 chunk seals.
+    pub async fn handle_frame_at(
+        &self,
+        frame: &[u8],
+        source: SocketAddr,
+        now_ms: u64,
+    ) -> Result<Answer, Dropped> {
+        let r = self.handle(frame, source, now_ms).await;
+        if let Err(d) = &r {
+            self.drops.count(d);
+        }
+        r
+    }
+
+    async fn handle(
+        &self,
+        frame: &[u8],
+        source: SocketAddr,
+        now_ms: u64,
+    ) -> Result<Answer, Dropped> {
+        let (device, _) = peek_up(frame).map_err(Dropped::Frame)?;
+        let entry = self.device(device).await?;
+        let verified = authenticate(frame, &entry.keys).map_err(Dropped::Frame)?;
+        for _ in 0..3 {
+            let last = self.store.last_frame(device).await?;
+            let admission = admit(verified, last.as_ref(), source, now_ms, self.config.policy);
+            let (record, frames, new_msg) = match admission {
+                Admission::Refused(e) => return Err(Dropped::Refused(e)),
+                Admission::New { request, record } => {
+                    let frames = self.answer(&entry, &request, now_ms).await?;
+                    (record, frames, Some(request.msg))
+                }
+                Admission::Retransmission { request, record } => {
+                    (record, self.answer(&entry, &request, now_ms).await?, None)
+                }
+                Admission::Nack {
+                    counter,
+                    code,
+                    record,
+                    ..
+                } => {
+                    let f = self.seal(&entry.keys, device, counter, &Down::Nack(code))?;
+                    (record, vec![f], None)
+                }
+            };
+            let up = frame.len() as u64;
+            let down = frames.iter().map(|f| f.len() as u64).sum();
+            let effects = match &new_msg {
+                Some(msg) => Effects::of_request(msg, now_ms, up, down),
+                None => Effects::counters_only(now_ms, up, down),
+            };
+            let commit = FrameCommit {
+                device,
+                expected: last,
+                record,
+                effects,
+            };
+            if self.store.commit_frame(commit).await? {
+                return Ok(Answer { frames });
+            }
+        }
+        Err(Dropped::Conflict)
+    }
+
+    /// The device's cached keys and product, loaded on first use.
+    async fn device(&self, id: DeviceId) -> Result<DeviceEntry, Dropped> {
+        if let Some(e) = self.lock_devices().get(&id) {
+            return Ok(e.clone());
+        }
+        let keys = self
+            .store
+            .keys(id)
+            .await?
+            .ok_or(Dropped::UnknownDevice(id))?;
+        let product = self
+            .store
+            .device(id)
+            .await?
+            .ok_or(Dropped::UnknownDevice(id))?
+            .product;
+        let e = DeviceEntry { keys, product };
+        self.lock_devices().insert(id, e.clone());
+        Ok(e)
+    }
+
+    fn lock_devices(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, DeviceEntry>> {
+        // A panic while holding it left a plain map: still usable.
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn payload(&self, release: &Release) -> Result<Arc<Payload>, Dropped> {
+        let cached = self
+            .payloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&release.digest)
+            .cloned();
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let p = Arc::new(Payload::load(release).await.map_err(Dropped::Release)?);
+        self.payloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(release.digest, p.clone());
+        Ok(p)
+    }
+
+    fn seal(
+        &self,
+        keys: &Keys,
+        device: DeviceId,
+        counter: u32,
+        msg: &Down<'_>,
+    ) -> Result<Vec<u8>, Dropped> {
+        let mut out = vec![0u8; MAX_FRAME];
+        // Our own answers always fit a frame (an inline manifest is bounded by
+        // MAX_INLINE_MANIFEST); a failure here is the server's.
+        let n = respond(keys, device, counter, msg, &mut out)
+            .map_err(|_| Dropped::Internal("answer does not fit a frame"))?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// The release to offer a device running `firmware`: the newest of its product newer than
+    /// `firmware` that it has not declined or failed.
+    async fn offer_for(
+        &self,
+        entry: &DeviceEntry,
+        device: DeviceId,
+        firmware: FirmwareVersion,
+    ) -> Result<Option<(UpdateId, Release)>, Dropped> {
+        let releases = self.store.releases(entry.product).await?;
+        if !releases.iter().any(|r| r.version > firmware) {
+            return Ok(None);
+        }
+        let status = self.store.status(device).await?.unwrap_or_default();
+        let mut best: Option<(UpdateId, Release)> = None;
+        for (i, r) in releases.into_iter().enumerate() {
+            let id = update_id(i);
+            if r.version > firmware
+                && !refused_by(&status, id)
+                && best.as_ref().is_none_or(|(_, b)| r.version >= b.version)
+            {
+                best = Some((id, r));
+            }
+        }
+        Ok(best)
+    }
+
+    /// The frames answering `req` (a new request or a retransmission: built the same way).
+    async fn answer(
+        &self,
+        entry: &DeviceEntry,
+        req: &Request<'_>,
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u8>>, Dropped> {
+        let (device, counter) = (req.device, req.counter);
+        match &req.msg {
+            Up::CheckIn(c) => {
+                let offer = self.offer_for(entry, device, c.firmware).await?;
+                let payload = match &offer {
+                    Some((_, r)) => Some(self.payload(r).await?),
+                    None => None,
+                };
+                let offer = offer
+                    .zip(payload.as_deref())
+                    .map(|((id, r), p)| UpdateOffer {
+                        update: id,
+                        version: r.version,
+                        image_size: u32::try_from(p.image.len()).unwrap_or(u32::MAX),
+                        manifest: ManifestRef::for_manifest(&p.manifest),
+                    });
+                let welcome = Welcome {
+                    server_time: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
+                    // Every publish of the check-in is stored by the commit before this goes out.
+                    publishes_acked: u8::try_from(c.publishes.len()).unwrap_or(u8::MAX),
+                    sleep: SleepGrant {
+                        next_checkin_s: self.config.next_checkin_s,
+                        awake_extension_ms: if offer.is_some() {
+                            self.config.offer_awake_extension_ms
+                        } else {
+                            0
+                        },
+                    },
+                    offer,
+                };
+                Ok(vec![self.seal(
+                    &entry.keys,
+                    device,
+                    counter,
+                    &Down::Welcome(welcome),
+                )?])
+            }
+            Up::ChunkRequest(r) => {
+                let releases = self.store.releases(entry.product).await?;
+                let release = usize::try_from(r.update.0)
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| releases.get(i));
+                let Some(release) = release else {
+                    let nack = Down::Nack(NackCode::UnknownUpdate);
+                    return Ok(vec![self.seal(&entry.keys, device, counter, &nack)?]);
+                };
+                let p = self.payload(release).await?;
+                let object = match r.object {
+                    Object::Manifest => &p.manifest,
+                    Object::Image => &p.image,
+                };
+                let mut frames = Vec::new();
+                let mut out = vec![0u8; MAX_FRAME];
+                serve_chunks(&entry.keys, req, object, &mut out, |f| {
+                    frames.push(f.to_vec())
+                })
+                .map_err(|_| Dropped::Internal("chunk does not fit a frame"))?;
+                Ok(frames)
+            }
+            _ => Ok(vec![self.seal(&entry.keys, device, counter, &Down::Ack)?]),
+        }
+    }
+}

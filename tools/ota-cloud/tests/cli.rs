@@ -1,0 +1,179 @@
+//! The `ota-cloud` binary end to end: init → product add → device add → release upload →
+//! serve (spawned, killed at the end), with a simulated device checking in over UDP.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use ota_cloud::keyfile::DeviceKeyFile;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ota-cloud"))
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    bin().arg("--data").arg(data).args(args).output().unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let o = run(data, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Kills the server even when an assertion fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn init_provision_upload_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    #[cfg(unix)]
+    for f in ["master.key", "admin.token"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let again = run(&data, &["init"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("initialised already"));
+
+    let signer = signer();
+    let pem = tmp.path().join("release.pub.pem");
+    std::fs::write(&pem, public_pem(&signer)).unwrap();
+    let product = ok(
+        &data,
+        &[
+            "product",
+            "add",
+            "--name",
+            "tracker",
+            "--hardware-id",
+            HW,
+            "--release-key",
+            pem.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(product.trim(), "1");
+
+    let key = tmp.path().join("device.key");
+    let device = ok(
+        &data,
+        &[
+            "device",
+            "add",
+            "--product",
+            "1",
+            "--tag",
+            "pilot",
+            "--key-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    let kf = DeviceKeyFile::read(&key).unwrap();
+    assert_eq!(device.trim(), kf.device.0.to_string());
+    let refused = run(
+        &data,
+        &[
+            "device",
+            "add",
+            "--product",
+            "1",
+            "--key-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success(), "a key file is never overwritten");
+
+    let img = image(2_000, 9);
+    let c = container(&signer, HW, (1, 2, 0), &img);
+    let file = tmp.path().join("fw.ota");
+    std::fs::write(&file, &c).unwrap();
+    let mut tampered = c.clone();
+    let at = tampered.len() - 10;
+    tampered[at] ^= 0x80;
+    let bad = tmp.path().join("bad.ota");
+    std::fs::write(&bad, &tampered).unwrap();
+    let o = run(
+        &data,
+        &["release", "upload", "--product", "1", bad.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("container refused"),
+        "{o:?}"
+    );
+    let up = ok(
+        &data,
+        &[
+            "release",
+            "upload",
+            "--product",
+            "1",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(up.contains("version 1.2.0"), "{up}");
+
+    let child = bin()
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut server = Killed(child);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "listening udp ADDR tcp ADDR"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"listening"), "{line}");
+    let udp: SocketAddr = words[2].parse().unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut dev = Device::new(kf.device, *kf.root_key.expose());
+        let mut ep = dev.wake();
+        let mut link = Link::udp(udp).await;
+        dev.request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+            .await
+    });
+    let Got::Welcome { offer: Some(o), .. } = got else {
+        panic!("no offer: {got:?}")
+    };
+    assert_eq!((o.version, o.image_size), (fw(1, 2, 0), 2_000));
+    drop(server);
+
+    let show = ok(&data, &["device", "show", &kf.device.0.to_string()]);
+    assert!(show.contains("wakes 1"), "{show}");
+    assert!(show.contains("firmware 1.0.0"), "{show}");
+    let list = ok(&data, &["device", "list"]);
+    assert!(list.lines().count() == 2, "{list}");
+    let none = run(&tmp.path().join("nothing"), &["device", "list"]);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("run `ota-cloud init"));
+}
