@@ -315,6 +315,112 @@ async fn two_instances_share_replay_protection() {
     b.close().await;
 }
 
+/// The same with the real protocol server: two `Server`s, each on its own `PgStore` of one
+/// database. The device's check-ins alternate between them and each is answered with a
+/// `Welcome` the device accepts; a replay to the other server is dropped as refused (counted
+/// there), a retransmission within the window is answered again and not applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_alternate_and_refuse_replays() {
+    use cloud_proto::{AdmitError, Down, Event};
+    use ota_cloud::server::{system_clock, Dropped, Server, ServerConfig};
+    use std::sync::Arc;
+
+    let Some(url) = url() else { return };
+    let h = Pg::new(url);
+    let sa = Server::new(
+        Arc::new(h.instance().await),
+        ServerConfig::default(),
+        system_clock(),
+    );
+    let sb = Server::new(
+        Arc::new(h.instance().await),
+        ServerConfig::default(),
+        system_clock(),
+    );
+    let p = sa
+        .store()
+        .add_product(NewProduct {
+            name: "servers".into(),
+            hardware_id: [0x42; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let root = [0x79; 32];
+    let d = sb
+        .store()
+        .add_device(
+            NewDevice {
+                id: None,
+                product: p,
+                tags: vec![],
+                root_key: RootKey::from_bytes(root),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let mut dev = DeviceEndpoint::new(
+        DeviceConfig::new(d),
+        Keys::derive(&root),
+        Counters {
+            next: 0,
+            reserved_until: 1_000,
+        },
+    );
+    let window = ServerConfig::default().policy.retransmit_window_ms;
+    let t0 = 1_800_000_000_000u64;
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for i in 0..6u64 {
+        let now = t0 + i * 10 * window;
+        let frame = dev
+            .send(now, &checkin(3_600 + i as u16))
+            .unwrap()
+            .frame
+            .to_vec();
+        let (here, there) = if i % 2 == 0 { (&sa, &sb) } else { (&sb, &sa) };
+        let answer = here.handle_frame_at(&frame, from(), now).await.unwrap();
+        assert_eq!(answer.frames.len(), 1);
+        assert!(
+            matches!(
+                dev.handle_datagram(now + 1, &answer.frames[0]),
+                Ok(Event::Reply(Down::Welcome(_)))
+            ),
+            "check-in {i} answered with a Welcome"
+        );
+        // Within the window, from the device's address: a retransmission, answered again.
+        assert!(there.handle_frame_at(&frame, from(), now + 2).await.is_ok());
+        // Past it: refused by the instance that did not take it.
+        assert!(
+            matches!(
+                there
+                    .handle_frame_at(&frame, from(), now + window + 1)
+                    .await,
+                Err(Dropped::Refused(AdmitError::RetransmissionRefused { .. }))
+            ),
+            "replay of {i} to the other server"
+        );
+        for old in &sent {
+            for srv in [&sa, &sb] {
+                assert!(matches!(
+                    srv.handle_frame_at(old, from(), now + window + 2).await,
+                    Err(Dropped::Refused(AdmitError::Replayed { .. }))
+                ));
+            }
+        }
+        sent.push(frame);
+    }
+    let st = sa.store().status(d).await.unwrap().unwrap();
+    assert_eq!(st.wakes, 6, "each check-in applied once");
+    assert_eq!(st.last_checkin.unwrap().1.battery_mv, 3_605);
+    // Counted where they arrived: 2 × (0 + 1 + … + 5) old frames, 6 late copies.
+    assert_eq!(sa.drops().replayed + sb.drops().replayed, 30);
+    assert_eq!(
+        sa.drops().retransmission_refused + sb.drops().retransmission_refused,
+        6
+    );
+}
+
 /// Both instances take the same fresh frame at once: exactly one applies it, the other loses
 /// the compare-and-set and, re-admitting against the winner's record, does not apply it
 /// again.
