@@ -346,7 +346,7 @@ impl From<SealError> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the server keeps, behind one async interface (usable from tokio; futures are
-/// `Send`). Implemented by [`SqliteStore`](crate::SqliteStore); a PostgreSQL store comes next
+/// `Send`). Implemented by [`SqliteStore`](crate::SqliteStore); and by [`PgStore`](crate::postgres::PgStore) on PostgreSQL
 /// and must pass the same [`conformance`] suite.
 ///
 /// # Contract

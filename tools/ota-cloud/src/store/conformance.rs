@@ -1,6 +1,6 @@
 //! The conformance suite: what every [`Store`] must do, as async functions generic over a
 //! [`Harness`] that opens (and reopens) one database. Each backend's `tests/` calls [`run`] (or
-//! the checks one by one); the PostgreSQL store will run it unchanged.
+//! the checks one by one); `tests/postgres.rs` runs it unchanged on PostgreSQL.
 //!
 //! The checks **panic** on a violation (they are test code). Each uses its own product and
 //! store-assigned device ids, so they can share one database, in any order, and the database
