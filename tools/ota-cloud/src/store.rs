@@ -346,8 +346,9 @@ impl From<SealError> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the server keeps, behind one async interface (usable from tokio; futures are
-/// `Send`). Implemented by [`SqliteStore`](crate::SqliteStore); and by [`PgStore`](crate::postgres::PgStore) on PostgreSQL
-/// and must pass the same [`conformance`] suite.
+/// `Send`). Implemented by [`SqliteStore`](crate::SqliteStore) and, on PostgreSQL, by
+/// [`PgStore`](crate::postgres::PgStore); every implementation must pass the same
+/// [`conformance`] suite.
 ///
 /// # Contract
 /// * **Atomic**: every write method is one transaction: on `Err` nothing changed.
