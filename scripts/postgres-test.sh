@@ -4,13 +4,18 @@
 # port, so nothing to collide with a system cluster or another run), trust auth, stopped and
 # removed on exit whatever happens. Extra arguments go to `cargo test` (a test name filter).
 #
-# Needs Debian's `postgresql` package (binaries in /usr/lib/postgresql/<version>/bin; `.ci/run`
-# installs it). PostgreSQL refuses to run as root: as root the server runs as the `postgres`
+# Needs Debian's `postgresql` package (binaries in /usr/lib/postgresql/<version>/bin): installed
+# here when missing and running as root (`.ci/run` installs it too). PostgreSQL refuses to run as root: as root the server runs as the `postgres`
 # user (runuser); as any other user it runs as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [[ (-z "$bin" || ! -x "$bin/initdb") && $(id -u) -eq 0 ]]; then
+  # A fresh machine: this script works on its own, as the README's test command must.
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+fi
 if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
   echo "postgres-test: no PostgreSQL server binaries (apt-get install postgresql)" >&2
   exit 1
