@@ -5,8 +5,9 @@
 # removed on exit whatever happens. Extra arguments go to `cargo test` (a test name filter).
 #
 # Needs Debian's `postgresql` package (binaries in /usr/lib/postgresql/<version>/bin): installed
-# here when missing and running as root (`.ci/run` installs it too). PostgreSQL refuses to run as root: as root the server runs as the `postgres`
-# user (runuser); as any other user it runs as that user.
+# here when missing and running as root (`.ci/run` installs it too). PostgreSQL refuses to run
+# as root: as root the server runs as the `postgres` user (runuser); as any other user it runs
+# as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
