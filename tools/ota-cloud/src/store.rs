@@ -26,6 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::seal::{RootKey, SealError};
 
+pub(crate) mod columns;
 pub mod conformance;
 
 /// A product's id, assigned by the store.

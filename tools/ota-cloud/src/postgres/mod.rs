@@ -9,16 +9,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cloud_proto::{
-    DeviceId, FirmwareVersion, Keys, LastFrame, OtaState, UpdateDecision, UpdateId, UpdateResult,
-    UpdateStatus, TAG_LEN,
-};
+use cloud_proto::{DeviceId, Keys, LastFrame, UpdateDecision, UpdateId, UpdateStatus, TAG_LEN};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 use crate::seal::{MasterKey, RootKey};
+use crate::store::columns::{
+    corrupt, is_spki_pem, narrow, ota_state, to_i64, to_u64, update_result, version_of,
+};
 use crate::store::{
     CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
     PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
@@ -81,11 +81,6 @@ fn is_unique(e: &tokio_postgres::Error) -> bool {
 }
 
 /// The shape of an SPKI PEM, as the SQLite store checks it.
-fn is_spki_pem(s: &str) -> bool {
-    let s = s.trim();
-    s.starts_with("-----BEGIN PUBLIC KEY-----") && s.ends_with("-----END PUBLIC KEY-----")
-}
-
 /// One connection and its prepared statements (prepared once per connection, by SQL text).
 struct Conn {
     client: Client,
@@ -329,67 +324,8 @@ impl PgStore {
     }
 }
 
-// ---- value conversions (PostgreSQL stores i64) ----
-
-fn to_i64(v: u64) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid("a value above i64::MAX"))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(v).map_err(|_| corrupt(what))
-}
-
-fn narrow<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
-    T::try_from(v).map_err(|_| corrupt(what))
-}
-
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> StoreResult<T> {
     row.try_get(i).map_err(db)
-}
-
-fn ota_state(v: i64) -> StoreResult<OtaState> {
-    Ok(match v {
-        0 => OtaState::Idle,
-        1 => OtaState::Downloading,
-        2 => OtaState::Downloaded,
-        3 => OtaState::Updating,
-        _ => return Err(corrupt("OTA state")),
-    })
-}
-
-fn update_result(v: i64) -> StoreResult<UpdateResult> {
-    use UpdateResult::*;
-    // By discriminant (`as u8` on the way in), as the SQLite store stores it.
-    const ALL: [UpdateResult; 12] = [
-        Initial,
-        Success,
-        NotEnoughFlash,
-        OutOfRam,
-        ConnectionLost,
-        IntegrityFailure,
-        UnsupportedPackage,
-        InvalidUri,
-        UpdateFailed,
-        UnsupportedProtocol,
-        Cancelled,
-        Deferred,
-    ];
-    usize::try_from(v)
-        .ok()
-        .and_then(|i| ALL.get(i).copied())
-        .ok_or_else(|| corrupt("LwM2M result"))
-}
-
-fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<FirmwareVersion> {
-    Ok(FirmwareVersion {
-        major: narrow(major, "version")?,
-        minor: narrow(minor, "version")?,
-        patch: narrow(patch, "version")?,
-    })
 }
 
 fn last_frame_of(row: &Row) -> StoreResult<Option<LastFrame>> {

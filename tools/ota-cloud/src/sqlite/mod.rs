@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use cloud_proto::{
-    DeviceId, FirmwareVersion, Keys, LastFrame, OtaState, UpdateDecision, UpdateId, UpdateResult,
-    UpdateStatus, TAG_LEN,
-};
+use cloud_proto::{DeviceId, Keys, LastFrame, UpdateDecision, UpdateId, UpdateStatus, TAG_LEN};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::seal::{MasterKey, RootKey, SealError};
+use crate::store::columns::{
+    corrupt, is_spki_pem, narrow, ota_state, to_i64, to_u64, update_result, version_of,
+};
 use crate::store::{
     CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
     PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
@@ -95,13 +95,6 @@ fn open_db(e: rusqlite::Error) -> OpenError {
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-/// The shape of an SPKI PEM (`ota-tool keygen`'s public key file); the signature check itself
-/// is the release upload's (ota-core's verifier).
-fn is_spki_pem(s: &str) -> bool {
-    let s = s.trim();
-    s.starts_with("-----BEGIN PUBLIC KEY-----") && s.ends_with("-----END PUBLIC KEY-----")
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -281,64 +274,6 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Closed)?
     }
-}
-
-// ---- value conversions (SQLite stores i64) ----
-
-fn to_i64(v: u64) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid("a value above i64::MAX"))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(v).map_err(|_| corrupt(what))
-}
-
-fn narrow<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
-    T::try_from(v).map_err(|_| corrupt(what))
-}
-
-fn ota_state(v: i64) -> StoreResult<OtaState> {
-    Ok(match v {
-        0 => OtaState::Idle,
-        1 => OtaState::Downloading,
-        2 => OtaState::Downloaded,
-        3 => OtaState::Updating,
-        _ => return Err(corrupt("LwM2M state")),
-    })
-}
-
-fn update_result(v: i64) -> StoreResult<UpdateResult> {
-    use UpdateResult::*;
-    const ALL: [UpdateResult; 12] = [
-        Initial,
-        Success,
-        NotEnoughFlash,
-        OutOfRam,
-        ConnectionLost,
-        IntegrityFailure,
-        UnsupportedPackage,
-        InvalidUri,
-        UpdateFailed,
-        UnsupportedProtocol,
-        Cancelled,
-        Deferred,
-    ];
-    usize::try_from(v)
-        .ok()
-        .and_then(|i| ALL.get(i).copied())
-        .ok_or_else(|| corrupt("LwM2M result"))
-}
-
-fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<FirmwareVersion> {
-    Ok(FirmwareVersion {
-        major: narrow(major, "version")?,
-        minor: narrow(minor, "version")?,
-        patch: narrow(patch, "version")?,
-    })
 }
 
 fn last_frame_of(row: &Row<'_>) -> StoreResult<Option<LastFrame>> {
