@@ -6,10 +6,9 @@ mod schema;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cloud_proto::{DeviceId, Keys, LastFrame, UpdateDecision, UpdateId, UpdateStatus, TAG_LEN};
+use cloud_proto::{DeviceId, Keys, LastFrame};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -17,11 +16,11 @@ use tokio_postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 use crate::seal::{MasterKey, RootKey};
 use crate::store::columns::{
-    corrupt, is_spki_pem, narrow, ota_state, to_i64, to_u64, update_result, version_of,
+    corrupt, is_spki_pem, last_frame_of, narrow, release_of, status_of, to_i64, to_u64, SqlRow,
 };
 use crate::store::{
-    CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
-    PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
+    Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use crate::OpenError;
 
@@ -328,122 +327,16 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Sto
     row.try_get(i).map_err(db)
 }
 
-fn last_frame_of(row: &Row) -> StoreResult<Option<LastFrame>> {
-    let Some(counter) = get::<Option<i64>>(row, 0)? else {
-        return Ok(None);
-    };
-    let tag: Vec<u8> = get(row, 1)?;
-    let at: i64 = get(row, 2)?;
-    let source: String = get(row, 3)?;
-    let answers: i64 = get(row, 4)?;
-    Ok(Some(LastFrame {
-        counter: narrow(counter, "last frame counter")?,
-        tag: <[u8; TAG_LEN]>::try_from(tag.as_slice()).map_err(|_| corrupt("last frame tag"))?,
-        accepted_at_ms: to_u64(at, "last frame time")?,
-        source: source.parse().map_err(|_| corrupt("last frame source"))?,
-        answers: narrow(answers, "last frame answers")?,
-    }))
-}
-
 macro_rules! release_cols {
     () => {
         "digest, product, major, minor, patch, security_counter, hardware_id, size, body, path, created_ms"
     };
 }
 
-fn release_of(row: &Row) -> StoreResult<Release> {
-    let digest: Vec<u8> = get(row, 0)?;
-    let hw: Vec<u8> = get(row, 6)?;
-    let body: Option<Vec<u8>> = get(row, 8)?;
-    let path: Option<String> = get(row, 9)?;
-    Ok(Release {
-        digest: ReleaseDigest(
-            digest
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("release digest"))?,
-        ),
-        product: ProductId(narrow(get::<i64>(row, 1)?, "product id")?),
-        version: version_of(get(row, 2)?, get(row, 3)?, get(row, 4)?)?,
-        security_counter: narrow(get::<i64>(row, 5)?, "security counter")?,
-        hardware_id: hw
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("hardware id"))?,
-        size: to_u64(get(row, 7)?, "release size")?,
-        body: match (body, path) {
-            (Some(b), None) => ReleaseBody::Inline(b),
-            (None, Some(p)) => ReleaseBody::File(PathBuf::from(p)),
-            _ => return Err(corrupt("release body")),
-        },
-        created_ms: to_u64(get(row, 10)?, "release time")?,
-    })
-}
-
 macro_rules! status_cols {
     () => {
         "last_seen_ms, ci_ms, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, st_update, st_state, st_result, decision, state, result, wakes, forced_sleeps, bytes_up, bytes_down, awake_ms, next_wake_ms, publishes"
     };
-}
-
-fn status_of(row: &Row) -> StoreResult<DeviceStatus> {
-    let g = |i: usize| -> StoreResult<Option<i64>> { get(row, i) };
-    let n = |i: usize, what: &str| -> StoreResult<u64> { to_u64(get(row, i)?, what) };
-    let last_checkin = match g(1)? {
-        None => None,
-        Some(ms) => {
-            let req = |i: usize| -> StoreResult<i64> { g(i)?.ok_or_else(|| corrupt("check-in")) };
-            let download = match (g(8)?, g(9)?) {
-                (Some(u), Some(b)) => Some((
-                    UpdateId(narrow(u, "update id")?),
-                    narrow(b, "download bytes")?,
-                )),
-                _ => None,
-            };
-            Some((
-                to_u64(ms, "check-in time")?,
-                CheckInReport {
-                    firmware: version_of(req(2)?, req(3)?, req(4)?)?,
-                    trial: req(5)? != 0,
-                    state: ota_state(req(6)?)?,
-                    result: update_result(req(7)?)?,
-                    download,
-                    battery_mv: narrow(req(10)?, "battery")?,
-                    forced_sleeps: narrow(req(11)?, "forced sleeps")?,
-                },
-            ))
-        }
-    };
-    let last_status = match (g(12)?, g(13)?, g(14)?) {
-        (Some(u), Some(s), Some(r)) => Some(UpdateStatus {
-            update: UpdateId(narrow(u, "update id")?),
-            state: ota_state(s)?,
-            result: update_result(r)?,
-        }),
-        _ => None,
-    };
-    let decision: Option<Vec<u8>> = get(row, 15)?;
-    let last_decision = match decision {
-        Some(b) => {
-            Some(postcard::from_bytes::<UpdateDecision>(&b).map_err(|_| corrupt("decision"))?)
-        }
-        None => None,
-    };
-    Ok(DeviceStatus {
-        last_seen_ms: g(0)?.map(|v| to_u64(v, "last seen")).transpose()?,
-        last_checkin,
-        last_status,
-        last_decision,
-        state: ota_state(get(row, 16)?)?,
-        result: update_result(get(row, 17)?)?,
-        wakes: n(18, "wakes")?,
-        forced_sleeps: n(19, "forced sleeps")?,
-        bytes_up: n(20, "bytes up")?,
-        bytes_down: n(21, "bytes down")?,
-        awake_ms: n(22, "awake time")?,
-        next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
-        publishes: n(24, "publishes")?,
-    })
 }
 
 async fn exists<C: GenericClient + Sync>(
@@ -1122,5 +1015,17 @@ impl Store for PgStore {
             .iter()
             .map(release_of)
             .collect()
+    }
+}
+
+impl SqlRow for Row {
+    fn int(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.try_get(i).map_err(db)
+    }
+    fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
+        self.try_get(i).map_err(db)
+    }
+    fn text(&self, i: usize) -> StoreResult<Option<String>> {
+        self.try_get(i).map_err(db)
     }
 }

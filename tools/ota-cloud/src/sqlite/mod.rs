@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use cloud_proto::{DeviceId, Keys, LastFrame, UpdateDecision, UpdateId, UpdateStatus, TAG_LEN};
+use cloud_proto::{DeviceId, Keys, LastFrame};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::seal::{MasterKey, RootKey, SealError};
 use crate::store::columns::{
-    corrupt, is_spki_pem, narrow, ota_state, to_i64, to_u64, update_result, version_of,
+    corrupt, is_spki_pem, last_frame_of, narrow, release_of, status_of, to_i64, to_u64, SqlRow,
 };
 use crate::store::{
-    CheckInReport, Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId,
-    PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
+    Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use writer::Writer;
 
@@ -276,24 +276,6 @@ impl SqliteStore {
     }
 }
 
-fn last_frame_of(row: &Row<'_>) -> StoreResult<Option<LastFrame>> {
-    let counter: Option<i64> = row.get(0).map_err(db)?;
-    let Some(counter) = counter else {
-        return Ok(None);
-    };
-    let tag: Vec<u8> = row.get(1).map_err(db)?;
-    let at: i64 = row.get(2).map_err(db)?;
-    let source: String = row.get(3).map_err(db)?;
-    let answers: i64 = row.get(4).map_err(db)?;
-    Ok(Some(LastFrame {
-        counter: narrow(counter, "last frame counter")?,
-        tag: <[u8; TAG_LEN]>::try_from(tag.as_slice()).map_err(|_| corrupt("last frame tag"))?,
-        accepted_at_ms: to_u64(at, "last frame time")?,
-        source: source.parse().map_err(|_| corrupt("last frame source"))?,
-        answers: narrow(answers, "last frame answers")?,
-    }))
-}
-
 fn tags_of(conn: &Connection, id: DeviceId) -> StoreResult<Vec<String>> {
     let mut st = conn
         .prepare_cached("SELECT tag FROM device_tags WHERE device = ?1 ORDER BY tag")
@@ -333,99 +315,6 @@ fn sealed_of(conn: &Connection, id: DeviceId) -> StoreResult<Option<Vec<u8>>> {
 }
 
 const RELEASE_COLS: &str = "digest, product, major, minor, patch, security_counter, hardware_id, size, body, path, created_ms";
-
-fn release_of(row: &Row<'_>) -> StoreResult<Release> {
-    let digest: Vec<u8> = row.get(0).map_err(db)?;
-    let hw: Vec<u8> = row.get(6).map_err(db)?;
-    let body: Option<Vec<u8>> = row.get(8).map_err(db)?;
-    let path: Option<String> = row.get(9).map_err(db)?;
-    Ok(Release {
-        digest: ReleaseDigest(
-            digest
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("release digest"))?,
-        ),
-        product: ProductId(narrow(row.get::<_, i64>(1).map_err(db)?, "product id")?),
-        version: version_of(
-            row.get(2).map_err(db)?,
-            row.get(3).map_err(db)?,
-            row.get(4).map_err(db)?,
-        )?,
-        security_counter: narrow(row.get::<_, i64>(5).map_err(db)?, "security counter")?,
-        hardware_id: hw
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("hardware id"))?,
-        size: to_u64(row.get(7).map_err(db)?, "release size")?,
-        body: match (body, path) {
-            (Some(b), None) => ReleaseBody::Inline(b),
-            (None, Some(p)) => ReleaseBody::File(PathBuf::from(p)),
-            _ => return Err(corrupt("release body")),
-        },
-        created_ms: to_u64(row.get(10).map_err(db)?, "release time")?,
-    })
-}
-
-fn status_of(row: &Row<'_>) -> StoreResult<DeviceStatus> {
-    let g = |i: usize| -> StoreResult<Option<i64>> { row.get(i).map_err(db) };
-    let n = |i: usize, what: &str| -> StoreResult<u64> { to_u64(row.get(i).map_err(db)?, what) };
-    let last_checkin = match g(1)? {
-        None => None,
-        Some(ms) => {
-            let req = |i: usize| -> StoreResult<i64> { g(i)?.ok_or_else(|| corrupt("check-in")) };
-            let download = match (g(8)?, g(9)?) {
-                (Some(u), Some(b)) => Some((
-                    UpdateId(narrow(u, "update id")?),
-                    narrow(b, "download bytes")?,
-                )),
-                _ => None,
-            };
-            Some((
-                to_u64(ms, "check-in time")?,
-                CheckInReport {
-                    firmware: version_of(req(2)?, req(3)?, req(4)?)?,
-                    trial: req(5)? != 0,
-                    state: ota_state(req(6)?)?,
-                    result: update_result(req(7)?)?,
-                    download,
-                    battery_mv: narrow(req(10)?, "battery")?,
-                    forced_sleeps: narrow(req(11)?, "forced sleeps")?,
-                },
-            ))
-        }
-    };
-    let last_status = match (g(12)?, g(13)?, g(14)?) {
-        (Some(u), Some(s), Some(r)) => Some(UpdateStatus {
-            update: UpdateId(narrow(u, "update id")?),
-            state: ota_state(s)?,
-            result: update_result(r)?,
-        }),
-        _ => None,
-    };
-    let decision: Option<Vec<u8>> = row.get(15).map_err(db)?;
-    let last_decision = match decision {
-        Some(b) => {
-            Some(postcard::from_bytes::<UpdateDecision>(&b).map_err(|_| corrupt("decision"))?)
-        }
-        None => None,
-    };
-    Ok(DeviceStatus {
-        last_seen_ms: g(0)?.map(|v| to_u64(v, "last seen")).transpose()?,
-        last_checkin,
-        last_status,
-        last_decision,
-        state: ota_state(row.get(16).map_err(db)?)?,
-        result: update_result(row.get(17).map_err(db)?)?,
-        wakes: n(18, "wakes")?,
-        forced_sleeps: n(19, "forced sleeps")?,
-        bytes_up: n(20, "bytes up")?,
-        bytes_down: n(21, "bytes down")?,
-        awake_ms: n(22, "awake time")?,
-        next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
-        publishes: n(24, "publishes")?,
-    })
-}
 
 const STATUS_COLS: &str = "last_seen_ms, ci_ms, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, st_update, st_state, st_result, decision, state, result, wakes, forced_sleeps, bytes_up, bytes_down, awake_ms, next_wake_ms, publishes";
 
@@ -914,6 +803,18 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+}
+
+impl SqlRow for Row<'_> {
+    fn int(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.get(i).map_err(db)
+    }
+    fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
+        self.get(i).map_err(db)
+    }
+    fn text(&self, i: usize) -> StoreResult<Option<String>> {
+        self.get(i).map_err(db)
     }
 }
 

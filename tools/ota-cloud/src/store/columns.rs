@@ -2,9 +2,17 @@
 //! enums by discriminant, so a value read back is checked the same way on SQLite and
 //! PostgreSQL (a value out of range is `StoreError::Corrupt`, never a panic).
 
-use cloud_proto::{FirmwareVersion, OtaState, UpdateResult};
+use std::path::PathBuf;
 
-use crate::store::{StoreError, StoreResult};
+use cloud_proto::{
+    FirmwareVersion, LastFrame, OtaState, UpdateDecision, UpdateId, UpdateResult, UpdateStatus,
+    TAG_LEN,
+};
+
+use crate::store::{
+    CheckInReport, DeviceStatus, ProductId, Release, ReleaseBody, ReleaseDigest, StoreError,
+    StoreResult,
+};
 
 /// The shape of an SPKI PEM (`ota-tool keygen`'s public key file); the signature check itself
 /// is the release upload's (ota-core's verifier).
@@ -66,5 +74,133 @@ pub(crate) fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<Firm
         major: narrow(major, "version")?,
         minor: narrow(minor, "version")?,
         patch: narrow(patch, "version")?,
+    })
+}
+
+/// One result row as the decoders below read it; each SQL store implements it for its driver's
+/// row type (a driver error is the store's `StoreError::Database`, a NULL where a value must be
+/// is `Corrupt`).
+pub(crate) trait SqlRow {
+    /// An integer column (`INTEGER` / `BIGINT`), `None` for NULL.
+    fn int(&self, i: usize) -> StoreResult<Option<i64>>;
+    /// A byte column (`BLOB` / `BYTEA`), `None` for NULL.
+    fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>>;
+    /// A text column, `None` for NULL.
+    fn text(&self, i: usize) -> StoreResult<Option<String>>;
+}
+
+fn need<T>(v: Option<T>, what: &str) -> StoreResult<T> {
+    v.ok_or_else(|| corrupt(what))
+}
+
+/// The last-frame columns `counter, tag, accepted_at_ms, source, answers`; `None` before the
+/// first frame (a NULL counter).
+pub(crate) fn last_frame_of(row: &impl SqlRow) -> StoreResult<Option<LastFrame>> {
+    let Some(counter) = row.int(0)? else {
+        return Ok(None);
+    };
+    let tag = need(row.blob(1)?, "last frame tag")?;
+    let source = need(row.text(3)?, "last frame source")?;
+    Ok(Some(LastFrame {
+        counter: narrow(counter, "last frame counter")?,
+        tag: <[u8; TAG_LEN]>::try_from(tag.as_slice()).map_err(|_| corrupt("last frame tag"))?,
+        accepted_at_ms: to_u64(need(row.int(2)?, "last frame time")?, "last frame time")?,
+        source: source.parse().map_err(|_| corrupt("last frame source"))?,
+        answers: narrow(
+            need(row.int(4)?, "last frame answers")?,
+            "last frame answers",
+        )?,
+    }))
+}
+
+/// A release row, its columns in the order both stores select them: `digest, product, major,
+/// minor, patch, security_counter, hardware_id, size, body, path, created_ms`.
+pub(crate) fn release_of(row: &impl SqlRow) -> StoreResult<Release> {
+    let int = |i: usize, what: &str| need(row.int(i)?, what);
+    let digest = need(row.blob(0)?, "release digest")?;
+    let hw = need(row.blob(6)?, "hardware id")?;
+    Ok(Release {
+        digest: ReleaseDigest(
+            digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("release digest"))?,
+        ),
+        product: ProductId(narrow(int(1, "product id")?, "product id")?),
+        version: version_of(int(2, "version")?, int(3, "version")?, int(4, "version")?)?,
+        security_counter: narrow(int(5, "security counter")?, "security counter")?,
+        hardware_id: hw
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("hardware id"))?,
+        size: to_u64(int(7, "release size")?, "release size")?,
+        body: match (row.blob(8)?, row.text(9)?) {
+            (Some(b), None) => ReleaseBody::Inline(b),
+            (None, Some(p)) => ReleaseBody::File(PathBuf::from(p)),
+            _ => return Err(corrupt("release body")),
+        },
+        created_ms: to_u64(int(10, "release time")?, "release time")?,
+    })
+}
+
+/// A device status row, its columns in the order both stores select them (`last_seen_ms`,
+/// the last check-in's, the last status's, the decision, the LwM2M state and result, then the
+/// counters).
+pub(crate) fn status_of(row: &impl SqlRow) -> StoreResult<DeviceStatus> {
+    let g = |i: usize| row.int(i);
+    let n = |i: usize, what: &str| -> StoreResult<u64> { to_u64(need(g(i)?, what)?, what) };
+    let last_checkin = match g(1)? {
+        None => None,
+        Some(ms) => {
+            let req = |i: usize| -> StoreResult<i64> { need(g(i)?, "check-in") };
+            let download = match (g(8)?, g(9)?) {
+                (Some(u), Some(b)) => Some((
+                    UpdateId(narrow(u, "update id")?),
+                    narrow(b, "download bytes")?,
+                )),
+                _ => None,
+            };
+            Some((
+                to_u64(ms, "check-in time")?,
+                CheckInReport {
+                    firmware: version_of(req(2)?, req(3)?, req(4)?)?,
+                    trial: req(5)? != 0,
+                    state: ota_state(req(6)?)?,
+                    result: update_result(req(7)?)?,
+                    download,
+                    battery_mv: narrow(req(10)?, "battery")?,
+                    forced_sleeps: narrow(req(11)?, "forced sleeps")?,
+                },
+            ))
+        }
+    };
+    let last_status = match (g(12)?, g(13)?, g(14)?) {
+        (Some(u), Some(s), Some(r)) => Some(UpdateStatus {
+            update: UpdateId(narrow(u, "update id")?),
+            state: ota_state(s)?,
+            result: update_result(r)?,
+        }),
+        _ => None,
+    };
+    let last_decision = match row.blob(15)? {
+        Some(b) => {
+            Some(postcard::from_bytes::<UpdateDecision>(&b).map_err(|_| corrupt("decision"))?)
+        }
+        None => None,
+    };
+    Ok(DeviceStatus {
+        last_seen_ms: g(0)?.map(|v| to_u64(v, "last seen")).transpose()?,
+        last_checkin,
+        last_status,
+        last_decision,
+        state: ota_state(need(g(16)?, "LwM2M state")?)?,
+        result: update_result(need(g(17)?, "LwM2M result")?)?,
+        wakes: n(18, "wakes")?,
+        forced_sleeps: n(19, "forced sleeps")?,
+        bytes_up: n(20, "bytes up")?,
+        bytes_down: n(21, "bytes down")?,
+        awake_ms: n(22, "awake time")?,
+        next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
+        publishes: n(24, "publishes")?,
     })
 }
