@@ -37,36 +37,23 @@ pub(crate) fn narrow<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
     T::try_from(v).map_err(|_| corrupt(what))
 }
 
+/// An LwM2M value stored as its number: cloud-proto declares `OtaState` and `UpdateResult` in
+/// LwM2M order, so the value is the enum's postcard byte (`cloud-proto/src/message.rs`) and
+/// postcard is the one table of both.
+fn lwm2m<T: serde::de::DeserializeOwned>(v: i64, what: &str) -> StoreResult<T> {
+    u8::try_from(v)
+        .ok()
+        .filter(|b| *b < 0x80)
+        .and_then(|b| postcard::from_bytes(&[b]).ok())
+        .ok_or_else(|| corrupt(what))
+}
+
 pub(crate) fn ota_state(v: i64) -> StoreResult<OtaState> {
-    Ok(match v {
-        0 => OtaState::Idle,
-        1 => OtaState::Downloading,
-        2 => OtaState::Downloaded,
-        3 => OtaState::Updating,
-        _ => return Err(corrupt("LwM2M state")),
-    })
+    lwm2m(v, "LwM2M state")
 }
 
 pub(crate) fn update_result(v: i64) -> StoreResult<UpdateResult> {
-    use UpdateResult::*;
-    const ALL: [UpdateResult; 12] = [
-        Initial,
-        Success,
-        NotEnoughFlash,
-        OutOfRam,
-        ConnectionLost,
-        IntegrityFailure,
-        UnsupportedPackage,
-        InvalidUri,
-        UpdateFailed,
-        UnsupportedProtocol,
-        Cancelled,
-        Deferred,
-    ];
-    usize::try_from(v)
-        .ok()
-        .and_then(|i| ALL.get(i).copied())
-        .ok_or_else(|| corrupt("LwM2M result"))
+    lwm2m(v, "LwM2M result")
 }
 
 pub(crate) fn version_of(major: i64, minor: i64, patch: i64) -> StoreResult<FirmwareVersion> {
@@ -203,4 +190,36 @@ pub(crate) fn status_of(row: &impl SqlRow) -> StoreResult<DeviceStatus> {
         next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
         publishes: n(24, "publishes")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lwm2m_numbers_round_trip_and_out_of_range_is_corrupt() {
+        for (v, r) in [
+            (0, UpdateResult::Initial),
+            (1, UpdateResult::Success),
+            (8, UpdateResult::UpdateFailed),
+            (11, UpdateResult::Deferred),
+        ] {
+            assert_eq!(update_result(v).unwrap(), r);
+            assert_eq!(r as i64, v, "the stores write the discriminant");
+        }
+        assert_eq!(ota_state(0).unwrap(), OtaState::Idle);
+        assert_eq!(ota_state(3).unwrap(), OtaState::Updating);
+        for bad in [-1, 12, 127, 128, 300, i64::MAX] {
+            assert!(
+                matches!(update_result(bad), Err(StoreError::Corrupt(_))),
+                "{bad}"
+            );
+        }
+        for bad in [-1, 4, 128, 300] {
+            assert!(
+                matches!(ota_state(bad), Err(StoreError::Corrupt(_))),
+                "{bad}"
+            );
+        }
+    }
 }
