@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use cloud_proto::DeviceId;
 use ota_cloud::keyfile::DeviceKeyFile;
+use ota_cloud::postgres::{PgOptions, PgStore};
 use ota_cloud::release::{digest_hex, upload_release};
 use ota_cloud::server::{system_clock, Server, ServerConfig};
 use ota_cloud::transport::{serve_tcp, serve_udp};
@@ -20,6 +21,7 @@ const DB: &str = "ota.db";
 const MASTER: &str = "master.key";
 const TOKEN: &str = "admin.token";
 const RELEASES: &str = "releases";
+const DB_ENV: &str = "OTA_CLOUD_DB";
 
 #[derive(Parser)]
 #[command(
@@ -31,13 +33,23 @@ struct Cli {
     /// The data directory `init` created (database, master key, admin token, release files).
     #[arg(long, global = true)]
     data: Option<PathBuf>,
+    /// A PostgreSQL database instead of SQLite in the data directory: a `postgres://` or
+    /// `postgresql://` URL (default: the `OTA_CLOUD_DB` environment variable). The master key,
+    /// admin token and release files stay in `--data DIR`; `init` migrates the database.
+    #[arg(long, global = true, value_name = "URL")]
+    db: Option<String>,
+    /// With `--db`: the PostgreSQL schema the tables live in (created if missing; default:
+    /// `public`), for tests and for several deployments sharing one database.
+    #[arg(long, global = true, value_name = "NAME")]
+    db_schema: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Creates the data directory: SQLite database, master key (0600), admin token (0600).
+    /// Creates the data directory: master key (0600), admin token (0600), and the SQLite
+    /// database (or, with `--db`, the PostgreSQL tables).
     Init,
     /// Serves cloud-proto over UDP and TCP until killed.
     Serve {
@@ -128,11 +140,33 @@ fn main() -> Result<()> {
         .data
         .clone()
         .context("no data directory: pass --data DIR")?;
+    let db = match cli.db.clone() {
+        Some(url) => Some(url),
+        None => std::env::var(DB_ENV).ok().filter(|u| !u.is_empty()),
+    };
+    let backend = match db {
+        None => Backend::Sqlite,
+        Some(url) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!(
+                    "--db / {DB_ENV}: expected a postgres:// or postgresql:// URL (without it \
+                     the database is SQLite in --data DIR)"
+                );
+            }
+            Backend::Postgres {
+                url,
+                schema: cli.db_schema.clone(),
+            }
+        }
+    };
+    if cli.db_schema.is_some() && matches!(backend, Backend::Sqlite) {
+        bail!("--db-schema needs --db or {DB_ENV} (a PostgreSQL database)");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run(cli.cmd, &data))
+    rt.block_on(run(cli.cmd, &data, &backend))
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<()> {
@@ -151,50 +185,141 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn open(data: &Path) -> Result<SqliteStore> {
+/// Where the store lives.
+enum Backend {
+    /// `ota.db` in the data directory.
+    Sqlite,
+    /// A PostgreSQL database (`--db`), optionally in one schema (`--db-schema`).
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl Backend {
+    fn pg_options(schema: &Option<String>) -> PgOptions {
+        PgOptions {
+            schema: schema.clone(),
+            ..PgOptions::default()
+        }
+    }
+}
+
+/// Both stores' inherent `close` (waits for their connections to finish), behind one name so
+/// the commands can be generic over the store.
+trait Close {
+    fn close(self) -> impl std::future::Future<Output = ()>;
+}
+
+impl Close for SqliteStore {
+    fn close(self) -> impl std::future::Future<Output = ()> {
+        SqliteStore::close(self)
+    }
+}
+
+impl Close for PgStore {
+    fn close(self) -> impl std::future::Future<Output = ()> {
+        PgStore::close(self)
+    }
+}
+
+fn not_initialised(data: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} is not initialised: run `ota-cloud init --data {}` first",
+        data.display(),
+        data.display()
+    )
+}
+
+fn load_master(data: &Path) -> Result<MasterKey> {
+    MasterKey::load(&data.join(MASTER))
+        .with_context(|| format!("loading the master key {}", data.join(MASTER).display()))
+}
+
+fn open_sqlite(data: &Path) -> Result<SqliteStore> {
     let db = data.join(DB);
     if !db.exists() {
-        bail!(
-            "{} has no database: run `ota-cloud init --data {}` first",
-            data.display(),
-            data.display()
-        );
+        return Err(not_initialised(data).context(format!("{} has no database", data.display())));
     }
-    let master = MasterKey::load(&data.join(MASTER))
-        .with_context(|| format!("loading the master key {}", data.join(MASTER).display()))?;
-    SqliteStore::open(&db, master, SqliteOptions::default())
+    SqliteStore::open(&db, load_master(data)?, SqliteOptions::default())
         .with_context(|| format!("opening {}", db.display()))
 }
 
-async fn run(cmd: Cmd, data: &Path) -> Result<()> {
-    match cmd {
-        Cmd::Init => {
-            if data.join(DB).exists() || data.join(MASTER).exists() {
-                bail!("{} is initialised already", data.display());
-            }
-            std::fs::create_dir_all(data.join(RELEASES))
-                .with_context(|| format!("creating {}", data.display()))?;
-            let master =
-                MasterKey::create(&data.join(MASTER)).context("creating the master key")?;
-            let store = SqliteStore::open(&data.join(DB), master, SqliteOptions::default())
-                .context("creating the database")?;
-            store.close().await;
-            let mut token = [0u8; 32];
-            getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
-            write_secret(&data.join(TOKEN), &format!("{}\n", hex::encode(token)))?;
-            println!("initialised {}", data.display());
+async fn open_pg(data: &Path, url: &str, schema: &Option<String>) -> Result<PgStore> {
+    if !data.join(MASTER).exists() {
+        return Err(not_initialised(data));
+    }
+    // The URL is not in the message: it may carry a password.
+    PgStore::connect(url, load_master(data)?, Backend::pg_options(schema))
+        .await
+        .context("connecting to the PostgreSQL database (--db)")
+}
+
+async fn run(cmd: Cmd, data: &Path, backend: &Backend) -> Result<()> {
+    if let Cmd::Init = cmd {
+        return init(data, backend).await;
+    }
+    match backend {
+        Backend::Sqlite => with_store(cmd, data, open_sqlite(data)?).await,
+        Backend::Postgres { url, schema } => {
+            with_store(cmd, data, open_pg(data, url, schema).await?).await
         }
+    }
+}
+
+async fn init(data: &Path, backend: &Backend) -> Result<()> {
+    if data.join(DB).exists() || data.join(MASTER).exists() {
+        bail!("{} is initialised already", data.display());
+    }
+    std::fs::create_dir_all(data.join(RELEASES))
+        .with_context(|| format!("creating {}", data.display()))?;
+    let master = MasterKey::create(&data.join(MASTER)).context("creating the master key")?;
+    match backend {
+        Backend::Sqlite => {
+            SqliteStore::open(&data.join(DB), master, SqliteOptions::default())
+                .context("creating the database")?
+                .close()
+                .await
+        }
+        Backend::Postgres { url, schema } => {
+            match PgStore::connect(url, master, Backend::pg_options(schema)).await {
+                Ok(store) => store.close().await,
+                Err(e) => {
+                    // The key was never used: a retry (say, once the server is up) may init.
+                    let _ = std::fs::remove_file(data.join(MASTER));
+                    return Err(e).context("setting up the PostgreSQL database (--db)");
+                }
+            }
+        }
+    }
+    let mut token = [0u8; 32];
+    getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
+    write_secret(&data.join(TOKEN), &format!("{}\n", hex::encode(token)))?;
+    println!("initialised {}", data.display());
+    Ok(())
+}
+
+/// Runs one command (not `init`) on an open store, then closes it whatever the outcome.
+async fn with_store<S: Store + Close>(cmd: Cmd, data: &Path, store: S) -> Result<()> {
+    let store = Arc::new(store);
+    let r = command(cmd, data, &store).await;
+    // `serve`'s clones are gone once it returns.
+    if let Ok(s) = Arc::try_unwrap(store) {
+        s.close().await;
+    }
+    r
+}
+
+async fn command<S: Store>(cmd: Cmd, data: &Path, store: &Arc<S>) -> Result<()> {
+    match cmd {
+        Cmd::Init => bail!("init runs without a store"),
         Cmd::Serve {
             udp,
             tcp,
             next_checkin_s,
         } => {
-            let store = Arc::new(open(data)?);
             let config = ServerConfig {
                 next_checkin_s,
                 ..ServerConfig::default()
             };
-            let server = Arc::new(Server::new(store, config, system_clock()));
+            let server = Arc::new(Server::new(store.clone(), config, system_clock()));
             let u = tokio::net::UdpSocket::bind(udp)
                 .await
                 .with_context(|| format!("binding UDP {udp}"))?;
@@ -223,7 +348,6 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                 keys.push(pem);
             }
-            let store = open(data)?;
             let id = store
                 .add_product(NewProduct {
                     name,
@@ -232,7 +356,6 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
                 })
                 .await
                 .context("adding the product")?;
-            store.close().await;
             println!("{}", id.0);
         }
         Cmd::Device(DeviceCmd::Add {
@@ -244,7 +367,6 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
             if key_out.exists() {
                 bail!("{} exists already; not overwritten", key_out.display());
             }
-            let store = open(data)?;
             let root_key = RootKey::generate().context("generating the root key")?;
             let key_copy = RootKey::from_bytes(*root_key.expose());
             let device = store
@@ -259,7 +381,6 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
                 )
                 .await
                 .context("adding the device")?;
-            store.close().await;
             DeviceKeyFile {
                 device,
                 root_key: key_copy,
@@ -268,7 +389,6 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
             println!("{}", device.0);
         }
         Cmd::Device(DeviceCmd::List) => {
-            let store = open(data)?;
             println!("id\tproduct\tlast_checkin_ms\tfirmware\twakes");
             for d in store.devices().await? {
                 let s = store.status(d.id).await?.unwrap_or_default();
@@ -284,16 +404,13 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
                 };
                 println!("{}\t{}\t{seen}\t{fw}\t{}", d.id.0, d.product.0, s.wakes);
             }
-            store.close().await;
         }
         Cmd::Device(DeviceCmd::Show { id }) => {
-            let store = open(data)?;
             let d = store
                 .device(DeviceId(id))
                 .await?
                 .with_context(|| format!("no device {id}"))?;
             let s = store.status(d.id).await?.unwrap_or_default();
-            store.close().await;
             println!(
                 "device {}\nproduct {}\ntags {}",
                 id,
@@ -322,16 +439,14 @@ async fn run(cmd: Cmd, data: &Path) -> Result<()> {
         Cmd::Release(ReleaseCmd::Upload { product, file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let store = open(data)?;
             let r = upload_release(
-                &store,
+                &**store,
                 ProductId(product),
                 &bytes,
                 &data.join(RELEASES),
                 now_ms(),
             )
             .await;
-            store.close().await;
             let r = r.with_context(|| format!("uploading {}", file.display()))?;
             println!(
                 "{} version {}.{}.{}",

@@ -5,7 +5,9 @@
 //! `scripts/postgres-test.sh` starts a throwaway cluster and sets it). Without it every test
 //! here prints one "skipped" line and passes. Each test works in its own fresh schema.
 
-use std::io::Write as _;
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Once;
@@ -768,4 +770,122 @@ async fn pg_checkin_bench() {
         pct(0.50),
         pct(0.99)
     );
+}
+
+/// The `ota-cloud` binary on PostgreSQL (`--db`, `--db-schema`): init → product add → device
+/// add → release upload, then two `serve` processes on the one database answer one device's
+/// consecutive check-ins alternately.
+#[tokio::test]
+async fn cli_on_postgres_two_servers() {
+    let Some(url) = url() else { return };
+    let schema = fresh_schema();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ota-cloud"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--db", &url, "--db-schema", &schema])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = cli(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(&["init"]);
+    assert!(!data.join("ota.db").exists(), "no SQLite file with --db");
+    let again = cli(&["init"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("initialised already"));
+
+    let signer = common::signer();
+    let pem = tmp.path().join("release.pub.pem");
+    std::fs::write(&pem, common::public_pem(&signer)).unwrap();
+    let pem = pem.to_str().unwrap();
+    let product = ok(&[
+        "product",
+        "add",
+        "--name",
+        "t",
+        "--hardware-id",
+        common::HW,
+        "--release-key",
+        pem,
+    ]);
+    assert_eq!(product.trim(), "1");
+    let key = tmp.path().join("device.key");
+    ok(&[
+        "device",
+        "add",
+        "--product",
+        "1",
+        "--key-out",
+        key.to_str().unwrap(),
+    ]);
+    let kf = ota_cloud::keyfile::DeviceKeyFile::read(&key).unwrap();
+    let file = tmp.path().join("fw.ota");
+    let c = common::container(&signer, common::HW, (1, 2, 0), &common::image(2_000, 9));
+    std::fs::write(&file, c).unwrap();
+    ok(&[
+        "release",
+        "upload",
+        "--product",
+        "1",
+        file.to_str().unwrap(),
+    ]);
+
+    let spawn = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ota-cloud"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--db", &url, "--db-schema", &schema])
+            .args(["serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"listening"), "{line}");
+        let udp: SocketAddr = words[2].parse().unwrap();
+        (Killed(child), udp)
+    };
+    let (_a, udp_a) = spawn();
+    let (_b, udp_b) = spawn();
+    let mut dev = common::Device::new(kf.device, *kf.root_key.expose());
+    for (i, udp) in [udp_a, udp_b, udp_a, udp_b].into_iter().enumerate() {
+        let mut ep = dev.wake();
+        let mut link = common::Link::udp(udp).await;
+        let got = dev
+            .request(
+                &mut ep,
+                &mut link,
+                &common::checkin(common::fw(1, 0, 0), None),
+            )
+            .await;
+        let common::Got::Welcome { offer: Some(o), .. } = got else {
+            panic!("check-in {i} via {udp}: {got:?}")
+        };
+        assert_eq!(o.version, common::fw(1, 2, 0));
+    }
+    let show = ok(&["device", "show", &kf.device.0.to_string()]);
+    assert!(show.contains("wakes 4"), "{show}");
+}
+
+/// Kills a spawned server even when an assertion fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
