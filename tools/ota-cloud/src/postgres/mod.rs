@@ -16,11 +16,12 @@ use tokio_postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 use crate::seal::{MasterKey, RootKey};
 use crate::store::columns::{
-    corrupt, is_spki_pem, last_frame_of, narrow, release_of, status_of, to_i64, to_u64, SqlRow,
+    corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
+    to_i64, to_u64, SqlRow,
 };
 use crate::store::{
     Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
-    Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use crate::OpenError;
 
@@ -917,24 +918,7 @@ impl Store for PgStore {
     }
 
     async fn put_release(&self, r: Release) -> StoreResult<()> {
-        let (body, path) = match &r.body {
-            ReleaseBody::Inline(b) => {
-                if ReleaseDigest::of(b) != r.digest {
-                    return Err(StoreError::Invalid("digest is not the container's SHA-256"));
-                }
-                if b.len() as u64 != r.size {
-                    return Err(StoreError::Invalid("size is not the container's"));
-                }
-                (Some(b.as_slice()), None)
-            }
-            ReleaseBody::File(p) => (
-                None,
-                Some(
-                    p.to_str()
-                        .ok_or(StoreError::Invalid("release path is not UTF-8"))?,
-                ),
-            ),
-        };
+        let (body, path) = release_body_columns(&r)?;
         let size = to_i64(r.size)?;
         let created = to_i64(r.created_ms)?;
         let mut lease = self.pool.get().await?;

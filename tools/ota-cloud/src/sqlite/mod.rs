@@ -14,11 +14,12 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::seal::{MasterKey, RootKey, SealError};
 use crate::store::columns::{
-    corrupt, is_spki_pem, last_frame_of, narrow, release_of, status_of, to_i64, to_u64, SqlRow,
+    corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
+    to_i64, to_u64, SqlRow,
 };
 use crate::store::{
     Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
-    Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use writer::Writer;
 
@@ -718,25 +719,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_release(&self, r: Release) -> StoreResult<()> {
-        let (body, path) = match &r.body {
-            ReleaseBody::Inline(b) => {
-                if ReleaseDigest::of(b) != r.digest {
-                    return Err(StoreError::Invalid("digest is not the container's SHA-256"));
-                }
-                if b.len() as u64 != r.size {
-                    return Err(StoreError::Invalid("size is not the container's"));
-                }
-                (Some(b.clone()), None)
-            }
-            ReleaseBody::File(p) => (
-                None,
-                Some(
-                    p.to_str()
-                        .ok_or(StoreError::Invalid("release path is not UTF-8"))?
-                        .to_string(),
-                ),
-            ),
-        };
+        // Owned copies: the write runs on the writer thread.
+        let (body, path) =
+            release_body_columns(&r).map(|(b, p)| (b.map(<[u8]>::to_vec), p.map(str::to_owned)))?;
         let size = to_i64(r.size)?;
         let created = to_i64(r.created_ms)?;
         self.writer

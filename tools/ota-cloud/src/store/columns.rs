@@ -100,6 +100,29 @@ pub(crate) fn last_frame_of(row: &impl SqlRow) -> StoreResult<Option<LastFrame>>
     }))
 }
 
+/// A release's body as the two nullable columns `body, path`, checked against the release's
+/// digest and size (the store contract of `put_release`, the same on every SQL store).
+pub(crate) fn release_body_columns(r: &Release) -> StoreResult<(Option<&[u8]>, Option<&str>)> {
+    match &r.body {
+        ReleaseBody::Inline(b) => {
+            if ReleaseDigest::of(b) != r.digest {
+                return Err(StoreError::Invalid("digest is not the container's SHA-256"));
+            }
+            if b.len() as u64 != r.size {
+                return Err(StoreError::Invalid("size is not the container's"));
+            }
+            Ok((Some(b.as_slice()), None))
+        }
+        ReleaseBody::File(p) => Ok((
+            None,
+            Some(
+                p.to_str()
+                    .ok_or(StoreError::Invalid("release path is not UTF-8"))?,
+            ),
+        )),
+    }
+}
+
 /// A release row, its columns in the order both stores select them: `digest, product, major,
 /// minor, patch, security_counter, hardware_id, size, body, path, created_ms`.
 pub(crate) fn release_of(row: &impl SqlRow) -> StoreResult<Release> {
