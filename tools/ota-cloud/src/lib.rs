@@ -2,7 +2,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod events;
 pub mod keyfile;
+pub mod logging;
+pub mod metrics;
 pub mod postgres;
 pub mod release;
 pub mod seal;

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use cloud_proto::DeviceId;
+use ota_cloud::admin::{AdminState, AdminToken};
 use ota_cloud::keyfile::DeviceKeyFile;
+use ota_cloud::metrics::StoreMetrics;
 use ota_cloud::postgres::{PgOptions, PgStore};
 use ota_cloud::release::{digest_hex, upload_release};
 use ota_cloud::server::{system_clock, Server, ServerConfig};
 use ota_cloud::transport::{serve_tcp, serve_udp};
 use ota_cloud::{
-    MasterKey, NewDevice, NewProduct, ProductId, RootKey, SqliteOptions, SqliteStore, Store,
+    MasterKey, NewDevice, NewProduct, ProductId, PublishId, RootKey, SqliteOptions, SqliteStore,
+    Store,
 };
 
 const DB: &str = "ota.db";
@@ -51,7 +54,8 @@ enum Cmd {
     /// Creates the data directory: master key (0600), admin token (0600), and the SQLite
     /// database (or, with `--db`, the PostgreSQL tables).
     Init,
-    /// Serves cloud-proto over UDP and TCP until killed.
+    /// Serves cloud-proto over UDP and TCP, and the admin API and /metrics over HTTP, until
+    /// killed. Logs go to stderr (filter: RUST_LOG, default info).
     Serve {
         /// UDP address (one frame per datagram).
         #[arg(long, default_value = "127.0.0.1:4780")]
@@ -62,6 +66,32 @@ enum Cmd {
         /// Seconds every Welcome grants until the next check-in.
         #[arg(long, default_value_t = 3600)]
         next_checkin_s: u32,
+        /// The admin API (`/api/v1`, bearer token DIR/admin.token) and `/metrics` (no token):
+        /// keep it on loopback or behind a proxy.
+        #[arg(long, default_value = "127.0.0.1:4781")]
+        admin: SocketAddr,
+    },
+    /// Prints stored publishes, oldest first: `id device counter topic received_ms data_hex`
+    /// (tab separated), or one JSON object per line with --json.
+    Events {
+        /// Only publishes with an id above this one.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Only this device's publishes.
+        #[arg(long)]
+        device: Option<u32>,
+        /// Stop after printing this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// One JSON object per line: {"id","device","counter","topic","received_ms","data_hex"}.
+        #[arg(long)]
+        json: bool,
+        /// Keep polling and printing new publishes until killed (or --limit is reached).
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: milliseconds between two polls when nothing new came.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
     },
     /// Products.
     #[command(subcommand)]
@@ -136,6 +166,7 @@ fn now_ms() -> u64 {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    ota_cloud::logging::init();
     let data = cli
         .data
         .clone()
@@ -203,18 +234,21 @@ impl Backend {
 }
 
 /// Both stores' inherent `close` (waits for their connections to finish), behind one name so
-/// the commands can be generic over the store.
+/// the commands can be generic over the store; and the store's name for the logs.
 trait Close {
+    const KIND: &'static str;
     fn close(self) -> impl std::future::Future<Output = ()>;
 }
 
 impl Close for SqliteStore {
+    const KIND: &'static str = "sqlite";
     fn close(self) -> impl std::future::Future<Output = ()> {
         SqliteStore::close(self)
     }
 }
 
 impl Close for PgStore {
+    const KIND: &'static str = "postgresql";
     fn close(self) -> impl std::future::Future<Output = ()> {
         PgStore::close(self)
     }
@@ -297,7 +331,11 @@ async fn init(data: &Path, backend: &Backend) -> Result<()> {
 }
 
 /// Runs one command (not `init`) on an open store, then closes it whatever the outcome.
-async fn with_store<S: Store + Close>(cmd: Cmd, data: &Path, store: S) -> Result<()> {
+async fn with_store<S: Store + StoreMetrics + Close>(
+    cmd: Cmd,
+    data: &Path,
+    store: S,
+) -> Result<()> {
     let store = Arc::new(store);
     let r = command(cmd, data, &store).await;
     // `serve`'s clones are gone once it returns.
@@ -307,13 +345,18 @@ async fn with_store<S: Store + Close>(cmd: Cmd, data: &Path, store: S) -> Result
     r
 }
 
-async fn command<S: Store>(cmd: Cmd, data: &Path, store: &Arc<S>) -> Result<()> {
+async fn command<S: Store + StoreMetrics + Close>(
+    cmd: Cmd,
+    data: &Path,
+    store: &Arc<S>,
+) -> Result<()> {
     match cmd {
         Cmd::Init => bail!("init runs without a store"),
         Cmd::Serve {
             udp,
             tcp,
             next_checkin_s,
+            admin,
         } => {
             let config = ServerConfig {
                 next_checkin_s,
@@ -326,12 +369,38 @@ async fn command<S: Store>(cmd: Cmd, data: &Path, store: &Arc<S>) -> Result<()> 
             let t = tokio::net::TcpListener::bind(tcp)
                 .await
                 .with_context(|| format!("binding TCP {tcp}"))?;
-            println!("listening udp {} tcp {}", u.local_addr()?, t.local_addr()?);
+            let token = AdminToken::load(&data.join(TOKEN))
+                .with_context(|| format!("reading {}", data.join(TOKEN).display()))?;
+            let a = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("binding the admin address {admin}"))?;
+            let (ua, ta, aa) = (u.local_addr()?, t.local_addr()?, a.local_addr()?);
+            tracing::info!(udp = %ua, tcp = %ta, admin = %aa, store = S::KIND, "listening");
+            println!("listening udp {ua} tcp {ta} admin {aa}");
             std::io::stdout().flush()?;
+            let state = AdminState::new(server.clone(), token, data.join(RELEASES));
             tokio::select! {
                 r = serve_udp(server.clone(), u) => r.context("UDP transport")?,
                 r = serve_tcp(server, t) => r.context("TCP transport")?,
+                r = ota_cloud::admin::serve(state, a) => r.context("admin API")?,
             }
+        }
+        Cmd::Events {
+            after,
+            device,
+            limit,
+            json,
+            follow,
+            poll_ms,
+        } => {
+            let filter = EventFilter {
+                device: device.map(DeviceId),
+                limit,
+                json,
+                follow,
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+            };
+            events(&**store, PublishId(after), &filter).await?;
         }
         Cmd::Product(ProductCmd::Add {
             name,
@@ -458,4 +527,48 @@ async fn command<S: Store>(cmd: Cmd, data: &Path, store: &Arc<S>) -> Result<()> 
         }
     }
     Ok(())
+}
+
+struct EventFilter {
+    device: Option<DeviceId>,
+    limit: Option<u64>,
+    json: bool,
+    follow: bool,
+    poll: std::time::Duration,
+}
+
+/// `ota-cloud events`: pages through the publishes after `after`, printing each as it comes;
+/// with `follow`, polls for new ones until killed or `limit` is reached.
+async fn events<S: Store>(store: &S, mut after: PublishId, f: &EventFilter) -> Result<()> {
+    let mut printed = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let page = ota_cloud::events::page(store, after, f.device, ota_cloud::events::MAX_LIMIT)
+            .await
+            .context("reading publishes")?;
+        for p in &page.publishes {
+            if f.limit.is_some_and(|l| printed >= l) {
+                return Ok(());
+            }
+            let line = if f.json {
+                ota_cloud::events::to_json(p).to_string()
+            } else {
+                ota_cloud::events::to_line(p)
+            };
+            writeln!(out, "{line}")?;
+            printed += 1;
+        }
+        out.flush()?;
+        if f.limit.is_some_and(|l| printed >= l) {
+            return Ok(());
+        }
+        let progressed = page.next_after != after;
+        after = page.next_after;
+        if !progressed {
+            if !f.follow {
+                return Ok(());
+            }
+            tokio::time::sleep(f.poll).await;
+        }
+    }
 }

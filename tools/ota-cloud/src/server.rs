@@ -14,9 +14,11 @@ use std::sync::{Arc, Mutex};
 use cloud_proto::{
     admit, authenticate, peek_up, respond, serve_chunks, Admission, AdmitError, Decision, DeviceId,
     Down, FirmwareVersion, FrameError, Keys, ManifestRef, NackCode, Object, ReplayPolicy, Request,
-    SleepGrant, Up, UpdateId, UpdateOffer, UpdateResult, Welcome, MAX_FRAME,
+    Served, SleepGrant, Up, UpdateId, UpdateOffer, UpdateResult, Welcome, MAX_FRAME,
 };
 
+use crate::logging::DropLog;
+use crate::metrics::{Answered, FrameMetrics};
 use crate::release::{Payload, PayloadError};
 use crate::store::{
     DeviceStatus, Effects, FrameCommit, ProductId, Release, ReleaseDigest, Store, StoreError,
@@ -182,6 +184,8 @@ pub struct Server<S> {
     devices: Mutex<HashMap<DeviceId, DeviceEntry>>,
     payloads: Mutex<HashMap<ReleaseDigest, Arc<Payload>>>,
     drops: Counts,
+    metrics: FrameMetrics,
+    drop_log: DropLog,
 }
 
 impl<S> fmt::Debug for Server<S> {
@@ -223,6 +227,8 @@ impl<S: Store> Server<S> {
             devices: Mutex::new(HashMap::new()),
             payloads: Mutex::new(HashMap::new()),
             drops: Counts::default(),
+            metrics: FrameMetrics::default(),
+            drop_log: DropLog::default(),
         }
     }
 
@@ -239,6 +245,17 @@ impl<S: Store> Server<S> {
     /// Frames dropped so far, by reason.
     pub fn drops(&self) -> DropCounts {
         self.drops.snapshot()
+    }
+
+    /// What the frame path counted (for `/metrics`).
+    pub fn metrics(&self) -> &FrameMetrics {
+        &self.metrics
+    }
+
+    /// Replaces the log of dropped frames (its limiter's interval and table size).
+    pub fn with_drop_log(mut self, log: DropLog) -> Self {
+        self.drop_log = log;
+        self
     }
 
     /// Handles one up frame received from `source` at the server's clock's now.
@@ -262,11 +279,19 @@ impl<S: Store> Server<S> {
         source: SocketAddr,
         now_ms: u64,
     ) -> Result<Answer, Dropped> {
-        let r = self.handle(frame, source, now_ms).await;
-        if let Err(d) = &r {
-            self.drops.count(d);
+        let started = std::time::Instant::now();
+        match self.handle(frame, source, now_ms).await {
+            Ok((answer, info)) => {
+                let bytes = answer.frames.iter().map(|f| f.len() as u64).sum();
+                self.metrics.answered(info, bytes, started.elapsed());
+                Ok(answer)
+            }
+            Err(d) => {
+                self.drops.count(&d);
+                let _ = self.drop_log.dropped(&d, frame, source, now_ms);
+                Err(d)
+            }
         }
-        r
     }
 
     async fn handle(
@@ -274,21 +299,25 @@ impl<S: Store> Server<S> {
         frame: &[u8],
         source: SocketAddr,
         now_ms: u64,
-    ) -> Result<Answer, Dropped> {
+    ) -> Result<(Answer, Answered), Dropped> {
         let (device, _) = peek_up(frame).map_err(Dropped::Frame)?;
         let entry = self.device(device).await?;
         let verified = authenticate(frame, &entry.keys).map_err(Dropped::Frame)?;
         for _ in 0..3 {
             let last = self.store.last_frame(device).await?;
             let admission = admit(verified, last.as_ref(), source, now_ms, self.config.policy);
+            let mut info = Answered::nacked();
             let (record, frames, new_msg) = match admission {
                 Admission::Refused(e) => return Err(Dropped::Refused(e)),
                 Admission::New { request, record } => {
-                    let frames = self.answer(&entry, &request, now_ms).await?;
+                    info = Answered::message(&request, false);
+                    let frames = self.answer(&entry, &request, now_ms, &mut info).await?;
                     (record, frames, Some(request.msg))
                 }
                 Admission::Retransmission { request, record } => {
-                    (record, self.answer(&entry, &request, now_ms).await?, None)
+                    info = Answered::message(&request, true);
+                    let frames = self.answer(&entry, &request, now_ms, &mut info).await?;
+                    (record, frames, None)
                 }
                 Admission::Nack {
                     counter,
@@ -313,7 +342,7 @@ impl<S: Store> Server<S> {
                 effects,
             };
             if self.store.commit_frame(commit).await? {
-                return Ok(Answer { frames });
+                return Ok((Answer { frames }, info));
             }
         }
         Err(Dropped::Conflict)
@@ -405,12 +434,14 @@ impl<S: Store> Server<S> {
         Ok(best)
     }
 
-    /// The frames answering `req` (a new request or a retransmission: built the same way).
+    /// The frames answering `req` (a new request or a retransmission: built the same way);
+    /// the chunks served are noted in `info`.
     async fn answer(
         &self,
         entry: &DeviceEntry,
         req: &Request<'_>,
         now_ms: u64,
+        info: &mut Answered,
     ) -> Result<Vec<Vec<u8>>, Dropped> {
         let (device, counter) = (req.device, req.counter);
         match &req.msg {
@@ -466,10 +497,13 @@ impl<S: Store> Server<S> {
                 };
                 let mut frames = Vec::new();
                 let mut out = vec![0u8; MAX_FRAME];
-                serve_chunks(&entry.keys, req, object, &mut out, |f| {
+                let served = serve_chunks(&entry.keys, req, object, &mut out, |f| {
                     frames.push(f.to_vec())
                 })
                 .map_err(|_| Dropped::Internal("chunk does not fit a frame"))?;
+                if let Served::Chunks(_) = served {
+                    info.note_chunks(&req.msg, object.len());
+                }
                 Ok(frames)
             }
             _ => Ok(vec![self.seal(&entry.keys, device, counter, &Down::Ack)?]),

@@ -137,7 +137,15 @@ fn init_provision_upload_serve() {
     let child = bin()
         .arg("--data")
         .arg(&data)
-        .args(["serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

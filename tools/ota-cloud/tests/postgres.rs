@@ -845,7 +845,15 @@ async fn cli_on_postgres_two_servers() {
             .arg("--data")
             .arg(&data)
             .args(["--db", &url, "--db-schema", &schema])
-            .args(["serve", "--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--udp",
+                "127.0.0.1:0",
+                "--tcp",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();

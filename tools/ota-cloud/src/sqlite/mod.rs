@@ -253,6 +253,11 @@ impl SqliteStore {
         )
     }
 
+    /// Transactions per commit so far (the group commit's batch sizes), for `/metrics`.
+    pub fn commit_batch_sizes(&self) -> crate::metrics::HistogramSnapshot {
+        self.writer.stats.batches.snapshot()
+    }
+
     async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::metrics::{Histogram, BATCH_BOUNDS};
 use crate::store::{StoreError, StoreResult};
 
 /// One queued write.
@@ -59,11 +60,23 @@ where
     }
 }
 
-/// Counters of the writer, for measurements and (next) `/metrics`.
-#[derive(Debug, Default)]
+/// Counters of the writer, for measurements and `/metrics`.
+#[derive(Debug)]
 pub(crate) struct WriterStats {
     pub(crate) commits: AtomicU64,
     pub(crate) jobs: AtomicU64,
+    /// Transactions per successful commit.
+    pub(crate) batches: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            batches: Histogram::new(BATCH_BOUNDS),
+        }
+    }
 }
 
 /// The handle callers queue jobs on.
@@ -124,6 +137,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize, sta
         if outcome.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats.batches.observe(batch.len() as u64);
         }
         for job in batch {
             job.finish(outcome.clone());
