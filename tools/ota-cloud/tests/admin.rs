@@ -1,0 +1,704 @@
+//! The admin API: every operation, and every refusal (401, 400, 404, 405, 409, 413, 415, 422)
+//! answered with a JSON error and nothing changed (the store and the release files are
+//! compared before and after).
+
+mod common;
+mod fixture;
+
+use axum::http::{Method, StatusCode};
+use cloud_proto::{Publish, Up};
+use common::*;
+use fixture::*;
+use ota_cloud::keyfile::DeviceKeyFile;
+use ota_cloud::Store as _;
+use serde_json::Value;
+
+/// `req` is refused with `status` and a JSON error mentioning `says`, and changes nothing.
+async fn refused(
+    fx: &Fx,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+    status: StatusCode,
+    says: &str,
+) {
+    let before = fx.snapshot().await;
+    let (got, v) = fx.api_as(token, method.clone(), path, body).await;
+    assert_eq!(got, status, "{method} {path}: {v}");
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {v}"));
+    assert!(
+        msg.contains(says),
+        "{method} {path}: {msg:?} lacks {says:?}"
+    );
+    assert_eq!(
+        fx.snapshot().await,
+        before,
+        "{method} {path} changed the store"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_path_needs_the_token() {
+    let fx = Fx::new().await;
+    let add = Some(r#"{"name":"x","hardware_id":"x"}"#);
+    let missing = StatusCode::UNAUTHORIZED;
+    refused(
+        &fx,
+        None,
+        Method::POST,
+        "/api/v1/products",
+        add,
+        missing,
+        "Bearer",
+    )
+    .await;
+    refused(
+        &fx,
+        Some("wrong"),
+        Method::POST,
+        "/api/v1/products",
+        add,
+        missing,
+        "wrong",
+    )
+    .await;
+    let almost = format!("{}0", &TOKEN[..63]);
+    refused(
+        &fx,
+        Some(&almost),
+        Method::GET,
+        "/api/v1/devices",
+        None,
+        missing,
+        "wrong",
+    )
+    .await;
+    // Unknown paths under /api too: no route is revealed without the token.
+    refused(
+        &fx,
+        None,
+        Method::GET,
+        "/api/v1/nothing",
+        None,
+        missing,
+        "token",
+    )
+    .await;
+    refused(&fx, None, Method::GET, "/api/v2", None, missing, "token").await;
+    let (s, _, _) = fx
+        .raw(Method::GET, "/api/v1/products", Some(TOKEN), None, vec![])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // With the token: unknown paths 404, wrong methods 405, both JSON.
+    let nf = StatusCode::NOT_FOUND;
+    refused(
+        &fx,
+        Some(TOKEN),
+        Method::GET,
+        "/api/v1/nothing",
+        None,
+        nf,
+        "no such path",
+    )
+    .await;
+    let na = StatusCode::METHOD_NOT_ALLOWED;
+    refused(
+        &fx,
+        Some(TOKEN),
+        Method::PUT,
+        "/api/v1/products",
+        None,
+        na,
+        "method",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_and_release_keys() {
+    let fx = Fx::new().await;
+    let pem = public_pem(&signer());
+    let body = serde_json::json!({
+        "name": "logger",
+        "hardware_id": "logger-v2",
+        "release_keys": [pem],
+    })
+    .to_string();
+    let (s, p) = fx.api(Method::POST, "/api/v1/products", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(
+        (p["id"].as_u64(), p["name"].as_str()),
+        (Some(2), Some("logger"))
+    );
+    assert_eq!(p["hardware_id"], "logger-v2");
+    let fp = p["release_keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, list) = fx.api(Method::GET, "/api/v1/products", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = list["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tracker", "logger"]);
+    let (s, shown) = fx.api(Method::GET, "/api/v1/products/2", None).await;
+    assert_eq!((s, &shown), (StatusCode::OK, &p));
+
+    let conflict = StatusCode::CONFLICT;
+    let bad = StatusCode::BAD_REQUEST;
+    let tok = Some(TOKEN);
+    let post = Method::POST;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some(&body),
+        conflict,
+        "exists",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some("{\"name\":"),
+        bad,
+        "",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some("{\"name\":\"n\"}"),
+        bad,
+        "hardware_id",
+    )
+    .await;
+    let extra = r#"{"name":"n","hardware_id":"h","colour":1}"#;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some(extra),
+        bad,
+        "colour",
+    )
+    .await;
+    let bad_key = r#"{"name":"n","hardware_id":"h","release_keys":["not a pem"]}"#;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some(bad_key),
+        bad,
+        "release key",
+    )
+    .await;
+    let long_hw = r#"{"name":"n","hardware_id":"a-name-longer-than-16-bytes"}"#;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products",
+        Some(long_hw),
+        bad,
+        "hardware_id",
+    )
+    .await;
+    let nf = StatusCode::NOT_FOUND;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/products/9",
+        None,
+        nf,
+        "no product 9",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/products/x",
+        None,
+        bad,
+        "not a number",
+    )
+    .await;
+
+    // Rotation: add a second key, refuse it twice, remove the first by fingerprint.
+    let pem2 = public_pem(&signer());
+    let key2 = serde_json::json!({ "pem": pem2 }).to_string();
+    let (s, p2) = fx
+        .api(post.clone(), "/api/v1/products/2/release-keys", Some(&key2))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p2}");
+    assert_eq!(p2["release_keys"].as_array().unwrap().len(), 2);
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products/2/release-keys",
+        Some(&key2),
+        conflict,
+        "already",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products/9/release-keys",
+        Some(&key2),
+        nf,
+        "no product",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/products/2/release-keys",
+        Some(r#"{"pem":"x"}"#),
+        bad,
+        "release key",
+    )
+    .await;
+    let del = Method::DELETE;
+    let gone = format!("/api/v1/products/2/release-keys/{}", "0".repeat(64));
+    refused(&fx, tok, del.clone(), &gone, None, nf, "no release key").await;
+    let (s, p3) = fx
+        .api(del, &format!("/api/v1/products/2/release-keys/{fp}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p3}");
+    let keys = p3["release_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["pem"], pem2.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_add_once_with_the_key_then_never() {
+    let fx = Fx::new().await;
+    let (s, added) = fx
+        .api(
+            Method::POST,
+            "/api/v1/devices",
+            Some(r#"{"product":1,"tags":["pilot"],"id":70}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    assert_eq!(added["id"], 70);
+    let kf = DeviceKeyFile::parse(added["key_file"].as_str().unwrap()).unwrap();
+    assert_eq!(kf.device.0, 70);
+    let key_hex = hex::encode(kf.root_key.expose());
+    let stored = fx.store.root_key(kf.device).await.unwrap().unwrap();
+    assert!(stored.ct_eq(&kf.root_key));
+
+    // It checks in with the key it was given; list and show report it.
+    let mut dev = Device::new(kf.device, *kf.root_key.expose());
+    let mut ep = dev.wake();
+    let _ = fx
+        .send(&mut dev, &mut ep, &checkin(fw(1, 4, 2), None))
+        .await
+        .unwrap();
+    let (s, list) = fx.api(Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let d = &list["devices"][0];
+    assert_eq!(d["id"], 70);
+    assert_eq!(d["tags"], serde_json::json!(["pilot"]));
+    assert_eq!(d["status"]["wakes"], 1);
+    assert_eq!(d["status"]["last_checkin"]["firmware"], "1.4.2");
+    assert_eq!(d["status"]["last_checkin"]["battery_mv"], 3700);
+    let (s, shown) = fx.api(Method::GET, "/api/v1/devices/70", None).await;
+    assert_eq!((s, &shown), (StatusCode::OK, d));
+    for v in [&list, &shown] {
+        assert!(
+            !v.to_string().contains(&key_hex),
+            "root key in a later response"
+        );
+    }
+
+    let tok = Some(TOKEN);
+    let post = Method::POST;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/devices",
+        Some(r#"{"product":1,"id":70}"#),
+        StatusCode::CONFLICT,
+        "exists",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/devices",
+        Some(r#"{"product":9}"#),
+        StatusCode::NOT_FOUND,
+        "unknown product 9",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/devices",
+        Some(r#"{"product":"one"}"#),
+        StatusCode::BAD_REQUEST,
+        "product",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post,
+        "/api/v1/devices",
+        Some("[]"),
+        StatusCode::BAD_REQUEST,
+        "",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/devices/71",
+        None,
+        StatusCode::NOT_FOUND,
+        "no device 71",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/devices/-1",
+        None,
+        StatusCode::BAD_REQUEST,
+        "not a number",
+    )
+    .await;
+    // Wrong content type for JSON: 415, nothing changed.
+    let before = fx.snapshot().await;
+    let (s, _, body) = fx
+        .raw(
+            Method::POST,
+            "/api/v1/devices",
+            Some(TOKEN),
+            Some("text/plain"),
+            br#"{"product":1}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
+    assert_eq!(fx.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_upload_verified_list_show() {
+    let fx = Fx::new().await;
+    let octets = Some("application/octet-stream");
+    let good = container(&fx.signer, HW, (2, 0, 0), &image(3_000, 1));
+    let upload = |body: Vec<u8>, ct: Option<&'static str>, path: &'static str| {
+        let fx = &fx;
+        async move {
+            let before = fx.snapshot().await;
+            let (s, _, b) = fx.raw(Method::POST, path, Some(TOKEN), ct, body).await;
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            (s, v, before)
+        }
+    };
+    let path = "/api/v1/products/1/releases";
+    // Refused: tampered (422), another product's hardware (422), not a container (422),
+    // wrong content type (415), unknown product (404), too large (413).
+    let mut tampered = good.clone();
+    let at = tampered.len() - 10;
+    tampered[at] ^= 0x80;
+    let other_hw = container(&fx.signer, "other-hw", (2, 0, 0), &image(100, 2));
+    let foreign = container(&signer(), HW, (2, 0, 0), &image(100, 2));
+    for (body, ct, p, status, says) in [
+        (tampered, octets, path, 422, "container refused"),
+        (other_hw, octets, path, 422, "container refused"),
+        (foreign, octets, path, 422, "container refused"),
+        (
+            b"junk".to_vec(),
+            octets,
+            path,
+            422,
+            "not a valid update container",
+        ),
+        (
+            good.clone(),
+            Some("application/json"),
+            path,
+            415,
+            "octet-stream",
+        ),
+        (good.clone(), None, path, 415, "octet-stream"),
+        (
+            good.clone(),
+            octets,
+            "/api/v1/products/9/releases",
+            404,
+            "unknown product 9",
+        ),
+        (
+            vec![0u8; ota_cloud::admin::BODY_LIMIT + 1],
+            octets,
+            path,
+            413,
+            "larger than",
+        ),
+    ] {
+        let (s, v, before) = upload(body, ct, p).await;
+        assert_eq!(s.as_u16(), status, "{v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{v}");
+        assert_eq!(fx.snapshot().await, before, "{says}");
+    }
+
+    let (s, r, _) = upload(good.clone(), octets, path).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["version"], "2.0.0");
+    assert_eq!(r["update_id"], 1);
+    assert_eq!(r["size"], good.len());
+    let digest = r["digest"].as_str().unwrap().to_string();
+    assert!(fx
+        .dir
+        .path()
+        .join("releases")
+        .join(format!("{digest}.ota"))
+        .exists());
+    let (s, v, before) = upload(good, octets, path).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(fx.snapshot().await, before);
+
+    let (s, list) = fx.api(Method::GET, path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["releases"], serde_json::json!([r.clone()]));
+    let (s, shown) = fx
+        .api(Method::GET, &format!("/api/v1/releases/{digest}"), None)
+        .await;
+    assert_eq!((s, shown), (StatusCode::OK, r));
+    let tok = Some(TOKEN);
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        &format!("/api/v1/releases/{}", "ab".repeat(32)),
+        None,
+        StatusCode::NOT_FOUND,
+        "no release",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/releases/xyz",
+        None,
+        StatusCode::BAD_REQUEST,
+        "64 hex",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/products/9/releases",
+        None,
+        StatusCode::NOT_FOUND,
+        "no product 9",
+    )
+    .await;
+}
+
+fn with_publishes<'a>(firmware: cloud_proto::FirmwareVersion, data: &'a [&'a [u8]]) -> Up<'a> {
+    let mut up = checkin(firmware, None);
+    if let Up::CheckIn(c) = &mut up {
+        for (i, d) in data.iter().enumerate() {
+            c.publishes
+                .push(Publish {
+                    topic: i as u16 + 1,
+                    data: d,
+                })
+                .unwrap();
+        }
+    }
+    up
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_paged_and_per_device_and_drops() {
+    let fx = Fx::new().await;
+    let mut a = fx.device(1).await;
+    let mut b = fx.device(2).await;
+    for round in 0..3u8 {
+        for dev in [&mut a, &mut b] {
+            let mut ep = dev.wake();
+            let payload = [round, dev.id.0 as u8];
+            let _ = fx
+                .send(dev, &mut ep, &with_publishes(fw(1, 0, 0), &[&payload]))
+                .await
+                .unwrap();
+            fx.advance(1_000);
+        }
+    }
+    let (s, all) = fx.api(Method::GET, "/api/v1/publishes", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<u64> = all["publishes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(all["next_after"], ids[5]);
+    let first = &all["publishes"][0];
+    assert_eq!(first["device"], a.id.0);
+    assert_eq!(first["data_hex"], "0001");
+    assert_eq!(first["topic"], 1);
+
+    let (_, page) = fx
+        .api(
+            Method::GET,
+            &format!("/api/v1/publishes?after={}&limit=2", ids[1]),
+            None,
+        )
+        .await;
+    let got: Vec<u64> = page["publishes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, ids[2..4]);
+    assert_eq!(page["next_after"], ids[3]);
+    let (_, of_b) = fx
+        .api(
+            Method::GET,
+            &format!("/api/v1/publishes?device={}&limit=2", b.id.0),
+            None,
+        )
+        .await;
+    let got: Vec<(u64, u64)> = of_b["publishes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["device"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, [(ids[1], 2), (ids[3], 2)]);
+    let (_, rest) = fx
+        .api(
+            Method::GET,
+            &format!(
+                "/api/v1/devices/{}/publishes?after={}",
+                b.id.0, of_b["next_after"]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(rest["publishes"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["publishes"][0]["id"], ids[5]);
+
+    let tok = Some(TOKEN);
+    let bad = StatusCode::BAD_REQUEST;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/publishes?limit=0",
+        None,
+        bad,
+        "limit",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/publishes?after=abc",
+        None,
+        bad,
+        "after",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/publishes?colour=1",
+        None,
+        bad,
+        "colour",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        Method::GET,
+        "/api/v1/devices/9/publishes",
+        None,
+        StatusCode::NOT_FOUND,
+        "no device 9",
+    )
+    .await;
+
+    // Drop counters: one replayed frame (an old frame after a newer one was taken).
+    let (_, d0) = fx.api(Method::GET, "/api/v1/drops", None).await;
+    assert_eq!(d0["replayed"], 0);
+    let mut ep = a.wake();
+    let old = a.seal(&mut ep, &checkin(fw(1, 0, 0), None));
+    let _ = fx.frame(&mut ep, &old).await.unwrap();
+    let mut ep = a.wake();
+    let _ = fx
+        .send(&mut a, &mut ep, &checkin(fw(1, 0, 0), None))
+        .await
+        .unwrap();
+    assert!(fx.frame(&mut a.wake(), &old).await.is_err());
+    let (s, d1) = fx.api(Method::GET, "/api/v1/drops", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d1["replayed"], 1, "{d1}");
+    assert_eq!(d1["frame"], 0);
+}
+
+/// The router on a real socket (what `serve --admin` runs): a raw HTTP/1.1 exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_on_a_loopback_socket() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fx = Fx::new().await;
+    let state = ota_cloud::admin::AdminState::new(
+        fx.server.clone(),
+        ota_cloud::admin::AdminToken::new(TOKEN).unwrap(),
+        fx.dir.path().join("releases"),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(ota_cloud::admin::serve(state, l));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/products/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    tokio::time::timeout(GUARD, s.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(r#""name":"tracker""#), "{resp}");
+}
