@@ -185,3 +185,170 @@ fn init_provision_upload_serve() {
     let none = run(&tmp.path().join("nothing"), &["device", "list"]);
     assert!(String::from_utf8_lossy(&none.stderr).contains("run `ota-cloud init"));
 }
+
+/// Starts `serve` on port 0 everywhere; returns it and its UDP and admin addresses.
+fn serve(data: &Path) -> (Killed, SocketAddr, SocketAddr) {
+    let child = bin()
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Killed(child);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "listening udp ADDR tcp ADDR admin ADDR"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"listening"), "{line}");
+    assert_eq!(words.get(5), Some(&"admin"), "{line}");
+    (server, words[2].parse().unwrap(), words[6].parse().unwrap())
+}
+
+/// One wake of `kf`'s device: a check-in carrying one publish `data` on topic 9.
+fn publish(udp: SocketAddr, dev: &mut Device, data: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut up = checkin(fw(1, 0, 0), None);
+        if let cloud_proto::Up::CheckIn(c) = &mut up {
+            c.publishes
+                .push(cloud_proto::Publish { topic: 9, data })
+                .unwrap();
+        }
+        let mut ep = dev.wake();
+        let mut link = Link::udp(udp).await;
+        let got = dev.request(&mut ep, &mut link, &up).await;
+        assert!(
+            matches!(
+                got,
+                Got::Welcome {
+                    publishes_acked: 1,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+    });
+}
+
+#[test]
+fn events_lists_filters_and_follows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    let pem = tmp.path().join("release.pub.pem");
+    std::fs::write(&pem, public_pem(&signer())).unwrap();
+    ok(
+        &data,
+        &[
+            "product",
+            "add",
+            "--name",
+            "tracker",
+            "--hardware-id",
+            HW,
+            "--release-key",
+            pem.to_str().unwrap(),
+        ],
+    );
+    let mut devs = Vec::new();
+    for n in 0..2 {
+        let key = tmp.path().join(format!("d{n}.key"));
+        ok(
+            &data,
+            &[
+                "device",
+                "add",
+                "--product",
+                "1",
+                "--key-out",
+                key.to_str().unwrap(),
+            ],
+        );
+        let kf = DeviceKeyFile::read(&key).unwrap();
+        devs.push(Device::new(kf.device, *kf.root_key.expose()));
+    }
+    let (server, udp, admin) = serve(&data);
+    assert!(admin.ip().is_loopback());
+    publish(udp, &mut devs[0], b"\x01\x02");
+    publish(udp, &mut devs[1], b"\x03");
+    publish(udp, &mut devs[0], b"");
+
+    let (d0, d1) = (devs[0].id.0, devs[1].id.0);
+    let all = ok(&data, &["events"]);
+    let rows: Vec<Vec<&str>> = all.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3, "{all}");
+    // id, device, frame counter, topic, received_ms, data.
+    assert_eq!((rows[0][1], rows[0][3]), (d0.to_string().as_str(), "9"));
+    assert_eq!((rows[0][5], rows[1][5], rows[2][5]), ("0102", "03", "-"));
+    let ids: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    let after = ok(&data, &["events", "--after", &ids[0].to_string()]);
+    assert_eq!(after.lines().count(), 2, "{after}");
+    let mine = ok(&data, &["events", "--device", &d0.to_string(), "--json"]);
+    let objs: Vec<serde_json::Value> = mine
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 2, "{mine}");
+    assert!(objs.iter().all(|o| o["device"] == d0));
+    assert_eq!(objs[0]["data_hex"], "0102");
+    assert_eq!(objs[0]["topic"], 9);
+    let one = ok(
+        &data,
+        &["events", "--limit", "1", "--device", &d1.to_string()],
+    );
+    assert_eq!(one.lines().count(), 1);
+    assert!(one.starts_with(&format!("{}\t{d1}\t", ids[1])), "{one}");
+
+    // --follow: prints what is stored, then each new publish as it comes, until killed.
+    let child = bin()
+        .arg("--data")
+        .arg(&data)
+        .args(["events", "--follow", "--json", "--poll-ms", "20"])
+        .args(["--after", &ids[1].to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut follower = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follower.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> serde_json::Value {
+        serde_json::from_str(&rx.recv_timeout(GUARD).expect("follow printed nothing")).unwrap()
+    };
+    assert_eq!(next()["id"], ids[2]);
+    publish(udp, &mut devs[1], b"\x04\x05");
+    let new = next();
+    assert_eq!(
+        (new["device"].as_u64(), new["data_hex"].as_str()),
+        (Some(u64::from(d1)), Some("0405"))
+    );
+    assert!(new["id"].as_u64().unwrap() > ids[2]);
+    // Still running (it only stops when killed).
+    assert!(follower.0.try_wait().unwrap().is_none());
+    drop(follower);
+    drop(server);
+}
