@@ -56,4 +56,5 @@ trap cleanup EXIT INT TERM
 # with / is a unix socket directory).
 export OTA_CLOUD_PG_URL="postgres://postgres@${dir//\//%2F}:5432/postgres"
 echo "postgres-test: throwaway cluster ($("$bin/postgres" --version)) at $OTA_CLOUD_PG_URL"
-cargo test -p ota-cloud --test postgres "$@"
+# admin and metrics: the admin API and /metrics over PgStore (each also runs on SQLite).
+cargo test -p ota-cloud --test postgres --test admin --test metrics "$@"

@@ -10,12 +10,42 @@ use cloud_proto::{Publish, Up};
 use common::*;
 use fixture::*;
 use ota_cloud::keyfile::DeviceKeyFile;
-use ota_cloud::Store as _;
+use ota_cloud::metrics::StoreMetrics;
+use ota_cloud::Store;
 use serde_json::Value;
 
+/// Each test runs on SQLite, and on PostgreSQL when `OTA_CLOUD_PG_URL` is set
+/// (`scripts/postgres-test.sh`).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Fx::new().await).await;
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(fx) = super::Fx::postgres().await else { return };
+                super::$name(fx).await;
+            }
+        )*}
+    };
+}
+
+on_both_stores!(
+    every_api_path_needs_the_token,
+    products_and_release_keys,
+    devices_add_once_with_the_key_then_never,
+    releases_upload_verified_list_show,
+    publishes_paged_and_per_device_and_drops,
+    served_on_a_loopback_socket
+);
+
 /// `req` is refused with `status` and a JSON error mentioning `says`, and changes nothing.
-async fn refused(
-    fx: &Fx,
+async fn refused<S: Store + StoreMetrics>(
+    fx: &Fx<S>,
     token: Option<&str>,
     method: Method,
     path: &str,
@@ -40,9 +70,7 @@ async fn refused(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_api_path_needs_the_token() {
-    let fx = Fx::new().await;
+async fn every_api_path_needs_the_token<S: Store + StoreMetrics>(fx: Fx<S>) {
     let add = Some(r#"{"name":"x","hardware_id":"x"}"#);
     let missing = StatusCode::UNAUTHORIZED;
     refused(
@@ -117,9 +145,7 @@ async fn every_api_path_needs_the_token() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn products_and_release_keys() {
-    let fx = Fx::new().await;
+async fn products_and_release_keys<S: Store + StoreMetrics>(fx: Fx<S>) {
     let pem = public_pem(&signer());
     let body = serde_json::json!({
         "name": "logger",
@@ -289,9 +315,7 @@ async fn products_and_release_keys() {
     assert_eq!(keys[0]["pem"], pem2.as_str());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_add_once_with_the_key_then_never() {
-    let fx = Fx::new().await;
+async fn devices_add_once_with_the_key_then_never<S: Store + StoreMetrics>(fx: Fx<S>) {
     let (s, added) = fx
         .api(
             Method::POST,
@@ -409,9 +433,7 @@ async fn devices_add_once_with_the_key_then_never() {
     assert_eq!(fx.snapshot().await, before);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn releases_upload_verified_list_show() {
-    let fx = Fx::new().await;
+async fn releases_upload_verified_list_show<S: Store + StoreMetrics>(fx: Fx<S>) {
     let octets = Some("application/octet-stream");
     let good = container(&fx.signer, HW, (2, 0, 0), &image(3_000, 1));
     let upload = |body: Vec<u8>, ct: Option<&'static str>, path: &'static str| {
@@ -542,9 +564,7 @@ fn with_publishes<'a>(firmware: cloud_proto::FirmwareVersion, data: &'a [&'a [u8
     up
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishes_paged_and_per_device_and_drops() {
-    let fx = Fx::new().await;
+async fn publishes_paged_and_per_device_and_drops<S: Store + StoreMetrics>(fx: Fx<S>) {
     let mut a = fx.device(1).await;
     let mut b = fx.device(2).await;
     for round in 0..3u8 {
@@ -677,10 +697,9 @@ async fn publishes_paged_and_per_device_and_drops() {
 }
 
 /// The router on a real socket (what `serve --admin` runs): a raw HTTP/1.1 exchange.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn served_on_a_loopback_socket() {
+async fn served_on_a_loopback_socket<S: Store + StoreMetrics>(fx: Fx<S>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let fx = Fx::new().await;
+
     let state = ota_cloud::admin::AdminState::new(
         fx.server.clone(),
         ota_cloud::admin::AdminToken::new(TOKEN).unwrap(),

@@ -7,9 +7,11 @@ use axum::http::{Method, StatusCode};
 use cloud_proto::{Object, Up};
 use common::*;
 use fixture::*;
+use ota_cloud::metrics::StoreMetrics;
 use ota_cloud::server::Dropped;
+use ota_cloud::Store;
 
-async fn scrape(fx: &Fx) -> std::collections::BTreeMap<String, f64> {
+async fn scrape<S: Store + StoreMetrics>(fx: &Fx<S>) -> std::collections::BTreeMap<String, f64> {
     // No token: Prometheus scrapes without one.
     let (status, ct, body) = fx.raw(Method::GET, "/metrics", None, None, vec![]).await;
     assert_eq!(status, StatusCode::OK);
@@ -24,11 +26,31 @@ fn frames(m: &std::collections::BTreeMap<String, f64>, kind: &str, admission: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_with_the_frames_handled() {
     let fx = Fx::new().await;
+    // The fixture's product was one transaction in one commit.
+    assert_eq!(
+        scrape(&fx).await["ota_cloud_store_commit_batch_size_count"],
+        1.0
+    );
+    counters_move(fx, true).await;
+}
+
+/// PostgreSQL (with `OTA_CLOUD_PG_URL`): the same counters; no commit batch histogram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_on_postgres() {
+    let Some(fx) = Fx::postgres().await else {
+        return;
+    };
+    counters_move(fx, false).await;
+}
+
+async fn counters_move<S: Store + StoreMetrics>(fx: Fx<S>, batches: bool) {
     let m = scrape(&fx).await;
     assert_eq!(m["ota_cloud_checkins_total"], 0.0);
     assert_eq!(m["ota_cloud_frame_handling_seconds_count"], 0.0);
-    // The fixture's product was one transaction in one commit.
-    assert_eq!(m["ota_cloud_store_commit_batch_size_count"], 1.0);
+    assert_eq!(
+        m.contains_key("ota_cloud_store_commit_batch_size_count"),
+        batches
+    );
 
     let img = image(2_000, 3);
     let c = container(&fx.signer, HW, (1, 1, 0), &img);
@@ -90,6 +112,10 @@ async fn counters_move_with_the_frames_handled() {
     );
     // One latency observation per answered frame.
     assert_eq!(m["ota_cloud_frame_handling_seconds_count"], 3.0);
+    if !batches {
+        assert!(!m.contains_key("ota_cloud_store_commit_batch_size_count"));
+        return;
+    }
     // Every frame answered committed once (no other writer here): 3 transactions, in 1 to 3
     // commits.
     let delta = |k: &str| m[k] - before[k];
