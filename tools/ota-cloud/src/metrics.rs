@@ -326,6 +326,10 @@ pub fn render(
     );
     for (k, kind) in FrameKind::ALL.iter().enumerate() {
         for (r, admission) in ["new", "retransmission"].iter().enumerate() {
+            if *kind == FrameKind::Nacked && r == 1 {
+                // A nack is decided by `admit` afresh each time: never a retransmission.
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "ota_cloud_frames_total{{kind=\"{}\",admission=\"{admission}\"}} {}",
