@@ -38,7 +38,21 @@ pub async fn page<S: Store>(
     device: Option<DeviceId>,
     limit: usize,
 ) -> Result<Page, StoreError> {
+    page_scanning(store, after, device, limit, SCAN_LIMIT).await
+}
+
+/// [`page`] with another bound on the publishes read when filtering by device (at least 1).
+///
+/// Errors: the store's. Cost: up to `scan` rows read with a device.
+pub async fn page_scanning<S: Store>(
+    store: &S,
+    after: PublishId,
+    device: Option<DeviceId>,
+    limit: usize,
+    scan: usize,
+) -> Result<Page, StoreError> {
     let limit = limit.clamp(1, MAX_LIMIT);
+    let scan = scan.max(1);
     let Some(device) = device else {
         let publishes = store.publishes_since(after, limit).await?;
         let next_after = publishes.last().map_or(after, |p| p.id);
@@ -50,15 +64,14 @@ pub async fn page<S: Store>(
     let mut out = Vec::new();
     let mut cursor = after;
     let mut scanned = 0;
-    while out.len() < limit && scanned < SCAN_LIMIT {
-        let batch = store
-            .publishes_since(cursor, MAX_LIMIT.min(SCAN_LIMIT - scanned))
-            .await?;
+    while out.len() < limit && scanned < scan {
+        let asked = MAX_LIMIT.min(scan - scanned);
+        let batch = store.publishes_since(cursor, asked).await?;
         let Some(last) = batch.last() else {
             break;
         };
         scanned += batch.len();
-        let full = batch.len() == MAX_LIMIT.min(SCAN_LIMIT - (scanned - batch.len()));
+        let full = batch.len() == asked;
         cursor = last.id;
         for p in batch {
             if p.device == device {

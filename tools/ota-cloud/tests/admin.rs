@@ -35,6 +35,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    device_filter_scans_bounded_and_resumes,
     every_api_path_needs_the_token,
     products_and_release_keys,
     devices_add_once_with_the_key_then_never,
@@ -694,6 +695,38 @@ async fn publishes_paged_and_per_device_and_drops<S: Store + StoreMetrics>(fx: F
     assert_eq!(s, StatusCode::OK);
     assert_eq!(d1["replayed"], 1, "{d1}");
     assert_eq!(d1["frame"], 0);
+}
+
+/// A device filter reads at most `scan` publishes per call and says where it stopped: paging
+/// on from `next_after` finds every one of the device's publishes, in order, none twice.
+async fn device_filter_scans_bounded_and_resumes<S: Store + StoreMetrics>(fx: Fx<S>) {
+    let mut a = fx.device(1).await;
+    let mut b = fx.device(2).await;
+    for n in 0..30u8 {
+        let dev = if n % 7 == 6 { &mut b } else { &mut a };
+        let mut ep = dev.wake();
+        let _ = fx
+            .send(dev, &mut ep, &with_publishes(fw(1, 0, 0), &[&[n]]))
+            .await
+            .unwrap();
+    }
+    let mut after = ota_cloud::PublishId(0);
+    let (mut seen, mut calls) = (Vec::new(), 0);
+    loop {
+        let page = ota_cloud::events::page_scanning(&*fx.store, after, Some(b.id), 2, 5)
+            .await
+            .unwrap();
+        calls += 1;
+        assert!(page.publishes.iter().all(|p| p.device == b.id));
+        seen.extend(page.publishes.iter().map(|p| p.data[0]));
+        if page.next_after == after {
+            break;
+        }
+        after = page.next_after;
+    }
+    assert_eq!(seen, [6, 13, 20, 27]);
+    // 30 publishes read 5 at a time (or stopping early at 2 matches): more than 6 calls.
+    assert!(calls >= 7, "{calls}");
 }
 
 /// The router on a real socket (what `serve --admin` runs): a raw HTTP/1.1 exchange.
