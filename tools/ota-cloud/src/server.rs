@@ -100,7 +100,8 @@ impl From<StoreError> for Dropped {
     }
 }
 
-/// Frames dropped, by reason, since the server started (`/metrics` will export them).
+/// Frames dropped, by reason, since the server started (exported by `/metrics` and
+/// `GET /api/v1/drops`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DropCounts {
     /// [`Dropped::Frame`].
