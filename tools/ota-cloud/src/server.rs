@@ -236,8 +236,10 @@ impl<S: Store> Server<S> {
     ///
     /// Errors: [`Dropped`], counted by reason ([`drops`](Self::drops)); nothing is stored and
     /// nothing must be sent. Cost: a key lookup (cached after the first), one HMAC, one record
-    /// read and one transaction per try (at most 3), plus for a check-in the product's release
-    /// list and the device's status, for a chunk request up to 64 chunk seals.
+    /// read and one transaction per try (at most 3), plus for a check-in one
+    /// [`Store::offer_candidates`] query (the offered release and its payload are cached by
+    /// id and digest: releases never change), for a chunk request one
+    /// [`Store::serves_release`] query and up to 64 chunk seals.
     pub async fn handle_frame_at(
         &self,
         frame: &[u8],

@@ -1191,6 +1191,65 @@ mod tests {
         const { assert!(schema::VERSION >= 2) };
     }
 
+    /// Releases stored before migration 3 get their rowid as id (their order), and the next
+    /// release the next id.
+    #[tokio::test]
+    async fn migration_3_gives_existing_releases_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ota.db");
+        let master = MasterKey::generate().unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 2).unwrap();
+            conn.execute(
+                "INSERT INTO products (id, name, hardware_id) VALUES (1, 'p', ?1)",
+                [&[0u8; 16][..]],
+            )
+            .unwrap();
+            for (i, d) in [[1u8; 32], [2u8; 32]].iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO releases (digest, product, major, minor, patch, security_counter,
+                       hardware_id, size, path, created_ms)
+                     VALUES (?1, 1, 1, ?2, 0, 1, ?3, 10, 'x', 5)",
+                    params![&d[..], i as i64, &[0u8; 16][..]],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path, master, SqliteOptions::default()).unwrap();
+        let ids: Vec<u32> = store
+            .releases(ProductId(1))
+            .await
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.0)
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(
+            store.release_id(ReleaseDigest([2; 32])).await.unwrap(),
+            Some(ReleaseId(2))
+        );
+        let next = store
+            .put_release(Release {
+                digest: ReleaseDigest([3; 32]),
+                product: ProductId(1),
+                version: cloud_proto::FirmwareVersion {
+                    major: 2,
+                    minor: 0,
+                    patch: 0,
+                },
+                security_counter: 1,
+                hardware_id: [0; 16],
+                size: 1,
+                body: crate::ReleaseBody::File("y".into()),
+                created_ms: 6,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next, ReleaseId(3));
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn refuses_a_newer_schema_and_a_wrong_master_key() {
         let dir = tempfile::tempdir().unwrap();
