@@ -96,7 +96,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         offered_ms BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL,
         PRIMARY KEY (rollout, device));
-     CREATE INDEX rollout_devices_device ON rollout_devices(device, release);",
+     CREATE INDEX rollout_devices_device ON rollout_devices(device, release);
+     CREATE INDEX devices_product ON devices(product);",
 ];
 
 /// The schema version this build writes.
