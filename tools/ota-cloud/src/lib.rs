@@ -9,12 +9,17 @@ pub mod logging;
 pub mod metrics;
 pub mod postgres;
 pub mod release;
+pub mod rollout;
 pub mod seal;
 pub mod server;
 mod sqlite;
 pub mod store;
 pub mod transport;
 
+pub use rollout::{
+    NewRollout, ReleaseId, Rollout, RolloutChange, RolloutId, RolloutProgress, RolloutState, Share,
+    Target,
+};
 pub use seal::{MasterKey, RootKey, SealError};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore};
 pub use store::{

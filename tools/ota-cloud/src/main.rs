@@ -20,6 +20,9 @@ use ota_cloud::{
     Store,
 };
 
+mod rollout_cmd;
+use rollout_cmd::RolloutCmd;
+
 const DB: &str = "ota.db";
 const MASTER: &str = "master.key";
 const TOKEN: &str = "admin.token";
@@ -102,6 +105,9 @@ enum Cmd {
     /// Releases.
     #[command(subcommand)]
     Release(ReleaseCmd),
+    /// Rollouts: which devices are offered a release (nothing is offered without one).
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +163,12 @@ enum ReleaseCmd {
         product: u32,
         /// The container file.
         file: PathBuf,
+    },
+    /// Lists a product's releases: id (the update id devices see), version, SHA-256, size.
+    List {
+        /// Product id.
+        #[arg(long)]
+        product: u32,
     },
 }
 
@@ -517,14 +529,23 @@ async fn command<S: Store + StoreMetrics + Close>(
             )
             .await;
             let r = r.with_context(|| format!("uploading {}", file.display()))?;
+            let id = store
+                .release_id(r.digest)
+                .await?
+                .context("release vanished")?;
             println!(
-                "{} version {}.{}.{}",
+                "{} version {}.{}.{} id {}",
                 digest_hex(&r.digest),
                 r.version.major,
                 r.version.minor,
-                r.version.patch
+                r.version.patch,
+                id.0
             );
         }
+        Cmd::Release(ReleaseCmd::List { product }) => {
+            rollout_cmd::release_list(&**store, ProductId(product)).await?
+        }
+        Cmd::Rollout(c) => rollout_cmd::run(&**store, c, now_ms()).await?,
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ pub async fn upload_release<S: Store>(
         created_ms: now_ms,
     };
     match store.put_release(release.clone()).await {
-        Ok(()) => Ok(release),
+        Ok(_id) => Ok(release),
         Err(StoreError::AlreadyExists) => Err(UploadError::AlreadyExists(digest)),
         Err(e) => {
             // Content-addressed: another upload of the same bytes may own the file; it is

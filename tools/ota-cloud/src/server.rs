@@ -12,17 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cloud_proto::{
-    admit, authenticate, peek_up, respond, serve_chunks, Admission, AdmitError, Decision, DeviceId,
-    Down, FirmwareVersion, FrameError, Keys, ManifestRef, NackCode, Object, ReplayPolicy, Request,
-    Served, SleepGrant, Up, UpdateId, UpdateOffer, UpdateResult, Welcome, MAX_FRAME,
+    admit, authenticate, peek_up, respond, serve_chunks, Admission, AdmitError, DeviceId, Down,
+    FirmwareVersion, FrameError, Keys, ManifestRef, NackCode, Object, ReplayPolicy, Request,
+    Served, SleepGrant, Up, UpdateOffer, Welcome, MAX_FRAME,
 };
 
 use crate::logging::DropLog;
 use crate::metrics::{Answered, FrameMetrics};
 use crate::release::{Payload, PayloadError};
-use crate::store::{
-    DeviceStatus, Effects, FrameCommit, ProductId, Release, ReleaseDigest, Store, StoreError,
-};
+use crate::rollout::{choose_offer, ReleaseId, RolloutId};
+use crate::store::{Effects, FrameCommit, ProductId, Release, ReleaseDigest, Store, StoreError};
 
 /// The server's clock: Unix milliseconds. Injected so tests choose every `now`.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -184,6 +183,9 @@ pub struct Server<S> {
     clock: Clock,
     devices: Mutex<HashMap<DeviceId, DeviceEntry>>,
     payloads: Mutex<HashMap<ReleaseDigest, Arc<Payload>>>,
+    /// Releases by id: a stored release never changes and is never deleted. (Rollouts are
+    /// never cached: a pause on any instance shows at the next check-in.)
+    releases: Mutex<HashMap<ReleaseId, Release>>,
     drops: Counts,
     metrics: FrameMetrics,
     drop_log: DropLog,
@@ -197,27 +199,6 @@ impl<S> fmt::Debug for Server<S> {
     }
 }
 
-/// An `UpdateId` is the release's 1-based position among its product's releases, oldest first
-/// (releases are never deleted, so it is stable).
-fn update_id(index: usize) -> UpdateId {
-    UpdateId(u32::try_from(index + 1).unwrap_or(u32::MAX))
-}
-
-/// Whether the device has declined `update` or reported it failed.
-fn refused_by(status: &DeviceStatus, update: UpdateId) -> bool {
-    let declined = status
-        .last_decision
-        .is_some_and(|d| d.update == update && matches!(d.decision, Decision::Decline(_)));
-    let failed = status.last_status.is_some_and(|s| {
-        s.update == update
-            && !matches!(
-                s.result,
-                UpdateResult::Initial | UpdateResult::Success | UpdateResult::Deferred
-            )
-    });
-    declined || failed
-}
-
 impl<S: Store> Server<S> {
     /// A server over `store`.
     pub fn new(store: Arc<S>, config: ServerConfig, clock: Clock) -> Self {
@@ -227,6 +208,7 @@ impl<S: Store> Server<S> {
             clock,
             devices: Mutex::new(HashMap::new()),
             payloads: Mutex::new(HashMap::new()),
+            releases: Mutex::new(HashMap::new()),
             drops: Counts::default(),
             metrics: FrameMetrics::default(),
             drop_log: DropLog::default(),
@@ -272,8 +254,10 @@ impl<S: Store> Server<S> {
     ///
     /// Errors: [`Dropped`], counted by reason ([`drops`](Self::drops)); nothing is stored and
     /// nothing must be sent. Cost: a key lookup (cached after the first), one HMAC, one record
-    /// read and one transaction per try (at most 3), plus for a check-in the product's release
-    /// list and the device's status, for a chunk request up to 64 chunk seals.
+    /// read and one transaction per try (at most 3), plus for a check-in one
+    /// [`Store::offer_candidates`] query (the offered release and its payload are cached by
+    /// id and digest: releases never change), for a chunk request one
+    /// [`Store::serves_release`] query and up to 64 chunk seals.
     pub async fn handle_frame_at(
         &self,
         frame: &[u8],
@@ -312,12 +296,12 @@ impl<S: Store> Server<S> {
                 Admission::Refused(e) => return Err(Dropped::Refused(e)),
                 Admission::New { request, record } => {
                     info = Answered::message(&request, false);
-                    let frames = self.answer(&entry, &request, now_ms, &mut info).await?;
-                    (record, frames, Some(request.msg))
+                    let (frames, offer) = self.answer(&entry, &request, now_ms, &mut info).await?;
+                    (record, frames, Some((request.msg, offer)))
                 }
                 Admission::Retransmission { request, record } => {
                     info = Answered::message(&request, true);
-                    let frames = self.answer(&entry, &request, now_ms, &mut info).await?;
+                    let (frames, _) = self.answer(&entry, &request, now_ms, &mut info).await?;
                     (record, frames, None)
                 }
                 Admission::Nack {
@@ -333,7 +317,11 @@ impl<S: Store> Server<S> {
             let up = frame.len() as u64;
             let down = frames.iter().map(|f| f.len() as u64).sum();
             let effects = match &new_msg {
-                Some(msg) => Effects::of_request(msg, now_ms, up, down),
+                Some((msg, offer)) => Effects {
+                    // The offer's row in its rollout is written with the frame.
+                    offer: *offer,
+                    ..Effects::of_request(msg, now_ms, up, down)
+                },
                 None => Effects::counters_only(now_ms, up, down),
             };
             let commit = FrameCommit {
@@ -409,53 +397,77 @@ impl<S: Store> Server<S> {
         Ok(out)
     }
 
-    /// The release to offer a device running `firmware`: the newest of its product newer than
-    /// `firmware` that it has not declined or failed.
+    /// A release by id (cached: releases never change), `None` when there is none or it is
+    /// not of `product`.
+    async fn release_of(
+        &self,
+        id: ReleaseId,
+        product: ProductId,
+    ) -> Result<Option<Release>, Dropped> {
+        let cached = self
+            .releases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        let r = match cached {
+            Some(r) => r,
+            None => {
+                let Some(r) = self.store.release_by_id(id).await? else {
+                    return Ok(None);
+                };
+                self.releases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, r.clone());
+                r
+            }
+        };
+        Ok((r.product == product).then_some(r))
+    }
+
+    /// The offer for a device running `firmware` at `now_ms`: read the rollouts that may
+    /// offer it something ([`Store::offer_candidates`], never cached) and pick with
+    /// [`choose_offer`] (newest version; share, pause and deferral rules there).
     async fn offer_for(
         &self,
         entry: &DeviceEntry,
         device: DeviceId,
         firmware: FirmwareVersion,
-    ) -> Result<Option<(UpdateId, Release)>, Dropped> {
-        let releases = self.store.releases(entry.product).await?;
-        if !releases.iter().any(|r| r.version > firmware) {
+        now_ms: u64,
+    ) -> Result<Option<(RolloutId, ReleaseId, Release)>, Dropped> {
+        let candidates = self.store.offer_candidates(device).await?;
+        let Some(c) = choose_offer(&candidates, device, firmware, now_ms) else {
             return Ok(None);
-        }
-        let status = self.store.status(device).await?.unwrap_or_default();
-        let mut best: Option<(UpdateId, Release)> = None;
-        for (i, r) in releases.into_iter().enumerate() {
-            let id = update_id(i);
-            if r.version > firmware
-                && !refused_by(&status, id)
-                && best.as_ref().is_none_or(|(_, b)| r.version >= b.version)
-            {
-                best = Some((id, r));
-            }
-        }
-        Ok(best)
+        };
+        Ok(self
+            .release_of(c.release, entry.product)
+            .await?
+            .map(|r| (c.rollout, c.release, r)))
     }
 
-    /// The frames answering `req` (a new request or a retransmission: built the same way);
-    /// the chunks served are noted in `info`.
+    /// The frames answering `req` (a new request or a retransmission: built the same way),
+    /// and the rollout and release a `Welcome` offers; the chunks served are noted in `info`.
     async fn answer(
         &self,
         entry: &DeviceEntry,
         req: &Request<'_>,
         now_ms: u64,
         info: &mut Answered,
-    ) -> Result<Vec<Vec<u8>>, Dropped> {
+    ) -> Result<(Vec<Vec<u8>>, Option<(RolloutId, ReleaseId)>), Dropped> {
         let (device, counter) = (req.device, req.counter);
         match &req.msg {
             Up::CheckIn(c) => {
-                let offer = self.offer_for(entry, device, c.firmware).await?;
+                let offer = self.offer_for(entry, device, c.firmware, now_ms).await?;
                 let payload = match &offer {
-                    Some((_, r)) => Some(self.payload(r).await?),
+                    Some((_, _, r)) => Some(self.payload(r).await?),
                     None => None,
                 };
+                let offered = offer.as_ref().map(|(ro, id, _)| (*ro, *id));
                 let offer = offer
                     .zip(payload.as_deref())
-                    .map(|((id, r), p)| UpdateOffer {
-                        update: id,
+                    .map(|((_, id, r), p)| UpdateOffer {
+                        update: id.update_id(),
                         version: r.version,
                         image_size: u32::try_from(p.image.len()).unwrap_or(u32::MAX),
                         manifest: ManifestRef::for_manifest(&p.manifest),
@@ -474,24 +486,22 @@ impl<S: Store> Server<S> {
                     },
                     offer,
                 };
-                Ok(vec![self.seal(
-                    &entry.keys,
-                    device,
-                    counter,
-                    &Down::Welcome(welcome),
-                )?])
+                let frame = self.seal(&entry.keys, device, counter, &Down::Welcome(welcome))?;
+                Ok((vec![frame], offered))
             }
             Up::ChunkRequest(r) => {
-                let releases = self.store.releases(entry.product).await?;
-                let release = usize::try_from(r.update.0)
-                    .ok()
-                    .and_then(|n| n.checked_sub(1))
-                    .and_then(|i| releases.get(i));
+                // Served when the release is of the device's product and a rollout that is
+                // not cancelled offered it to this device (a paused one still serves).
+                let id = ReleaseId::of_update(r.update);
+                let release = match self.release_of(id, entry.product).await? {
+                    Some(rel) if self.store.serves_release(device, id).await? => Some(rel),
+                    _ => None,
+                };
                 let Some(release) = release else {
                     let nack = Down::Nack(NackCode::UnknownUpdate);
-                    return Ok(vec![self.seal(&entry.keys, device, counter, &nack)?]);
+                    return Ok((vec![self.seal(&entry.keys, device, counter, &nack)?], None));
                 };
-                let p = self.payload(release).await?;
+                let p = self.payload(&release).await?;
                 let object = match r.object {
                     Object::Manifest => &p.manifest,
                     Object::Image => &p.image,
@@ -505,9 +515,12 @@ impl<S: Store> Server<S> {
                 if let Served::Chunks(_) = served {
                     info.note_chunks(&req.msg, object.len());
                 }
-                Ok(frames)
+                Ok((frames, None))
             }
-            _ => Ok(vec![self.seal(&entry.keys, device, counter, &Down::Ack)?]),
+            _ => Ok((
+                vec![self.seal(&entry.keys, device, counter, &Down::Ack)?],
+                None,
+            )),
         }
     }
 }

@@ -24,10 +24,14 @@ use cloud_proto::{
 };
 use sha2::{Digest as _, Sha256};
 
+use crate::rollout::{
+    NewRollout, OfferCandidate, ReleaseId, Rollout, RolloutChange, RolloutId, RolloutProgress,
+};
 use crate::seal::{RootKey, SealError};
 
 pub(crate) mod columns;
 pub mod conformance;
+pub(crate) mod rollout_rows;
 
 /// A product's id, assigned by the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,6 +150,11 @@ pub struct Effects {
     /// The device said goodbye and sleeps this many seconds (closes the awake time of this
     /// wake, measured from its check-in).
     pub goodbye_sleep_s: Option<u32>,
+    /// The answer (a `Welcome`) offers this rollout's release: the device's row in the rollout
+    /// becomes [`DevicePhase::Offered`](crate::rollout::DevicePhase::Offered) (created, or
+    /// moved back from deferred), after the report above is applied. Set by the server, not
+    /// by [`of_request`](Self::of_request).
+    pub offer: Option<(RolloutId, ReleaseId)>,
 }
 
 impl Effects {
@@ -311,6 +320,20 @@ pub enum StoreError {
     Database(String),
     /// The store was closed, or its writer stopped.
     Closed,
+    /// No such release.
+    UnknownRelease(ReleaseId),
+    /// No such rollout.
+    UnknownRollout(RolloutId),
+    /// The change is not allowed in the rollout's state (pause a paused one, resume a running
+    /// one, anything on a cancelled one); nothing changed.
+    IllegalTransition {
+        /// The rollout.
+        rollout: RolloutId,
+        /// Its state's name (`running`, `paused`, `cancelled`).
+        from: &'static str,
+        /// The change's name (`share`, `pause`, `resume`, `cancel`).
+        change: &'static str,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -324,6 +347,13 @@ impl fmt::Display for StoreError {
             Self::Corrupt(what) => write!(f, "corrupt stored value: {what}"),
             Self::Database(msg) => write!(f, "database error: {msg}"),
             Self::Closed => f.write_str("store closed"),
+            Self::UnknownRelease(r) => write!(f, "unknown release {}", r.0),
+            Self::UnknownRollout(r) => write!(f, "unknown rollout {}", r.0),
+            Self::IllegalTransition {
+                rollout,
+                from,
+                change,
+            } => write!(f, "rollout {} is {from}: cannot {change} it", rollout.0),
         }
     }
 }
@@ -438,10 +468,13 @@ pub trait Store: Send + Sync + 'static {
         id: DeviceId,
     ) -> impl Future<Output = StoreResult<Option<DeviceStatus>>> + Send;
 
-    /// Stores a release under its digest (the caller has verified the container). For
-    /// [`ReleaseBody::Inline`], the digest and size must be the bytes'.
+    /// Stores a release under its digest (the caller has verified the container) and gives
+    /// it the next [`ReleaseId`] (store-wide, increasing, never reused: releases are never
+    /// deleted). For [`ReleaseBody::Inline`], the digest and size must be the bytes'.
+    /// Storing a release offers it to nobody: that takes a rollout
+    /// ([`add_rollout`](Store::add_rollout)).
     /// Errors: `UnknownProduct`, `AlreadyExists`, `Invalid`.
-    fn put_release(&self, r: Release) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_release(&self, r: Release) -> impl Future<Output = StoreResult<ReleaseId>> + Send;
 
     /// A release by digest.
     fn release(
@@ -449,9 +482,76 @@ pub trait Store: Send + Sync + 'static {
         digest: ReleaseDigest,
     ) -> impl Future<Output = StoreResult<Option<Release>>> + Send;
 
-    /// A product's releases, oldest first. Cost: O(releases of the product), bodies included.
+    /// A release by id (the `UpdateId` devices use).
+    fn release_by_id(
+        &self,
+        id: ReleaseId,
+    ) -> impl Future<Output = StoreResult<Option<Release>>> + Send;
+
+    /// The id of the release with this digest.
+    fn release_id(
+        &self,
+        digest: ReleaseDigest,
+    ) -> impl Future<Output = StoreResult<Option<ReleaseId>>> + Send;
+
+    /// A product's releases with their ids, oldest first. Cost: O(releases of the product),
+    /// bodies included.
     fn releases(
         &self,
         product: ProductId,
-    ) -> impl Future<Output = StoreResult<Vec<Release>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<(ReleaseId, Release)>>> + Send;
+
+    /// Starts a rollout of a release (state running) and picks its bucket seed at random.
+    /// Errors: `UnknownRelease`; `UnknownDevice` for a device target that does not exist;
+    /// `Invalid` for a device of another product, an empty group tag, or an error threshold
+    /// with `min_finished` 0.
+    fn add_rollout(&self, r: NewRollout) -> impl Future<Output = StoreResult<RolloutId>> + Send;
+
+    /// A rollout.
+    fn rollout(&self, id: RolloutId) -> impl Future<Output = StoreResult<Option<Rollout>>> + Send;
+
+    /// Every rollout, or a product's, by id. Cost: O(rollouts).
+    fn rollouts(
+        &self,
+        product: Option<ProductId>,
+    ) -> impl Future<Output = StoreResult<Vec<Rollout>>> + Send;
+
+    /// Changes a rollout (one transaction, checked against the state it reads under the
+    /// transaction's lock) and returns it as changed. Errors: `UnknownRollout`;
+    /// `IllegalTransition` (see [`RolloutChange::apply`]); `Invalid` for a share lower than
+    /// the current one. Nothing changes on an error.
+    fn update_rollout(
+        &self,
+        id: RolloutId,
+        change: RolloutChange,
+    ) -> impl Future<Output = StoreResult<Rollout>> + Send;
+
+    /// How many devices of the rollout's target and share stand where, `None` for an unknown
+    /// rollout; `now_ms` decides who is overdue (past the deferral deadline).
+    /// Cost: two aggregate queries in the database, O(devices of the target) and
+    /// O(devices offered); nothing per device comes back.
+    fn rollout_progress(
+        &self,
+        id: RolloutId,
+        now_ms: u64,
+    ) -> impl Future<Output = StoreResult<Option<RolloutProgress>>> + Send;
+
+    /// The rollouts that may offer something to `device` at a check-in: running and paused
+    /// rollouts of its product whose target includes it, each with the device's row in it
+    /// ([`OfferCandidate`]); the caller applies the share, the version and the deferral rules
+    /// ([`choose_offer`](crate::rollout::choose_offer)). Empty for an unknown device.
+    /// Read at every check-in, never cached (a pause on any instance shows at the next one).
+    /// Cost: one query over the product's active rollouts (index on product and state).
+    fn offer_candidates(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = StoreResult<Vec<OfferCandidate>>> + Send;
+
+    /// Whether `device` may fetch chunks of `release`: it was offered the release by a
+    /// rollout that is not cancelled. Cost: one indexed query.
+    fn serves_release(
+        &self,
+        device: DeviceId,
+        release: ReleaseId,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }

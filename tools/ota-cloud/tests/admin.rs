@@ -497,7 +497,7 @@ async fn releases_upload_verified_list_show<S: Store + StoreMetrics>(fx: Fx<S>) 
     let (s, r, _) = upload(good.clone(), octets, path).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(r["version"], "2.0.0");
-    assert_eq!(r["update_id"], 1);
+    assert!(r["id"].as_u64().is_some_and(|id| id >= 1), "{r}");
     assert_eq!(r["size"], good.len());
     let digest = r["digest"].as_str().unwrap().to_string();
     assert!(fx

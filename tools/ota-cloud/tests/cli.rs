@@ -133,6 +133,13 @@ fn init_provision_upload_serve() {
         ],
     );
     assert!(up.contains("version 1.2.0"), "{up}");
+    let digest = up.split_whitespace().next().unwrap().to_string();
+    // Upload alone offers nothing: a rollout of it (by digest) to the whole product.
+    let rollout = ok(
+        &data,
+        &["rollout", "start", "--release", &digest, "--product", "1"],
+    );
+    assert_eq!(rollout.trim(), "1");
 
     let child = bin()
         .arg("--data")
@@ -351,4 +358,243 @@ fn events_lists_filters_and_follows() {
     assert!(follower.0.try_wait().unwrap().is_none());
     drop(follower);
     drop(server);
+}
+
+/// Runs a command that must fail; returns its one-line error.
+fn fails(data: &Path, args: &[&str]) -> String {
+    let o = run(data, args);
+    assert!(
+        !o.status.success(),
+        "{args:?} succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    // (A backtrace follows when RUST_BACKTRACE is set in the test's environment.)
+    let msg = err
+        .split("\n\nStack backtrace")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(msg.lines().count(), 1, "one line: {err}");
+    msg
+}
+
+/// The rollout commands: release list with ids, start (by id, each target kind, staged,
+/// threshold, deferral), list, show with progress, percent, pause, resume, cancel; and the
+/// refusals, each one line, changing nothing.
+#[test]
+fn rollout_commands_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    let signer = signer();
+    let pem = tmp.path().join("release.pub.pem");
+    std::fs::write(&pem, public_pem(&signer)).unwrap();
+    for name in ["tracker", "other"] {
+        ok(
+            &data,
+            &[
+                "product",
+                "add",
+                "--name",
+                name,
+                "--hardware-id",
+                HW,
+                "--release-key",
+                pem.to_str().unwrap(),
+            ],
+        );
+    }
+    let key = tmp.path().join("d.key");
+    let dev = ok(
+        &data,
+        &[
+            "device",
+            "add",
+            "--product",
+            "1",
+            "--tag",
+            "pilot",
+            "--key-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    let dev = dev.trim().to_string();
+    let mut digests = Vec::new();
+    for (i, v) in [(1, 1, 0), (1, 2, 0)].into_iter().enumerate() {
+        let file = tmp.path().join(format!("fw{i}.ota"));
+        std::fs::write(&file, container(&signer, HW, v, &image(1_000, i as u8))).unwrap();
+        let up = ok(
+            &data,
+            &[
+                "release",
+                "upload",
+                "--product",
+                "1",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(up.trim().ends_with(&format!("id {}", i + 1)), "{up}");
+        digests.push(up.split_whitespace().next().unwrap().to_string());
+    }
+    let list = ok(&data, &["release", "list", "--product", "1"]);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(
+        rows[0].starts_with("1\t1.1.0\t") && rows[0].contains(&digests[0]),
+        "{list}"
+    );
+    assert!(rows[1].starts_with("2\t1.2.0\t"), "{list}");
+
+    let staged = ok(
+        &data,
+        &[
+            "rollout",
+            "start",
+            "--release",
+            "2",
+            "--product",
+            "1",
+            "--percent",
+            "12.5",
+            "--error-threshold",
+            "20",
+            "--min-finished",
+            "5",
+            "--defer-until",
+            "1900000000",
+        ],
+    );
+    assert_eq!(staged.trim(), "1");
+    assert_eq!(
+        ok(
+            &data,
+            &["rollout", "start", "--release", "1", "--group", "pilot"]
+        )
+        .trim(),
+        "2"
+    );
+    assert_eq!(
+        ok(
+            &data,
+            &["rollout", "start", "--release", "1", "--device", &dev]
+        )
+        .trim(),
+        "3"
+    );
+    let show = ok(&data, &["rollout", "show", "1"]);
+    for want in [
+        "release 2 version 1.2.0",
+        "target product",
+        "share 12.5%",
+        "state running",
+        "error threshold 20% after 5 finished",
+        "defer until 1900000000 s",
+        "offered 0",
+        "succeeded 0",
+    ] {
+        assert!(show.contains(want), "{want}: {show}");
+    }
+    let targeted: u64 = show
+        .lines()
+        .find_map(|l| l.strip_prefix("targeted "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(targeted <= 1);
+
+    assert!(ok(&data, &["rollout", "percent", "1", "50"]).contains("\t50%\trunning"));
+    assert!(ok(&data, &["rollout", "pause", "1"]).contains("paused (operator)"));
+    let err = fails(&data, &["rollout", "pause", "1"]);
+    assert!(
+        err.contains("rollout 1 is paused: cannot pause it"),
+        "{err}"
+    );
+    let err = fails(&data, &["rollout", "percent", "1", "10"]);
+    assert!(err.contains("can only be raised"), "{err}");
+    assert!(ok(&data, &["rollout", "resume", "1"]).contains("running"));
+    assert!(ok(&data, &["rollout", "cancel", "2"]).contains("cancelled"));
+    let err = fails(&data, &["rollout", "resume", "2"]);
+    assert!(
+        err.contains("rollout 2 is cancelled: cannot resume it"),
+        "{err}"
+    );
+
+    let list = ok(&data, &["rollout", "list", "--product", "1"]);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{list}");
+    assert!(
+        rows[0].starts_with("1\t2\t1.2.0\t1\tproduct\t50%\trunning"),
+        "{list}"
+    );
+    assert!(
+        rows[1].contains("group pilot") && rows[1].ends_with("cancelled"),
+        "{list}"
+    );
+    assert!(rows[2].contains(&format!("device {dev}")), "{list}");
+    assert_eq!(
+        ok(&data, &["rollout", "list", "--product", "2"])
+            .lines()
+            .count(),
+        1
+    );
+
+    // Refusals: one line each, nothing added.
+    let err = fails(
+        &data,
+        &["rollout", "start", "--release", "9", "--product", "1"],
+    );
+    assert!(err.contains("unknown release 9"), "{err}");
+    let err = fails(
+        &data,
+        &[
+            "rollout",
+            "start",
+            "--release",
+            &"ab".repeat(32),
+            "--product",
+            "1",
+        ],
+    );
+    assert!(err.contains("unknown release"), "{err}");
+    let err = fails(
+        &data,
+        &["rollout", "start", "--release", "1", "--product", "2"],
+    );
+    assert!(err.contains("is of product 1, not 2"), "{err}");
+    let err = fails(
+        &data,
+        &["rollout", "start", "--release", "1", "--device", "77"],
+    );
+    assert!(err.contains("unknown device 77"), "{err}");
+    let err = fails(
+        &data,
+        &[
+            "rollout",
+            "start",
+            "--release",
+            "1",
+            "--product",
+            "1",
+            "--percent",
+            "120",
+        ],
+    );
+    assert!(err.contains("not a percentage"), "{err}");
+    let err = fails(&data, &["rollout", "pause", "42"]);
+    assert!(err.contains("unknown rollout 42"), "{err}");
+    let err = fails(&data, &["rollout", "show", "42"]);
+    assert!(err.contains("unknown rollout 42"), "{err}");
+    assert!(
+        !run(&data, &["rollout", "start", "--release", "1"])
+            .status
+            .success(),
+        "a target is required"
+    );
+    assert_eq!(
+        ok(&data, &["rollout", "list"]).lines().count(),
+        4,
+        "nothing added"
+    );
 }

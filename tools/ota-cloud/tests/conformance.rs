@@ -57,6 +57,11 @@ check!(
     one_failure_does_not_fail_the_others,
     publishes_survive_reopen,
     release_by_digest,
+    release_ids_are_stable,
+    rollout_lifecycle,
+    offer_candidates_by_target,
+    rollout_phases_and_progress,
+    error_threshold_pauses_in_the_frame_transaction,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

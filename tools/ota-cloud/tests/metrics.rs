@@ -56,7 +56,7 @@ async fn counters_move<S: Store + StoreMetrics>(fx: Fx<S>, batches: bool) {
     let c = container(&fx.signer, HW, (1, 1, 0), &img);
     let (status, _) = fx.api(Method::GET, "/api/v1/products/1", None).await;
     assert_eq!(status, StatusCode::OK);
-    ota_cloud::release::upload_release(
+    let r = ota_cloud::release::upload_release(
         &*fx.store,
         fx.product,
         &c,
@@ -65,6 +65,19 @@ async fn counters_move<S: Store + StoreMetrics>(fx: Fx<S>, batches: bool) {
     )
     .await
     .unwrap();
+    // Offered to the whole product (upload alone offers nothing).
+    let release = fx.store.release_id(r.digest).await.unwrap().unwrap();
+    fx.store
+        .add_rollout(ota_cloud::NewRollout {
+            release,
+            target: ota_cloud::Target::Product,
+            share: ota_cloud::Share::ALL,
+            error_threshold: None,
+            defer_until_ms: None,
+            created_ms: T0,
+        })
+        .await
+        .unwrap();
 
     let mut dev = fx.device(7).await;
     let before = scrape(&fx).await;
@@ -78,7 +91,7 @@ async fn counters_move<S: Store + StoreMetrics>(fx: Fx<S>, batches: bool) {
         .send(
             &mut dev,
             &mut ep,
-            &chunk_request(cloud_proto::UpdateId(1), Object::Image, 512, 0, 4),
+            &chunk_request(release.update_id(), Object::Image, 512, 0, 4),
         )
         .await
         .unwrap();

@@ -117,6 +117,11 @@ check!(
     one_failure_does_not_fail_the_others,
     publishes_survive_reopen,
     release_by_digest,
+    release_ids_are_stable,
+    rollout_lifecycle,
+    offer_candidates_by_target,
+    rollout_phases_and_progress,
+    error_threshold_pauses_in_the_frame_transaction,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -839,6 +844,9 @@ async fn cli_on_postgres_two_servers() {
         "1",
         file.to_str().unwrap(),
     ]);
+    // Nothing is offered without a rollout; the release's id is its first one.
+    let rollout = ok(&["rollout", "start", "--release", "1", "--product", "1"]);
+    assert_eq!(rollout.trim(), "1");
 
     let spawn = || {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ota-cloud"))

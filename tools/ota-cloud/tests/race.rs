@@ -105,7 +105,10 @@ impl Store for Racing {
     ) -> impl std::future::Future<Output = StoreResult<Option<DeviceStatus>>> + Send {
         self.inner.status(id)
     }
-    fn put_release(&self, r: Release) -> impl std::future::Future<Output = StoreResult<()>> + Send {
+    fn put_release(
+        &self,
+        r: Release,
+    ) -> impl std::future::Future<Output = StoreResult<ota_cloud::ReleaseId>> + Send {
         self.inner.put_release(r)
     }
     fn release(
@@ -117,8 +120,68 @@ impl Store for Racing {
     fn releases(
         &self,
         p: ProductId,
-    ) -> impl std::future::Future<Output = StoreResult<Vec<Release>>> + Send {
+    ) -> impl std::future::Future<Output = StoreResult<Vec<(ota_cloud::ReleaseId, Release)>>> + Send
+    {
         self.inner.releases(p)
+    }
+    fn release_by_id(
+        &self,
+        id: ota_cloud::ReleaseId,
+    ) -> impl std::future::Future<Output = StoreResult<Option<Release>>> + Send {
+        self.inner.release_by_id(id)
+    }
+    fn release_id(
+        &self,
+        d: ReleaseDigest,
+    ) -> impl std::future::Future<Output = StoreResult<Option<ota_cloud::ReleaseId>>> + Send {
+        self.inner.release_id(d)
+    }
+    fn add_rollout(
+        &self,
+        r: ota_cloud::NewRollout,
+    ) -> impl std::future::Future<Output = StoreResult<ota_cloud::RolloutId>> + Send {
+        self.inner.add_rollout(r)
+    }
+    fn rollout(
+        &self,
+        id: ota_cloud::RolloutId,
+    ) -> impl std::future::Future<Output = StoreResult<Option<ota_cloud::Rollout>>> + Send {
+        self.inner.rollout(id)
+    }
+    fn rollouts(
+        &self,
+        p: Option<ProductId>,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<ota_cloud::Rollout>>> + Send {
+        self.inner.rollouts(p)
+    }
+    fn update_rollout(
+        &self,
+        id: ota_cloud::RolloutId,
+        c: ota_cloud::RolloutChange,
+    ) -> impl std::future::Future<Output = StoreResult<ota_cloud::Rollout>> + Send {
+        self.inner.update_rollout(id, c)
+    }
+    fn rollout_progress(
+        &self,
+        id: ota_cloud::RolloutId,
+        now_ms: u64,
+    ) -> impl std::future::Future<Output = StoreResult<Option<ota_cloud::RolloutProgress>>> + Send
+    {
+        self.inner.rollout_progress(id, now_ms)
+    }
+    fn offer_candidates(
+        &self,
+        d: DeviceId,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<ota_cloud::rollout::OfferCandidate>>> + Send
+    {
+        self.inner.offer_candidates(d)
+    }
+    fn serves_release(
+        &self,
+        d: DeviceId,
+        r: ota_cloud::ReleaseId,
+    ) -> impl std::future::Future<Output = StoreResult<bool>> + Send {
+        self.inner.serves_release(d, r)
     }
 }
 

@@ -12,10 +12,12 @@ use cloud_proto::{
 };
 use common::*;
 use ota_cloud::release::{upload_release, UploadError};
+use ota_cloud::rollout::{in_share, ErrorThreshold, PauseCause};
 use ota_cloud::server::{Dropped, Server, ServerConfig};
 use ota_cloud::transport::{serve_tcp, serve_udp};
 use ota_cloud::{
-    MasterKey, NewDevice, NewProduct, ProductId, RootKey, SqliteOptions, SqliteStore, Store,
+    MasterKey, NewDevice, NewProduct, NewRollout, ProductId, Rollout, RolloutChange, RolloutId,
+    RolloutState, RootKey, Share, SqliteOptions, SqliteStore, Store, Target,
 };
 use ota_tool::CheckError;
 
@@ -74,6 +76,10 @@ impl Fixture {
     }
 
     async fn device(&self) -> Device {
+        self.device_tagged(&[]).await
+    }
+
+    async fn device_tagged(&self, tags: &[&str]) -> Device {
         let root = [0x5a; 32];
         let id = self
             .store
@@ -81,7 +87,7 @@ impl Fixture {
                 NewDevice {
                     id: None,
                     product: self.product,
-                    tags: vec![],
+                    tags: tags.iter().map(|t| t.to_string()).collect(),
                     root_key: RootKey::from_bytes(root),
                 },
                 T0,
@@ -102,9 +108,68 @@ impl Fixture {
         .await
     }
 
+    /// Starts a rollout of an uploaded release.
+    async fn rollout(&self, release: &ota_cloud::Release, spec: Spec) -> Rollout {
+        let id = self
+            .store
+            .release_id(release.digest)
+            .await
+            .unwrap()
+            .unwrap();
+        let r = self
+            .store
+            .add_rollout(NewRollout {
+                release: id,
+                target: spec.target,
+                share: spec.share,
+                error_threshold: spec.error_threshold,
+                defer_until_ms: spec.defer_until_ms,
+                created_ms: self.clock.load(Ordering::SeqCst),
+            })
+            .await
+            .unwrap();
+        self.store.rollout(r).await.unwrap().unwrap()
+    }
+
+    async fn change(&self, r: RolloutId, c: RolloutChange) -> Rollout {
+        self.store.update_rollout(r, c).await.unwrap()
+    }
+
     /// Time passes while the device sleeps.
     fn sleep(&self, ms: u64) {
         self.clock.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+/// What a test rollout is (the whole product, every device, by default).
+struct Spec {
+    target: Target,
+    share: Share,
+    error_threshold: Option<ErrorThreshold>,
+    defer_until_ms: Option<u64>,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self {
+            target: Target::Product,
+            share: Share::ALL,
+            error_threshold: None,
+            defer_until_ms: None,
+        }
+    }
+}
+
+/// One wake: a check-in running `firmware`, returns the offered update, if any.
+async fn offered(
+    dev: &mut Device,
+    link: &mut Link,
+    firmware: cloud_proto::FirmwareVersion,
+) -> Option<UpdateId> {
+    let mut ep = dev.wake();
+    match dev.request(&mut ep, link, &checkin(firmware, None)).await {
+        Got::Welcome { offer, .. } => offer.map(|o| o.update),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -150,11 +215,22 @@ async fn release_uploaded_while_asleep_is_offered_and_pulled_across_wakes() {
     f.sleep(3_600_000);
     let img = image(5_000, 3);
     let c = container(&f.signer, HW, (1, 1, 0), &img);
-    f.upload(&container(&f.signer, HW, (0, 9, 0), &image(100, 1)))
+    let old = f
+        .upload(&container(&f.signer, HW, (0, 9, 0), &image(100, 1)))
         .await
         .unwrap();
     let r = f.upload(&c).await.unwrap();
     assert_eq!(r.version, fw(1, 1, 0));
+    // Uploaded alone, neither is offered: it takes a rollout.
+    {
+        let mut ep = dev.wake();
+        let got = dev
+            .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+            .await;
+        assert!(matches!(got, Got::Welcome { offer: None, .. }), "{got:?}");
+    }
+    f.rollout(&old, Spec::default()).await;
+    f.rollout(&r, Spec::default()).await;
 
     // Wake 2 (over TCP this time): the offer, with the manifest inline; accept; four chunks.
     let mut tcp = Link::tcp(f.tcp).await;
@@ -238,6 +314,12 @@ async fn release_uploaded_while_asleep_is_offered_and_pulled_across_wakes() {
         dev.request(&mut ep, &mut link, &unknown).await,
         Got::Nack(NackCode::UnknownUpdate)
     );
+    // The older release exists (id 1) but was never offered to this device: not served.
+    let never_offered = chunk_request(UpdateId(1), Object::Image, 512, 0, 1);
+    assert_eq!(
+        dev.request(&mut ep, &mut link, &never_offered).await,
+        Got::Nack(NackCode::UnknownUpdate)
+    );
 
     // Declined: no longer offered; the older release is not newer than 1.0.0 either.
     let decline = Up::UpdateDecision(UpdateDecision {
@@ -254,7 +336,7 @@ async fn release_uploaded_while_asleep_is_offered_and_pulled_across_wakes() {
     );
 
     let s = f.store.status(dev.id).await.unwrap().unwrap();
-    assert_eq!(s.wakes, 5);
+    assert_eq!(s.wakes, 6);
     assert!(s.bytes_down >= 5_000);
     assert_eq!(f.server.drops(), Default::default());
 }
@@ -424,9 +506,11 @@ async fn release_reported_failed_is_not_offered_again() {
     let f = Fixture::new().await;
     let mut dev = f.device().await;
     let mut link = Link::udp(f.udp).await;
-    f.upload(&container(&f.signer, HW, (1, 0, 1), &image(700, 2)))
+    let r = f
+        .upload(&container(&f.signer, HW, (1, 0, 1), &image(700, 2)))
         .await
         .unwrap();
+    f.rollout(&r, Spec::default()).await;
     let mut ep = dev.wake();
     let got = dev
         .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
@@ -450,4 +534,434 @@ async fn release_reported_failed_is_not_offered_again() {
     let s = f.store.status(dev.id).await.unwrap().unwrap();
     let last = s.last_status.expect("status recorded");
     assert_eq!(last.result, cloud_proto::UpdateResult::IntegrityFailure);
+}
+
+/// Stable update ids: the id devices see is the store's release id, not a position, and a
+/// device of another product is not served this product's release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_ids_are_the_stores_release_ids() {
+    let f = Fixture::new().await;
+    let mut dev = f.device().await;
+    let mut link = Link::udp(f.udp).await;
+    let a = f
+        .upload(&container(&f.signer, HW, (1, 1, 0), &image(300, 1)))
+        .await
+        .unwrap();
+    let b = f
+        .upload(&container(&f.signer, HW, (1, 2, 0), &image(300, 2)))
+        .await
+        .unwrap();
+    let b_id = f.store.release_id(b.digest).await.unwrap().unwrap();
+    let a_id = f.store.release_id(a.digest).await.unwrap().unwrap();
+    assert!(b_id > a_id);
+    f.rollout(&b, Spec::default()).await;
+    assert_eq!(
+        offered(&mut dev, &mut link, fw(1, 0, 0)).await,
+        Some(b_id.update_id())
+    );
+    // Another product's device asking for this release's id: not its product's.
+    let other = f
+        .store
+        .add_product(NewProduct {
+            name: "other".into(),
+            hardware_id: [7; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let stranger = f
+        .store
+        .add_device(
+            NewDevice {
+                id: None,
+                product: other,
+                tags: vec![],
+                root_key: RootKey::from_bytes([0x5a; 32]),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let mut stranger = Device::new(stranger, [0x5a; 32]);
+    let mut ep = stranger.wake();
+    let req = chunk_request(b_id.update_id(), Object::Image, 256, 0, 1);
+    assert_eq!(
+        stranger.request(&mut ep, &mut link, &req).await,
+        Got::Nack(NackCode::UnknownUpdate)
+    );
+}
+
+/// A staged rollout: only the devices whose bucket is inside the share are offered; raising
+/// the share offers the others too, and every device offered before is still offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_share_offers_inside_only_and_raising_adds() {
+    let f = Fixture::new().await;
+    let mut link = Link::udp(f.udp).await;
+    let mut devs = Vec::new();
+    for _ in 0..24 {
+        devs.push(f.device().await);
+    }
+    let r = f
+        .upload(&container(&f.signer, HW, (2, 0, 0), &image(400, 4)))
+        .await
+        .unwrap();
+    let ro = f
+        .rollout(
+            &r,
+            Spec {
+                share: Share::percent(30).unwrap(),
+                ..Spec::default()
+            },
+        )
+        .await;
+    let mut first = Vec::new();
+    for d in &mut devs {
+        let got = offered(d, &mut link, fw(1, 0, 0)).await;
+        assert_eq!(
+            got.is_some(),
+            in_share(ro.seed, ro.share, d.id),
+            "device {}",
+            d.id.0
+        );
+        if got.is_some() {
+            first.push(d.id);
+        }
+    }
+    assert!(
+        !first.is_empty() && first.len() < devs.len(),
+        "{} of 24",
+        first.len()
+    );
+    let p = f
+        .store
+        .rollout_progress(ro.id, f.server.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.targeted, p.offered, p.not_offered),
+        (first.len() as u64, first.len() as u64, 0)
+    );
+
+    f.change(ro.id, RolloutChange::Share(Share::percent(60).unwrap()))
+        .await;
+    f.sleep(60_000);
+    let mut second = Vec::new();
+    for d in &mut devs {
+        if offered(d, &mut link, fw(1, 0, 0)).await.is_some() {
+            second.push(d.id);
+        }
+    }
+    assert!(
+        first.iter().all(|d| second.contains(d)),
+        "raising removed nobody"
+    );
+    assert!(second.len() > first.len());
+    f.change(ro.id, RolloutChange::Share(Share::ALL)).await;
+    for d in &mut devs {
+        assert!(offered(d, &mut link, fw(1, 0, 0)).await.is_some());
+    }
+}
+
+/// Pause: a device that has not accepted is offered nothing; one mid-download is still offered
+/// the release and served its chunks. Resume: offered again. Cancel: no offer, and chunk
+/// requests are `Nack(UnknownUpdate)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_keeps_downloads_going_and_cancel_stops_them() {
+    let f = Fixture::new().await;
+    let mut link = Link::udp(f.udp).await;
+    let mut a = f.device().await;
+    let mut b = f.device().await;
+    let r = f
+        .upload(&container(&f.signer, HW, (1, 5, 0), &image(2_000, 5)))
+        .await
+        .unwrap();
+    let ro = f.rollout(&r, Spec::default()).await;
+    let update = ro.release.update_id();
+
+    let mut ep = a.wake();
+    let got = a
+        .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+        .await;
+    assert!(
+        matches!(&got, Got::Welcome { offer: Some(o), .. } if o.update == update),
+        "{got:?}"
+    );
+    let accept = Up::UpdateDecision(UpdateDecision {
+        update,
+        decision: Decision::Accept { bytes_done: 0 },
+    });
+    assert_eq!(a.request(&mut ep, &mut link, &accept).await, Got::Ack);
+    let first = chunk_request(update, Object::Image, 512, 0, 1);
+    assert!(matches!(
+        a.request(&mut ep, &mut link, &first).await,
+        Got::Chunks(_)
+    ));
+    drop(ep);
+
+    let paused = f.change(ro.id, RolloutChange::Pause).await;
+    assert_eq!(paused.state, RolloutState::Paused(PauseCause::Operator));
+    f.sleep(3_600_000);
+    assert_eq!(
+        offered(&mut b, &mut link, fw(1, 0, 0)).await,
+        None,
+        "paused: no new device"
+    );
+    let mut ep = a.wake();
+    let got = a
+        .request(
+            &mut ep,
+            &mut link,
+            &checkin(fw(1, 0, 0), Some((update, 512))),
+        )
+        .await;
+    assert!(
+        matches!(&got, Got::Welcome { offer: Some(o), .. } if o.update == update),
+        "{got:?}"
+    );
+    let next = chunk_request(update, Object::Image, 512, 1, 2);
+    assert!(matches!(a.request(&mut ep, &mut link, &next).await, Got::Chunks(c) if c.len() == 2));
+    let p = f
+        .store
+        .rollout_progress(ro.id, f.server.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.downloading, p.not_offered), (1, 1));
+    drop(ep);
+
+    f.change(ro.id, RolloutChange::Resume).await;
+    assert_eq!(offered(&mut b, &mut link, fw(1, 0, 0)).await, Some(update));
+
+    f.change(ro.id, RolloutChange::Cancel).await;
+    let mut ep = a.wake();
+    let got = a
+        .request(
+            &mut ep,
+            &mut link,
+            &checkin(fw(1, 0, 0), Some((update, 1536))),
+        )
+        .await;
+    assert!(matches!(got, Got::Welcome { offer: None, .. }), "{got:?}");
+    let more = chunk_request(update, Object::Image, 512, 3, 1);
+    assert_eq!(
+        a.request(&mut ep, &mut link, &more).await,
+        Got::Nack(NackCode::UnknownUpdate)
+    );
+    assert_eq!(offered(&mut b, &mut link, fw(1, 0, 0)).await, None);
+    assert_eq!(f.server.drops(), Default::default());
+}
+
+/// The error threshold: failures reported over the protocol pause the rollout in the frame
+/// transaction; the next device is offered nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_threshold_pauses_the_rollout_after_failures() {
+    let f = Fixture::new().await;
+    let mut link = Link::udp(f.udp).await;
+    let r = f
+        .upload(&container(&f.signer, HW, (3, 0, 0), &image(600, 6)))
+        .await
+        .unwrap();
+    let ro = f
+        .rollout(
+            &r,
+            Spec {
+                error_threshold: Some(ErrorThreshold {
+                    max_failed: Share::percent(50).unwrap(),
+                    min_finished: 2,
+                }),
+                ..Spec::default()
+            },
+        )
+        .await;
+    let update = ro.release.update_id();
+    let mut devs = Vec::new();
+    for _ in 0..3 {
+        devs.push(f.device().await);
+    }
+    for (i, d) in devs.iter_mut().take(2).enumerate() {
+        let mut ep = d.wake();
+        let got = d
+            .request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+            .await;
+        assert!(
+            matches!(&got, Got::Welcome { offer: Some(_), .. }),
+            "{got:?}"
+        );
+        let failed = Up::UpdateStatus(cloud_proto::UpdateStatus {
+            update,
+            state: cloud_proto::OtaState::Idle,
+            result: cloud_proto::UpdateResult::UpdateFailed,
+        });
+        assert_eq!(d.request(&mut ep, &mut link, &failed).await, Got::Ack);
+        let state = f.store.rollout(ro.id).await.unwrap().unwrap().state;
+        if i == 0 {
+            assert_eq!(
+                state,
+                RolloutState::Running,
+                "1 finished: below the minimum"
+            );
+        } else {
+            assert_eq!(
+                state,
+                RolloutState::Paused(PauseCause::ErrorThreshold {
+                    failed: 2,
+                    finished: 2
+                })
+            );
+        }
+    }
+    assert_eq!(offered(&mut devs[2], &mut link, fw(1, 0, 0)).await, None);
+    let p = f
+        .store
+        .rollout_progress(ro.id, f.server.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.failed, p.not_offered), (2, 1));
+}
+
+/// The deferral policy: before the rollout's deadline a `Defer { retry_in_s }` is honoured
+/// (no offer until the retry time); after it the deferral is ignored: offered at every
+/// check-in and counted overdue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferral_is_honoured_until_the_deadline() {
+    let f = Fixture::new().await;
+    let mut link = Link::udp(f.udp).await;
+    let mut dev = f.device().await;
+    let r = f
+        .upload(&container(&f.signer, HW, (1, 9, 0), &image(500, 9)))
+        .await
+        .unwrap();
+    let deadline = T0 + 24 * 3_600_000;
+    let ro = f
+        .rollout(
+            &r,
+            Spec {
+                defer_until_ms: Some(deadline),
+                ..Spec::default()
+            },
+        )
+        .await;
+    let update = ro.release.update_id();
+    let defer = |retry_in_s| {
+        Up::UpdateDecision(UpdateDecision {
+            update,
+            decision: Decision::Defer {
+                retry_in_s,
+                reason: cloud_proto::DeferReason::LowBattery,
+            },
+        })
+    };
+    let mut ep = dev.wake();
+    assert!(matches!(
+        dev.request(&mut ep, &mut link, &checkin(fw(1, 0, 0), None))
+            .await,
+        Got::Welcome { offer: Some(_), .. }
+    ));
+    assert_eq!(
+        dev.request(&mut ep, &mut link, &defer(7_200)).await,
+        Got::Ack
+    );
+    drop(ep);
+    f.sleep(3_600_000);
+    assert_eq!(
+        offered(&mut dev, &mut link, fw(1, 0, 0)).await,
+        None,
+        "deferred for 2 h"
+    );
+    f.sleep(3_600_000);
+    assert_eq!(
+        offered(&mut dev, &mut link, fw(1, 0, 0)).await,
+        Some(update),
+        "retry time"
+    );
+    // Deferred again for two days: honoured until the deadline, not after.
+    let mut ep = dev.wake();
+    assert_eq!(
+        dev.request(&mut ep, &mut link, &defer(172_800)).await,
+        Got::Ack
+    );
+    drop(ep);
+    f.sleep(3_600_000);
+    assert_eq!(offered(&mut dev, &mut link, fw(1, 0, 0)).await, None);
+    let before = f
+        .store
+        .rollout_progress(ro.id, f.server.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((before.deferred, before.overdue), (1, 0));
+    f.clock.store(deadline, Ordering::SeqCst);
+    assert_eq!(
+        offered(&mut dev, &mut link, fw(1, 0, 0)).await,
+        Some(update),
+        "deadline passed"
+    );
+    let mut ep = dev.wake();
+    assert_eq!(
+        dev.request(&mut ep, &mut link, &defer(172_800)).await,
+        Got::Ack
+    );
+    drop(ep);
+    f.sleep(60_000);
+    assert_eq!(
+        offered(&mut dev, &mut link, fw(1, 0, 0)).await,
+        Some(update),
+        "every check-in"
+    );
+    let after = f
+        .store
+        .rollout_progress(ro.id, f.server.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.overdue, 1);
+}
+
+/// Targets: a group rollout offers only the tagged devices, a device rollout only that device;
+/// with several matching running rollouts the newest version wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_and_device_targets_and_newest_wins() {
+    let f = Fixture::new().await;
+    let mut link = Link::udp(f.udp).await;
+    let mut pilot = f.device_tagged(&["pilot"]).await;
+    let mut plain = f.device().await;
+    let mut chosen = f.device().await;
+    let g = f
+        .upload(&container(&f.signer, HW, (1, 1, 0), &image(300, 1)))
+        .await
+        .unwrap();
+    let d = f
+        .upload(&container(&f.signer, HW, (1, 2, 0), &image(300, 2)))
+        .await
+        .unwrap();
+    let group = f
+        .rollout(
+            &g,
+            Spec {
+                target: Target::Group("pilot".into()),
+                ..Spec::default()
+            },
+        )
+        .await;
+    let single = f
+        .rollout(
+            &d,
+            Spec {
+                target: Target::Device(chosen.id),
+                ..Spec::default()
+            },
+        )
+        .await;
+    let (gu, du) = (group.release.update_id(), single.release.update_id());
+    assert_eq!(offered(&mut pilot, &mut link, fw(1, 0, 0)).await, Some(gu));
+    assert_eq!(offered(&mut plain, &mut link, fw(1, 0, 0)).await, None);
+    assert_eq!(offered(&mut chosen, &mut link, fw(1, 0, 0)).await, Some(du));
+    // A product-wide rollout of 1.2.0 too: the pilot device now gets the newest.
+    f.rollout(&d, Spec::default()).await;
+    assert_eq!(offered(&mut pilot, &mut link, fw(1, 0, 0)).await, Some(du));
+    assert_eq!(offered(&mut plain, &mut link, fw(1, 0, 0)).await, Some(du));
+    // Running 1.1.0 already: the group's release is not newer.
+    assert_eq!(offered(&mut pilot, &mut link, fw(1, 2, 0)).await, None);
 }

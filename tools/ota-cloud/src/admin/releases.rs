@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::products::get_product;
 use super::{parse_id, AdminState, ApiError, ApiResult};
 use crate::release::{digest_hex, upload_release, UploadError};
+use crate::rollout::ReleaseId;
 use crate::store::{ProductId, Release, ReleaseDigest, Store};
 
 pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
@@ -20,13 +21,12 @@ pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
         .route("/releases/{digest}", get(show::<S>))
 }
 
-/// `update_id`: the release's 1-based position among its product's releases (what the
-/// server offers it as).
-fn release_json(r: &Release, update_id: Option<usize>) -> Value {
+/// `id`: the release's stable id, which is also the `UpdateId` devices are offered it as.
+fn release_json(id: Option<ReleaseId>, r: &Release) -> Value {
     json!({
+        "id": id.map(|i| i.0),
         "digest": digest_hex(&r.digest),
         "product": r.product.0,
-        "update_id": update_id,
         "version": format!("{}.{}.{}", r.version.major, r.version.minor, r.version.patch),
         "security_counter": r.security_counter,
         "hardware_id": ota_tool::text::format_hardware_id(&ota_core::HardwareId(r.hardware_id)),
@@ -46,8 +46,7 @@ async fn list<S: Store>(
         .releases(p.id)
         .await?
         .iter()
-        .enumerate()
-        .map(|(i, r)| release_json(r, Some(i + 1)))
+        .map(|(id, r)| release_json(Some(*id), r))
         .collect();
     Ok(Json(json!({ "releases": releases })))
 }
@@ -85,14 +84,8 @@ async fn upload<S: Store>(
             };
             ApiError::new(status, e.to_string())
         })?;
-    let position = st
-        .store()
-        .releases(product)
-        .await?
-        .iter()
-        .position(|x| x.digest == r.digest)
-        .map(|i| i + 1);
-    Ok((StatusCode::CREATED, Json(release_json(&r, position))))
+    let id = st.store().release_id(r.digest).await?;
+    Ok((StatusCode::CREATED, Json(release_json(id, &r))))
 }
 
 async fn show<S: Store>(
@@ -109,12 +102,6 @@ async fn show<S: Store>(
         .release(ReleaseDigest(d))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no release {digest}")))?;
-    let position = st
-        .store()
-        .releases(r.product)
-        .await?
-        .iter()
-        .position(|x| x.digest == r.digest)
-        .map(|i| i + 1);
-    Ok(Json(release_json(&r, position)))
+    let id = st.store().release_id(r.digest).await?;
+    Ok(Json(release_json(id, &r)))
 }

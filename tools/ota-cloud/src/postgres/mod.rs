@@ -14,14 +14,22 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
+use crate::rollout::{
+    next_phase, DevicePhase, NewRollout, OfferCandidate, ReleaseId, Rollout, RolloutChange,
+    RolloutId, RolloutProgress, Target,
+};
 use crate::seal::{MasterKey, RootKey};
 use crate::store::columns::{
     corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
     to_i64, to_u64, SqlRow,
 };
+use crate::store::rollout_rows::{
+    self as rr, candidate_of, check_new, phase_row_of, rollout_cols, rollout_of, state_code,
+    target_columns,
+};
 use crate::store::{
-    Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
-    Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product, ProductId,
+    PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use crate::OpenError;
 
@@ -496,6 +504,7 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
             .await
             .map_err(db)?;
     }
+    rollout_effects_tx(tx, cache, id, e).await?;
     if !e.publishes.is_empty() {
         let lock = st(tx, cache, "SELECT pg_advisory_xact_lock($1)").await?;
         tx.execute(&lock, &[&schema::lock::PUBLISH])
@@ -516,6 +525,127 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
         }
     }
     Ok(true)
+}
+
+/// The frame's rollout effects, as the SQLite store applies them (see its
+/// `rollout_effects_tx`): the device row of `devices` is locked by the frame's compare-and-set,
+/// so its `rollout_devices` rows change under one transaction at a time; the rollout's
+/// threshold counters are one `UPDATE` (row lock), and the pause is checked on them in the
+/// same transaction.
+async fn rollout_effects_tx<C: GenericClient + Sync>(
+    tx: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    device: i64,
+    e: &Effects,
+) -> StoreResult<()> {
+    let now = to_i64(e.now_ms)?;
+    if e.checkin.is_some() || e.status.is_some() || e.decision.is_some() {
+        let s = st(
+            tx,
+            cache,
+            "SELECT rd.rollout, rd.release, r.major, r.minor, r.patch, rd.phase
+             FROM rollout_devices rd JOIN releases r ON r.seq = rd.release
+             WHERE rd.device = $1 AND rd.phase < 5",
+        )
+        .await?;
+        let rows = tx
+            .query(&s, &[&device])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(phase_row_of)
+            .collect::<StoreResult<Vec<_>>>()?;
+        for row in rows {
+            let Some(ch) = next_phase(&row, e) else {
+                continue;
+            };
+            let retry = ch.retry_at_ms.map(to_i64).transpose()?;
+            let rollout = i64::from(row.rollout.0);
+            let s = st(
+                tx,
+                cache,
+                "UPDATE rollout_devices SET phase = $3, retry_at_ms = $4, updated_ms = $5
+                 WHERE rollout = $1 AND device = $2",
+            )
+            .await?;
+            tx.execute(&s, &[&rollout, &device, &(ch.phase as i64), &retry, &now])
+                .await
+                .map_err(db)?;
+            if matches!(ch.phase, DevicePhase::Succeeded | DevicePhase::Failed) {
+                let failed = i64::from(ch.phase == DevicePhase::Failed);
+                let s = st(
+                    tx,
+                    cache,
+                    "UPDATE rollouts SET th_finished = th_finished + 1, th_failed = th_failed + $2
+                     WHERE id = $1",
+                )
+                .await?;
+                tx.execute(&s, &[&rollout, &failed]).await.map_err(db)?;
+                let s = st(
+                    tx,
+                    cache,
+                    "UPDATE rollouts SET state = 2, pause_failed = th_failed, pause_finished = th_finished
+                     WHERE id = $1 AND state = 0 AND threshold_bp IS NOT NULL
+                       AND th_finished >= GREATEST(min_finished, 1)
+                       AND th_failed * 10000 > threshold_bp * th_finished",
+                )
+                .await?;
+                tx.execute(&s, &[&rollout]).await.map_err(db)?;
+            }
+        }
+    }
+    if let Some((rollout, release)) = e.offer {
+        let s = st(
+            tx,
+            cache,
+            "INSERT INTO rollout_devices (rollout, device, release, phase, offered_ms, updated_ms)
+             VALUES ($1, $2, $3, 0, $4, $4)
+             ON CONFLICT (rollout, device) DO UPDATE SET phase = 0, retry_at_ms = NULL,
+               updated_ms = excluded.updated_ms
+             WHERE rollout_devices.phase = 1",
+        )
+        .await?;
+        tx.execute(
+            &s,
+            &[&i64::from(rollout.0), &device, &i64::from(release.0), &now],
+        )
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+const ROLLOUT_BY_ID: &str = concat!(
+    "SELECT ",
+    rollout_cols!(),
+    " FROM rollouts ro JOIN releases r ON r.seq = ro.release WHERE ro.id = $1"
+);
+
+async fn rollout_tx<C: GenericClient + Sync>(
+    c: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+    id: RolloutId,
+) -> StoreResult<Option<Rollout>> {
+    let s = st(c, cache, sql).await?;
+    match c.query_opt(&s, &[&i64::from(id.0)]).await.map_err(db)? {
+        Some(row) => Ok(Some(rollout_of(&row)?)),
+        None => Ok(None),
+    }
+}
+
+const RELEASE_BY_ID: &str = concat!("SELECT ", release_cols!(), " FROM releases WHERE seq = $1");
+
+async fn release_by_id_tx<C: GenericClient + Sync>(
+    c: &C,
+    cache: &mut HashMap<&'static str, Statement>,
+    id: ReleaseId,
+) -> StoreResult<Option<Release>> {
+    let s = st(c, cache, RELEASE_BY_ID).await?;
+    match c.query_opt(&s, &[&i64::from(id.0)]).await.map_err(db)? {
+        Some(row) => Ok(Some(release_of(&row)?)),
+        None => Ok(None),
+    }
 }
 
 impl PgStore {
@@ -917,7 +1047,7 @@ impl Store for PgStore {
         }
     }
 
-    async fn put_release(&self, r: Release) -> StoreResult<()> {
+    async fn put_release(&self, r: Release) -> StoreResult<ReleaseId> {
         let (body, path) = release_body_columns(&r)?;
         let size = to_i64(r.size)?;
         let created = to_i64(r.created_ms)?;
@@ -933,7 +1063,7 @@ impl Store for PgStore {
             concat!(
                 "INSERT INTO releases (",
                 release_cols!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq"
             ),
         )
         .await?;
@@ -950,14 +1080,17 @@ impl Store for PgStore {
             &path,
             &created,
         ];
-        tx.execute(&s, &p).await.map_err(|e| {
+        let row = tx.query_one(&s, &p).await.map_err(|e| {
             if is_unique(&e) {
                 StoreError::AlreadyExists
             } else {
                 db(e)
             }
         })?;
-        tx.commit().await.map_err(db)
+        let id: i64 = get(&row, 0)?;
+        let id = u32::try_from(id).map_err(|_| StoreError::Invalid("no release id left"))?;
+        tx.commit().await.map_err(db)?;
+        Ok(ReleaseId(id))
     }
 
     async fn release(&self, digest: ReleaseDigest) -> StoreResult<Option<Release>> {
@@ -979,7 +1112,7 @@ impl Store for PgStore {
         }
     }
 
-    async fn releases(&self, product: ProductId) -> StoreResult<Vec<Release>> {
+    async fn releases(&self, product: ProductId) -> StoreResult<Vec<(ReleaseId, Release)>> {
         let mut lease = self.pool.get().await?;
         let Conn { client, stmts } = lease.conn();
         let s = st(
@@ -988,7 +1121,7 @@ impl Store for PgStore {
             concat!(
                 "SELECT ",
                 release_cols!(),
-                " FROM releases WHERE product = $1 ORDER BY created_ms, seq"
+                ", seq FROM releases WHERE product = $1 ORDER BY seq"
             ),
         )
         .await?;
@@ -997,8 +1130,281 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .iter()
-            .map(release_of)
+            .map(|row| {
+                let id = narrow(get::<i64>(row, 11)?, "release id")?;
+                Ok((ReleaseId(id), release_of(row)?))
+            })
             .collect()
+    }
+
+    async fn release_by_id(&self, id: ReleaseId) -> StoreResult<Option<Release>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        release_by_id_tx(client, stmts, id).await
+    }
+
+    async fn release_id(&self, digest: ReleaseDigest) -> StoreResult<Option<ReleaseId>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(client, stmts, "SELECT seq FROM releases WHERE digest = $1").await?;
+        match client.query_opt(&s, &[&&digest.0[..]]).await.map_err(db)? {
+            Some(row) => Ok(Some(ReleaseId(narrow(get::<i64>(&row, 0)?, "release id")?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn add_rollout(&self, r: NewRollout) -> StoreResult<RolloutId> {
+        check_new(&r)?;
+        let seed = i64::from(rr::new_seed()?);
+        let created = to_i64(r.created_ms)?;
+        let defer = r.defer_until_ms.map(to_i64).transpose()?;
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        let release = release_by_id_tx(&tx, stmts, r.release)
+            .await?
+            .ok_or(StoreError::UnknownRelease(r.release))?;
+        if let Target::Device(d) = &r.target {
+            let s = st(&tx, stmts, "SELECT product FROM devices WHERE id = $1").await?;
+            match tx.query_opt(&s, &[&i64::from(d.0)]).await.map_err(db)? {
+                None => return Err(StoreError::UnknownDevice(*d)),
+                Some(row) if get::<i64>(&row, 0)? != i64::from(release.product.0) => {
+                    return Err(StoreError::Invalid(
+                        "the device is not of the release's product",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let (kind, dev, tag) = target_columns(&r.target);
+        let th = r.error_threshold;
+        let s = st(
+            &tx,
+            stmts,
+            "INSERT INTO rollouts (release, product, target_kind, target_device, target_tag,
+               share_bp, seed, threshold_bp, min_finished, defer_until_ms, state, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11) RETURNING id",
+        )
+        .await?;
+        let p: [&(dyn ToSql + Sync); 11] = [
+            &i64::from(r.release.0),
+            &i64::from(release.product.0),
+            &kind,
+            &dev,
+            &tag,
+            &i64::from(r.share.bp()),
+            &seed,
+            &th.map(|t| i64::from(t.max_failed.bp())),
+            &th.map(|t| i64::from(t.min_finished)),
+            &defer,
+            &created,
+        ];
+        let row = tx.query_one(&s, &p).await.map_err(db)?;
+        let id = RolloutId(narrow(get::<i64>(&row, 0)?, "rollout id")?);
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn rollout(&self, id: RolloutId) -> StoreResult<Option<Rollout>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        rollout_tx(client, stmts, ROLLOUT_BY_ID, id).await
+    }
+
+    async fn rollouts(&self, product: Option<ProductId>) -> StoreResult<Vec<Rollout>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            concat!(
+                "SELECT ",
+                rollout_cols!(),
+                " FROM rollouts ro JOIN releases r ON r.seq = ro.release
+                 WHERE $1::BIGINT IS NULL OR ro.product = $1 ORDER BY ro.id"
+            ),
+        )
+        .await?;
+        client
+            .query(&s, &[&product.map(|p| i64::from(p.0))])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rollout_of)
+            .collect()
+    }
+
+    async fn update_rollout(&self, id: RolloutId, change: RolloutChange) -> StoreResult<Rollout> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let tx = client.transaction().await.map_err(db)?;
+        // The row locked: a concurrent change or threshold pause waits, then sees this one.
+        let now = rollout_tx(
+            &tx,
+            stmts,
+            concat!(
+                "SELECT ",
+                rollout_cols!(),
+                " FROM rollouts ro JOIN releases r ON r.seq = ro.release WHERE ro.id = $1
+                 FOR UPDATE OF ro"
+            ),
+            id,
+        )
+        .await?
+        .ok_or(StoreError::UnknownRollout(id))?;
+        let next = change
+            .apply(now.state)
+            .ok_or(StoreError::IllegalTransition {
+                rollout: id,
+                from: now.state.name(),
+                change: change.name(),
+            })?;
+        let share = match change {
+            RolloutChange::Share(s) if s < now.share => {
+                return Err(StoreError::Invalid("a rollout's share can only be raised"))
+            }
+            RolloutChange::Share(s) => s,
+            _ => now.share,
+        };
+        let resumed = change == RolloutChange::Resume;
+        let s = st(
+            &tx,
+            stmts,
+            "UPDATE rollouts SET state = $2, share_bp = $3,
+               pause_failed = CASE WHEN $2::BIGINT = 2 THEN pause_failed ELSE NULL END,
+               pause_finished = CASE WHEN $2::BIGINT = 2 THEN pause_finished ELSE NULL END,
+               th_failed = CASE WHEN $4::BOOLEAN THEN 0 ELSE th_failed END,
+               th_finished = CASE WHEN $4::BOOLEAN THEN 0 ELSE th_finished END
+             WHERE id = $1",
+        )
+        .await?;
+        tx.execute(
+            &s,
+            &[
+                &i64::from(id.0),
+                &state_code(next),
+                &i64::from(share.bp()),
+                &resumed,
+            ],
+        )
+        .await
+        .map_err(db)?;
+        let out = rollout_tx(&tx, stmts, ROLLOUT_BY_ID, id)
+            .await?
+            .ok_or(StoreError::UnknownRollout(id))?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn rollout_progress(
+        &self,
+        id: RolloutId,
+        now_ms: u64,
+    ) -> StoreResult<Option<RolloutProgress>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // One snapshot for the rollout and both counts.
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(db)?;
+        let Some(r) = rollout_tx(&tx, stmts, ROLLOUT_BY_ID, id).await? else {
+            return Ok(None);
+        };
+        let (kind, dev, tag) = target_columns(&r.target);
+        // The bucket of `rollout::bucket`, in SQL (integers below 2^63 on every step).
+        let s = st(
+            &tx,
+            stmts,
+            "SELECT COUNT(*) FROM devices d
+             WHERE d.product = $1
+               AND ($2::BIGINT = 0 OR ($2::BIGINT = 1 AND d.id = $3)
+                    OR ($2::BIGINT = 2 AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device = d.id AND t.tag = $4)))
+               AND (((d.id * 48271 + $5) % 2147483647) * ((d.id * 48271 + $5) % 2147483647)
+                    % 2147483647) % 10000 < $6",
+        )
+        .await?;
+        let p: [&(dyn ToSql + Sync); 6] = [
+            &i64::from(r.product.0),
+            &kind,
+            &dev,
+            &tag,
+            &i64::from(r.seed),
+            &i64::from(r.share.bp()),
+        ];
+        let targeted: i64 = get(&tx.query_one(&s, &p).await.map_err(db)?, 0)?;
+        let mut prog = RolloutProgress {
+            targeted: to_u64(targeted, "count")?,
+            ..RolloutProgress::default()
+        };
+        let s = st(
+            &tx,
+            stmts,
+            "SELECT phase, COUNT(*) FROM rollout_devices WHERE rollout = $1 GROUP BY phase",
+        )
+        .await?;
+        for row in tx.query(&s, &[&i64::from(id.0)]).await.map_err(db)? {
+            prog.add(
+                rr::phase_of(get(&row, 0)?)?,
+                to_u64(get(&row, 1)?, "count")?,
+            );
+        }
+        tx.commit().await.map_err(db)?;
+        rr::finish_progress(&mut prog, &r, now_ms);
+        Ok(Some(prog))
+    }
+
+    async fn offer_candidates(&self, device: DeviceId) -> StoreResult<Vec<OfferCandidate>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT ro.id, ro.release, r.major, r.minor, r.patch, ro.state, ro.pause_failed,
+               ro.pause_finished, ro.share_bp, ro.seed, ro.defer_until_ms, rd.phase,
+               rd.retry_at_ms,
+               CAST(CASE WHEN EXISTS (SELECT 1 FROM rollout_devices x
+                       WHERE x.device = d.id AND x.release = ro.release AND x.phase IN (6, 7))
+                    THEN 1 ELSE 0 END AS BIGINT)
+             FROM devices d
+             JOIN rollouts ro ON ro.product = d.product AND ro.state < 3
+             JOIN releases r ON r.seq = ro.release
+             LEFT JOIN rollout_devices rd ON rd.rollout = ro.id AND rd.device = d.id
+             WHERE d.id = $1
+               AND (ro.target_kind = 0
+                    OR (ro.target_kind = 1 AND ro.target_device = d.id)
+                    OR (ro.target_kind = 2 AND EXISTS (
+                          SELECT 1 FROM device_tags t WHERE t.device = d.id AND t.tag = ro.target_tag)))
+             ORDER BY ro.id",
+        )
+        .await?;
+        client
+            .query(&s, &[&i64::from(device.0)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(candidate_of)
+            .collect()
+    }
+
+    async fn serves_release(&self, device: DeviceId, release: ReleaseId) -> StoreResult<bool> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT 1 FROM rollout_devices rd JOIN rollouts ro ON ro.id = rd.rollout
+             WHERE rd.device = $1 AND rd.release = $2 AND ro.state < 3 LIMIT 1",
+        )
+        .await?;
+        Ok(client
+            .query_opt(&s, &[&i64::from(device.0), &i64::from(release.0)])
+            .await
+            .map_err(db)?
+            .is_some())
     }
 }
 

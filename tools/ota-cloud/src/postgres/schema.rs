@@ -65,6 +65,39 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms BIGINT NOT NULL,
         CHECK ((body IS NULL) <> (path IS NULL)));
      CREATE INDEX releases_product ON releases(product, created_ms, seq);",
+    // 3: stable release ids are `seq` (an identity: never reused), rollouts, and each offered
+    // device's phase in each rollout.
+    "ALTER TABLE releases ADD CONSTRAINT releases_seq_u32 CHECK (seq BETWEEN 1 AND 4294967295);
+     CREATE TABLE rollouts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (id BETWEEN 1 AND 4294967295),
+        release BIGINT NOT NULL REFERENCES releases(seq),
+        product BIGINT NOT NULL REFERENCES products(id),
+        target_kind BIGINT NOT NULL CHECK (target_kind IN (0, 1, 2)),
+        target_device BIGINT,
+        target_tag TEXT,
+        share_bp BIGINT NOT NULL CHECK (share_bp BETWEEN 0 AND 10000),
+        seed BIGINT NOT NULL CHECK (seed BETWEEN 0 AND 2147483646),
+        threshold_bp BIGINT,
+        min_finished BIGINT,
+        defer_until_ms BIGINT,
+        state BIGINT NOT NULL DEFAULT 0 CHECK (state IN (0, 1, 2, 3)),
+        pause_failed BIGINT,
+        pause_finished BIGINT,
+        th_failed BIGINT NOT NULL DEFAULT 0,
+        th_finished BIGINT NOT NULL DEFAULT 0,
+        created_ms BIGINT NOT NULL);
+     CREATE INDEX rollouts_product_state ON rollouts(product, state);
+     CREATE TABLE rollout_devices (
+        rollout BIGINT NOT NULL REFERENCES rollouts(id),
+        device BIGINT NOT NULL REFERENCES devices(id),
+        release BIGINT NOT NULL,
+        phase BIGINT NOT NULL CHECK (phase BETWEEN 0 AND 7),
+        retry_at_ms BIGINT,
+        offered_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (rollout, device));
+     CREATE INDEX rollout_devices_device ON rollout_devices(device, release);
+     CREATE INDEX devices_product ON devices(product);",
 ];
 
 /// The schema version this build writes.

@@ -12,14 +12,22 @@ use std::sync::{Arc, Mutex};
 use cloud_proto::{DeviceId, Keys, LastFrame};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
+use crate::rollout::{
+    next_phase, DevicePhase, NewRollout, OfferCandidate, ReleaseId, Rollout, RolloutChange,
+    RolloutId, RolloutProgress, Target,
+};
 use crate::seal::{MasterKey, RootKey, SealError};
 use crate::store::columns::{
     corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
     to_i64, to_u64, SqlRow,
 };
+use crate::store::rollout_rows::{
+    self as rr, candidate_of, check_new, phase_row_of, rollout_cols, rollout_of, state_code,
+    target_columns,
+};
 use crate::store::{
-    Device, DeviceStatus, FrameCommit, NewDevice, NewProduct, Product, ProductId, PublishId,
-    Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product, ProductId,
+    PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
 };
 use writer::Writer;
 
@@ -443,6 +451,7 @@ fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
         .and_then(|mut s| s.execute(params![id, now, sleep_s]))
         .map_err(db)?;
     }
+    rollout_effects_tx(conn, id, e)?;
     if !e.publishes.is_empty() {
         let mut st = conn
             .prepare_cached(
@@ -455,6 +464,103 @@ fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
         }
     }
     Ok(true)
+}
+
+/// The frame's rollout effects (inside the frame transaction): the device's open rows move
+/// with what it reported ([`next_phase`]); a row reaching succeeded or failed counts toward
+/// its rollout's error threshold, which pauses the rollout here when it trips; then the offer
+/// the answer carries is recorded.
+fn rollout_effects_tx(conn: &Connection, device: u32, e: &Effects) -> StoreResult<()> {
+    let now = to_i64(e.now_ms)?;
+    if e.checkin.is_some() || e.status.is_some() || e.decision.is_some() {
+        let rows = {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT rd.rollout, rd.release, r.major, r.minor, r.patch, rd.phase
+                     FROM rollout_devices rd JOIN releases r ON r.id = rd.release
+                     WHERE rd.device = ?1 AND rd.phase < 5",
+                )
+                .map_err(db)?;
+            let mut rows = st.query([device]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(phase_row_of(r)?);
+            }
+            out
+        };
+        for row in rows {
+            let Some(ch) = next_phase(&row, e) else {
+                continue;
+            };
+            let retry = ch.retry_at_ms.map(to_i64).transpose()?;
+            conn.prepare_cached(
+                "UPDATE rollout_devices SET phase = ?3, retry_at_ms = ?4, updated_ms = ?5
+                 WHERE rollout = ?1 AND device = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![row.rollout.0, device, ch.phase as i64, retry, now])
+            })
+            .map_err(db)?;
+            if matches!(ch.phase, DevicePhase::Succeeded | DevicePhase::Failed) {
+                let failed = i64::from(ch.phase == DevicePhase::Failed);
+                conn.prepare_cached(
+                    "UPDATE rollouts SET th_finished = th_finished + 1, th_failed = th_failed + ?2
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![row.rollout.0, failed]))
+                .map_err(db)?;
+                // The same rule as `ErrorThreshold::tripped`, on the counters just written.
+                conn.prepare_cached(
+                    "UPDATE rollouts SET state = 2, pause_failed = th_failed, pause_finished = th_finished
+                     WHERE id = ?1 AND state = 0 AND threshold_bp IS NOT NULL
+                       AND th_finished >= MAX(min_finished, 1)
+                       AND th_failed * 10000 > threshold_bp * th_finished",
+                )
+                .and_then(|mut s| s.execute([row.rollout.0]))
+                .map_err(db)?;
+            }
+        }
+    }
+    if let Some((rollout, release)) = e.offer {
+        conn.prepare_cached(
+            "INSERT INTO rollout_devices (rollout, device, release, phase, offered_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 0, ?4, ?4)
+             ON CONFLICT (rollout, device) DO UPDATE SET phase = 0, retry_at_ms = NULL,
+               updated_ms = excluded.updated_ms
+             WHERE rollout_devices.phase = 1",
+        )
+        .and_then(|mut s| s.execute(params![rollout.0, device, release.0, now]))
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+fn rollout_tx(conn: &Connection, id: RolloutId) -> StoreResult<Option<Rollout>> {
+    let mut st = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            rollout_cols!(),
+            " FROM rollouts ro JOIN releases r ON r.id = ro.release WHERE ro.id = ?1"
+        ))
+        .map_err(db)?;
+    let mut rows = st.query([id.0]).map_err(db)?;
+    match rows.next().map_err(db)? {
+        Some(row) => Ok(Some(rollout_of(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn release_by_id_tx(conn: &Connection, id: ReleaseId) -> StoreResult<Option<Release>> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {RELEASE_COLS} FROM releases WHERE id = ?1"
+        ))
+        .map_err(db)?;
+    let mut rows = st.query([id.0]).map_err(db)?;
+    match rows.next().map_err(db)? {
+        Some(row) => Ok(Some(release_of(row)?)),
+        None => Ok(None),
+    }
 }
 
 impl Store for SqliteStore {
@@ -723,7 +829,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_release(&self, r: Release) -> StoreResult<()> {
+    async fn put_release(&self, r: Release) -> StoreResult<ReleaseId> {
         // Owned copies: the write runs on the writer thread.
         let (body, path) =
             release_body_columns(&r).map(|(b, p)| (b.map(<[u8]>::to_vec), p.map(str::to_owned)))?;
@@ -735,7 +841,8 @@ impl Store for SqliteStore {
                     return Err(StoreError::UnknownProduct(r.product));
                 }
                 conn.execute(
-                    &format!("INSERT INTO releases ({RELEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                    &format!("INSERT INTO releases ({RELEASE_COLS}, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                        (SELECT COALESCE(MAX(id), 0) + 1 FROM releases))"),
                     params![
                         &r.digest.0[..],
                         r.product.0,
@@ -757,7 +864,12 @@ impl Store for SqliteStore {
                         db(e)
                     }
                 })?;
-                Ok(())
+                let id: i64 = conn
+                    .query_row("SELECT id FROM releases WHERE digest = ?1", [&r.digest.0[..]], |row| row.get(0))
+                    .map_err(db)?;
+                Ok(ReleaseId(
+                    u32::try_from(id).map_err(|_| StoreError::Invalid("no release id left"))?,
+                ))
             })
             .await
     }
@@ -778,22 +890,253 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn releases(&self, product: ProductId) -> StoreResult<Vec<Release>> {
+    async fn releases(&self, product: ProductId) -> StoreResult<Vec<(ReleaseId, Release)>> {
         self.read(move |conn, _| {
             let mut st = conn
                 .prepare_cached(&format!(
-                    "SELECT {RELEASE_COLS} FROM releases WHERE product = ?1 ORDER BY created_ms, rowid"
+                    "SELECT {RELEASE_COLS}, id FROM releases WHERE product = ?1 ORDER BY id"
                 ))
                 .map_err(db)?;
             let mut rows = st.query([product.0]).map_err(db)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(db)? {
-                out.push(release_of(row)?);
+                let id = narrow(row.get::<_, i64>(11).map_err(db)?, "release id")?;
+                out.push((ReleaseId(id), release_of(row)?));
             }
             Ok(out)
         })
         .await
     }
+
+    async fn release_by_id(&self, id: ReleaseId) -> StoreResult<Option<Release>> {
+        self.read(move |conn, _| release_by_id_tx(conn, id)).await
+    }
+
+    async fn release_id(&self, digest: ReleaseDigest) -> StoreResult<Option<ReleaseId>> {
+        self.read(move |conn, _| {
+            let id: Option<i64> = conn
+                .prepare_cached("SELECT id FROM releases WHERE digest = ?1")
+                .and_then(|mut s| s.query_row([&digest.0[..]], |r| r.get(0)).optional())
+                .map_err(db)?;
+            id.map(|i| narrow(i, "release id").map(ReleaseId))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn add_rollout(&self, r: NewRollout) -> StoreResult<RolloutId> {
+        check_new(&r)?;
+        let seed = rr::new_seed()?;
+        let created = to_i64(r.created_ms)?;
+        let defer = r.defer_until_ms.map(to_i64).transpose()?;
+        self.writer
+            .write(move |conn| {
+                let release = release_by_id_tx(conn, r.release)?
+                    .ok_or(StoreError::UnknownRelease(r.release))?;
+                if let Target::Device(d) = &r.target {
+                    let product: Option<i64> = conn
+                        .prepare_cached("SELECT product FROM devices WHERE id = ?1")
+                        .and_then(|mut s| s.query_row([d.0], |r| r.get(0)).optional())
+                        .map_err(db)?;
+                    match product {
+                        None => return Err(StoreError::UnknownDevice(*d)),
+                        Some(p) if p != i64::from(release.product.0) => {
+                            return Err(StoreError::Invalid(
+                                "the device is not of the release's product",
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let (kind, dev, tag) = target_columns(&r.target);
+                let th = r.error_threshold;
+                conn.prepare_cached(
+                    "INSERT INTO rollouts (release, product, target_kind, target_device, target_tag,
+                       share_bp, seed, threshold_bp, min_finished, defer_until_ms, state, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        r.release.0,
+                        release.product.0,
+                        kind,
+                        dev,
+                        tag,
+                        r.share.bp(),
+                        seed,
+                        th.map(|t| t.max_failed.bp()),
+                        th.map(|t| t.min_finished),
+                        defer,
+                        created
+                    ])
+                })
+                .map_err(db)?;
+                Ok(RolloutId(narrow(conn.last_insert_rowid(), "rollout id")?))
+            })
+            .await
+    }
+
+    async fn rollout(&self, id: RolloutId) -> StoreResult<Option<Rollout>> {
+        self.read(move |conn, _| rollout_tx(conn, id)).await
+    }
+
+    async fn rollouts(&self, product: Option<ProductId>) -> StoreResult<Vec<Rollout>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    rollout_cols!(),
+                    " FROM rollouts ro JOIN releases r ON r.id = ro.release
+                     WHERE ?1 IS NULL OR ro.product = ?1 ORDER BY ro.id"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query([product.map(|p| p.0)]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(rollout_of(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_rollout(&self, id: RolloutId, change: RolloutChange) -> StoreResult<Rollout> {
+        self.writer
+            .write(move |conn| {
+                let now = rollout_tx(conn, id)?.ok_or(StoreError::UnknownRollout(id))?;
+                let next = change
+                    .apply(now.state)
+                    .ok_or(StoreError::IllegalTransition {
+                        rollout: id,
+                        from: now.state.name(),
+                        change: change.name(),
+                    })?;
+                let share = match change {
+                    RolloutChange::Share(s) if s < now.share => {
+                        return Err(StoreError::Invalid("a rollout's share can only be raised"))
+                    }
+                    RolloutChange::Share(s) => s,
+                    _ => now.share,
+                };
+                let resumed = change == RolloutChange::Resume;
+                conn.prepare_cached(
+                    "UPDATE rollouts SET state = ?2, share_bp = ?3,
+                       pause_failed = CASE WHEN ?2 = 2 THEN pause_failed ELSE NULL END,
+                       pause_finished = CASE WHEN ?2 = 2 THEN pause_finished ELSE NULL END,
+                       th_failed = CASE WHEN ?4 THEN 0 ELSE th_failed END,
+                       th_finished = CASE WHEN ?4 THEN 0 ELSE th_finished END
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id.0, state_code(next), share.bp(), resumed]))
+                .map_err(db)?;
+                rollout_tx(conn, id)?.ok_or(StoreError::UnknownRollout(id))
+            })
+            .await
+    }
+
+    async fn rollout_progress(
+        &self,
+        id: RolloutId,
+        now_ms: u64,
+    ) -> StoreResult<Option<RolloutProgress>> {
+        self.read(move |conn, _| {
+            // One read transaction: the counts are of one snapshot.
+            conn.execute_batch("BEGIN").map_err(db)?;
+            let out = progress_tx(conn, id, now_ms);
+            // Ended whatever happened: the connection goes back to the pool.
+            let end = conn.execute_batch("COMMIT").map_err(db);
+            out.and_then(|o| end.map(|()| o))
+        })
+        .await
+    }
+
+    async fn offer_candidates(&self, device: DeviceId) -> StoreResult<Vec<OfferCandidate>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT ro.id, ro.release, r.major, r.minor, r.patch, ro.state, ro.pause_failed,
+                       ro.pause_finished, ro.share_bp, ro.seed, ro.defer_until_ms, rd.phase,
+                       rd.retry_at_ms,
+                       EXISTS (SELECT 1 FROM rollout_devices x
+                               WHERE x.device = d.id AND x.release = ro.release AND x.phase IN (6, 7))
+                     FROM devices d
+                     JOIN rollouts ro ON ro.product = d.product AND ro.state < 3
+                     JOIN releases r ON r.id = ro.release
+                     LEFT JOIN rollout_devices rd ON rd.rollout = ro.id AND rd.device = d.id
+                     WHERE d.id = ?1
+                       AND (ro.target_kind = 0
+                            OR (ro.target_kind = 1 AND ro.target_device = d.id)
+                            OR (ro.target_kind = 2 AND EXISTS (
+                                  SELECT 1 FROM device_tags t WHERE t.device = d.id AND t.tag = ro.target_tag)))
+                     ORDER BY ro.id",
+                )
+                .map_err(db)?;
+            let mut rows = st.query([device.0]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(candidate_of(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn serves_release(&self, device: DeviceId, release: ReleaseId) -> StoreResult<bool> {
+        self.read(move |conn, _| {
+            conn.prepare_cached(
+                "SELECT 1 FROM rollout_devices rd JOIN rollouts ro ON ro.id = rd.rollout
+                 WHERE rd.device = ?1 AND rd.release = ?2 AND ro.state < 3",
+            )
+            .and_then(|mut s| s.exists(params![device.0, release.0]))
+            .map_err(db)
+        })
+        .await
+    }
+}
+
+/// The two aggregates of [`Store::rollout_progress`] (inside a read transaction).
+fn progress_tx(
+    conn: &Connection,
+    id: RolloutId,
+    now_ms: u64,
+) -> StoreResult<Option<RolloutProgress>> {
+    let Some(r) = rollout_tx(conn, id)? else {
+        return Ok(None);
+    };
+    let (kind, dev, tag) = target_columns(&r.target);
+    // The bucket of `rollout::bucket`, in SQL (integers below 2^63 on every step).
+    let targeted: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM devices d
+             WHERE d.product = ?1
+               AND (?2 = 0 OR (?2 = 1 AND d.id = ?3)
+                    OR (?2 = 2 AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device = d.id AND t.tag = ?4)))
+               AND (((d.id * 48271 + ?5) % 2147483647) * ((d.id * 48271 + ?5) % 2147483647)
+                    % 2147483647) % 10000 < ?6",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![r.product.0, kind, dev, tag, r.seed, r.share.bp()],
+                |row| row.get(0),
+            )
+        })
+        .map_err(db)?;
+    let mut p = RolloutProgress {
+        targeted: to_u64(targeted, "count")?,
+        ..RolloutProgress::default()
+    };
+    let mut st = conn
+        .prepare_cached(
+            "SELECT phase, COUNT(*) FROM rollout_devices WHERE rollout = ?1 GROUP BY phase",
+        )
+        .map_err(db)?;
+    let mut rows = st.query([id.0]).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        let phase = rr::phase_of(row.get(0).map_err(db)?)?;
+        p.add(phase, to_u64(row.get(1).map_err(db)?, "count")?);
+    }
+    rr::finish_progress(&mut p, &r, now_ms);
+    Ok(Some(p))
 }
 
 impl SqlRow for Row<'_> {
@@ -851,6 +1194,65 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         assert_eq!(schema::version(&conn).unwrap(), schema::VERSION);
         const { assert!(schema::VERSION >= 2) };
+    }
+
+    /// Releases stored before migration 3 get their rowid as id (their order), and the next
+    /// release the next id.
+    #[tokio::test]
+    async fn migration_3_gives_existing_releases_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ota.db");
+        let master = MasterKey::generate().unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 2).unwrap();
+            conn.execute(
+                "INSERT INTO products (id, name, hardware_id) VALUES (1, 'p', ?1)",
+                [&[0u8; 16][..]],
+            )
+            .unwrap();
+            for (i, d) in [[1u8; 32], [2u8; 32]].iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO releases (digest, product, major, minor, patch, security_counter,
+                       hardware_id, size, path, created_ms)
+                     VALUES (?1, 1, 1, ?2, 0, 1, ?3, 10, 'x', 5)",
+                    params![&d[..], i as i64, &[0u8; 16][..]],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path, master, SqliteOptions::default()).unwrap();
+        let ids: Vec<u32> = store
+            .releases(ProductId(1))
+            .await
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.0)
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(
+            store.release_id(ReleaseDigest([2; 32])).await.unwrap(),
+            Some(ReleaseId(2))
+        );
+        let next = store
+            .put_release(Release {
+                digest: ReleaseDigest([3; 32]),
+                product: ProductId(1),
+                version: cloud_proto::FirmwareVersion {
+                    major: 2,
+                    minor: 0,
+                    patch: 0,
+                },
+                security_counter: 1,
+                hardware_id: [0; 16],
+                size: 1,
+                body: crate::ReleaseBody::File("y".into()),
+                created_ms: 6,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next, ReleaseId(3));
+        store.close().await;
     }
 
     #[tokio::test]

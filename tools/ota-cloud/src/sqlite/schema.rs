@@ -62,6 +62,42 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         CHECK ((body IS NULL) <> (path IS NULL)));
      CREATE INDEX releases_product ON releases(product, created_ms);",
+    // 3: stable release ids (the UpdateId devices see; existing releases keep their rowid,
+    // new ones get MAX + 1: releases are never deleted), rollouts, and each offered device's
+    // phase in each rollout.
+    "ALTER TABLE releases ADD COLUMN id INTEGER;
+     UPDATE releases SET id = rowid;
+     CREATE UNIQUE INDEX releases_id ON releases(id);
+     CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release INTEGER NOT NULL REFERENCES releases(id),
+        product INTEGER NOT NULL REFERENCES products(id),
+        target_kind INTEGER NOT NULL CHECK (target_kind IN (0, 1, 2)),
+        target_device INTEGER,
+        target_tag TEXT,
+        share_bp INTEGER NOT NULL CHECK (share_bp BETWEEN 0 AND 10000),
+        seed INTEGER NOT NULL CHECK (seed BETWEEN 0 AND 2147483646),
+        threshold_bp INTEGER,
+        min_finished INTEGER,
+        defer_until_ms INTEGER,
+        state INTEGER NOT NULL DEFAULT 0 CHECK (state IN (0, 1, 2, 3)),
+        pause_failed INTEGER,
+        pause_finished INTEGER,
+        th_failed INTEGER NOT NULL DEFAULT 0,
+        th_finished INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL);
+     CREATE INDEX rollouts_product_state ON rollouts(product, state);
+     CREATE TABLE rollout_devices (
+        rollout INTEGER NOT NULL REFERENCES rollouts(id),
+        device INTEGER NOT NULL REFERENCES devices(id),
+        release INTEGER NOT NULL,
+        phase INTEGER NOT NULL CHECK (phase BETWEEN 0 AND 7),
+        retry_at_ms INTEGER,
+        offered_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (rollout, device));
+     CREATE INDEX rollout_devices_device ON rollout_devices(device, release);
+     CREATE INDEX devices_product ON devices(product);",
 ];
 
 /// The schema version this build writes.

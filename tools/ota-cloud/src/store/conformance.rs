@@ -18,8 +18,12 @@ use cloud_proto::{
 };
 
 use super::{
-    Effects, FrameCommit, NewDevice, NewProduct, ProductId, PublishId, Release, ReleaseBody,
-    ReleaseDigest, Store, StoreError,
+    CheckInReport, Effects, FrameCommit, NewDevice, NewProduct, ProductId, PublishId, Release,
+    ReleaseBody, ReleaseDigest, Store, StoreError,
+};
+use crate::rollout::{
+    in_share, DevicePhase, ErrorThreshold, NewRollout, PauseCause, ReleaseId, RolloutChange,
+    RolloutId, RolloutProgress, RolloutState, Share, Target,
 };
 use crate::seal::RootKey;
 
@@ -46,6 +50,11 @@ pub async fn run<H: Harness>(h: &H) {
     one_failure_does_not_fail_the_others(h).await;
     publishes_survive_reopen(h).await;
     release_by_digest(h).await;
+    release_ids_are_stable(h).await;
+    rollout_lifecycle(h).await;
+    offer_candidates_by_target(h).await;
+    rollout_phases_and_progress(h).await;
+    error_threshold_pauses_in_the_frame_transaction(h).await;
 }
 
 const PEM_A: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
@@ -630,7 +639,14 @@ pub async fn release_by_digest<H: Harness>(h: &H) {
     };
     s.put_release(file.clone()).await.unwrap();
     assert_eq!(s.release(file.digest).await.unwrap(), Some(file.clone()));
-    assert_eq!(s.releases(p).await.unwrap(), vec![rel.clone(), file]);
+    let listed: Vec<Release> = s
+        .releases(p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(listed, vec![rel.clone(), file]);
     assert_eq!(s.release(ReleaseDigest([0xEE; 32])).await.unwrap(), None);
     let orphan = Release {
         product: ProductId(u32::MAX),
@@ -639,6 +655,558 @@ pub async fn release_by_digest<H: Harness>(h: &H) {
     assert_eq!(
         s.put_release(orphan).await,
         Err(StoreError::UnknownProduct(ProductId(u32::MAX)))
+    );
+    h.close(s).await;
+}
+
+async fn release_at<S: Store>(s: &S, p: ProductId, version: (u16, u16, u16)) -> ReleaseId {
+    let container = unique("rollout-container").into_bytes();
+    s.put_release(Release {
+        digest: ReleaseDigest::of(&container),
+        product: p,
+        version: FirmwareVersion {
+            major: version.0,
+            minor: version.1,
+            patch: version.2,
+        },
+        security_counter: 1,
+        hardware_id: [0x11; 16],
+        size: container.len() as u64,
+        body: ReleaseBody::Inline(container),
+        created_ms: 5,
+    })
+    .await
+    .expect("put_release")
+}
+
+async fn tagged<S: Store>(s: &S, p: ProductId, tags: &[&str]) -> DeviceId {
+    s.add_device(
+        NewDevice {
+            id: None,
+            product: p,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            root_key: RootKey::from_bytes([0x44; 32]),
+        },
+        1_000,
+    )
+    .await
+    .expect("add_device")
+}
+
+fn new_rollout(release: ReleaseId, target: Target) -> NewRollout {
+    NewRollout {
+        release,
+        target,
+        share: Share::ALL,
+        error_threshold: None,
+        defer_until_ms: None,
+        created_ms: 1_234,
+    }
+}
+
+/// Commits one frame of `device` with `effects` (the next counter; no crypto needed here).
+async fn apply<S: Store>(s: &S, device: DeviceId, effects: Effects) {
+    let last = s.last_frame(device).await.unwrap();
+    let counter = last.map_or(0, |l| l.counter + 1);
+    let won = s
+        .commit_frame(FrameCommit {
+            device,
+            expected: last,
+            record: record(counter, 1, effects.now_ms),
+            effects,
+        })
+        .await
+        .unwrap();
+    assert!(won);
+}
+
+fn offer_effects(now: u64, rollout: RolloutId, release: ReleaseId) -> Effects {
+    Effects {
+        offer: Some((rollout, release)),
+        ..Effects::counters_only(now, 10, 10)
+    }
+}
+
+fn status_effects(now: u64, release: ReleaseId, state: OtaState, result: UpdateResult) -> Effects {
+    Effects {
+        status: Some(UpdateStatus {
+            update: release.update_id(),
+            state,
+            result,
+        }),
+        ..Effects::counters_only(now, 10, 10)
+    }
+}
+
+fn decision_effects(now: u64, release: ReleaseId, decision: cloud_proto::Decision) -> Effects {
+    Effects {
+        decision: Some(UpdateDecision {
+            update: release.update_id(),
+            decision,
+        }),
+        ..Effects::counters_only(now, 10, 10)
+    }
+}
+
+/// Release ids: assigned by `put_release`, increasing across products, readable by id and by
+/// digest, listed with the product's releases; an unknown id is `None`.
+pub async fn release_ids_are_stable<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let (p, q) = (product(&s, "ids").await, product(&s, "ids2").await);
+    let a = release_at(&s, p, (1, 0, 0)).await;
+    let b = release_at(&s, q, (1, 0, 0)).await;
+    let c = release_at(&s, p, (1, 1, 0)).await;
+    assert!(a < b && b < c, "{a:?} {b:?} {c:?}");
+    let rc = s.release_by_id(c).await.unwrap().unwrap();
+    assert_eq!(rc.product, p);
+    assert_eq!(s.release_id(rc.digest).await.unwrap(), Some(c));
+    let ids: Vec<ReleaseId> = s
+        .releases(p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(ids, vec![a, c]);
+    assert_eq!(s.release_by_id(ReleaseId(u32::MAX)).await.unwrap(), None);
+    assert_eq!(s.release_id(ReleaseDigest([0xAB; 32])).await.unwrap(), None);
+    h.close(s).await;
+    // Still the same after a reopen.
+    let s = h.open().await;
+    assert_eq!(s.release_by_id(c).await.unwrap(), Some(rc));
+    h.close(s).await;
+}
+
+/// Adding rollouts (refusals change nothing), reading them back, and every change: allowed
+/// ones apply, illegal ones are `IllegalTransition` / `Invalid` and change nothing.
+pub async fn rollout_lifecycle<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let (p, other) = (product(&s, "ro").await, product(&s, "ro-other").await);
+    let rel = release_at(&s, p, (2, 0, 0)).await;
+    let stranger = tagged(&s, other, &[]).await;
+    let before = s.rollouts(Some(p)).await.unwrap();
+    assert!(before.is_empty());
+    assert_eq!(
+        s.add_rollout(new_rollout(ReleaseId(u32::MAX), Target::Product))
+            .await,
+        Err(StoreError::UnknownRelease(ReleaseId(u32::MAX)))
+    );
+    assert_eq!(
+        s.add_rollout(new_rollout(rel, Target::Device(DeviceId(u32::MAX))))
+            .await,
+        Err(StoreError::UnknownDevice(DeviceId(u32::MAX)))
+    );
+    assert!(matches!(
+        s.add_rollout(new_rollout(rel, Target::Device(stranger)))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.add_rollout(new_rollout(rel, Target::Group(String::new())))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let zero_min = NewRollout {
+        error_threshold: Some(ErrorThreshold {
+            max_failed: Share::percent(10).unwrap(),
+            min_finished: 0,
+        }),
+        ..new_rollout(rel, Target::Product)
+    };
+    assert!(matches!(
+        s.add_rollout(zero_min).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(
+        s.rollouts(Some(p)).await.unwrap().is_empty(),
+        "refusals added nothing"
+    );
+
+    let spec = NewRollout {
+        share: Share::percent(10).unwrap(),
+        error_threshold: Some(ErrorThreshold {
+            max_failed: Share::from_bp(2_550).unwrap(),
+            min_finished: 4,
+        }),
+        defer_until_ms: Some(9_000),
+        ..new_rollout(rel, Target::Group("beta".into()))
+    };
+    let id = s.add_rollout(spec.clone()).await.unwrap();
+    let r = s.rollout(id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.id, r.release, r.product, r.version, &r.target, r.share),
+        (
+            id,
+            rel,
+            p,
+            FirmwareVersion {
+                major: 2,
+                minor: 0,
+                patch: 0
+            },
+            &spec.target,
+            spec.share
+        )
+    );
+    assert_eq!(
+        (r.error_threshold, r.defer_until_ms),
+        (spec.error_threshold, spec.defer_until_ms)
+    );
+    assert_eq!((r.state, r.created_ms), (RolloutState::Running, 1_234));
+    assert!(u64::from(r.seed) < crate::rollout::BUCKET_PRIME);
+    let second = s
+        .add_rollout(new_rollout(rel, Target::Product))
+        .await
+        .unwrap();
+    assert!(second > id);
+    let listed: Vec<RolloutId> = s
+        .rollouts(Some(p))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, vec![id, second]);
+    assert!(s
+        .rollouts(None)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.id == second));
+    assert!(s.rollouts(Some(other)).await.unwrap().is_empty());
+
+    let illegal = |from: &'static str, change: &'static str| {
+        Err(StoreError::IllegalTransition {
+            rollout: id,
+            from,
+            change,
+        })
+    };
+    let paused = s.update_rollout(id, RolloutChange::Pause).await.unwrap();
+    assert_eq!(paused.state, RolloutState::Paused(PauseCause::Operator));
+    assert_eq!(
+        s.update_rollout(id, RolloutChange::Pause).await,
+        illegal("paused", "pause")
+    );
+    let raised = s
+        .update_rollout(id, RolloutChange::Share(Share::percent(50).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (raised.share, raised.state),
+        (Share::percent(50).unwrap(), paused.state)
+    );
+    assert!(matches!(
+        s.update_rollout(id, RolloutChange::Share(Share::percent(20).unwrap()))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let running = s.update_rollout(id, RolloutChange::Resume).await.unwrap();
+    assert_eq!(running.state, RolloutState::Running);
+    assert_eq!(
+        s.update_rollout(id, RolloutChange::Resume).await,
+        illegal("running", "resume")
+    );
+    let cancelled = s.update_rollout(id, RolloutChange::Cancel).await.unwrap();
+    assert_eq!(cancelled.state, RolloutState::Cancelled);
+    for (c, name) in [
+        (RolloutChange::Pause, "pause"),
+        (RolloutChange::Resume, "resume"),
+        (RolloutChange::Cancel, "cancel"),
+        (RolloutChange::Share(Share::ALL), "share"),
+    ] {
+        assert_eq!(s.update_rollout(id, c).await, illegal("cancelled", name));
+    }
+    let after = s.rollout(id).await.unwrap().unwrap();
+    assert_eq!(after, cancelled, "refused changes changed nothing");
+    assert_eq!(after.share, Share::percent(50).unwrap());
+    assert_eq!(
+        s.update_rollout(RolloutId(u32::MAX), RolloutChange::Pause)
+            .await,
+        Err(StoreError::UnknownRollout(RolloutId(u32::MAX)))
+    );
+    assert_eq!(s.rollout(RolloutId(u32::MAX)).await.unwrap(), None);
+    assert_eq!(
+        s.rollout_progress(RolloutId(u32::MAX), 0).await.unwrap(),
+        None
+    );
+    h.close(s).await;
+}
+
+/// The check-in query: running and paused rollouts of the device's product whose target
+/// includes it (product, its group, itself), not cancelled ones, nor other devices' or
+/// groups'.
+pub async fn offer_candidates_by_target<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "cand").await;
+    let rel = release_at(&s, p, (3, 0, 0)).await;
+    let a = tagged(&s, p, &["north", "beta"]).await;
+    let b = tagged(&s, p, &["south"]).await;
+    let whole = s
+        .add_rollout(new_rollout(rel, Target::Product))
+        .await
+        .unwrap();
+    let north = s
+        .add_rollout(new_rollout(rel, Target::Group("north".into())))
+        .await
+        .unwrap();
+    let only_b = s
+        .add_rollout(new_rollout(rel, Target::Device(b)))
+        .await
+        .unwrap();
+    let gone = s
+        .add_rollout(new_rollout(rel, Target::Group("south".into())))
+        .await
+        .unwrap();
+    s.update_rollout(gone, RolloutChange::Cancel).await.unwrap();
+    s.update_rollout(north, RolloutChange::Pause).await.unwrap();
+    let ids =
+        |v: Vec<crate::rollout::OfferCandidate>| v.iter().map(|c| c.rollout).collect::<Vec<_>>();
+    let ca = s.offer_candidates(a).await.unwrap();
+    assert_eq!(ca[1].state, RolloutState::Paused(PauseCause::Operator));
+    assert!(ca
+        .iter()
+        .all(|c| c.release == rel && c.phase.is_none() && !c.refused));
+    assert_eq!(
+        ca[0].version,
+        FirmwareVersion {
+            major: 3,
+            minor: 0,
+            patch: 0
+        }
+    );
+    assert_eq!(ids(ca), vec![whole, north]);
+    assert_eq!(
+        ids(s.offer_candidates(b).await.unwrap()),
+        vec![whole, only_b]
+    );
+    assert!(s
+        .offer_candidates(DeviceId(u32::MAX))
+        .await
+        .unwrap()
+        .is_empty());
+    // The device's row shows in its candidates once offered; chunk service follows it.
+    assert!(!s.serves_release(a, rel).await.unwrap());
+    apply(&s, a, offer_effects(50, whole, rel)).await;
+    let ca = s.offer_candidates(a).await.unwrap();
+    assert_eq!(ca[0].phase, Some(DevicePhase::Offered));
+    assert!(s.serves_release(a, rel).await.unwrap());
+    assert!(!s.serves_release(b, rel).await.unwrap());
+    s.update_rollout(whole, RolloutChange::Cancel)
+        .await
+        .unwrap();
+    assert!(
+        !s.serves_release(a, rel).await.unwrap(),
+        "its only rollout is cancelled"
+    );
+    h.close(s).await;
+}
+
+/// Each device's phase follows what it reports (offer, accept, status, check-in on the new
+/// version, decline, defer), and the progress counts them with the share's bucketing done in
+/// SQL exactly as `rollout::bucket` does it.
+pub async fn rollout_phases_and_progress<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "prog").await;
+    let rel = release_at(&s, p, (4, 0, 0)).await;
+    let mut devs = Vec::new();
+    for _ in 0..60 {
+        devs.push(tagged(&s, p, &[]).await);
+    }
+    let id = s
+        .add_rollout(NewRollout {
+            share: Share::percent(40).unwrap(),
+            defer_until_ms: Some(100_000),
+            ..new_rollout(rel, Target::Product)
+        })
+        .await
+        .unwrap();
+    let r = s.rollout(id).await.unwrap().unwrap();
+    let inside: Vec<DeviceId> = devs
+        .iter()
+        .copied()
+        .filter(|d| in_share(r.seed, r.share, *d))
+        .collect();
+    let progress = s.rollout_progress(id, 0).await.unwrap().unwrap();
+    assert_eq!(
+        progress,
+        RolloutProgress {
+            targeted: inside.len() as u64,
+            not_offered: inside.len() as u64,
+            ..RolloutProgress::default()
+        }
+    );
+    assert!(inside.len() >= 5, "40 % of 60: {}", inside.len());
+    let [d0, d1, d2, d3, d4, ..] = inside[..] else {
+        unreachable!()
+    };
+    for d in [d0, d1, d2, d3, d4] {
+        apply(&s, d, offer_effects(1_000, id, rel)).await;
+    }
+    // d0: accepts, downloads, installs, checks in confirmed on 4.0.0.
+    apply(
+        &s,
+        d0,
+        decision_effects(2_000, rel, cloud_proto::Decision::Accept { bytes_done: 0 }),
+    )
+    .await;
+    apply(
+        &s,
+        d1,
+        decision_effects(2_000, rel, cloud_proto::Decision::Accept { bytes_done: 0 }),
+    )
+    .await;
+    apply(
+        &s,
+        d1,
+        status_effects(3_000, rel, OtaState::Downloaded, UpdateResult::Initial),
+    )
+    .await;
+    apply(
+        &s,
+        d2,
+        decision_effects(
+            2_000,
+            rel,
+            cloud_proto::Decision::Decline(cloud_proto::DeclineReason::AlreadyInstalled),
+        ),
+    )
+    .await;
+    apply(
+        &s,
+        d3,
+        decision_effects(
+            2_000,
+            rel,
+            cloud_proto::Decision::Defer {
+                retry_in_s: 60,
+                reason: cloud_proto::DeferReason::LowBattery,
+            },
+        ),
+    )
+    .await;
+    let c3 = s.offer_candidates(d3).await.unwrap();
+    assert_eq!(
+        (c3[0].phase, c3[0].retry_at_ms),
+        (Some(DevicePhase::Deferred), Some(62_000))
+    );
+    let confirmed = Effects {
+        checkin: Some(CheckInReport {
+            firmware: FirmwareVersion {
+                major: 4,
+                minor: 0,
+                patch: 0,
+            },
+            trial: false,
+            state: OtaState::Idle,
+            result: UpdateResult::Success,
+            download: None,
+            battery_mv: 3_600,
+            forced_sleeps: 0,
+        }),
+        ..Effects::counters_only(4_000, 10, 10)
+    };
+    apply(&s, d0, confirmed.clone()).await;
+    let want = RolloutProgress {
+        targeted: inside.len() as u64,
+        not_offered: inside.len() as u64 - 5,
+        offered: 1,
+        deferred: 1,
+        downloading: 0,
+        downloaded: 1,
+        succeeded: 1,
+        declined: 1,
+        ..RolloutProgress::default()
+    };
+    assert_eq!(s.rollout_progress(id, 5_000).await.unwrap().unwrap(), want);
+    // Past the deferral deadline, the offered and the deferred are overdue.
+    assert_eq!(
+        s.rollout_progress(id, 100_000).await.unwrap().unwrap(),
+        RolloutProgress { overdue: 2, ..want }
+    );
+    // Final phases do not move; a declined release is refused in every rollout.
+    apply(
+        &s,
+        d0,
+        status_effects(6_000, rel, OtaState::Idle, UpdateResult::UpdateFailed),
+    )
+    .await;
+    assert_eq!(s.rollout_progress(id, 5_000).await.unwrap().unwrap(), want);
+    assert!(s.offer_candidates(d2).await.unwrap()[0].refused);
+    // Raising the share keeps every device counted before and adds some.
+    s.update_rollout(id, RolloutChange::Share(Share::ALL))
+        .await
+        .unwrap();
+    let all = s.rollout_progress(id, 5_000).await.unwrap().unwrap();
+    assert_eq!(all.targeted, 60);
+    assert_eq!(all.reached(), want.reached());
+    h.close(s).await;
+}
+
+/// The error threshold trips inside the frame transaction that reports the failure: 50 %
+/// with at least 2 finished pauses on the third report (2 failed of 3), with the figures;
+/// resume counts afresh.
+pub async fn error_threshold_pauses_in_the_frame_transaction<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "thr").await;
+    let rel = release_at(&s, p, (5, 0, 0)).await;
+    let id = s
+        .add_rollout(NewRollout {
+            error_threshold: Some(ErrorThreshold {
+                max_failed: Share::percent(50).unwrap(),
+                min_finished: 2,
+            }),
+            ..new_rollout(rel, Target::Product)
+        })
+        .await
+        .unwrap();
+    let mut devs = Vec::new();
+    for _ in 0..5 {
+        let d = tagged(&s, p, &[]).await;
+        apply(&s, d, offer_effects(1_000, id, rel)).await;
+        devs.push(d);
+    }
+    let fail = |d| {
+        apply(
+            &s,
+            d,
+            status_effects(2_000, rel, OtaState::Idle, UpdateResult::IntegrityFailure),
+        )
+    };
+    fail(devs[0]).await;
+    assert_eq!(
+        s.rollout(id).await.unwrap().unwrap().state,
+        RolloutState::Running,
+        "1 finished < 2"
+    );
+    apply(
+        &s,
+        devs[1],
+        status_effects(2_000, rel, OtaState::Idle, UpdateResult::Success),
+    )
+    .await;
+    assert_eq!(
+        s.rollout(id).await.unwrap().unwrap().state,
+        RolloutState::Running,
+        "50 % is not above"
+    );
+    fail(devs[2]).await;
+    let paused = RolloutState::Paused(PauseCause::ErrorThreshold {
+        failed: 2,
+        finished: 3,
+    });
+    assert_eq!(s.rollout(id).await.unwrap().unwrap().state, paused);
+    // Further failures leave the figures as they were when it paused.
+    fail(devs[3]).await;
+    assert_eq!(s.rollout(id).await.unwrap().unwrap().state, paused);
+    let prog = s.rollout_progress(id, 0).await.unwrap().unwrap();
+    assert_eq!((prog.failed, prog.succeeded, prog.offered), (3, 1, 1));
+    // Resumed: counted afresh, one more failure alone (1 finished) does not pause it.
+    s.update_rollout(id, RolloutChange::Resume).await.unwrap();
+    fail(devs[4]).await;
+    assert_eq!(
+        s.rollout(id).await.unwrap().unwrap().state,
+        RolloutState::Running
     );
     h.close(s).await;
 }
