@@ -2,16 +2,13 @@
 //! events` prints and `GET /api/v1/publishes` answers.
 //!
 //! Built on [`Store::publishes_since`] (the store keeps publishes in one log, ids in commit
-//! order); a device filter scans that log, at most [`SCAN_LIMIT`] publishes per call, and
-//! says where it stopped ([`Page::next_after`]) so the caller continues from there.
+//! order) and, for one device, [`Store::device_publishes`] (a range of the index on
+//! (device, id)): either way one store read of at most `limit` rows per page.
 
 use cloud_proto::DeviceId;
 use serde_json::{json, Value};
 
 use crate::store::{PublishId, Store, StoreError, StoredPublish};
-
-/// Most publishes one [`page`] call reads from the store when filtering by device.
-pub const SCAN_LIMIT: usize = 10_000;
 
 /// Most publishes one [`page`] call returns.
 pub const MAX_LIMIT: usize = 1_000;
@@ -21,75 +18,31 @@ pub const MAX_LIMIT: usize = 1_000;
 pub struct Page {
     /// The publishes, oldest first.
     pub publishes: Vec<StoredPublish>,
-    /// Where the next page starts: the last publish id read (matching the filter or not), or
-    /// the `after` asked for when nothing newer is stored.
+    /// Where the next page starts: the last publish id returned, or the `after` asked for
+    /// when nothing newer is stored (for the device, if given).
     pub next_after: PublishId,
 }
 
-/// Up to `limit` (at most [`MAX_LIMIT`]) publishes with an id above `after`, oldest first, of
-/// `device` only if given. Without a device it is one store read; with one it reads pages of
-/// the log until `limit` matched, the log ended or [`SCAN_LIMIT`] publishes were read.
+/// Up to `limit` (1 to [`MAX_LIMIT`]) publishes with an id above `after`, oldest first, of
+/// `device` only if given.
 ///
-/// Errors: the store's. Cost: one read of `limit` rows without a device; up to
-/// [`SCAN_LIMIT`] rows with one.
+/// Errors: the store's. Cost: one store read of at most `limit` rows (with a device, through
+/// its index: the other devices' publishes are not read).
 pub async fn page<S: Store>(
     store: &S,
     after: PublishId,
     device: Option<DeviceId>,
     limit: usize,
 ) -> Result<Page, StoreError> {
-    page_scanning(store, after, device, limit, SCAN_LIMIT).await
-}
-
-/// [`page`] with another bound on the publishes read when filtering by device (at least 1).
-///
-/// Errors: the store's. Cost: up to `scan` rows read with a device.
-pub async fn page_scanning<S: Store>(
-    store: &S,
-    after: PublishId,
-    device: Option<DeviceId>,
-    limit: usize,
-    scan: usize,
-) -> Result<Page, StoreError> {
     let limit = limit.clamp(1, MAX_LIMIT);
-    let scan = scan.max(1);
-    let Some(device) = device else {
-        let publishes = store.publishes_since(after, limit).await?;
-        let next_after = publishes.last().map_or(after, |p| p.id);
-        return Ok(Page {
-            publishes,
-            next_after,
-        });
+    let publishes = match device {
+        Some(d) => store.device_publishes(d, after, limit).await?,
+        None => store.publishes_since(after, limit).await?,
     };
-    let mut out = Vec::new();
-    let mut cursor = after;
-    let mut scanned = 0;
-    while out.len() < limit && scanned < scan {
-        let asked = MAX_LIMIT.min(scan - scanned);
-        let batch = store.publishes_since(cursor, asked).await?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        scanned += batch.len();
-        let full = batch.len() == asked;
-        cursor = last.id;
-        for p in batch {
-            if p.device == device {
-                out.push(p);
-                if out.len() == limit {
-                    // Stop right after the last one returned: the rest is the next page's.
-                    cursor = out[limit - 1].id;
-                    break;
-                }
-            }
-        }
-        if !full {
-            break;
-        }
-    }
+    let next_after = publishes.last().map_or(after, |p| p.id);
     Ok(Page {
-        publishes: out,
-        next_after: cursor,
+        publishes,
+        next_after,
     })
 }
 

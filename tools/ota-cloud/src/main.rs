@@ -125,6 +125,8 @@ enum ProductCmd {
         #[arg(long = "release-key")]
         release_keys: Vec<PathBuf>,
     },
+    /// Lists every product: id, name, hardware id, number of trusted release keys.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -438,6 +440,13 @@ async fn command<S: Store + StoreMetrics + Close>(
                 .await
                 .context("adding the product")?;
             println!("{}", id.0);
+        }
+        Cmd::Product(ProductCmd::List) => {
+            println!("id\tname\thardware_id\trelease_keys");
+            for p in store.products().await.context("listing products")? {
+                let hw = ota_tool::text::format_hardware_id(&ota_core::HardwareId(p.hardware_id));
+                println!("{}\t{}\t{hw}\t{}", p.id.0, p.name, p.release_keys.len());
+            }
         }
         Cmd::Device(DeviceCmd::Add {
             product,

@@ -403,6 +403,10 @@ pub trait Store: Send + Sync + 'static {
     /// A product and its release keys.
     fn product(&self, id: ProductId) -> impl Future<Output = StoreResult<Option<Product>>> + Send;
 
+    /// Every product with its release keys, by id. Cost: two queries, O(products + release
+    /// keys).
+    fn products(&self) -> impl Future<Output = StoreResult<Vec<Product>>> + Send;
+
     /// Adds a trusted release key (SPKI PEM) to a product (rotation: add the new, later remove
     /// the old). Adding a key it has already is a no-op. Errors: `UnknownProduct`, `Invalid`.
     fn add_release_key(
@@ -458,6 +462,17 @@ pub trait Store: Send + Sync + 'static {
     /// for all): page through with the last id returned. Cost: O(limit).
     fn publishes_since(
         &self,
+        after: PublishId,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StoredPublish>>> + Send;
+
+    /// Up to `limit` of `device`'s publishes with an id above `after`, oldest first: page
+    /// through with the last id returned. Empty for an unknown device.
+    /// Cost: one range read of the index on (device, id), O(limit) whatever the other
+    /// devices published.
+    fn device_publishes(
+        &self,
+        device: DeviceId,
         after: PublishId,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<StoredPublish>>> + Send;

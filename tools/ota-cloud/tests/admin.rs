@@ -35,7 +35,9 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
-    device_filter_scans_bounded_and_resumes,
+    products_listed_past_unused_ids,
+    device_publishes_past_other_devices_publishes,
+    device_filter_pages_and_resumes,
     every_api_path_needs_the_token,
     products_and_release_keys,
     devices_add_once_with_the_key_then_never,
@@ -697,9 +699,9 @@ async fn publishes_paged_and_per_device_and_drops<S: Store + StoreMetrics>(fx: F
     assert_eq!(d1["frame"], 0);
 }
 
-/// A device filter reads at most `scan` publishes per call and says where it stopped: paging
-/// on from `next_after` finds every one of the device's publishes, in order, none twice.
-async fn device_filter_scans_bounded_and_resumes<S: Store + StoreMetrics>(fx: Fx<S>) {
+/// A device filter pages through the device's own publishes: `limit` per call, paging on
+/// from `next_after` finds each once, in order, and an empty page leaves `next_after` put.
+async fn device_filter_pages_and_resumes<S: Store + StoreMetrics>(fx: Fx<S>) {
     let mut a = fx.device(1).await;
     let mut b = fx.device(2).await;
     for n in 0..30u8 {
@@ -711,22 +713,20 @@ async fn device_filter_scans_bounded_and_resumes<S: Store + StoreMetrics>(fx: Fx
             .unwrap();
     }
     let mut after = ota_cloud::PublishId(0);
-    let (mut seen, mut calls) = (Vec::new(), 0);
+    let mut pages = Vec::new();
     loop {
-        let page = ota_cloud::events::page_scanning(&*fx.store, after, Some(b.id), 2, 5)
+        let page = ota_cloud::events::page(&*fx.store, after, Some(b.id), 2)
             .await
             .unwrap();
-        calls += 1;
         assert!(page.publishes.iter().all(|p| p.device == b.id));
-        seen.extend(page.publishes.iter().map(|p| p.data[0]));
+        pages.push(page.publishes.iter().map(|p| p.data[0]).collect::<Vec<_>>());
         if page.next_after == after {
+            assert!(page.publishes.is_empty());
             break;
         }
         after = page.next_after;
     }
-    assert_eq!(seen, [6, 13, 20, 27]);
-    // 30 publishes read 5 at a time (or stopping early at 2 matches): more than 6 calls.
-    assert!(calls >= 7, "{calls}");
+    assert_eq!(pages, [vec![6, 13], vec![20, 27], vec![]]);
 }
 
 /// The router on a real socket (what `serve --admin` runs): a raw HTTP/1.1 exchange.
@@ -753,4 +753,102 @@ async fn served_on_a_loopback_socket<S: Store + StoreMetrics>(fx: Fx<S>) {
         .unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains(r#""name":"tracker""#), "{resp}");
+}
+
+/// `GET /api/v1/products` lists every product, whatever ids were left unused (on PostgreSQL a
+/// refused add uses up an id; 70 of them in a row made the old listing, which probed ids and
+/// stopped after 64 unused ones, miss the next product).
+async fn products_listed_past_unused_ids<S: Store + StoreMetrics>(fx: Fx<S>) {
+    for _ in 0..70 {
+        let _ = fx
+            .store
+            .add_product(ota_cloud::NewProduct {
+                name: "tracker".into(),
+                hardware_id: [0; 16],
+                release_keys: vec![],
+            })
+            .await
+            .unwrap_err();
+    }
+    let body = r#"{"name":"logger","hardware_id":"logger-v2"}"#;
+    let (s, p) = fx.api(Method::POST, "/api/v1/products", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let (s, list) = fx.api(Method::GET, "/api/v1/products", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let got: Vec<(u64, &str)> = list["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [(1, "tracker"), (p["id"].as_u64().unwrap(), "logger")]);
+}
+
+/// A device's publishes come in one request however many other devices' publishes lie
+/// between them (the old device filter scanned the log, 10,000 rows per request, and
+/// answered an empty page here).
+async fn device_publishes_past_other_devices_publishes<S: Store + StoreMetrics>(fx: Fx<S>) {
+    let a = fx.device(1).await;
+    let mut b = fx.device(2).await;
+    let mut ep = b.wake();
+    let _ = fx
+        .send(&mut b, &mut ep, &with_publishes(fw(1, 0, 0), &[b"first"]))
+        .await
+        .unwrap();
+    // 10,050 publishes of another device in one frame transaction.
+    let mut effects = ota_cloud::Effects::counters_only(T0, 1, 1);
+    effects.publishes = (0..10_050u32)
+        .map(|n| (1u16, n.to_le_bytes().to_vec()))
+        .collect();
+    let record = cloud_proto::LastFrame {
+        counter: 1,
+        tag: [7; cloud_proto::TAG_LEN],
+        accepted_at_ms: T0,
+        source: SRC.parse().unwrap(),
+        answers: 1,
+    };
+    assert!(fx
+        .store
+        .commit_frame(ota_cloud::FrameCommit {
+            device: a.id,
+            expected: None,
+            record,
+            effects,
+        })
+        .await
+        .unwrap());
+    fx.advance(1_000);
+    let mut ep = b.wake();
+    let _ = fx
+        .send(&mut b, &mut ep, &with_publishes(fw(1, 0, 0), &[b"second"]))
+        .await
+        .unwrap();
+    for path in [
+        format!("/api/v1/devices/{}/publishes?limit=5", b.id.0),
+        format!("/api/v1/publishes?device={}&limit=5", b.id.0),
+    ] {
+        let (s, page) = fx.api(Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let data: Vec<&str> = page["publishes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["data_hex"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            data,
+            [hex::encode("first"), hex::encode("second")],
+            "{path}"
+        );
+        assert_eq!(page["next_after"], page["publishes"][1]["id"], "{path}");
+        let (_, rest) = fx
+            .api(
+                Method::GET,
+                &format!("{path}&after={}", page["next_after"]),
+                None,
+            )
+            .await;
+        assert_eq!(rest["publishes"], serde_json::json!([]), "{path}");
+        assert_eq!(rest["next_after"], page["next_after"], "{path}");
+    }
 }

@@ -598,3 +598,48 @@ fn rollout_commands_and_refusals() {
         "nothing added"
     );
 }
+
+/// `product list`: every product by id with its hardware id and trusted key count.
+#[test]
+fn product_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["init"]);
+    assert_eq!(
+        ok(&data, &["product", "list"]),
+        "id\tname\thardware_id\trelease_keys\n"
+    );
+    let pem = tmp.path().join("release.pub.pem");
+    std::fs::write(&pem, public_pem(&signer())).unwrap();
+    let key = pem.to_str().unwrap();
+    ok(
+        &data,
+        &[
+            "product",
+            "add",
+            "--name",
+            "tracker",
+            "--hardware-id",
+            HW,
+            "--release-key",
+            key,
+        ],
+    );
+    ok(
+        &data,
+        &[
+            "product",
+            "add",
+            "--name",
+            "logger",
+            "--hardware-id",
+            "logger-v2",
+        ],
+    );
+    assert_eq!(
+        ok(&data, &["product", "list"]),
+        format!(
+            "id\tname\thardware_id\trelease_keys\n1\ttracker\t{HW}\t1\n2\tlogger\tlogger-v2\t0\n"
+        )
+    );
+}

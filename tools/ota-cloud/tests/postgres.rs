@@ -109,6 +109,7 @@ macro_rules! check {
 
 check!(
     products_and_release_keys,
+    products_listed,
     devices_and_sealed_keys,
     unknown_device,
     frame_flow_and_status,
@@ -116,6 +117,7 @@ check!(
     lost_cas_applies_nothing,
     one_failure_does_not_fail_the_others,
     publishes_survive_reopen,
+    device_publishes_paged,
     release_by_digest,
     release_ids_are_stable,
     rollout_lifecycle,

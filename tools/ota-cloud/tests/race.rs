@@ -34,6 +34,9 @@ impl Store for Racing {
     ) -> impl std::future::Future<Output = StoreResult<Option<Product>>> + Send {
         self.inner.product(id)
     }
+    fn products(&self) -> impl std::future::Future<Output = StoreResult<Vec<Product>>> + Send {
+        self.inner.products()
+    }
     fn add_release_key(
         &self,
         p: ProductId,
@@ -98,6 +101,14 @@ impl Store for Racing {
         limit: usize,
     ) -> impl std::future::Future<Output = StoreResult<Vec<StoredPublish>>> + Send {
         self.inner.publishes_since(after, limit)
+    }
+    fn device_publishes(
+        &self,
+        device: DeviceId,
+        after: PublishId,
+        limit: usize,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<StoredPublish>>> + Send {
+        self.inner.device_publishes(device, after, limit)
     }
     fn status(
         &self,

@@ -42,41 +42,14 @@ pub(crate) fn product_json(p: &Product) -> Value {
     })
 }
 
-/// Products whose ids are not followed by this many unused ids are found by [`all`].
-const ID_GAP: u32 = 64;
-
-/// Every product, by id. The [`Store`] trait has no product listing yet, so this probes ids
-/// upwards from 1 (and from every device's product) and stops after [`ID_GAP`] unused ids in a
-/// row: ids are assigned increasing, and a refused add leaves at most a one-id gap on
-/// PostgreSQL (a sequence value), none on SQLite. Cost: one read per id probed.
-pub(crate) async fn all<S: Store>(store: &S) -> Result<Vec<Product>, crate::StoreError> {
-    let highest_used = store
-        .devices()
+async fn list<S: Store>(State(st): State<AdminState<S>>) -> ApiResult<Json<Value>> {
+    let products: Vec<Value> = st
+        .store()
+        .products()
         .await?
         .iter()
-        .map(|d| d.product.0)
-        .max()
-        .unwrap_or(0);
-    let mut out = Vec::new();
-    let (mut id, mut misses) = (1u32, 0u32);
-    while misses < ID_GAP || id <= highest_used {
-        match store.product(ProductId(id)).await? {
-            Some(p) => {
-                out.push(p);
-                misses = 0;
-            }
-            None => misses += 1,
-        }
-        let Some(next) = id.checked_add(1) else {
-            break;
-        };
-        id = next;
-    }
-    Ok(out)
-}
-
-async fn list<S: Store>(State(st): State<AdminState<S>>) -> ApiResult<Json<Value>> {
-    let products: Vec<Value> = all(st.store()).await?.iter().map(product_json).collect();
+        .map(product_json)
+        .collect();
     Ok(Json(json!({ "products": products })))
 }
 

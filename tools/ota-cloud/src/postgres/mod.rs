@@ -65,6 +65,18 @@ fn valid_schema(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
+/// A publish from `id, device, counter, topic, data, received_ms`.
+fn publish_of(r: &Row) -> StoreResult<StoredPublish> {
+    Ok(StoredPublish {
+        id: PublishId(to_u64(get(r, 0)?, "publish id")?),
+        device: DeviceId(narrow(get::<i64>(r, 1)?, "device id")?),
+        counter: narrow(get::<i64>(r, 2)?, "counter")?,
+        topic: narrow(get::<i64>(r, 3)?, "topic")?,
+        data: get(r, 4)?,
+        received_ms: to_u64(get(r, 5)?, "received")?,
+    })
+}
+
 fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(pg_message(&e))
 }
@@ -782,6 +794,50 @@ impl Store for PgStore {
         }))
     }
 
+    async fn products(&self) -> StoreResult<Vec<Product>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT id, name, hardware_id FROM products ORDER BY id",
+        )
+        .await?;
+        let mut out = client
+            .query(&s, &[])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| {
+                let hw: Vec<u8> = get(r, 2)?;
+                Ok(Product {
+                    id: ProductId(narrow(get::<i64>(r, 0)?, "product id")?),
+                    name: get(r, 1)?,
+                    hardware_id: hw
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("hardware id"))?,
+                    release_keys: Vec::new(),
+                })
+            })
+            .collect::<StoreResult<Vec<Product>>>()?;
+        // Every key in one pass, in each product's order (as `product` reads them).
+        let s = st(
+            client,
+            stmts,
+            "SELECT product, spki_pem FROM release_keys ORDER BY product, seq, spki_pem",
+        )
+        .await?;
+        for r in client.query(&s, &[]).await.map_err(db)? {
+            let product: u32 = narrow(get::<i64>(&r, 0)?, "product id")?;
+            let at = out
+                .binary_search_by_key(&product, |p| p.id.0)
+                .map_err(|_| corrupt("release key of no product"))?;
+            out[at].release_keys.push(get(&r, 1)?);
+        }
+        Ok(out)
+    }
+
     async fn add_release_key(&self, product: ProductId, spki_pem: String) -> StoreResult<()> {
         if !is_spki_pem(&spki_pem) {
             return Err(StoreError::Invalid("release key is not an SPKI PEM"));
@@ -1015,16 +1071,35 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .iter()
-            .map(|r| {
-                Ok(StoredPublish {
-                    id: PublishId(to_u64(get(r, 0)?, "publish id")?),
-                    device: DeviceId(narrow(get::<i64>(r, 1)?, "device id")?),
-                    counter: narrow(get::<i64>(r, 2)?, "counter")?,
-                    topic: narrow(get::<i64>(r, 3)?, "topic")?,
-                    data: get(r, 4)?,
-                    received_ms: to_u64(get(r, 5)?, "received")?,
-                })
-            })
+            .map(publish_of)
+            .collect()
+    }
+
+    async fn device_publishes(
+        &self,
+        device: DeviceId,
+        after: PublishId,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredPublish>> {
+        let after = to_i64(after.0)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let dev = i64::from(device.0);
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // A range of the index publishes_device (device, id), migration 2.
+        let s = st(
+            client,
+            stmts,
+            "SELECT id, device, counter, topic, data, received_ms FROM publishes
+             WHERE device = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .await?;
+        client
+            .query(&s, &[&dev, &after, &limit])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(publish_of)
             .collect()
     }
 

@@ -42,6 +42,7 @@ pub trait Harness: Sync {
 /// Runs every check in turn. Panics on the first violation.
 pub async fn run<H: Harness>(h: &H) {
     products_and_release_keys(h).await;
+    products_listed(h).await;
     devices_and_sealed_keys(h).await;
     unknown_device(h).await;
     frame_flow_and_status(h).await;
@@ -49,6 +50,7 @@ pub async fn run<H: Harness>(h: &H) {
     lost_cas_applies_nothing(h).await;
     one_failure_does_not_fail_the_others(h).await;
     publishes_survive_reopen(h).await;
+    device_publishes_paged(h).await;
     release_by_digest(h).await;
     release_ids_are_stable(h).await;
     rollout_lifecycle(h).await;
@@ -175,6 +177,108 @@ pub async fn products_and_release_keys<H: Harness>(h: &H) {
         s.add_release_key(missing, PEM_A.into()).await,
         Err(StoreError::UnknownProduct(missing))
     );
+    h.close(s).await;
+}
+
+/// [`Store::products`]: every product, by id, each as [`Store::product`] reads it (release
+/// keys in their order), a product without keys included.
+pub async fn products_listed<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let a = product(&s, "list").await;
+    s.add_release_key(a, PEM_B.into()).await.unwrap();
+    let b = s
+        .add_product(NewProduct {
+            name: unique("list"),
+            hardware_id: [0x33; 16],
+            release_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let c = product(&s, "list").await;
+    assert!(s.remove_release_key(c, PEM_A.into()).await.unwrap());
+    s.add_release_key(c, PEM_B.into()).await.unwrap();
+    s.add_release_key(c, PEM_A.into()).await.unwrap();
+    let all = s.products().await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "by id");
+    for p in &all {
+        assert_eq!(Some(p), s.product(p.id).await.unwrap().as_ref());
+    }
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|p| [a, b, c].contains(&p.id))
+        .map(|p| (p.id, p.release_keys.clone()))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            (a, vec![PEM_A.to_string(), PEM_B.to_string()]),
+            (b, vec![]),
+            (c, vec![PEM_B.to_string(), PEM_A.to_string()]),
+        ]
+    );
+    h.close(s).await;
+}
+
+/// [`Store::device_publishes`]: one device's publishes, oldest first, paged by id, none of
+/// another device's; empty past the last one and for an unknown device.
+pub async fn device_publishes_paged<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "devpub").await;
+    let a = device(&s, p, [0x67; 32]).await;
+    let b = device(&s, p, [0x68; 32]).await;
+    let mut last = [None, None];
+    for n in 0..11u32 {
+        let (d, i) = if n % 3 == 1 { (b, 1) } else { (a, 0) };
+        let rec = record(n, n as u8, u64::from(n));
+        let mut effects = Effects::counters_only(u64::from(n), 1, 1);
+        effects.publishes = vec![(n as u16, vec![n as u8])];
+        assert!(s
+            .commit_frame(FrameCommit {
+                device: d,
+                expected: last[i],
+                record: rec,
+                effects,
+            })
+            .await
+            .unwrap());
+        last[i] = Some(rec);
+    }
+    for d in [a, b] {
+        let expected: Vec<_> = all_publishes(&s)
+            .await
+            .into_iter()
+            .filter(|x| x.device == d)
+            .collect();
+        assert_eq!(
+            s.device_publishes(d, PublishId(0), 100).await.unwrap(),
+            expected
+        );
+        let mut paged = Vec::new();
+        let mut after = PublishId(0);
+        loop {
+            let page = s.device_publishes(d, after, 2).await.unwrap();
+            assert!(page.len() <= 2);
+            let Some(l) = page.last() else { break };
+            after = l.id;
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected);
+    }
+    let of_b: Vec<u8> = s
+        .device_publishes(b, PublishId(0), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.data[0])
+        .collect();
+    assert_eq!(of_b, [1, 4, 7, 10]);
+    let unknown = DeviceId(u32::MAX - 3);
+    assert!(s.device(unknown).await.unwrap().is_none());
+    assert!(s
+        .device_publishes(unknown, PublishId(0), 10)
+        .await
+        .unwrap()
+        .is_empty());
     h.close(s).await;
 }
 
