@@ -6,13 +6,14 @@
 //!   none: it holds counters only, and Prometheus scrapes it on loopback without one.
 //! * JSON in and out; a refused request gets a 4xx with `{"error": "…"}` and changes
 //!   nothing: 401 missing or wrong token, 400 bad JSON or parameter, 404 unknown id or path,
-//!   405 wrong method, 409 already exists, 413 body over [`BODY_LIMIT`], 415 wrong content
-//!   type, 422 container refused; 500 for the store's own failures (logged).
+//!   405 wrong method, 409 already exists or an illegal rollout transition, 413 body over
+//!   [`BODY_LIMIT`], 415 wrong content type, 422 container refused or a rollout value refused
+//!   (percentage…); 500 for the store's own failures (logged).
 //! * Device root keys appear in exactly one response: the key file text `POST
 //!   /api/v1/devices` returns once. Nothing here logs a key or the token.
 //!
 //! The routes live in one submodule per resource, each a `routes()` returning a
-//! `Router<AdminState<S>>`; [`router`] merges them. A new family of routes (say rollouts) is
+//! `Router<AdminState<S>>`; [`router`] merges them. A new family of routes (say webhooks) is
 //! one more submodule and one more `.merge(…)` line in `api_routes`.
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ mod devices;
 mod products;
 mod publishes;
 mod releases;
+mod rollouts;
 
 /// Largest request body accepted: 8 MiB (a signed container is the largest thing sent);
 /// larger bodies get 413.
@@ -183,8 +185,13 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match e {
-            StoreError::UnknownDevice(_) | StoreError::UnknownProduct(_) => StatusCode::NOT_FOUND,
-            StoreError::AlreadyExists => StatusCode::CONFLICT,
+            StoreError::UnknownDevice(_)
+            | StoreError::UnknownProduct(_)
+            | StoreError::UnknownRelease(_)
+            | StoreError::UnknownRollout(_) => StatusCode::NOT_FOUND,
+            StoreError::AlreadyExists | StoreError::IllegalTransition { .. } => {
+                StatusCode::CONFLICT
+            }
             StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -248,6 +255,7 @@ fn api_routes<S: Store>() -> Router<AdminState<S>> {
         .merge(devices::routes())
         .merge(releases::routes())
         .merge(publishes::routes())
+        .merge(rollouts::routes())
 }
 
 /// The admin service: `/api/v1/…` (token required) and `/metrics` (no token), with the

@@ -35,6 +35,8 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    rollouts_start_show_and_change,
+    rollout_refusals_change_nothing,
     products_listed_past_unused_ids,
     device_publishes_past_other_devices_publishes,
     device_filter_pages_and_resumes,
@@ -851,4 +853,530 @@ async fn device_publishes_past_other_devices_publishes<S: Store + StoreMetrics>(
         assert_eq!(rest["publishes"], serde_json::json!([]), "{path}");
         assert_eq!(rest["next_after"], page["next_after"], "{path}");
     }
+}
+
+/// Uploads a release of product 1 through the API; its JSON.
+async fn upload_release<S: Store + StoreMetrics>(fx: &Fx<S>, version: (u16, u16, u16)) -> Value {
+    let c = container(&fx.signer, HW, version, &image(2_000, version.1 as u8));
+    let (s, _, b) = fx
+        .raw(
+            Method::POST,
+            "/api/v1/products/1/releases",
+            Some(TOKEN),
+            Some("application/octet-stream"),
+            c,
+        )
+        .await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v
+}
+
+/// Adds a device of product 1 with `tags` through the API; its id.
+async fn tagged_device<S: Store + StoreMetrics>(fx: &Fx<S>, tags: &[&str]) -> u64 {
+    let body = serde_json::json!({ "product": 1, "tags": tags }).to_string();
+    let (s, v) = fx.api(Method::POST, "/api/v1/devices", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_u64().unwrap()
+}
+
+/// Start (by id and by digest; product, device and group targets; threshold and deferral),
+/// list, show with progress counts, raise the percentage, pause, resume, cancel.
+async fn rollouts_start_show_and_change<S: Store + StoreMetrics>(fx: Fx<S>) {
+    let rel = upload_release(&fx, (2, 0, 0)).await;
+    let release = rel["id"].as_u64().unwrap();
+    let mut dev = fx.device(1).await;
+    let _quiet = fx.device(2).await;
+    let pilot = tagged_device(&fx, &["pilot"]).await;
+
+    let body = format!(r#"{{"release":{release},"target":"product","percent":100}}"#);
+    let (s, r1) = fx.api(Method::POST, "/api/v1/rollouts", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r1}");
+    assert_eq!(r1["release"], release);
+    assert_eq!(r1["product"], 1);
+    assert_eq!(r1["version"], "2.0.0");
+    assert_eq!(r1["target"], "product");
+    assert_eq!(
+        (&r1["percent"], &r1["share_bp"]),
+        (&"100".into(), &10_000.into())
+    );
+    assert_eq!(
+        (&r1["state"], &r1["pause"]),
+        (&"running".into(), &Value::Null)
+    );
+    assert_eq!(r1["error_threshold"], Value::Null);
+    assert_eq!(r1["defer_until_ms"], Value::Null);
+    assert_eq!(r1["created_ms"], T0);
+    let p = &r1["progress"];
+    assert_eq!(
+        (&p["targeted"], &p["not_offered"], &p["offered"]),
+        (&3.into(), &3.into(), &0.into())
+    );
+    let id1 = r1["id"].as_u64().unwrap();
+
+    // By digest, one device, with a threshold and a deferral deadline; percent as a string.
+    let body = serde_json::json!({
+        "release": rel["digest"],
+        "target": {"device": pilot},
+        "percent": "12.5",
+        "error_threshold": {"percent": 20, "min_finished": 4},
+        "defer_until": 1_900_000_000u64,
+    })
+    .to_string();
+    let (s, r2) = fx.api(Method::POST, "/api/v1/rollouts", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r2}");
+    assert_eq!(r2["target"], serde_json::json!({ "device": pilot }));
+    assert_eq!(
+        (&r2["percent"], &r2["share_bp"]),
+        (&"12.5".into(), &1250.into())
+    );
+    assert_eq!(
+        r2["error_threshold"],
+        serde_json::json!({"percent": "20", "min_finished": 4})
+    );
+    assert_eq!(r2["defer_until_ms"], 1_900_000_000_000u64);
+
+    // A group at 0 %, then raised: 0 targeted, then its one device.
+    let body = format!(r#"{{"release":{release},"target":{{"group":"pilot"}},"percent":"0"}}"#);
+    let (s, r3) = fx.api(Method::POST, "/api/v1/rollouts", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r3}");
+    assert_eq!(r3["target"], serde_json::json!({ "group": "pilot" }));
+    assert_eq!(r3["progress"]["targeted"], 0);
+    let id3 = r3["id"].as_u64().unwrap();
+    let (s, raised) = fx
+        .api(
+            Method::POST,
+            &format!("/api/v1/rollouts/{id3}/percent"),
+            Some(r#"{"percent":100}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{raised}");
+    assert_eq!(raised["percent"], "100");
+    assert_eq!(raised["progress"]["targeted"], 1);
+    let (_, same) = fx
+        .api(
+            Method::POST,
+            &format!("/api/v1/rollouts/{id3}/percent"),
+            Some(r#"{"percent":"100.00"}"#),
+        )
+        .await;
+    assert_eq!(same["share_bp"], 10_000, "the same share again is allowed");
+
+    // A device checks in: offered through the oldest rollout of that version (the product's).
+    let mut ep = dev.wake();
+    let _ = fx
+        .send(&mut dev, &mut ep, &checkin(fw(1, 0, 0), None))
+        .await
+        .unwrap();
+    let (s, shown) = fx
+        .api(Method::GET, &format!("/api/v1/rollouts/{id1}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let p = &shown["progress"];
+    assert_eq!(
+        (&p["targeted"], &p["not_offered"], &p["offered"]),
+        (&3.into(), &2.into(), &1.into())
+    );
+    for k in [
+        "deferred",
+        "overdue",
+        "downloading",
+        "downloaded",
+        "updating",
+        "succeeded",
+        "failed",
+        "declined",
+    ] {
+        assert_eq!(p[k], 0, "{k}");
+    }
+
+    let (s, list) = fx.api(Method::GET, "/api/v1/rollouts", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<u64> = list["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert!(list["rollouts"][0].get("progress").is_none());
+    let (_, of_1) = fx
+        .api(Method::GET, "/api/v1/rollouts?product=1", None)
+        .await;
+    assert_eq!(of_1, list);
+    let body = r#"{"name":"logger","hardware_id":"logger-v2"}"#;
+    let (_, p2) = fx.api(Method::POST, "/api/v1/products", Some(body)).await;
+    let (_, of_2) = fx
+        .api(
+            Method::GET,
+            &format!("/api/v1/rollouts?product={}", p2["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(of_2, serde_json::json!({ "rollouts": [] }));
+
+    // Pause, resume, cancel.
+    let post = |path: String| {
+        let fx = &fx;
+        async move { fx.api(Method::POST, &path, None).await }
+    };
+    let (s, paused) = post(format!("/api/v1/rollouts/{id1}/pause")).await;
+    assert_eq!(s, StatusCode::OK, "{paused}");
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["pause"], serde_json::json!({ "cause": "operator" }));
+    assert_eq!(paused["progress"]["offered"], 1);
+    let (s, resumed) = post(format!("/api/v1/rollouts/{id1}/resume")).await;
+    assert_eq!(
+        (s, &resumed["state"], &resumed["pause"]),
+        (StatusCode::OK, &"running".into(), &Value::Null)
+    );
+    let (s, cancelled) = post(format!("/api/v1/rollouts/{id1}/cancel")).await;
+    assert_eq!(
+        (s, &cancelled["state"]),
+        (StatusCode::OK, &"cancelled".into())
+    );
+    let (_, shown) = fx
+        .api(Method::GET, &format!("/api/v1/rollouts/{id1}"), None)
+        .await;
+    assert_eq!(shown, cancelled);
+    // A paused rollout can be cancelled too.
+    let id2 = r2["id"].as_u64().unwrap();
+    let (s, _) = post(format!("/api/v1/rollouts/{id2}/pause")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, c2) = post(format!("/api/v1/rollouts/{id2}/cancel")).await;
+    assert_eq!((s, &c2["state"]), (StatusCode::OK, &"cancelled".into()));
+}
+
+/// Every refusal of the rollout routes: the right status, a message naming the cause, and
+/// the store unchanged (rollouts and their progress are in the snapshot).
+async fn rollout_refusals_change_nothing<S: Store + StoreMetrics>(fx: Fx<S>) {
+    let rel = upload_release(&fx, (2, 0, 0)).await;
+    let release = rel["id"].as_u64().unwrap();
+    let _d = fx.device(1).await;
+    let body = format!(r#"{{"release":{release},"target":"product","percent":50}}"#);
+    let (s, r) = fx.api(Method::POST, "/api/v1/rollouts", Some(&body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_u64().unwrap();
+    let tok = Some(TOKEN);
+    let (get, post) = (Method::GET, Method::POST);
+    let path = |tail: &str| format!("/api/v1/rollouts/{id}{tail}");
+    let start = "/api/v1/rollouts";
+    let with = |extra: &str| format!(r#"{{"release":{release},"target":"product"{extra}}}"#);
+
+    // 401.
+    for (m, p, b) in [
+        (get.clone(), start.to_string(), None),
+        (post.clone(), start.to_string(), Some(with(""))),
+        (post.clone(), path("/pause"), None),
+        (get.clone(), path(""), None),
+    ] {
+        refused(
+            &fx,
+            None,
+            m.clone(),
+            &p,
+            b.as_deref(),
+            StatusCode::UNAUTHORIZED,
+            "Bearer",
+        )
+        .await;
+        refused(
+            &fx,
+            Some("nope"),
+            m,
+            &p,
+            b.as_deref(),
+            StatusCode::UNAUTHORIZED,
+            "wrong",
+        )
+        .await;
+    }
+
+    // 400: bad JSON, unknown fields, wrong shapes, bad ids.
+    let bad = StatusCode::BAD_REQUEST;
+    for (b, says) in [
+        ("{".to_string(), ""),
+        (with(r#","colour":1"#), "colour"),
+        (r#"{"target":"product"}"#.to_string(), "release"),
+        (format!(r#"{{"release":{release}}}"#), "target"),
+        (
+            format!(r#"{{"release":{release},"target":"everyone"}}"#),
+            "everyone",
+        ),
+        (
+            format!(r#"{{"release":{release},"target":{{"device":"x"}}}}"#),
+            "",
+        ),
+        (
+            r#"{"release":"xyz","target":"product"}"#.to_string(),
+            "SHA-256",
+        ),
+        (with(r#","percent":true"#), ""),
+        (with(r#","error_threshold":{"percent":20}"#), "min_finished"),
+        (with(r#","defer_until":-5"#), ""),
+    ] {
+        refused(&fx, tok, post.clone(), start, Some(&b), bad, says).await;
+    }
+    refused(
+        &fx,
+        tok,
+        get.clone(),
+        "/api/v1/rollouts/x",
+        None,
+        bad,
+        "not a number",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        "/api/v1/rollouts/x/pause",
+        None,
+        bad,
+        "not a number",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        get.clone(),
+        "/api/v1/rollouts?colour=1",
+        None,
+        bad,
+        "colour",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/percent"),
+        Some("{}"),
+        bad,
+        "percent",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/percent"),
+        Some(r#"{"percent":60,"x":1}"#),
+        bad,
+        "x",
+    )
+    .await;
+
+    // 404: unknown rollout, release, device, product.
+    let nf = StatusCode::NOT_FOUND;
+    refused(
+        &fx,
+        tok,
+        get.clone(),
+        "/api/v1/rollouts/99",
+        None,
+        nf,
+        "no rollout 99",
+    )
+    .await;
+    for tail in ["/pause", "/resume", "/cancel"] {
+        let p = format!("/api/v1/rollouts/99{tail}");
+        refused(&fx, tok, post.clone(), &p, None, nf, "rollout 99").await;
+    }
+    let p = "/api/v1/rollouts/99/percent";
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        p,
+        Some(r#"{"percent":60}"#),
+        nf,
+        "no rollout 99",
+    )
+    .await;
+    let b = r#"{"release":99,"target":"product"}"#;
+    refused(&fx, tok, post.clone(), start, Some(b), nf, "no release 99").await;
+    let b = format!(r#"{{"release":"{}","target":"product"}}"#, "ab".repeat(32));
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        start,
+        Some(&b),
+        nf,
+        "no release abab",
+    )
+    .await;
+    let b = format!(r#"{{"release":{release},"target":{{"device":999}}}}"#);
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        start,
+        Some(&b),
+        nf,
+        "unknown device 999",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        get.clone(),
+        "/api/v1/rollouts?product=9",
+        None,
+        nf,
+        "no product 9",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        get.clone(),
+        "/api/v1/rollouts/99/nothing",
+        None,
+        nf,
+        "no such path",
+    )
+    .await;
+
+    // 422: values refused.
+    let un = StatusCode::UNPROCESSABLE_ENTITY;
+    for (extra, says) in [
+        (r#","percent":"12.345""#, "12.345"),
+        (r#","percent":101"#, "101"),
+        (r#","percent":-1"#, "-1"),
+        (r#","percent":"abc""#, "not a percentage"),
+        (r#","percent":"""#, "not a percentage"),
+        (
+            r#","error_threshold":{"percent":"150","min_finished":3}"#,
+            "error_threshold.percent",
+        ),
+        (
+            r#","error_threshold":{"percent":20,"min_finished":0}"#,
+            "min_finished",
+        ),
+        (r#","defer_until":18446744073709551615"#, "too large"),
+    ] {
+        refused(&fx, tok, post.clone(), start, Some(&with(extra)), un, says).await;
+    }
+    let b = format!(r#"{{"release":{release},"target":{{"group":""}}}}"#);
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        start,
+        Some(&b),
+        un,
+        "empty group tag",
+    )
+    .await;
+    let (_, p2) = fx
+        .api(
+            post.clone(),
+            "/api/v1/products",
+            Some(r#"{"name":"logger","hardware_id":"logger-v2"}"#),
+        )
+        .await;
+    let (_, other) = fx
+        .api(
+            post.clone(),
+            "/api/v1/devices",
+            Some(&format!(r#"{{"product":{}}}"#, p2["id"])),
+        )
+        .await;
+    let b = format!(
+        r#"{{"release":{release},"target":{{"device":{}}}}}"#,
+        other["id"]
+    );
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        start,
+        Some(&b),
+        un,
+        "not of the release's product",
+    )
+    .await;
+    for pct in [
+        r#"{"percent":"0.5.5"}"#,
+        r#"{"percent":100.5}"#,
+        r#"{"percent":"12.345"}"#,
+    ] {
+        refused(
+            &fx,
+            tok,
+            post.clone(),
+            &path("/percent"),
+            Some(pct),
+            un,
+            "not a percentage",
+        )
+        .await;
+    }
+
+    // 409: lowering the share, illegal transitions (nothing changed by any of them).
+    let conflict = StatusCode::CONFLICT;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/percent"),
+        Some(r#"{"percent":"49.99"}"#),
+        conflict,
+        "can only be raised",
+    )
+    .await;
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/resume"),
+        None,
+        conflict,
+        "is running: cannot resume",
+    )
+    .await;
+    let (s, _) = fx.api(post.clone(), &path("/pause"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/pause"),
+        None,
+        conflict,
+        "is paused: cannot pause",
+    )
+    .await;
+    let (s, _) = fx.api(post.clone(), &path("/cancel"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    for tail in ["/pause", "/resume", "/cancel"] {
+        refused(
+            &fx,
+            tok,
+            post.clone(),
+            &path(tail),
+            None,
+            conflict,
+            "is cancelled: cannot",
+        )
+        .await;
+    }
+    refused(
+        &fx,
+        tok,
+        post.clone(),
+        &path("/percent"),
+        Some(r#"{"percent":80}"#),
+        conflict,
+        "is cancelled: cannot share",
+    )
+    .await;
+    // 405: wrong methods.
+    let na = StatusCode::METHOD_NOT_ALLOWED;
+    refused(&fx, tok, get.clone(), &path("/pause"), None, na, "method").await;
+    refused(&fx, tok, Method::DELETE, &path(""), None, na, "method").await;
 }
