@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod faults;
+pub mod flash;
+pub mod link;
+pub mod report;
+pub mod retained;
