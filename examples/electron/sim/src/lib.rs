@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod cloud;
+pub mod factory;
 pub mod faults;
 pub mod flash;
 pub mod link;
