@@ -91,6 +91,15 @@ impl SimClock {
         self.emu.advance(d);
     }
 
+    /// Advances the clock to `t_us` (µs since the start) if it is behind; a no-op otherwise.
+    /// For a fleet driver bringing a device that slept to the fleet's time.
+    pub fn advance_to_us(&self, t_us: u64) {
+        let now = self.now_us();
+        if t_us > now {
+            self.advance(Duration::from_micros(t_us - now));
+        }
+    }
+
     /// Marks a reset now: [`ms_since_reset`](Self::ms_since_reset) restarts from 0.
     pub fn mark_reset(&self) {
         self.reset_at_us.store(self.now_us(), Ordering::SeqCst);
@@ -117,6 +126,46 @@ impl SimClock {
     }
 }
 
+/// The server's clock for a fleet: each virtual Electron has its own emulator, hence its own
+/// clock; the driver runs one device at a time, in the order of their wake times, and points
+/// this at the device that runs ([`ActiveClock::set`]), so the server's "now" is the running
+/// device's. With one device it is simply that device's clock.
+#[derive(Clone, Debug)]
+pub struct ActiveClock {
+    current: Arc<std::sync::Mutex<SimClock>>,
+}
+
+impl ActiveClock {
+    /// Starts on `clock`.
+    pub fn new(clock: &SimClock) -> Self {
+        Self {
+            current: Arc::new(std::sync::Mutex::new(clock.clone())),
+        }
+    }
+
+    /// From now on the server reads `clock`.
+    pub fn set(&self, clock: &SimClock) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = clock.clone();
+    }
+
+    /// The clock read now.
+    pub fn get(&self) -> SimClock {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// As an `ota-cloud` server clock (Unix ms of the current device's clock).
+    pub fn server_clock(&self) -> ota_cloud::server::Clock {
+        let me = self.clone();
+        Arc::new(move || me.get().unix_ms())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +180,22 @@ mod tests {
         assert_eq!(d.now(), Duration::from_millis(6));
         let server = d.server_clock();
         assert_eq!(server(), DEFAULT_EPOCH_UNIX_MS + 6);
+    }
+
+    #[test]
+    fn active_clock_follows_the_running_device() {
+        let a = SimClock::standalone();
+        let b = SimClock::standalone();
+        b.advance(Duration::from_secs(60));
+        let active = ActiveClock::new(&a);
+        let server = active.server_clock();
+        assert_eq!(server(), DEFAULT_EPOCH_UNIX_MS);
+        active.set(&b);
+        assert_eq!(server(), DEFAULT_EPOCH_UNIX_MS + 60_000);
+        // Bringing a to the fleet's time; never backwards.
+        a.advance_to_us(b.now_us());
+        a.advance_to_us(1);
+        assert_eq!(a.now_us(), 60_000_000);
     }
 
     #[test]

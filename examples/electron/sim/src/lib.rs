@@ -4,9 +4,11 @@
 
 pub mod clock;
 pub mod cloud;
+pub mod device;
 pub mod factory;
 pub mod faults;
 pub mod flash;
 pub mod link;
 pub mod report;
 pub mod retained;
+pub mod sim;

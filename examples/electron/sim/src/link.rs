@@ -10,7 +10,8 @@
 //!
 //! * a loss decision from a SplitMix64 stream seeded by `seed` (one stream per direction, so
 //!   the uplink's decisions do not depend on how the downlink interleaves);
-//! * air time `bytes × 1 s / rate` charged to the [`SimClock`] when the datagram is on the
+//! * air time `bytes × 1 s / rate` charged to the device's clock
+//!   ([`ActiveClock`]) when the datagram is on the
 //!   air: every uplink datagram (the device transmitted it even if the network loses it) and
 //!   every downlink datagram delivered;
 //! * byte counters: uplink bytes transmitted, downlink bytes delivered, and what was lost.
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::clock::SimClock;
+use crate::clock::ActiveClock;
 
 /// IPv4 (20) + UDP (8) header bytes per datagram, for billed-byte estimates.
 pub const IPV4_UDP_OVERHEAD: u64 = 28;
@@ -125,7 +126,7 @@ impl LinkStats {
 
 struct Shared {
     config: LinkConfig,
-    clock: Option<SimClock>,
+    clock: Option<ActiveClock>,
     up_rng: SplitMix64,
     down_rng: SplitMix64,
     stats: LinkStats,
@@ -159,7 +160,7 @@ impl Shared {
         let d = self.config.air_time(len);
         self.stats.air_time += d;
         if let (Some(c), false) = (&self.clock, d.is_zero()) {
-            c.advance(d);
+            c.get().advance(d);
         }
     }
 }
@@ -186,14 +187,15 @@ const IDLE: Duration = Duration::from_micros(200);
 
 impl LinkShaper {
     /// Starts a relay on 127.0.0.1 (an ephemeral port) to `server`, charging air time to
-    /// `clock` (none: count only).
+    /// the clock `clock` points at when the datagram passes (the running device's; none:
+    /// count only).
     ///
     /// # Errors
     /// Binding the loopback socket.
     pub fn start(
         server: SocketAddr,
         config: LinkConfig,
-        clock: Option<SimClock>,
+        clock: Option<ActiveClock>,
     ) -> io::Result<Self> {
         let front = UdpSocket::bind("127.0.0.1:0")?;
         front.set_nonblocking(true)?;
@@ -286,6 +288,7 @@ fn relay(front: UdpSocket, server: SocketAddr, shared: &Mutex<Shared>, stop: &At
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SimClock;
 
     /// An echo server that answers each datagram with `reply_len` bytes.
     fn echo(reply_len: usize) -> SocketAddr {
@@ -317,7 +320,7 @@ mod tests {
             loss: 0.0,
             seed: 1,
         };
-        let link = LinkShaper::start(echo(300), cfg, Some(clock.clone())).unwrap();
+        let link = LinkShaper::start(echo(300), cfg, Some(ActiveClock::new(&clock))).unwrap();
         let dev = UdpSocket::bind("127.0.0.1:0").unwrap();
         dev.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 2048];

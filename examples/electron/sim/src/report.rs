@@ -182,6 +182,12 @@ pub enum EventKind {
         /// Awake time of this wake in ms.
         awake_ms: u64,
     },
+    /// The modem emulator saw the driver break the module's interface rules (sending during
+    /// a command, payload too soon after `@`…): the run fails.
+    ModemViolation {
+        /// The emulator's description.
+        text: String,
+    },
     /// Anything else worth a line.
     Note {
         /// The text.
@@ -261,6 +267,7 @@ impl fmt::Display for EventKind {
                 awake_ms / 1000,
                 awake_ms % 1000
             ),
+            Self::ModemViolation { text } => write!(f, "MODEM INTERFACE VIOLATION: {text}"),
             Self::Note { text } => f.write_str(text),
         }
     }
@@ -350,6 +357,8 @@ pub struct Summary {
     pub final_confirmed: bool,
     /// The version the story must end on, confirmed.
     pub expected_version: SimVersion,
+    /// Modem interface violations the emulator recorded (any fails the run).
+    pub modem_violations: u32,
 }
 
 impl Summary {
@@ -362,9 +371,12 @@ impl Summary {
         }
     }
 
-    /// The story ended as it must: the expected version running and confirmed.
+    /// The story ended as it must: the expected version running and confirmed, and the
+    /// driver never broke the modem's interface rules.
     pub fn succeeded(&self) -> bool {
-        self.final_confirmed && self.final_version == Some(self.expected_version)
+        self.final_confirmed
+            && self.final_version == Some(self.expected_version)
+            && self.modem_violations == 0
     }
 
     /// The process exit status: 0 only if [`succeeded`](Self::succeeded), else 1.
@@ -382,7 +394,7 @@ impl Summary {
         } else {
             "NOT confirmed"
         };
-        let rows: [(&str, String); 9] = [
+        let rows: [(&str, String); 10] = [
             ("wakes", self.wakes.to_string()),
             ("awake", format!("{:.1} s", self.awake_s)),
             (
@@ -408,6 +420,7 @@ impl Summary {
             ),
             ("chunks re-fetched", self.chunks_refetched.to_string()),
             ("power cuts", self.power_cuts.to_string()),
+            ("modem violations", self.modem_violations.to_string()),
             ("final version", format!("{v} ({state})")),
         ];
         let mut s = String::new();
@@ -490,6 +503,7 @@ impl Report {
             final_version: None,
             final_confirmed: false,
             expected_version: expected,
+            modem_violations: 0,
         };
         let mut awake_ms = 0u64;
         for e in &self.events {
@@ -515,6 +529,7 @@ impl Report {
                 }
                 EventKind::Chunks { refetched, .. } => s.chunks_refetched += refetched,
                 EventKind::PowerCut { .. } => s.power_cuts += 1,
+                EventKind::ModemViolation { .. } => s.modem_violations += 1,
                 EventKind::Slept { awake_ms: a, .. } => awake_ms += a,
                 _ => {}
             }
@@ -522,6 +537,20 @@ impl Report {
         s.awake_s = awake_ms as f64 / 1000.0;
         s
     }
+}
+
+/// A text progress bar for the fleet: `[#####.....] 5/10 confirmed`. `width` cells.
+pub fn progress_bar(done: u64, total: u64, width: usize, what: &str) -> String {
+    let filled = if total == 0 {
+        0
+    } else {
+        (done.min(total) as usize * width) / total as usize
+    };
+    format!(
+        "[{}{}] {done}/{total} {what}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    )
 }
 
 #[cfg(test)]
@@ -649,6 +678,45 @@ mod tests {
             .contains("final version                v2.0.0 (confirmed)"));
         // Ending on another version, even confirmed, fails.
         assert_eq!(r.summary(V1, 204_800).exit_code(), 1);
+    }
+
+    #[test]
+    fn a_modem_violation_fails_an_otherwise_good_story() {
+        let mut r = story();
+        r.push(
+            2,
+            Duration::from_millis(90_070_000),
+            EventKind::Confirmed { version: V2 },
+            Traffic::CheckIn,
+            Bytes::default(),
+        );
+        assert!(r.summary(V2, 1).succeeded());
+        r.push(
+            2,
+            Duration::from_millis(90_071_000),
+            EventKind::ModemViolation {
+                text: "PayloadTooSoon".into(),
+            },
+            Traffic::CheckIn,
+            Bytes::default(),
+        );
+        let s = r.summary(V2, 1);
+        assert_eq!(s.modem_violations, 1);
+        assert_eq!(s.exit_code(), 1);
+    }
+
+    #[test]
+    fn progress_bar_fills_in_proportion() {
+        assert_eq!(
+            progress_bar(0, 4, 8, "confirmed"),
+            "[........] 0/4 confirmed"
+        );
+        assert_eq!(
+            progress_bar(3, 4, 8, "confirmed"),
+            "[######..] 3/4 confirmed"
+        );
+        assert_eq!(progress_bar(9, 4, 4, "x"), "[####] 9/4 x");
+        assert_eq!(progress_bar(0, 0, 2, "x"), "[..] 0/0 x");
     }
 
     #[test]

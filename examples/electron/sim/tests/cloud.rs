@@ -9,7 +9,7 @@ use cloud_proto::{
     CheckIn, Counters, DeviceConfig, DeviceEndpoint, Down, Event, FirmwareVersion, Keys, OtaReport,
     OtaState, Up, UpdateResult,
 };
-use electron_sim::clock::SimClock;
+use electron_sim::clock::{ActiveClock, SimClock};
 use electron_sim::cloud::{Cloud, CloudConfig, DeviceCredentials, V1, V2};
 use electron_sim::link::{LinkConfig, LinkShaper};
 use ota_cloud::{Share, Target};
@@ -132,7 +132,7 @@ fn check_in_through_the_link_shaper_counts_the_frames_bytes() {
             loss: 0.0,
             seed: 3,
         },
-        Some(clock.clone()),
+        Some(ActiveClock::new(&clock)),
     )
     .unwrap();
     let mut counters = Counters::cold(0);
