@@ -286,6 +286,8 @@ pub enum Traffic {
 /// One timeline line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// The device (its server id) in a fleet run; `None` in the one-device story.
+    pub device: Option<u32>,
     /// Wake number (1 = first power-up).
     pub wake: u32,
     /// Simulated time since the start, in ms.
@@ -302,6 +304,9 @@ pub struct Event {
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = self.device {
+            write!(f, "dev {d:<4} ")?;
+        }
         write!(
             f,
             "#{:<3} {}  {:<60}",
@@ -359,6 +364,36 @@ pub struct Summary {
     pub expected_version: SimVersion,
     /// Modem interface violations the emulator recorded (any fails the run).
     pub modem_violations: u32,
+    /// What the server says of the device at the end (set by the driver from
+    /// [`crate::cloud::Cloud::device_view`]).
+    pub server: Option<ServerSummary>,
+}
+
+/// The server's view of a device, for the summary and `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerSummary {
+    /// Firmware the device last reported.
+    pub running: Option<SimVersion>,
+    /// Reported on trial.
+    pub trial: bool,
+    /// LwM2M Object 5 state (0 idle, 1 downloading, 2 downloaded, 3 updating).
+    pub lwm2m_state: u8,
+    /// LwM2M Object 5 result (0 initial, 1 success, 2–9 failures, 10 declined…).
+    pub lwm2m_result: u8,
+    /// Check-ins the server saw.
+    pub wakes: u64,
+}
+
+impl From<crate::cloud::DeviceView> for ServerSummary {
+    fn from(v: crate::cloud::DeviceView) -> Self {
+        Self {
+            running: v.running,
+            trial: v.trial,
+            lwm2m_state: v.state as u8,
+            lwm2m_result: v.result as u8,
+            wakes: v.wakes,
+        }
+    }
 }
 
 impl Summary {
@@ -427,6 +462,19 @@ impl Summary {
         for (k, val) in rows {
             s.push_str(&format!("{k:<28} {val}\n"));
         }
+        if let Some(v) = self.server {
+            let running = v
+                .running
+                .map_or_else(|| "-".to_string(), |r| format!("v{r}"));
+            s.push_str(&format!(
+                "{:<28} {running}{}, LwM2M state {} result {}, {} check-ins\n",
+                "server sees",
+                if v.trial { " on trial" } else { "" },
+                v.lwm2m_state,
+                v.lwm2m_result,
+                v.wakes
+            ));
+        }
         s
     }
 
@@ -462,6 +510,7 @@ impl Report {
         bytes: Bytes,
     ) {
         self.events.push(Event {
+            device: None,
             wake,
             at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
             kind,
@@ -469,6 +518,22 @@ impl Report {
             down: bytes.down,
             traffic,
         });
+    }
+
+    /// As [`push`](Self::push), for device `device` of a fleet (the timeline names it).
+    pub fn push_for(
+        &mut self,
+        device: u32,
+        wake: u32,
+        at: Duration,
+        kind: EventKind,
+        traffic: Traffic,
+        bytes: Bytes,
+    ) {
+        self.push(wake, at, kind, traffic, bytes);
+        if let Some(e) = self.events.last_mut() {
+            e.device = Some(device);
+        }
     }
 
     /// The events so far.
@@ -504,6 +569,7 @@ impl Report {
             final_confirmed: false,
             expected_version: expected,
             modem_violations: 0,
+            server: None,
         };
         let mut awake_ms = 0u64;
         for e in &self.events {
@@ -703,6 +769,37 @@ mod tests {
         let s = r.summary(V2, 1);
         assert_eq!(s.modem_violations, 1);
         assert_eq!(s.exit_code(), 1);
+    }
+
+    #[test]
+    fn fleet_events_name_their_device_and_the_server_view_is_tabled() {
+        let mut r = Report::new();
+        r.push_for(
+            3,
+            2,
+            Duration::from_secs(61),
+            EventKind::CheckedIn { offer: false },
+            Traffic::CheckIn,
+            Bytes { up: 1, down: 2 },
+        );
+        assert!(r
+            .timeline()
+            .starts_with("dev 3    #2   0+00:01:01  checked in"));
+        let mut s = r.summary(V2, 1);
+        s.server = Some(ServerSummary::from(crate::cloud::DeviceView {
+            running: Some(V2),
+            trial: false,
+            state: cloud_proto::OtaState::Idle,
+            result: cloud_proto::UpdateResult::Success,
+            wakes: 9,
+            bytes_up: 0,
+            bytes_down: 0,
+        }));
+        assert!(s
+            .table()
+            .contains("server sees                  v2.0.0, LwM2M state 0 result 1, 9 check-ins"));
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["server"]["lwm2m_result"], 1);
     }
 
     #[test]
