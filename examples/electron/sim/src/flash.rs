@@ -14,10 +14,12 @@
 //! | `tERASE64KB` | 64 KB sector erase | 550 ms | 1100 ms |
 //! | `tERASE128KB` | 128 KB sector erase | 1 s | 2 s |
 //!
-//! The word and 128 KB figures are the ones `ota-core`'s README and `install.rs` already cite
-//! for this part; the 16 KB and 64 KB rows are read from the same table from memory and not
-//! re-checked against a copy of DS6329 in this session (the 16 KB maximum matches the 0.5 s
-//! `ota-core`'s README gives): check them against the datasheet revision you hold.
+//! Provenance, honestly: the word and 128 KB rows are the figures `ota-core`'s README and
+//! `src/install.rs` already cite for this part (its 16 KB maximum, 0.5 s, too). The 16 KB
+//! typical (250 ms at x32) and the 16 µs word also appear in third-party F2 flash code
+//! comments. The 64 KB row (550/1100 ms) is recalled from the same DS6329 table and was not
+//! re-read from a copy of the datasheet while writing this: check it, and the rest, against
+//! the DS6329 revision you hold before quoting a figure from this simulation.
 //!
 //! A write of `n` bytes programs `n / 4` words (x32: one word per program operation), so it
 //! costs `n / 4 × tprog`. An erase spanning several sectors costs the sum of each sector's
