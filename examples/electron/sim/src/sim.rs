@@ -350,6 +350,37 @@ impl Simulation {
         out
     }
 
+    /// Staggers a fleet's schedules: device `i` of `n` first wakes `i × sleep / n` after
+    /// device 0 (its clock jumps by that much before its first wake, as if it had been asleep).
+    /// Call once, before the first wake. A one-device fleet is unchanged.
+    pub fn stagger_fleet(&mut self) {
+        let n = self.devices.len() as u64;
+        let sleep_us = u64::from(self.scenario.sleep_s) * 1_000_000;
+        for (i, d) in self.devices.iter().enumerate() {
+            d.clock
+                .deep_sleep(Duration::from_micros(i as u64 * sleep_us / n));
+        }
+    }
+
+    /// The device whose wake comes next: the one whose clock is earliest (each device's
+    /// clock, after its deep sleep, stands at its next wake); ties go to the lowest index.
+    /// Point the server's clock at it with [`activate`](Self::activate) before running it.
+    pub fn next_device(&self) -> usize {
+        self.devices
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, d)| (d.clock.now_us(), *i))
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// From now on the server's clock (and the link's air time) follow device `i`.
+    ///
+    /// # Panics
+    /// If `i` is not a device index (a driver bug).
+    pub fn activate(&self, i: usize) {
+        self.server_clock.set(&self.devices[i].clock);
+    }
+
     /// The server's sleep grant as a duration.
     pub fn sleep(&self) -> Duration {
         Duration::from_secs(u64::from(self.scenario.sleep_s))
@@ -374,6 +405,34 @@ mod tests {
         assert!(bad(|s| s.link.loss = 1.5).contains("--loss"));
         assert!(bad(|s| s.fleet = 0).contains("--fleet"));
         assert!(bad(|s| s.link.rate_bytes_per_s = Some(0)).contains("--link-rate"));
+    }
+
+    #[test]
+    fn fleet_is_staggered_and_runs_in_wake_order() {
+        let s = Scenario {
+            image_size: 4096,
+            fleet: 4,
+            sleep_s: 800,
+            ..Scenario::default()
+        };
+        let mut sim = Simulation::setup(&s).unwrap();
+        sim.stagger_fleet();
+        let starts: Vec<u64> = sim
+            .devices
+            .iter()
+            .map(|d| d.clock.now_us() / 1_000_000)
+            .collect();
+        assert_eq!(starts, [0, 200, 400, 600]);
+        assert_eq!(sim.next_device(), 0);
+        // Device 0 wakes, works 6 s, sleeps 800 s: device 1 is next.
+        sim.activate(0);
+        sim.devices[0].clock.advance(Duration::from_secs(6));
+        let sleep = sim.sleep();
+        sim.devices[0].deep_sleep(sleep);
+        assert_eq!(sim.next_device(), 1);
+        sim.activate(1);
+        let server_now = sim.server_clock.get().unix_ms();
+        assert_eq!(server_now, crate::clock::DEFAULT_EPOCH_UNIX_MS + 200_000);
     }
 
     #[test]
