@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keyfile;
+pub mod limit;
 pub mod postgres;
 pub mod release;
 pub mod seal;

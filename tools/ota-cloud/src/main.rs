@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use cloud_proto::DeviceId;
 use ota_cloud::keyfile::DeviceKeyFile;
+use ota_cloud::limit::LimitArgs;
 use ota_cloud::postgres::{PgOptions, PgStore};
 use ota_cloud::release::{digest_hex, upload_release};
 use ota_cloud::server::{system_clock, Server, ServerConfig};
@@ -62,6 +63,9 @@ enum Cmd {
         /// Seconds every Welcome grants until the next check-in.
         #[arg(long, default_value_t = 3600)]
         next_checkin_s: u32,
+        /// Rate limits (defaults a device following cloud-proto never meets).
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Products.
     #[command(subcommand)]
@@ -314,9 +318,11 @@ async fn command<S: Store>(cmd: Cmd, data: &Path, store: &Arc<S>) -> Result<()> 
             udp,
             tcp,
             next_checkin_s,
+            limits,
         } => {
             let config = ServerConfig {
                 next_checkin_s,
+                limits: limits.limits(),
                 ..ServerConfig::default()
             };
             let server = Arc::new(Server::new(store.clone(), config, system_clock()));
