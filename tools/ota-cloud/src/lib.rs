@@ -4,6 +4,7 @@
 
 pub mod keyfile;
 pub mod limit;
+pub mod load;
 pub mod postgres;
 pub mod release;
 pub mod seal;
