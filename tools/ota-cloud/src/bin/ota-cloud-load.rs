@@ -99,7 +99,10 @@ struct Row {
     echo: RunStats,
     chunks: Option<RunStats>,
     server_cpu_s: f64,
+    echo_cpu_s: f64,
     provision_s: f64,
+    /// `/proc/loadavg`'s 1-minute figure after the row: other work on the machine.
+    load_avg: f64,
 }
 
 fn main() -> Result<()> {
@@ -180,6 +183,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Linux's USER_HZ is 100 on every architecture the kernel builds for user space.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The 1-minute load average (`/proc/loadavg`), 0 if unreadable.
+fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 fn stop(mut child: Child) {
@@ -309,6 +320,11 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("{devices} devices, cpus {cpus}: echo ceiling…");
             let echo_args = vec!["echo".to_string()];
             let (echo, eaddr) = spawn_listening(cpus, &me, &echo_args)?;
+            let epid = echo.id();
+            let cpu0 = tokio::spawn(async move {
+                tokio::time::sleep(warm).await;
+                cpu_seconds(epid)
+            });
             let e = load::run(
                 fleet.clone(),
                 Workload::Echo,
@@ -318,7 +334,15 @@ async fn run(cli: Cli) -> Result<()> {
                 },
             )
             .await;
+            let echo_cpu_s = cpu_seconds(epid) - cpu0.await.unwrap_or(0.0);
             stop(echo);
+            let e = e.context("echo run")?;
+            if e.wakes == 0 {
+                bail!("the echo server answered nothing");
+            }
+            if chunks.as_ref().is_some_and(|c| c.chunk_bytes == 0) {
+                bail!("the server served no chunk");
+            }
             rows.push(Row {
                 db: if cli.db.is_some() {
                     "postgres"
@@ -329,10 +353,12 @@ async fn run(cli: Cli) -> Result<()> {
                 cpus: cpus.clone(),
                 concurrency: cli.concurrency,
                 ours,
-                echo: e.context("echo run")?,
+                echo: e,
                 chunks,
                 server_cpu_s,
+                echo_cpu_s,
                 provision_s,
+                load_avg: load_avg(),
             });
         }
     }
@@ -367,13 +393,14 @@ fn cores(cpus: &str) -> usize {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| store | devices | server cores | in flight | check-ins/s | p50 ms | p99 ms | echo wakes/s | ratio | retransmits | lost | server CPU µs/check-in | chunk MB/s |"
+        "| store | devices | server cores | in flight | check-ins/s | p50 ms | p99 ms | echo wakes/s | ratio | retransmits | lost | server CPU µs/wake (echo's) | chunk MB/s | load avg |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let cpu_us = r.server_cpu_s * 1e6 / (r.ours.wakes.max(1) as f64);
+        let echo_us = r.echo_cpu_s * 1e6 / (r.echo.wakes.max(1) as f64);
         println!(
-            "| {} | {} | {} (`taskset -c {}`) | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} % | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} (`taskset -c {}`) | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} % | {} | {} | {:.0} ({:.0}) | {} | {:.1} |",
             r.db,
             r.devices,
             cores(&r.cpus),
@@ -387,14 +414,16 @@ fn print_table(rows: &[Row]) {
             r.ours.retransmissions,
             r.ours.gave_up,
             cpu_us,
+            echo_us,
             r.chunks
                 .as_ref()
                 .map_or("-".into(), |c| format!("{:.1}", c.mb_per_s())),
+            r.load_avg,
         );
     }
     if let Some(r) = rows.first() {
         println!(
-            "(provisioning {} devices took {:.1} s; server CPU: user + system over the measured window, per check-in with its goodbye)",
+            "(provisioning {} devices took {:.1} s; server CPU: user + system over the measured window, per wake = check-in + goodbye)",
             r.devices, r.provision_s
         );
     }
@@ -408,7 +437,8 @@ fn json(rows: &[Row]) -> String {
             "  {{\"store\": \"{}\", \"devices\": {}, \"cpus\": \"{}\", \"cores\": {}, \"in_flight\": {}, \
              \"checkins_per_s\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \
              \"echo_wakes_per_s\": {:.1}, \"ratio\": {:.4}, \"retransmissions\": {}, \"lost\": {}, \
-             \"server_cpu_s\": {:.3}, \"chunk_mb_per_s\": {}, \"provision_s\": {:.2}}}{}\n",
+             \"server_cpu_s\": {:.3}, \"echo_cpu_s\": {:.3}, \"chunk_mb_per_s\": {}, \
+             \"provision_s\": {:.2}, \"load_avg\": {:.2}}}{}\n",
             r.db,
             r.devices,
             r.cpus,
@@ -422,10 +452,12 @@ fn json(rows: &[Row]) -> String {
             r.ours.retransmissions,
             r.ours.gave_up,
             r.server_cpu_s,
+            r.echo_cpu_s,
             r.chunks
                 .as_ref()
                 .map_or("null".into(), |c| format!("{:.2}", c.mb_per_s())),
             r.provision_s,
+            r.load_avg,
             if i + 1 < rows.len() { "," } else { "" },
         ));
     }
