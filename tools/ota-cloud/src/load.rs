@@ -7,8 +7,9 @@
 //! one publish (answered by a `Welcome` once the publish is durable), then a goodbye (answered
 //! by an `Ack`). The chunk run adds chunk requests of [`MAX_CHUNKS_PER_REQUEST`] chunks between
 //! them. Devices are taken in a random order, each device once per pass over the fleet, by a
-//! fixed number of concurrent clients (closed loop): the figure is the rate the server
-//! sustains, and the latency is what a device sees at that rate.
+//! fixed number of concurrent clients: in a closed loop (the figure is the rate the server
+//! sustains, the latency what a device sees at that rate) or at Poisson wake times of a given
+//! rate ([`RunConfig::rate`]: the latency at that offered load).
 
 use std::io;
 use std::net::SocketAddr;
@@ -162,7 +163,7 @@ pub enum Workload {
 }
 
 /// A client run's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunConfig {
     /// Where the server listens (UDP).
     pub server: SocketAddr,
@@ -176,6 +177,11 @@ pub struct RunConfig {
     pub rto_ms: u32,
     /// Seed of the wake order.
     pub seed: u64,
+    /// `None`: closed loop (each awake device wakes the next as soon as it sleeps: the rate
+    /// the server sustains). `Some(r)`: open loop, wakes start at random (Poisson) times at
+    /// `r` per second in all; a wake's check-in latency is counted from its scheduled start,
+    /// so time spent waiting for a free client is not hidden.
+    pub rate: Option<f64>,
 }
 
 /// The fleet as the client sees it: keys and the counters each device keeps across wakes.
@@ -374,8 +380,14 @@ pub async fn run(fleet: Arc<Fleet>, workload: Workload, config: RunConfig) -> io
     let measure_from = start + config.warmup;
     let end = measure_from + config.measure;
     let mut tasks = Vec::new();
-    for _ in 0..config.concurrency.max(1) {
+    let clients = config.concurrency.max(1);
+    for c in 0..clients {
         let (fleet, order, cursor) = (fleet.clone(), order.clone(), cursor.clone());
+        // Open loop: each client's wakes are a Poisson process of rate / clients; together
+        // they are one of `rate`.
+        let mut arrivals = Mix(config.seed ^ (c as u64).wrapping_mul(0x9E37_79B9));
+        let mean_gap_s = config.rate.map(|r| clients as f64 / r.max(1e-9));
+        let mut next_start = start;
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         socket.connect(config.server).await?;
         let mut w = Worker {
@@ -388,6 +400,19 @@ pub async fn run(fleet: Arc<Fleet>, workload: Workload, config: RunConfig) -> io
         tasks.push(tokio::spawn(async move {
             let mut publish = [0u8; 16];
             while Instant::now() < end {
+                let scheduled = match mean_gap_s {
+                    None => Instant::now(),
+                    Some(gap) => {
+                        // Exponential gap: -ln(U) × mean, U in (0, 1].
+                        let u = ((arrivals.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                        next_start += Duration::from_secs_f64(-u.ln() * gap);
+                        tokio::time::sleep_until(next_start.into()).await;
+                        next_start
+                    }
+                };
+                if scheduled >= end {
+                    break;
+                }
                 let k = cursor.fetch_add(1, Ordering::Relaxed) as usize % order.len();
                 let i = order[k] as usize;
                 let id = DeviceId(i as u32 + 1);
@@ -420,7 +445,9 @@ pub async fn run(fleet: Arc<Fleet>, workload: Workload, config: RunConfig) -> io
                     .collect(),
                 });
                 let echo = workload == Workload::Echo;
-                let (outcome, rtt) = w.request(&mut ep, &checkin, echo).await?;
+                let (outcome, _) = w.request(&mut ep, &checkin, echo).await?;
+                // From the scheduled start: includes any wait for this client to be free.
+                let rtt = scheduled.elapsed();
                 let counted = {
                     let now = Instant::now();
                     now >= measure_from && now < end

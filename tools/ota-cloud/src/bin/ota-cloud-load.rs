@@ -39,6 +39,11 @@ struct Cli {
     /// Devices awake at once (each with its own UDP socket).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Open loop: start wakes at random (Poisson) times at this many per second in all, and
+    /// report the latency at that load (counted from each wake's scheduled start). Default:
+    /// closed loop, the rate the server sustains.
+    #[arg(long, value_name = "WAKES_PER_S")]
+    rate: Option<f64>,
     /// Seconds measured per run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -95,6 +100,7 @@ struct Row {
     devices: u32,
     cpus: String,
     concurrency: usize,
+    rate: Option<f64>,
     ours: RunStats,
     echo: RunStats,
     chunks: Option<RunStats>,
@@ -286,6 +292,7 @@ async fn run(cli: Cli) -> Result<()> {
                 measure: Duration::from_secs_f64(cli.seconds),
                 rto_ms: 1000,
                 seed: cli.seed,
+                rate: cli.rate,
             };
             eprintln!("{devices} devices, cpus {cpus}: check-ins…");
             // Server CPU over the measured window only: sampled once the warm-up is over.
@@ -302,6 +309,7 @@ async fn run(cli: Cli) -> Result<()> {
                     eprintln!("{devices} devices, cpus {cpus}: chunks…");
                     let c = RunConfig {
                         measure: Duration::from_secs_f64(cli.chunk_seconds),
+                        rate: None,
                         ..config
                     };
                     let w = Workload::Chunks {
@@ -330,6 +338,8 @@ async fn run(cli: Cli) -> Result<()> {
                 Workload::Echo,
                 RunConfig {
                     server: eaddr,
+                    // The ceiling is what the echo sustains: closed loop.
+                    rate: None,
                     ..config
                 },
             )
@@ -352,6 +362,7 @@ async fn run(cli: Cli) -> Result<()> {
                 devices,
                 cpus: cpus.clone(),
                 concurrency: cli.concurrency,
+                rate: cli.rate,
                 ours,
                 echo: e,
                 chunks,
@@ -393,24 +404,31 @@ fn cores(cpus: &str) -> usize {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| store | devices | server cores | in flight | check-ins/s | p50 ms | p99 ms | echo wakes/s | ratio | retransmits | lost | server CPU µs/wake (echo's) | chunk MB/s | load avg |"
+        "| store | devices | server cores | devices awake (load) | check-ins/s | p50 ms | p99 ms | echo wakes/s | ratio | retransmits | lost | server CPU µs/wake (echo's) | chunk MB/s | load avg |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let cpu_us = r.server_cpu_s * 1e6 / (r.ours.wakes.max(1) as f64);
         let echo_us = r.echo_cpu_s * 1e6 / (r.echo.wakes.max(1) as f64);
+        let load = match r.rate {
+            None => format!("{} (closed loop)", r.concurrency),
+            Some(x) => format!("{}, offered {x:.0}/s", r.concurrency),
+        };
         println!(
-            "| {} | {} | {} (`taskset -c {}`) | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} % | {} | {} | {:.0} ({:.0}) | {} | {:.1} |",
+            "| {} | {} | {} (`taskset -c {}`) | {} | {:.0} | {:.2} | {:.2} | {:.0} | {} | {} | {} | {:.0} ({:.0}) | {} | {:.1} |",
             r.db,
             r.devices,
             cores(&r.cpus),
             r.cpus,
-            r.concurrency,
+            load,
             r.ours.rate(),
             RunStats::quantile_ms(&r.ours.checkin_us, 0.5),
             RunStats::quantile_ms(&r.ours.checkin_us, 0.99),
             r.echo.rate(),
-            100.0 * r.ours.rate() / r.echo.rate().max(1e-9),
+            match r.rate {
+                None => format!("{:.0} %", 100.0 * r.ours.rate() / r.echo.rate().max(1e-9)),
+                Some(_) => "(open loop)".into(),
+            },
             r.ours.retransmissions,
             r.ours.gave_up,
             cpu_us,
@@ -421,12 +439,17 @@ fn print_table(rows: &[Row]) {
             r.load_avg,
         );
     }
-    if let Some(r) = rows.first() {
-        println!(
-            "(provisioning {} devices took {:.1} s; server CPU: user + system over the measured window, per wake = check-in + goodbye)",
-            r.devices, r.provision_s
-        );
+    let mut provisioning = Vec::new();
+    for r in rows {
+        let p = format!("{} {} in {:.1} s", r.db, r.devices, r.provision_s);
+        if !provisioning.contains(&p) {
+            provisioning.push(p);
+        }
     }
+    println!(
+        "(provisioning: {}; server CPU: user + system over the measured window, per wake = check-in + goodbye)",
+        provisioning.join(", ")
+    );
 }
 
 fn json(rows: &[Row]) -> String {
@@ -434,7 +457,7 @@ fn json(rows: &[Row]) -> String {
     for (i, r) in rows.iter().enumerate() {
         let q = |p| RunStats::quantile_ms(&r.ours.checkin_us, p);
         out.push_str(&format!(
-            "  {{\"store\": \"{}\", \"devices\": {}, \"cpus\": \"{}\", \"cores\": {}, \"in_flight\": {}, \
+            "  {{\"store\": \"{}\", \"devices\": {}, \"cpus\": \"{}\", \"cores\": {}, \"in_flight\": {}, \"offered_per_s\": {}, \
              \"checkins_per_s\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \
              \"echo_wakes_per_s\": {:.1}, \"ratio\": {:.4}, \"retransmissions\": {}, \"lost\": {}, \
              \"server_cpu_s\": {:.3}, \"echo_cpu_s\": {:.3}, \"chunk_mb_per_s\": {}, \
@@ -444,6 +467,7 @@ fn json(rows: &[Row]) -> String {
             r.cpus,
             cores(&r.cpus),
             r.concurrency,
+            r.rate.map_or("null".into(), |x| format!("{x:.1}")),
             r.ours.rate(),
             q(0.5),
             q(0.99),
