@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cloud_proto::{
     CheckIn, Counters, DeviceConfig, DeviceEndpoint, DeviceId, Down, Event, FirmwareVersion,
-    Goodbye, Keys, OtaReport, OtaState, Publish, Up, UpdateId, UpdateResult, UpdateStatus,
+    Goodbye, Keys, Object, OtaReport, OtaState, Publish, Up, UpdateId, UpdateResult, UpdateStatus,
 };
 use ota_cloud::load::{offer_to_all, provision, root_key, signed_release};
 use ota_cloud::release::Payload;
@@ -103,6 +103,44 @@ async fn request(
             },
         }
     }
+}
+
+/// Pulls the image of `update` (`size` bytes) by chunk requests of 64 chunks of 1,000 bytes.
+async fn pull_image(
+    ep: &mut DeviceEndpoint,
+    sock: &UdpSocket,
+    update: UpdateId,
+    size: usize,
+    clock: &tokio::time::Instant,
+) -> Vec<u8> {
+    let now = || clock.elapsed().as_millis() as u64;
+    let chunks = size.div_ceil(1000) as u32;
+    let mut image = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while image.len() < size {
+        let first = (image.len() / 1000) as u32;
+        let req = cloud_proto::ChunkRequest::plan(update, Object::Image, 1000, first..chunks, 64)
+            .unwrap();
+        let frame = ep
+            .send(now(), &Up::ChunkRequest(req))
+            .unwrap()
+            .frame
+            .to_vec();
+        sock.send(&frame).await.unwrap();
+        loop {
+            let n = sock.recv(&mut buf).await.unwrap();
+            match ep.handle_datagram(now(), &buf[..n]) {
+                Ok(Event::Chunk { data, done, .. }) => {
+                    image.extend_from_slice(data);
+                    if done {
+                        break;
+                    }
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+    }
+    image
 }
 
 const STATES: [OtaState; 3] = [
@@ -317,6 +355,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     }
     // Then one fresh check-in per device, continuing its counters: the server answers it, so
     // it is up and has read every frame sent before.
+    let mut fresh_last = Vec::new();
     for (i, a) in acked.iter().enumerate() {
         let id = i as u32 + 1;
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -342,10 +381,26 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
             .collect(),
         });
         let clock = tokio::time::Instant::now();
-        tokio::time::timeout(GUARD, request(&mut ep, &sock, &checkin, &clock))
+        let (_, offer) = tokio::time::timeout(GUARD, request(&mut ep, &sock, &checkin, &clock))
             .await
             .unwrap()
             .expect("the restarted server answers a fresh check-in");
+        if id == 1 {
+            // The release still serves: the whole image, by chunks, as uploaded.
+            let update = offer.expect("still offered");
+            let served = tokio::time::timeout(
+                GUARD,
+                pull_image(&mut ep, &sock, update, image.len(), &clock),
+            )
+            .await
+            .unwrap();
+            assert!(
+                served == image,
+                "served {} bytes, not the image",
+                served.len()
+            );
+        }
+        fresh_last.push(ep.counters().next - 1);
     }
     let mut buf = [0u8; 2048];
     for s in &replay_socks {
@@ -357,12 +412,12 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     server.kill().unwrap();
     server.wait().unwrap();
 
-    // The store moved by exactly the fresh check-ins: the replays changed nothing.
+    // The store moved by exactly the fresh requests: the replays changed nothing.
     let store = open(&data).await;
     for (i, (lf, s)) in snapshot.iter().enumerate() {
         let id = DeviceId(i as u32 + 1);
         let lf2 = store.last_frame(id).await.unwrap().unwrap();
-        assert_eq!(lf2.counter, acked[i].last_sent.unwrap() + 1);
+        assert_eq!(lf2.counter, fresh_last[i]);
         assert!(lf2.counter > lf.counter);
         let s2 = store.status(id).await.unwrap().unwrap();
         assert_eq!(s2.wakes, s.wakes + 1, "device {}", id.0);
