@@ -83,6 +83,11 @@ done
 # throwaway cluster (without OTA_CLOUD_PG_URL the workspace run above only printed "skipped" for them).
 step "ota-cloud on PostgreSQL (throwaway cluster, scripts/postgres-test.sh)"
 bash scripts/postgres-test.sh 2>&1 | tee -a "$log"
+# The load generator end to end (no figure is checked: a shared CI machine's timings are noise):
+# fails if it fails or if the server (or the echo ceiling) answered no check-in. About 5 s.
+step "ota-cloud load generator smoke run (1k devices, SQLite, 1 core)"
+cargo build -q -p ota-cloud --bins
+target/debug/ota-cloud-load --devices 1000 --cpus 0 --warmup 0.2 --seconds 1 --chunk-seconds 0.5
 # One closing line with the totals of every test binary and doc-test run above.
 awk '/^test result:/ {p += $4; f += $6} END {printf "\nTests: %d passed, %d failed\n", p, f}' "$log"
 rm -f "$log"

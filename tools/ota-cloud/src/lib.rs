@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod events;
 pub mod keyfile;
+pub mod limit;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod postgres;

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use cloud_proto::{peek_up, AdmitError, DeviceId};
 
+use crate::limit::Limited;
 use crate::server::Dropped;
 
 /// Installs the global subscriber: human-readable lines on stderr, filtered by `RUST_LOG`
@@ -43,6 +44,9 @@ pub fn reason(d: &Dropped) -> &'static str {
         Dropped::Refused(AdmitError::RetransmissionRefused { .. }) => "retransmission_refused",
         Dropped::Refused(_) => "counter_exhausted",
         Dropped::Conflict => "conflict",
+        Dropped::Limited(Limited::InFlight) => "limited_in_flight",
+        Dropped::Limited(Limited::Source) => "limited_source",
+        Dropped::Limited(Limited::Device) => "limited_device",
         _ => "internal",
     }
 }

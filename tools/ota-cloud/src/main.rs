@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use cloud_proto::DeviceId;
 use ota_cloud::admin::{AdminState, AdminToken};
 use ota_cloud::keyfile::DeviceKeyFile;
+use ota_cloud::limit::LimitArgs;
 use ota_cloud::metrics::StoreMetrics;
 use ota_cloud::postgres::{PgOptions, PgStore};
 use ota_cloud::release::{digest_hex, upload_release};
@@ -73,6 +74,9 @@ enum Cmd {
         /// keep it on loopback or behind a proxy.
         #[arg(long, default_value = "127.0.0.1:4781")]
         admin: SocketAddr,
+        /// Rate limits (defaults a device following cloud-proto never meets).
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Prints stored publishes, oldest first: `id device counter topic received_ms data_hex`
     /// (tab separated), or one JSON object per line with --json.
@@ -371,9 +375,11 @@ async fn command<S: Store + StoreMetrics + Close>(
             tcp,
             next_checkin_s,
             admin,
+            limits,
         } => {
             let config = ServerConfig {
                 next_checkin_s,
+                limits: limits.limits(),
                 ..ServerConfig::default()
             };
             let server = Arc::new(Server::new(store.clone(), config, system_clock()));

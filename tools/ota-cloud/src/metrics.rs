@@ -248,7 +248,7 @@ impl FrameMetrics {
 
 /// The drop counters as `(reason label, count)`, in a fixed order. The labels are the ones
 /// the logs use ([`crate::logging::reason`]).
-pub fn drop_reasons(d: &DropCounts) -> [(&'static str, u64); 9] {
+pub fn drop_reasons(d: &DropCounts) -> [(&'static str, u64); 12] {
     [
         ("frame", d.frame),
         ("unknown_device", d.unknown_device),
@@ -259,6 +259,9 @@ pub fn drop_reasons(d: &DropCounts) -> [(&'static str, u64); 9] {
         ("counter_exhausted", d.counter_exhausted),
         ("conflict", d.conflict),
         ("internal", d.internal),
+        ("limited_in_flight", d.limited_in_flight),
+        ("limited_source", d.limited_source),
+        ("limited_device", d.limited_device),
     ]
 }
 
@@ -408,5 +411,29 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"4\"} 3\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 5\n"), "{out}");
         assert!(out.contains("x_sum 112\nx_count 5\n"), "{out}");
+    }
+
+    /// Every `DropCounts` field has its own label: the drop reasons sum to the total.
+    #[test]
+    fn every_drop_reason_is_exported() {
+        let d = DropCounts {
+            frame: 1,
+            unknown_device: 2,
+            replayed: 3,
+            counter_reused: 4,
+            other_source: 5,
+            retransmission_refused: 6,
+            counter_exhausted: 7,
+            conflict: 8,
+            internal: 9,
+            limited_in_flight: 10,
+            limited_source: 11,
+            limited_device: 12,
+        };
+        let r = drop_reasons(&d);
+        assert_eq!(r.iter().map(|(_, n)| n).sum::<u64>(), (1..=12).sum::<u64>());
+        let labels: std::collections::BTreeSet<_> = r.iter().map(|(l, _)| *l).collect();
+        assert_eq!(labels.len(), r.len());
+        assert!(r.contains(&("limited_device", 12)));
     }
 }

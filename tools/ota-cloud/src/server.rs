@@ -17,6 +17,7 @@ use cloud_proto::{
     Served, SleepGrant, Up, UpdateOffer, Welcome, MAX_FRAME,
 };
 
+use crate::limit::{InFlight, Limited, Limiter, Limits};
 use crate::logging::DropLog;
 use crate::metrics::{Answered, FrameMetrics};
 use crate::release::{Payload, PayloadError};
@@ -44,15 +45,19 @@ pub struct ServerConfig {
     pub next_checkin_s: u32,
     /// Extra awake time asked for when the `Welcome` carries an offer.
     pub offer_awake_extension_ms: u32,
+    /// Rate limits and the in-flight cap ([`crate::limit`]).
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
-    /// `ReplayPolicy::DEFAULT`, check in hourly, 30 s more awake time with an offer.
+    /// `ReplayPolicy::DEFAULT`, check in hourly, 30 s more awake time with an offer,
+    /// [`Limits::DEFAULT`].
     fn default() -> Self {
         Self {
             policy: ReplayPolicy::DEFAULT,
             next_checkin_s: 3600,
             offer_awake_extension_ms: 30_000,
+            limits: Limits::DEFAULT,
         }
     }
 }
@@ -75,6 +80,8 @@ pub enum Dropped {
     Release(PayloadError),
     /// The answer could not be sealed (a server bug; the message says which).
     Internal(&'static str),
+    /// A rate limit or the in-flight cap refused it ([`crate::limit`]).
+    Limited(Limited),
 }
 
 impl fmt::Display for Dropped {
@@ -87,6 +94,7 @@ impl fmt::Display for Dropped {
             Self::Store(e) => write!(f, "store failed: {e}"),
             Self::Release(e) => fmt::Display::fmt(e, f),
             Self::Internal(why) => write!(f, "internal error: {why}"),
+            Self::Limited(l) => fmt::Display::fmt(l, f),
         }
     }
 }
@@ -122,10 +130,16 @@ pub struct DropCounts {
     /// [`Dropped::Store`], [`Dropped::Release`], [`Dropped::Internal`]: the server's own
     /// failures.
     pub internal: u64,
+    /// [`Limited::InFlight`]: the server had [`Limits::max_in_flight`] frames in hand.
+    pub limited_in_flight: u64,
+    /// [`Limited::Source`]: a source address over its rate, before authentication.
+    pub limited_source: u64,
+    /// [`Limited::Device`]: an authenticated device over its rate.
+    pub limited_device: u64,
 }
 
 #[derive(Default)]
-struct Counts([AtomicU64; 9]);
+struct Counts([AtomicU64; 12]);
 
 impl Counts {
     fn count(&self, d: &Dropped) {
@@ -139,6 +153,9 @@ impl Counts {
             Dropped::Refused(_) => 6,
             Dropped::Conflict => 7,
             Dropped::Store(_) | Dropped::Release(_) | Dropped::Internal(_) => 8,
+            Dropped::Limited(Limited::InFlight) => 9,
+            Dropped::Limited(Limited::Source) => 10,
+            Dropped::Limited(Limited::Device) => 11,
         };
         self.0[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -155,6 +172,9 @@ impl Counts {
             counter_exhausted: g(6),
             conflict: g(7),
             internal: g(8),
+            limited_in_flight: g(9),
+            limited_source: g(10),
+            limited_device: g(11),
         }
     }
 }
@@ -189,6 +209,7 @@ pub struct Server<S> {
     drops: Counts,
     metrics: FrameMetrics,
     drop_log: DropLog,
+    limiter: Limiter,
 }
 
 impl<S> fmt::Debug for Server<S> {
@@ -212,6 +233,7 @@ impl<S: Store> Server<S> {
             drops: Counts::default(),
             metrics: FrameMetrics::default(),
             drop_log: DropLog::default(),
+            limiter: Limiter::new(config.limits),
         }
     }
 
@@ -239,6 +261,28 @@ impl<S: Store> Server<S> {
     pub fn with_drop_log(mut self, log: DropLog) -> Self {
         self.drop_log = log;
         self
+    }
+
+    /// Takes one of the [`Limits::max_in_flight`] slots for a frame about to be handled, held
+    /// until the guard drops; transports call it before copying a frame or spawning its task.
+    /// Errors: [`Dropped::Limited`]`(InFlight)`, counted.
+    pub fn try_begin(&self) -> Result<InFlight, Dropped> {
+        self.limiter.try_begin().map_err(|l| self.refuse(l))
+    }
+
+    /// Charges one frame to `source`'s bucket (a UDP source address, or a TCP connection's
+    /// peer address) at the server's clock; transports call it first, before any work on the
+    /// frame. Errors: [`Dropped::Limited`]`(Source)`, counted. Cost: a hash-map lookup.
+    pub fn check_source(&self, source: SocketAddr) -> Result<(), Dropped> {
+        self.limiter
+            .check_source(source, self.now_ms())
+            .map_err(|l| self.refuse(l))
+    }
+
+    fn refuse(&self, l: Limited) -> Dropped {
+        let d = Dropped::Limited(l);
+        self.drops.count(&d);
+        d
     }
 
     /// Handles one up frame received from `source` at the server's clock's now.
@@ -288,6 +332,10 @@ impl<S: Store> Server<S> {
         let (device, _) = peek_up(frame).map_err(Dropped::Frame)?;
         let entry = self.device(device).await?;
         let verified = authenticate(frame, &entry.keys).map_err(Dropped::Frame)?;
+        // Only an authentic frame spends the device's allowance (crate::limit).
+        self.limiter
+            .check_device(device, now_ms)
+            .map_err(Dropped::Limited)?;
         for _ in 0..3 {
             let last = self.store.last_frame(device).await?;
             let admission = admit(verified, last.as_ref(), source, now_ms, self.config.policy);

@@ -16,24 +16,26 @@ use crate::store::Store;
 /// The stream decoder's buffer: one encoded frame, delimiter included.
 const STREAM_BUF: usize = stream_encoded_max(MAX_FRAME);
 
-/// Datagrams handled at once by [`serve_udp`]; more are dropped unread (the devices
-/// retransmit), so a flood cannot grow the server's memory without bound.
-pub const UDP_IN_FLIGHT: usize = 4096;
-
 /// Serves UDP datagrams on `socket` until an I/O error on receive. Each datagram is handled in
 /// its own task (so one device's store round trip does not hold up the others), at most
-/// [`UDP_IN_FLIGHT`] at once; its answer frames go back to the datagram's source, one datagram
-/// each. Datagrams longer than a frame are dropped (counted as frame errors by the server).
+/// [`Limits::max_in_flight`](crate::limit::Limits::max_in_flight) at once (more are dropped
+/// unread and counted: the devices retransmit, and a flood cannot grow the server's memory
+/// without bound); each source address is charged before anything else
+/// ([`Server::check_source`]). Its answer frames go back to the datagram's source, one
+/// datagram each. Datagrams longer than a frame are dropped (counted as frame errors by the
+/// server).
 ///
 /// Errors: the socket's receive error. Send errors are ignored (the device retransmits).
 pub async fn serve_udp<S: Store>(server: Arc<Server<S>>, socket: UdpSocket) -> io::Result<()> {
     let socket = Arc::new(socket);
-    let permits = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
     // One byte more than a frame, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; MAX_FRAME + 1];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        if server.check_source(from).is_err() {
+            continue;
+        }
+        let Ok(permit) = server.try_begin() else {
             continue;
         };
         let frame = buf[..n].to_vec();
@@ -64,7 +66,8 @@ pub async fn serve_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener) 
 /// Serves one TCP connection until the peer closes it: decodes COBS frames, handles them in
 /// order, writes each answer frame COBS-encoded. The replay source is the peer's IP address
 /// with port 0 (a TCP peer cannot spoof its address; a device that reconnects between two
-/// retransmissions is still answered). A frame that overflows the decoder or is not valid
+/// retransmissions is still answered); the rate limit per source is charged to the
+/// connection's full peer address, and each frame takes an in-flight slot. A frame that overflows the decoder or is not valid
 /// COBS is skipped (the decoder resynchronises at the next delimiter).
 ///
 /// Errors: the connection's I/O errors.
@@ -87,6 +90,12 @@ pub async fn serve_tcp_connection<S: Store>(
             let (used, frame) = decoder.feed(rest);
             rest = &rest[used..];
             let Some(Ok(frame)) = frame else {
+                continue;
+            };
+            if server.check_source(peer).is_err() {
+                continue;
+            }
+            let Ok(_slot) = server.try_begin() else {
                 continue;
             };
             let frame = frame.to_vec();
