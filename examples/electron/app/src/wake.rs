@@ -578,7 +578,11 @@ where
         return Ok(());
     }
     cx.retained.update = Some(offer.update);
-    download(cx, modem, bufs, link, offer.update)?;
+    let r = download(cx, modem, bufs, link, offer.update);
+    if let Some(p) = cx.up.as_ref().and_then(|u| u.status().progress) {
+        cx.report.progress = (p.chunks_done, p.chunks_total);
+    }
+    r?;
     complete(cx, modem, bufs, link, offer.update)
 }
 

@@ -341,3 +341,37 @@ impl Electron {
         self.wake_with(cloud, cfg, |_| {})
     }
 }
+
+/// One line per wake, for `--nocapture` runs.
+pub fn line(n: usize, r: &WakeReport) -> String {
+    format!(
+        "wake {n:2}: {:>6} ms awake, end {:?}, running {}.{}.{}, trial {:?}, checked in {}, offer {:?}, decision {:?}, chunks {} (+{} again), manifest chunks {}, progress {:?}, erase steps {}, up/down {}/{} B, forced {}, error {:?}",
+        r.awake_ms,
+        r.end,
+        r.running.major,
+        r.running.minor,
+        r.running.patch,
+        r.trial,
+        r.checked_in,
+        r.offer.map(|o| o.0 .0),
+        r.decision,
+        r.chunks_fetched,
+        r.chunks_refetched,
+        r.manifest_chunks,
+        r.progress,
+        r.erase_steps,
+        r.bytes_up,
+        r.bytes_down,
+        r.forced,
+        r.error,
+    )
+}
+
+/// The config of the OTA stories: a tight budget so a download takes several wakes.
+pub fn tight<'a>(cloud: &Cloud, keys: &'a [ota_core::TrustedKey]) -> AppConfig<'a> {
+    let mut cfg = AppConfig::new(cloud.addr, hw(), keys);
+    cfg.awake_budget_ms = 12_000;
+    cfg.max_extension_ms = 2_000;
+    cfg.chunks_per_request = 8;
+    cfg
+}
