@@ -79,6 +79,15 @@ fn update_across_wakes_installs_trial_boots_and_confirms() {
     let again: u32 = reports.iter().map(|r| r.chunks_refetched).sum();
     assert_eq!(fetched, chunks, "every chunk once");
     assert_eq!(again, 0, "no chunk fetched twice");
+    let up: u32 = reports.iter().map(|r| r.bytes_up).sum();
+    let down: u32 = reports.iter().map(|r| r.bytes_down).sum();
+    let awake: u64 = reports.iter().map(|r| r.awake_ms).sum();
+    eprintln!(
+        "figures: 40 000-byte update in {} wakes, {awake} ms awake, {up} B up + {down} B down \
+         (UDP payload), {:.3} × the image",
+        reports.len(),
+        f64::from(up + down) / 40_000.0
+    );
     let wakes_with_chunks = reports.iter().filter(|r| r.chunks_fetched > 0).count();
     assert!(wakes_with_chunks >= 2, "the budget spreads the download");
     assert!(reports.iter().all(|r| r.error.is_none()), "{reports:#?}");
