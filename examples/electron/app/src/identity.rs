@@ -18,6 +18,7 @@ pub(crate) const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HD
 /// Why the identity sector could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum IdentityError {
     /// No valid identity record (never provisioned, or corrupted): the device cannot
     /// authenticate and only sleeps.
@@ -132,6 +133,7 @@ impl Identity {
 /// It is never erased by the application: 2 016 records, one per
 /// [`AppConfig::counter_reserve`](crate::AppConfig::counter_reserve) frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct CounterLog {
     /// The highest valid reservation, 0 when there is none.
     pub reserved_until: u32,

@@ -16,6 +16,7 @@ use sleep_guard::Class;
 /// it by at most [`AppConfig::critical_overrun_ms`](crate::AppConfig::critical_overrun_ms)
 /// (one 128 KB sector erase takes 1–2 s on the STM32F2, 4 s at most at x8 parallelism).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reason {
     /// The modem is being powered, registered or connected.
     Modem,

@@ -10,6 +10,7 @@ use crate::board::PowerControl;
 /// ([`enter`](Self::enter)); the host simulation acts on it and continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "the board must sleep or reset: a wake that ends with neither drains the battery"]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WakeEnd {
     /// Deep sleep for `ms` milliseconds (the modem is off).
     Sleep {
@@ -34,6 +35,7 @@ impl WakeEnd {
 
 /// What became of an image on trial this wake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TrialOutcome {
     /// The self-check passed and the check-in succeeded: confirmed.
     Confirmed,
@@ -49,6 +51,7 @@ pub enum TrialOutcome {
 /// otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WakeError {
     /// No valid identity in flash: nothing can be sent (sleeps `default_sleep_s`).
     NotProvisioned,
@@ -106,6 +109,7 @@ impl core::error::Error for WakeError {}
 /// What one wake did: the simulation's timeline prints it, the tests assert on it. Fixed
 /// size, `Copy`, no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WakeReport {
     /// How the wake ends (also in the `WakeEnd` the caller acts on).
     pub end: WakeEnd,

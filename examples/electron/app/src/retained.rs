@@ -17,6 +17,7 @@ const MAGIC: u32 = 0x5452_4C45; // "ELRT" little-endian
 /// to byte 60,
 /// CRC-32 (IEEE) of bytes 0..60 (u32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RetainedState {
     /// The send counters (`None`: unknown, start from the flash reservation).
     pub counters: Option<Counters>,
