@@ -384,3 +384,35 @@ fn low_battery_defers_the_offer() {
     assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
     assert_eq!(cloud.progress(rollout).deferred, 1);
 }
+
+/// The send-counter reservation goes to flash every `counter_reserve` frames; after a power
+/// loss (retained memory gone) the device continues above it and the cloud accepts it.
+#[test]
+fn counter_reservations_survive_power_loss() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(10_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = AppConfig::new(cloud.addr, hw(), &keys);
+    cfg.counter_reserve = 3;
+    let mut frames = 0;
+    for _ in 0..4 {
+        let r = dev.wake(&cloud, &cfg);
+        assert!(r.checked_in && r.error.is_none(), "{}", line(0, &r));
+        frames += r.requests;
+        let log = electron_app::CounterLog::read(&mut *dev.flash).unwrap();
+        assert!(
+            log.reserved_until >= frames,
+            "{} < {frames}",
+            log.reserved_until
+        );
+        assert!(log.reserved_until <= frames + 3);
+    }
+    dev.power_loss();
+    let r = dev.wake(&cloud, &cfg);
+    assert!(!r.retained_valid);
+    assert!(r.checked_in && r.error.is_none(), "{}", line(0, &r));
+    let r = dev.wake(&cloud, &cfg);
+    assert!(r.retained_valid && r.checked_in);
+}
