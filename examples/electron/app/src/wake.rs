@@ -98,7 +98,8 @@ struct Cx<'a, B, F> {
     confirm_after_checkin: bool,
     /// Install marked or trial rejected: end in a reset.
     reset: bool,
-    /// The download needs erase work that waits for the modem to be off.
+    /// The download needs erase work that waits for the modem to be off; the wake then
+    /// comes back after [`AppConfig::resume_sleep_s`], not the cloud's grant.
     erase_after_modem: bool,
     /// The update whose download progress the check-in reported.
     reported_download: Option<UpdateId>,
@@ -547,8 +548,11 @@ where
     let _ = cx.guard.set(Reason::UpdatePending, false, now);
     let _ = cx.guard.lease(Reason::Download, 0, now);
     if let Some(u) = cx.up.as_ref() {
-        if let Some(p) = u.status().progress {
-            cx.report.progress = (p.chunks_done, p.chunks_total);
+        match u.status().progress {
+            Some(p) => cx.report.progress = (p.chunks_done, p.chunks_total),
+            // A download abandoned for another (after an install the last figures stand).
+            None if !cx.report.install_marked => cx.report.progress = (0, 0),
+            None => {}
         }
     }
     r
@@ -1197,7 +1201,6 @@ fn erase_work<B: Board, F: NorFlash>(
         };
         let before = up.erase_work(cx.flash).map_err(|_| WakeError::Flash)?;
         if before.is_done() {
-            cx.erase_after_modem = false;
             return Ok(());
         }
         let now = cx.board.now_ms();

@@ -416,3 +416,53 @@ fn counter_reservations_survive_power_loss() {
     let r = dev.wake(&cloud, &cfg);
     assert!(r.retained_valid && r.checked_in);
 }
+
+/// v3 is released while v2 is half downloaded: the newer offer wins; ota-core abandons v2,
+/// whose progress region must be erased first (after the modem is off), so the device defers
+/// briefly and comes back soon, then downloads, installs and confirms v3.
+#[test]
+fn a_newer_release_supersedes_a_download_in_progress() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = tight(&cloud, &keys);
+    cloud.release(&cloud.sign((2, 0, 0), 2, &image(40_000, 2)));
+    let r = dev.wake(&cloud, &cfg); // offer, manifest, staging erase
+    assert_eq!(r.progress, (0, 79));
+    let r = dev.wake(&cloud, &cfg); // part of v2
+    assert!(r.chunks_fetched > 0 && r.progress.0 < 79, "{}", line(1, &r));
+
+    let img3 = image(30_000, 3);
+    let (v3, rollout) = cloud.release(&cloud.sign((3, 0, 0), 3, &img3));
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(2, &r));
+    assert_eq!(r.offer.map(|o| o.0 .0), Some(v3.0));
+    assert!(matches!(
+        r.decision,
+        Some(cloud_proto::Decision::Defer {
+            reason: cloud_proto::DeferReason::Busy,
+            ..
+        })
+    ));
+    assert!(
+        r.erase_steps > 0,
+        "v2's progress region erased after the modem"
+    );
+    assert_eq!(
+        r.end,
+        WakeEnd::Sleep {
+            ms: u64::from(cfg.resume_sleep_s) * 1000
+        },
+        "back soon for the deferred offer"
+    );
+    let rest = wake_until_reset(&mut dev, &cloud, &cfg, 10);
+    assert_eq!(rest.last().map(|r| r.end), Some(WakeEnd::Reset));
+    assert!(rest.iter().all(|r| r.chunks_refetched == 0));
+    let r = dev.wake(&cloud, &cfg);
+    assert_eq!(r.trial, Some(electron_app::TrialOutcome::Confirmed));
+    assert_eq!(r.running, fw((3, 0, 0)));
+    assert_eq!(dev.active(img3.len()), &img3[..]);
+    assert_eq!(cloud.progress(rollout).succeeded, 1);
+}
