@@ -1221,13 +1221,17 @@ fn erase_work<B: Board, F: NorFlash>(
     }
 }
 
-/// The sleep this wake asks for: a download in progress comes back soon, otherwise the
+/// The sleep this wake asks for: a download in progress that the cloud offered this wake,
+/// or erase work it waits for, comes back after [`AppConfig::resume_sleep_s`]; otherwise the
 /// cloud's grant, clamped.
 fn planned_sleep_s<B: Board, F: NorFlash>(cx: &Cx<'_, B, F>, grant: Option<SleepGrant>) -> u32 {
-    let downloading = cx
-        .up
-        .as_ref()
-        .is_some_and(|u| matches!(u.phase(), Phase::Downloading | Phase::Downloaded));
+    // Only a download the cloud offered this wake (and the device accepted) is worth coming
+    // back for soon: one whose rollout was cancelled or paused for new devices is not served.
+    let downloading = matches!(cx.report.decision, Some(Decision::Accept { .. }))
+        && cx
+            .up
+            .as_ref()
+            .is_some_and(|u| matches!(u.phase(), Phase::Downloading | Phase::Downloaded));
     let granted = grant.map_or(cx.cfg.default_sleep_s, |g| g.next_checkin_s);
     let s = if downloading || cx.erase_after_modem {
         granted.min(cx.cfg.resume_sleep_s)

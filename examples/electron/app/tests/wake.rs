@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use electron_app::{AppConfig, WakeEnd};
+use ota_cloud::Store as _;
 
 const ROOT: [u8; 32] = [0x5A; 32];
 
@@ -465,4 +466,33 @@ fn a_newer_release_supersedes_a_download_in_progress() {
     assert_eq!(r.running, fw((3, 0, 0)));
     assert_eq!(dev.active(img3.len()), &img3[..]);
     assert_eq!(cloud.progress(rollout).succeeded, 1);
+}
+
+/// The rollout is cancelled mid-download: the cloud stops offering it, and the device goes
+/// back to the cloud's schedule instead of waking every few seconds for a download nobody
+/// serves (the partial download stays in flash).
+#[test]
+fn a_cancelled_rollout_mid_download_returns_to_the_grant() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = tight(&cloud, &keys);
+    let (_, rollout) = cloud.release(&cloud.sign((2, 0, 0), 2, &image(40_000, 2)));
+    dev.wake(&cloud, &cfg);
+    let r = dev.wake(&cloud, &cfg);
+    assert!(r.chunks_fetched > 0 && r.progress.0 < 79);
+    cloud
+        .rt
+        .block_on(
+            cloud
+                .store
+                .update_rollout(rollout, ota_cloud::RolloutChange::Cancel),
+        )
+        .unwrap();
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(2, &r));
+    assert!(r.checked_in && r.offer.is_none() && r.error.is_none());
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
 }
