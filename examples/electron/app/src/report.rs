@@ -131,6 +131,9 @@ pub struct WakeReport {
     pub chunks_fetched: u32,
     /// Image chunks received that were already stored (fetched twice).
     pub chunks_refetched: u32,
+    /// Image chunks received that failed their digest or length: not written, still
+    /// missing.
+    pub chunks_rejected: u32,
     /// Manifest chunks received.
     pub manifest_chunks: u32,
     /// Image chunks stored after this wake, and in all (0, 0 without a download).
@@ -172,6 +175,7 @@ impl WakeReport {
             decision: None,
             chunks_fetched: 0,
             chunks_refetched: 0,
+            chunks_rejected: 0,
             manifest_chunks: 0,
             progress: (0, 0),
             erase_steps: 0,

@@ -851,7 +851,7 @@ where
                             Err(ChunkError::Flash(_)) => return Err(WakeError::Flash),
                             // A chunk that fails its digest or length is not written; it stays
                             // missing and is asked for again.
-                            Err(_) => {}
+                            Err(_) => cx.report.chunks_rejected += 1,
                         }
                         Ok(())
                     }
@@ -871,6 +871,11 @@ where
         if needs_erase {
             cx.erase_after_modem = true;
             return Ok(());
+        }
+        // A whole request of chunks that fail their digest: the cloud serves a broken image
+        // (or someone forges it). Stop; the wake backs off.
+        if cx.report.chunks_rejected > 0 && cx.report.chunks_fetched == 0 {
+            return Err(WakeError::Integrity);
         }
     }
 }
@@ -1260,6 +1265,7 @@ fn finish<B: Board, F: NorFlash>(cx: &mut Cx<'_, B, F>, grant: Option<SleepGrant
                     | WakeError::ServerSilent
                     | WakeError::Socket
                     | WakeError::Refused
+                    | WakeError::Integrity
             )
         );
     cx.retained.failures = if failed {

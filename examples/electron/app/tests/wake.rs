@@ -496,3 +496,78 @@ fn a_cancelled_rollout_mid_download_returns_to_the_grant() {
     assert!(r.checked_in && r.offer.is_none() && r.error.is_none());
     assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
 }
+
+/// A cloud that serves chunks that fail their digest (authentic frames, wrong bytes): nothing
+/// is written, no panic, and the device backs off instead of coming back every few seconds.
+#[test]
+fn chunks_failing_their_digest_are_not_written_and_the_device_backs_off() {
+    let cloud = Cloud::new(); // for signing and the device's trusted key only
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let img2 = image(20_000, 2);
+    let v2 = cloud.sign((2, 0, 0), 2, &img2);
+    let mut bad = img2.clone();
+    for b in bad.iter_mut().step_by(97) {
+        *b ^= 0x40;
+    }
+    let fake = fake::FakeCloud::start(fake::Script {
+        device: cloud_proto::DeviceId(7),
+        root: ROOT,
+        manifest: v2.manifest.clone(),
+        image: bad,
+        version: (2, 0, 0),
+        drop_every: None,
+    });
+    let mut dev = Electron::new(&cloud, cloud_proto::DeviceId(7), ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = tight(&cloud, &keys);
+    cfg.server = fake.addr;
+    let r = dev.wake(&cloud, &cfg); // offer, manifest, staging erase
+    assert!(matches!(
+        r.decision,
+        Some(cloud_proto::Decision::Accept { .. })
+    ));
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(1, &r));
+    assert_eq!((r.chunks_fetched, r.progress.0), (0, 0));
+    assert!(r.chunks_rejected > 0);
+    assert_eq!(r.error, Some(electron_app::WakeError::Integrity));
+    assert_eq!(
+        r.end,
+        WakeEnd::Sleep {
+            ms: u64::from(cfg.retry_sleep_s) * 1000
+        }
+    );
+}
+
+/// A lossy link (every 7th datagram from the cloud lost): retransmissions and re-planned
+/// requests carry the download through, nothing is written twice, and the image installs.
+#[test]
+fn a_lossy_link_still_completes_the_download_without_duplicates() {
+    let cloud = Cloud::new();
+    let img1 = image(30_000, 1);
+    let v1 = cloud.sign((1, 0, 0), 1, &img1);
+    let img2 = image(20_000, 2);
+    let v2 = cloud.sign((2, 0, 0), 2, &img2);
+    let fake = fake::FakeCloud::start(fake::Script {
+        device: cloud_proto::DeviceId(7),
+        root: ROOT,
+        manifest: v2.manifest.clone(),
+        image: img2.clone(),
+        version: (2, 0, 0),
+        drop_every: Some(7),
+    });
+    let mut dev = Electron::new(&cloud, cloud_proto::DeviceId(7), ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = tight(&cloud, &keys);
+    cfg.server = fake.addr;
+    let reports = wake_until_reset(&mut dev, &cloud, &cfg, 20);
+    assert_eq!(reports.last().map(|r| r.end), Some(WakeEnd::Reset));
+    assert!(fake.dropped.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let fetched: u32 = reports.iter().map(|r| r.chunks_fetched).sum();
+    assert_eq!(fetched, 20_000u32.div_ceil(CHUNK));
+    assert!(reports.iter().all(|r| r.chunks_refetched == 0));
+    assert!(reports.iter().map(|r| r.retransmissions).sum::<u32>() > 0);
+    let r = dev.wake(&cloud, &cfg);
+    assert_eq!(r.trial, Some(electron_app::TrialOutcome::Confirmed));
+    assert_eq!(dev.active(img2.len()), &img2[..]);
+}

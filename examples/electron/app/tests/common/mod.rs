@@ -3,6 +3,8 @@
 //! retained memory as plain bytes, ota-core's bootloader at every reset).
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
