@@ -158,6 +158,12 @@ pub struct WakeReport {
     pub awake_ms: u64,
     /// The awake budget forced the end of the work.
     pub forced: bool,
+    /// The modem did not confirm its power-down (`AT+CPWROFF` and every fallback failed):
+    /// the board should cut its supply before sleeping (on the Electron, through the PMIC),
+    /// or it drains the battery.
+    pub modem_left_on: bool,
+    /// The cloud's time from the check-in answer (Unix seconds), to set the RTC.
+    pub server_time: Option<u32>,
     /// The first error, if any.
     pub error: Option<WakeError>,
 }
@@ -188,6 +194,8 @@ impl WakeReport {
             uart_bytes: (0, 0),
             awake_ms: 0,
             forced: false,
+            modem_left_on: false,
+            server_time: None,
             error: None,
         }
     }

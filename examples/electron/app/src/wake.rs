@@ -130,7 +130,9 @@ struct Link {
 ///
 /// Never panics on data from flash, the modem or the network, and never waits longer than
 /// the awake budget plus its extension (at most [`AppConfig::max_extension_ms`]) plus one
-/// modem command's timeout or critical flash operation.
+/// modem command's timeout or critical flash operation, plus the modem's power-down (about
+/// 2 s; some 30 s of fallbacks when the modem does not switch off, which the report then
+/// flags: [`WakeReport::modem_left_on`]).
 ///
 /// Cost: one check-in round trip (two more with a trial confirm or an update status, one per
 /// chunk request, one for a decision), a Goodbye datagram; flash as the ota-core calls it
@@ -182,7 +184,7 @@ where
     }
     if powered || modem.is_powered() {
         // Bounded by the driver (AT+CPWROFF, then its fallbacks).
-        let _ = modem.power_off();
+        cx.report.modem_left_on = modem.power_off().is_err();
     }
     if cx.erase_after_modem && !cx.reset {
         // The modem is off: an erase stalls nothing now.
@@ -463,6 +465,7 @@ where
             Event::Reply(Down::Welcome(w)) => {
                 welcome = true;
                 cx.report.publishes_acked = w.publishes_acked;
+                cx.report.server_time = Some(w.server_time);
                 *grant = Some(w.sleep);
                 offer = w.offer.map(|o| OfferInfo {
                     update: o.update,

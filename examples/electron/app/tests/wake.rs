@@ -25,6 +25,8 @@ fn nothing_pending_checks_in_publishes_and_sleeps_for_the_grant() {
     assert_eq!(r.running, fw((1, 0, 0)));
     assert_eq!(r.offer, None);
     assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
+    assert!(!r.modem_left_on);
+    assert_eq!(r.server_time, Some((T0 / 1000) as u32));
     // Check-in and Goodbye, nothing else.
     assert_eq!(r.requests, 2);
     assert!(!r.retained_valid, "first wake after the factory");
@@ -570,4 +572,26 @@ fn a_lossy_link_still_completes_the_download_without_duplicates() {
     let r = dev.wake(&cloud, &cfg);
     assert_eq!(r.trial, Some(electron_app::TrialOutcome::Confirmed));
     assert_eq!(dev.active(img2.len()), &img2[..]);
+}
+
+/// A modem whose power-down cannot be confirmed (V_INT stuck high): the report says so, so
+/// the board can cut the modem's supply before it sleeps.
+#[test]
+fn a_modem_that_does_not_power_down_is_reported() {
+    use modem_ublox_emu::{Action, Fault, Trigger};
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(10_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = AppConfig::new(cloud.addr, hw(), &keys);
+    let r = dev.wake_with(&cloud, &cfg, |e| {
+        e.add_fault(Fault::new(
+            Trigger::nth("AT+CPWROFF", 1),
+            Action::VintStuckHigh,
+        ));
+    });
+    eprintln!("{}", line(0, &r));
+    assert!(r.modem_left_on);
+    assert!(matches!(r.end, WakeEnd::Sleep { .. }));
 }
