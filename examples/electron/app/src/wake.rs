@@ -295,8 +295,9 @@ where
     let identity = Identity::read(cx.flash).map_err(|_| WakeError::NotProvisioned)?;
     cx.log = CounterLog::read(cx.flash).map_err(|_| WakeError::Counters)?;
     let counters = match cx.retained.counters {
-        // Retained counters are only trusted up to the flash reservation they were made
-        // under; a reservation in flash above them means they are stale.
+        // Retained counters are written before every frame, so `next` is exact; they are
+        // refused only when they claim a reservation flash does not hold (or are
+        // inconsistent): then every counter used is below the flash reservation.
         Some(c) if c.reserved_until <= cx.log.reserved_until && c.next <= c.reserved_until => c,
         _ => cloud_proto::Counters::cold(cx.log.reserved_until),
     };
@@ -387,7 +388,12 @@ where
     let r = cloud(cx, modem, bufs, &mut link, grant, on_trial);
     // 7. Goodbye: one datagram, not waited for (its Ack changes nothing for the device).
     if !matches!(r, Err(WakeError::ServerSilent | WakeError::Socket)) && cx.report.checked_in {
-        let sleep_s = planned_sleep_s(cx, *grant);
+        // A reset is a wake right away.
+        let sleep_s = if cx.reset {
+            0
+        } else {
+            planned_sleep_s(cx, *grant)
+        };
         let _ = send_only(cx, modem, &mut link, &Up::Goodbye(Goodbye { sleep_s }));
     }
     let _ = modem.close(link.socket);
