@@ -125,8 +125,11 @@ pub struct WakeReport {
     pub publishes_acked: u8,
     /// The update offered in the check-in answer: id, version, image size.
     pub offer: Option<(UpdateId, FirmwareVersion, u32)>,
-    /// What the device answered to the offer.
+    /// What the device decided about the offer.
     pub decision: Option<Decision>,
+    /// The decision was sent (a resumed download that the check-in already reported is not
+    /// answered again).
+    pub decision_sent: bool,
     /// Image chunks received and written this wake.
     pub chunks_fetched: u32,
     /// Image chunks received that were already stored (fetched twice).
@@ -179,6 +182,7 @@ impl WakeReport {
             publishes_acked: 0,
             offer: None,
             decision: None,
+            decision_sent: false,
             chunks_fetched: 0,
             chunks_refetched: 0,
             chunks_rejected: 0,

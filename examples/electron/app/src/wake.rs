@@ -596,6 +596,7 @@ where
             decision,
         });
         expect_ack(cx, modem, link, bufs, &msg)?;
+        cx.report.decision_sent = true;
     }
     if !matches!(decision, Decision::Accept { .. }) {
         return Ok(());
