@@ -36,6 +36,11 @@ for c in "${NO_STD_CRATES[@]}"; do
   cargo build -p "$c" --target "$TARGET" --release
   cargo build -p "$c" --target "$TARGET" --no-default-features
 done
+# The Electron's wake-cycle application (no_std, composes the four crates; defmt, no log feature).
+cargo clippy -p electron-app --target "$TARGET" --features defmt -- -D warnings
+cargo build -p electron-app --target "$TARGET"
+cargo build -p electron-app --target "$TARGET" --features defmt
+cargo build -p electron-app --target "$TARGET" --release
 # modem-ublox with each model family alone (the features must each build on their own).
 for fam in sara-u2 sara-g3 sara-r4 sara-r5; do
   cargo build -p modem-ublox --target "$TARGET" --no-default-features --features "$fam"
