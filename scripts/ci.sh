@@ -13,6 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # Idempotent: a fresh machine has the host target only.
 if command -v rustup >/dev/null 2>&1; then
   rustup target add "$TARGET" >/dev/null
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
 step "cargo fmt --check"
