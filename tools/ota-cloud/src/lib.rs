@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod frame_cache;
 pub mod keyfile;
 pub mod limit;
 pub mod load;

@@ -1,9 +1,11 @@
 //! The frame path both transports share: one up frame in, the frames to send back out (or a
 //! counted refusal), with every state change committed to the [`Store`] before the answer.
 //!
-//! `peek_up` → [`Store::keys`] (cached) → `authenticate` → [`Store::last_frame`] → `admit`
-//! (pure) → build the answer → [`Store::commit_frame`] (CAS + effects, one transaction) →
-//! answer only after `Ok(true)`; `Ok(false)`: read the record again and re-admit (3 tries).
+//! `peek_up` → [`Store::keys`] (cached) → `authenticate` → the device's record (from the
+//! [`frame_cache`](crate::frame_cache), else [`Store::last_frame`]) → `admit` (pure) → build the
+//! answer → [`Store::commit_frame`] (CAS + effects, one transaction) → answer only after
+//! `Ok(true)`; `Ok(false)`: read the record from the store and re-admit (3 tries). A refusal
+//! decided on a cached record is re-checked on the stored one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,10 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use cloud_proto::{
     admit, authenticate, peek_up, respond, serve_chunks, Admission, AdmitError, DeviceId, Down,
-    FirmwareVersion, FrameError, Keys, ManifestRef, NackCode, Object, ReplayPolicy, Request,
-    Served, SleepGrant, Up, UpdateOffer, Welcome, MAX_FRAME,
+    FirmwareVersion, FrameError, Keys, LastFrame, ManifestRef, NackCode, Object, ReplayPolicy,
+    Request, Served, SleepGrant, Up, UpdateOffer, Welcome, MAX_FRAME,
 };
 
+use crate::frame_cache::FrameCache;
 use crate::limit::{InFlight, Limited, Limiter, Limits};
 use crate::logging::DropLog;
 use crate::metrics::{Answered, FrameMetrics};
@@ -195,8 +198,9 @@ struct DeviceEntry {
 }
 
 /// The protocol server over a store `S`. Keeps in memory only caches of what never changes for
-/// a given key (device keys and products, release payloads by digest); the replay record and
-/// everything a device reported always come from, and go to, the store.
+/// a given key (device keys and products, release payloads by digest) and each device's replay
+/// record as a hint that the store's compare-and-set validates ([`crate::frame_cache`]):
+/// everything a device reported always goes to the store, and the stored record decides.
 pub struct Server<S> {
     store: Arc<S>,
     config: ServerConfig,
@@ -206,6 +210,9 @@ pub struct Server<S> {
     /// Releases by id: a stored release never changes and is never deleted. (Rollouts are
     /// never cached: a pause on any instance shows at the next check-in.)
     releases: Mutex<HashMap<ReleaseId, Release>>,
+    /// Each device's replay record as last read or committed here, validated by the store's
+    /// compare-and-set ([`crate::frame_cache`]).
+    frames: FrameCache,
     drops: Counts,
     metrics: FrameMetrics,
     drop_log: DropLog,
@@ -230,6 +237,7 @@ impl<S: Store> Server<S> {
             devices: Mutex::new(HashMap::new()),
             payloads: Mutex::new(HashMap::new()),
             releases: Mutex::new(HashMap::new()),
+            frames: FrameCache::new(crate::frame_cache::DEFAULT_CAPACITY),
             drops: Counts::default(),
             metrics: FrameMetrics::default(),
             drop_log: DropLog::default(),
@@ -260,6 +268,14 @@ impl<S: Store> Server<S> {
     /// Replaces the log of dropped frames (its limiter's interval and table size).
     pub fn with_drop_log(mut self, log: DropLog) -> Self {
         self.drop_log = log;
+        self
+    }
+
+    /// Replaces the frame cache with one of at most `devices` devices (0 turns it off: every
+    /// frame reads the device's record from the store). See [`crate::frame_cache`] for the
+    /// memory per device; the default is [`DEFAULT_CAPACITY`](crate::frame_cache::DEFAULT_CAPACITY).
+    pub fn with_frame_cache(mut self, devices: usize) -> Self {
+        self.frames = FrameCache::new(devices);
         self
     }
 
@@ -297,8 +313,9 @@ impl<S: Store> Server<S> {
     /// stream pass the peer's IP address with port 0 (`docs/protocol.md` §4.4).
     ///
     /// Errors: [`Dropped`], counted by reason ([`drops`](Self::drops)); nothing is stored and
-    /// nothing must be sent. Cost: a key lookup (cached after the first), one HMAC, one record
-    /// read and one transaction per try (at most 3), plus for a check-in one
+    /// nothing must be sent. Cost: a key lookup (cached after the first), one HMAC, one
+    /// transaction per try (at most 3), one record read when the frame cache misses, a commit
+    /// is refused, or a cached record refuses the frame, plus for a check-in one
     /// [`Store::offer_candidates`] query (the offered release and its payload are cached by
     /// id and digest: releases never change), for a chunk request one
     /// [`Store::serves_release`] query and up to 64 chunk seals.
@@ -336,11 +353,22 @@ impl<S: Store> Server<S> {
         self.limiter
             .check_device(device, now_ms)
             .map_err(Dropped::Limited)?;
-        for _ in 0..3 {
-            let last = self.store.last_frame(device).await?;
+        // The record comes from the frame cache when it has the device; the commit's
+        // compare-and-set validates it (crate::frame_cache).
+        let (mut last, mut cached) = match self.frames.get(device) {
+            Some(last) => (last, true),
+            None => (self.read_last_frame(device).await?, false),
+        };
+        let mut tries = 0;
+        while tries < 3 {
             let admission = admit(verified, last.as_ref(), source, now_ms, self.config.policy);
             let mut info = Answered::nacked();
             let (record, frames, new_msg) = match admission {
+                // A refusal on a cached record is confirmed on the stored one.
+                Admission::Refused(_) if cached => {
+                    (last, cached) = (self.read_last_frame(device).await?, false);
+                    continue;
+                }
                 Admission::Refused(e) => return Err(Dropped::Refused(e)),
                 Admission::New { request, record } => {
                     info = Answered::message(&request, false);
@@ -378,11 +406,31 @@ impl<S: Store> Server<S> {
                 record,
                 effects,
             };
-            if self.store.commit_frame(commit).await? {
-                return Ok((Answer { frames }, info));
+            tries += 1;
+            match self.store.commit_frame(commit).await {
+                Ok(true) => {
+                    self.frames.committed(device, last, record);
+                    return Ok((Answer { frames }, info));
+                }
+                Ok(false) => {
+                    self.frames.forget(device);
+                    (last, cached) = (self.read_last_frame(device).await?, false);
+                }
+                Err(e) => {
+                    // It may have been applied (a lost connection after the commit).
+                    self.frames.forget(device);
+                    return Err(e.into());
+                }
             }
         }
         Err(Dropped::Conflict)
+    }
+
+    /// The device's record from the store, remembered in the frame cache.
+    async fn read_last_frame(&self, device: DeviceId) -> Result<Option<LastFrame>, Dropped> {
+        let last = self.store.last_frame(device).await?;
+        self.frames.read(device, last);
+        Ok(last)
     }
 
     /// The device's cached keys and product, loaded on first use.

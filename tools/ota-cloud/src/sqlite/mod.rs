@@ -137,7 +137,10 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 ///   rolled back to its own savepoint and does not fail the others in its batch.
 /// * **Reads** run on separate read-only connections (WAL: they never block the writer, and
 ///   see every committed write) through `tokio::task::spawn_blocking`, so a tokio runtime must
-///   be running.
+///   be running. The frame path's one-device reads ([`Store::last_frame`],
+///   [`Store::offer_candidates`], [`Store::serves_release`]) run on the calling task's thread
+///   instead when a read connection is idle: such a query from the page cache costs less than
+///   the hand-off to a blocking thread and back.
 /// * Several processes may open the same file (SQLite serializes their writers; the
 ///   compare-and-set of [`Store::commit_frame`] holds across them), but for a fleet use the
 ///   PostgreSQL store (next slice).
@@ -280,6 +283,27 @@ impl SqliteStore {
     /// Transactions per commit so far (the group commit's batch sizes), for `/metrics`.
     pub fn commit_batch_sizes(&self) -> crate::metrics::HistogramSnapshot {
         self.writer.stats.batches.snapshot()
+    }
+
+    /// A read on the frame path (one device's indexed rows: its record, its offer
+    /// candidates, whether a release is served to it): run on the calling thread when a read
+    /// connection is idle, sparing the hand-off to a blocking thread and back, which costs
+    /// more than such a query from SQLite's page cache; otherwise as [`read`](Self::read).
+    /// Same connection kind, so the same consistency (WAL: readers never wait on the writer).
+    async fn read_hot<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &MasterKey) -> StoreResult<R> + Send + 'static,
+    {
+        if let Ok(_permit) = self.readers.permits.try_acquire() {
+            let idle = self.readers.idle.lock().ok().and_then(|mut v| v.pop());
+            if let Some(conn) = idle {
+                let out = f(&conn, &self.master);
+                self.readers.give_back(conn);
+                return out;
+            }
+        }
+        self.read(f).await
     }
 
     async fn read<R, F>(&self, f: F) -> StoreResult<R>
@@ -816,7 +840,7 @@ impl Store for SqliteStore {
     }
 
     async fn last_frame(&self, id: DeviceId) -> StoreResult<Option<LastFrame>> {
-        self.read(move |conn, _| {
+        self.read_hot(move |conn, _| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT lf_counter, lf_tag, lf_at, lf_source, lf_answers FROM devices WHERE id = ?1",
@@ -1118,7 +1142,7 @@ impl Store for SqliteStore {
     }
 
     async fn offer_candidates(&self, device: DeviceId) -> StoreResult<Vec<OfferCandidate>> {
-        self.read(move |conn, _| {
+        self.read_hot(move |conn, _| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT ro.id, ro.release, r.major, r.minor, r.patch, ro.state, ro.pause_failed,
@@ -1149,7 +1173,7 @@ impl Store for SqliteStore {
     }
 
     async fn serves_release(&self, device: DeviceId, release: ReleaseId) -> StoreResult<bool> {
-        self.read(move |conn, _| {
+        self.read_hot(move |conn, _| {
             conn.prepare_cached(
                 "SELECT 1 FROM rollout_devices rd JOIN rollouts ro ON ro.id = rd.rollout
                  WHERE rd.device = ?1 AND rd.release = ?2 AND ro.state < 3",
@@ -1221,6 +1245,58 @@ impl SqlRow for Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame path's reads (record, offer candidates, served release) run on the caller's
+    /// thread when a read connection is idle: they still complete while the runtime's only
+    /// blocking thread is taken. (The timeout only turns the deadlock a hand-off would cause
+    /// into a failure; nothing is measured.)
+    #[test]
+    fn frame_path_reads_need_no_blocking_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let master = MasterKey::generate().unwrap();
+            let store =
+                SqliteStore::open(&dir.path().join("ota.db"), master, SqliteOptions::default())
+                    .unwrap();
+            let product = store
+                .add_product(NewProduct {
+                    name: "p".into(),
+                    hardware_id: [1; 16],
+                    release_keys: vec![],
+                })
+                .await
+                .unwrap();
+            let device = NewDevice {
+                id: None,
+                product,
+                tags: vec![],
+                root_key: RootKey::from_bytes([3; 32]),
+            };
+            let id = store.add_device(device, 0).await.unwrap();
+            // The first read opens the connection (on a blocking thread) and keeps it.
+            assert_eq!(store.last_frame(id).await.unwrap(), None);
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let reads = async {
+                assert_eq!(store.last_frame(id).await.unwrap(), None);
+                assert!(store.offer_candidates(id).await.unwrap().is_empty());
+                assert!(!store.serves_release(id, ReleaseId(1)).await.unwrap());
+            };
+            let done = tokio::time::timeout(std::time::Duration::from_secs(30), reads).await;
+            release.send(()).unwrap();
+            assert!(
+                done.is_ok(),
+                "a frame-path read waited for a blocking thread"
+            );
+            busy.await.unwrap().unwrap();
+            store.close().await;
+        });
+    }
 
     /// A database created by the first schema version, with a device in it, is migrated on
     /// open and keeps its data.
