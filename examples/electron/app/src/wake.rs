@@ -1238,6 +1238,9 @@ fn finish<B: Board, F: NorFlash>(cx: &mut Cx<'_, B, F>, grant: Option<SleepGrant
         return WakeEnd::Reset;
     }
     let s = match cx.report.error {
+        // A wake the cloud never answered comes back after the retry time, not the
+        // (unknown) grant.
+        None | Some(WakeError::Budget) if !cx.report.checked_in => cx.cfg.retry_sleep_s,
         None | Some(WakeError::Budget) => planned_sleep_s(cx, grant),
         Some(WakeError::NotProvisioned) => cx.cfg.default_sleep_s,
         Some(_) => cx.cfg.retry_sleep_s,

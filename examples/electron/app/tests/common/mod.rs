@@ -375,3 +375,22 @@ pub fn tight<'a>(cloud: &Cloud, keys: &'a [ota_core::TrustedKey]) -> AppConfig<'
     cfg.chunks_per_request = 8;
     cfg
 }
+
+/// Wakes until one ends in a reset (at most `max`); returns the reports.
+pub fn wake_until_reset(
+    dev: &mut Electron,
+    cloud: &Cloud,
+    cfg: &AppConfig<'_>,
+    max: usize,
+) -> Vec<WakeReport> {
+    let mut out = Vec::new();
+    for n in 0..max {
+        let r = dev.wake(cloud, cfg);
+        eprintln!("{}", line(n, &r));
+        out.push(r);
+        if r.end == WakeEnd::Reset {
+            break;
+        }
+    }
+    out
+}
