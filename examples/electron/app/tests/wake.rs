@@ -145,6 +145,13 @@ fn self_check_failure_marks_failed_reverts_and_the_server_records_it() {
     assert!(matches!(r.end, WakeEnd::Sleep { .. }));
 }
 
+/// A modem failure to inject, and the error it must end in.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&modem_ublox_emu::Emulator)>,
+    electron_app::WakeError,
+);
+
 /// Modem failures end in a bounded sleep, never a hang: no SIM, registration denied, a modem
 /// that never powers on, a cloud that never answers.
 #[test]
@@ -163,11 +170,7 @@ fn modem_and_server_failures_end_in_a_bounded_sleep() {
     let cap =
         u64::from(cfg.awake_budget_ms + cfg.max_extension_ms + cfg.critical_overrun_ms) + 60_000;
 
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&modem_ublox_emu::Emulator)>,
-        electron_app::WakeError,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no SIM",
             Box::new(|e| {
