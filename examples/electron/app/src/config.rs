@@ -42,7 +42,8 @@ pub struct AppConfig<'a> {
     pub hash_step_bytes: u32,
     /// Sleep between the wakes of a download in progress (default 10 s).
     pub resume_sleep_s: u32,
-    /// Sleep after a failed wake (modem, server silence, flash; default 300 s).
+    /// Sleep after a failed wake (modem, server silence, flash; default 300 s), doubled for
+    /// each failed wake in a row, at most [`default_sleep_s`](Self::default_sleep_s).
     pub retry_sleep_s: u32,
     /// Sleep when the cloud gave no grant (default 3 600 s).
     pub default_sleep_s: u32,

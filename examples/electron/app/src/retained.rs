@@ -13,7 +13,8 @@ const MAGIC: u32 = 0x5452_4C45; // "ELRT" little-endian
 ///
 /// Layout (little-endian): magic `"ELRT"` (4), cloud-proto counters as
 /// [`Counters::to_retained`] with their own CRC (12), forced sleeps (u16), flags (u8: bit 0
-/// update id valid), reserved (u8), update id (u32), wakes (u32), reserved up to byte 60,
+/// update id valid), consecutive failed wakes (u8), update id (u32), wakes (u32), reserved up
+/// to byte 60,
 /// CRC-32 (IEEE) of bytes 0..60 (u32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetainedState {
@@ -26,6 +27,9 @@ pub struct RetainedState {
     pub update: Option<UpdateId>,
     /// Wakes since retained memory was last lost.
     pub wakes: u32,
+    /// Consecutive wakes that failed (no check-in, or a link or flash error): the retry
+    /// sleep doubles with each, up to [`AppConfig::default_sleep_s`](crate::AppConfig::default_sleep_s).
+    pub failures: u8,
 }
 
 impl RetainedState {
@@ -41,6 +45,7 @@ impl RetainedState {
             b[18] = 1;
             b[20..24].copy_from_slice(&u.0.to_le_bytes());
         }
+        b[19] = self.failures;
         b[24..28].copy_from_slice(&self.wakes.to_le_bytes());
         let crc = CRC32.checksum(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -61,6 +66,7 @@ impl RetainedState {
             forced_sleeps: u16::from_le_bytes([b[16], b[17]]),
             update: (b[18] & 1 == 1).then(|| UpdateId(word(20))),
             wakes: word(24),
+            failures: b[19],
         })
     }
 }
@@ -79,6 +85,7 @@ mod tests {
             forced_sleeps: 3,
             update: Some(UpdateId(9)),
             wakes: 12,
+            failures: 2,
         };
         let b = s.encode();
         assert_eq!(RetainedState::decode(&b), Some(s));

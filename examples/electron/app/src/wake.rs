@@ -15,7 +15,7 @@ use ota_core::{
     BeginError, ChunkError, ChunkIndex, ChunkOutcome, FinishError, HashStep, Lwm2mState, Phase,
     Updater, UpdaterConfig, Version,
 };
-use sleep_guard::{Decision as GuardDecision, GuardConfig, SleepGuard};
+use sleep_guard::{GuardConfig, SleepGuard};
 
 use crate::board::Board;
 use crate::config::AppConfig;
@@ -1225,27 +1225,51 @@ fn planned_sleep_s<B: Board, F: NorFlash>(cx: &Cx<'_, B, F>, grant: Option<Sleep
 }
 
 /// Step 8: the end, with retained memory written last.
+///
+/// A failed wake (no check-in answered, or a link, counter or flash error) sleeps
+/// [`AppConfig::retry_sleep_s`], doubled for every failed wake before it, at most
+/// [`AppConfig::default_sleep_s`]: a device that cannot reach the cloud or write its flash
+/// backs off instead of draining its battery.
 fn finish<B: Board, F: NorFlash>(cx: &mut Cx<'_, B, F>, grant: Option<SleepGrant>) -> WakeEnd {
-    let now = cx.now();
-    if let GuardDecision::Forced { .. } = cx.guard.decide(now) {
-        cx.report.forced = true;
-    }
     if cx.report.forced {
         cx.retained.forced_sleeps = cx.retained.forced_sleeps.saturating_add(1);
     }
+    let failed = !cx.report.checked_in
+        || matches!(
+            cx.report.error,
+            Some(
+                WakeError::Flash
+                    | WakeError::Counters
+                    | WakeError::ServerSilent
+                    | WakeError::Socket
+                    | WakeError::Refused
+            )
+        );
+    cx.retained.failures = if failed {
+        cx.retained.failures.saturating_add(1)
+    } else {
+        0
+    };
     cx.save_retained();
     if cx.reset {
         return WakeEnd::Reset;
     }
-    let s = match cx.report.error {
-        // A wake the cloud never answered comes back after the retry time, not the
-        // (unknown) grant.
-        None | Some(WakeError::Budget) if !cx.report.checked_in => cx.cfg.retry_sleep_s,
-        None | Some(WakeError::Budget) => planned_sleep_s(cx, grant),
-        Some(WakeError::NotProvisioned) => cx.cfg.default_sleep_s,
-        Some(_) => cx.cfg.retry_sleep_s,
+    let s = if cx.report.error == Some(WakeError::NotProvisioned) {
+        cx.cfg.default_sleep_s
+    } else if failed {
+        retry_sleep_s(cx.cfg, cx.retained.failures)
+    } else {
+        planned_sleep_s(cx, grant)
     };
     WakeEnd::Sleep {
         ms: u64::from(s.clamp(1, cx.cfg.max_sleep_s.max(1))) * 1000,
     }
+}
+
+/// The sleep after the `failures`-th failed wake in a row (1 for the first).
+fn retry_sleep_s(cfg: &AppConfig<'_>, failures: u8) -> u32 {
+    let doublings = u32::from(failures.saturating_sub(1)).min(16);
+    cfg.retry_sleep_s
+        .saturating_mul(1 << doublings)
+        .min(cfg.default_sleep_s.max(cfg.retry_sleep_s))
 }

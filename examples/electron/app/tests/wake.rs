@@ -163,9 +163,13 @@ fn modem_and_server_failures_end_in_a_bounded_sleep() {
     let mut dev = Electron::new(&cloud, id, ROOT, &v1);
     let keys = cloud.trusted();
     let cfg = AppConfig::new(cloud.addr, hw(), &keys);
-    let retry = WakeEnd::Sleep {
-        ms: u64::from(cfg.retry_sleep_s) * 1000,
-    };
+    // Failed wakes in a row back off: 300 s, 600 s, 1 200 s, 2 400 s, then the default
+    // 3 600 s.
+    let mut backoff = [
+        300_000u64, 600_000, 1_200_000, 2_400_000, 3_600_000, 3_600_000,
+    ]
+    .into_iter()
+    .map(|ms| WakeEnd::Sleep { ms });
     // The hard cap: budget + extension + critical overrun, plus one modem command timeout.
     let cap =
         u64::from(cfg.awake_budget_ms + cfg.max_extension_ms + cfg.critical_overrun_ms) + 60_000;
@@ -203,7 +207,7 @@ fn modem_and_server_failures_end_in_a_bounded_sleep() {
         let r = dev.wake_with(&cloud, &cfg, |e| fault(e));
         eprintln!("{what}: {}", line(0, &r));
         assert_eq!(r.error, Some(want), "{what}");
-        assert_eq!(r.end, retry, "{what}");
+        assert_eq!(Some(r.end), backoff.next(), "{what}");
         assert!(!r.checked_in, "{what}");
         assert!(r.awake_ms <= cap, "{what}: awake {} ms", r.awake_ms);
     }
@@ -217,7 +221,7 @@ fn modem_and_server_failures_end_in_a_bounded_sleep() {
     let r = dev.wake(&cloud, &cfg2);
     eprintln!("silent: {}", line(0, &r));
     assert_eq!(r.error, Some(electron_app::WakeError::ServerSilent));
-    assert_eq!(r.end, retry);
+    assert_eq!(Some(r.end), backoff.next());
     assert_eq!(r.retransmissions, u32::from(cfg2.max_transmissions) - 1);
     assert!(r.awake_ms <= cap + 30_000);
     // With the default budget the budget ends the wait first: the same bounded sleep.
@@ -226,12 +230,13 @@ fn modem_and_server_failures_end_in_a_bounded_sleep() {
     let r = dev.wake(&cloud, &cfg3);
     eprintln!("silent, default budget: {}", line(0, &r));
     assert_eq!(r.error, Some(electron_app::WakeError::Budget));
-    assert_eq!(r.end, retry);
+    assert_eq!(Some(r.end), backoff.next());
     assert!(r.awake_ms <= cap);
 
-    // And the device still works afterwards: its counters were kept.
+    // And the device still works afterwards (its counters were kept), back on the grant.
     let r = dev.wake(&cloud, &cfg);
     assert!(r.checked_in && r.error.is_none(), "{}", line(0, &r));
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
 }
 
 /// The modem reboots in the middle of a download: the wake ends in a sleep, and the next one
