@@ -1,0 +1,325 @@
+//! Real wakes against the modem emulator, the strict F205 flash and the reference server.
+
+mod common;
+
+use common::*;
+use electron_app::{AppConfig, WakeEnd};
+
+const ROOT: [u8; 32] = [0x5A; 32];
+
+#[test]
+fn nothing_pending_checks_in_publishes_and_sleeps_for_the_grant() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(20_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = AppConfig::new(cloud.addr, hw(), &keys);
+    cfg.awake_budget_ms = 20_000;
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{r:#?}");
+    assert_eq!(r.error, None);
+    assert!(r.checked_in);
+    assert_eq!(r.publishes_acked, 1);
+    assert_eq!(r.running, fw((1, 0, 0)));
+    assert_eq!(r.offer, None);
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
+    // Check-in and Goodbye, nothing else.
+    assert_eq!(r.requests, 2);
+    assert!(!r.retained_valid, "first wake after the factory");
+    let r2 = dev.wake(&cloud, &cfg);
+    assert!(r2.retained_valid && r2.checked_in && r2.error.is_none());
+}
+
+/// v2 is queued while the device sleeps; the check-in learns of it; the download takes
+/// several wakes under a tight budget, resumes without fetching a chunk twice; the device
+/// resets into the bootloader, which installs v2 and boots it on trial; the next wake
+/// confirms it and the server records the success.
+#[test]
+fn update_across_wakes_installs_trial_boots_and_confirms() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = tight(&cloud, &keys);
+    let r = dev.wake(&cloud, &cfg);
+    assert!(r.checked_in && r.offer.is_none());
+
+    let img2 = image(40_000, 2);
+    let v2 = cloud.sign((2, 0, 0), 2, &img2);
+    let (release, rollout) = cloud.release(&v2);
+    let chunks = 40_000u32.div_ceil(CHUNK);
+    let mut reports = Vec::new();
+    for n in 0..30 {
+        let r = dev.wake(&cloud, &cfg);
+        eprintln!("{}", line(n, &r));
+        reports.push(r);
+        if r.end == WakeEnd::Reset {
+            break;
+        }
+    }
+    let last = reports.last().copied().unwrap();
+    assert_eq!(last.end, WakeEnd::Reset, "the download never completed");
+    assert!(last.install_marked);
+    let first = reports[0];
+    assert_eq!(
+        first.offer.map(|o| o.0),
+        Some(cloud_proto::UpdateId(release.0))
+    );
+    assert_eq!(
+        first.decision,
+        Some(cloud_proto::Decision::Accept { bytes_done: 0 })
+    );
+    assert!(
+        first.manifest_chunks > 0,
+        "the manifest is fetched, not inline"
+    );
+    let fetched: u32 = reports.iter().map(|r| r.chunks_fetched).sum();
+    let again: u32 = reports.iter().map(|r| r.chunks_refetched).sum();
+    assert_eq!(fetched, chunks, "every chunk once");
+    assert_eq!(again, 0, "no chunk fetched twice");
+    let wakes_with_chunks = reports.iter().filter(|r| r.chunks_fetched > 0).count();
+    assert!(wakes_with_chunks >= 2, "the budget spreads the download");
+    assert!(reports.iter().all(|r| r.error.is_none()), "{reports:#?}");
+    // A resumed download answers Accept with what it holds.
+    assert!(matches!(
+        last.decision,
+        Some(cloud_proto::Decision::Accept { bytes_done }) if bytes_done > 0
+    ));
+    assert_eq!(last.progress, (chunks, chunks));
+
+    // Reset: the bootloader installs v2 and boots it on trial; the wake confirms it.
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(99, &r));
+    assert!(dev.boot.is_some_and(|b| b.is_trial()));
+    assert_eq!(dev.active(img2.len()), &img2[..]);
+    assert_eq!(r.running, fw((2, 0, 0)));
+    assert_eq!(r.trial, Some(electron_app::TrialOutcome::Confirmed));
+    assert_eq!(r.error, None);
+    let p = cloud.progress(rollout);
+    assert_eq!((p.succeeded, p.failed), (1, 0), "{p:?}");
+
+    // Confirmed: the next boot keeps it and nothing is offered.
+    let r = dev.wake(&cloud, &cfg);
+    assert!(dev.boot.is_some_and(|b| !b.is_trial()));
+    assert_eq!((r.running, r.trial, r.offer), (fw((2, 0, 0)), None, None));
+    assert_eq!(dev.active(img2.len()), &img2[..]);
+}
+
+/// v3 fails its self-check on its trial boot: the wake marks it failed, reports the failure
+/// and resets; the bootloader reverts to v1; the server records the failure and does not
+/// offer v3 again.
+#[test]
+fn self_check_failure_marks_failed_reverts_and_the_server_records_it() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let img1 = image(30_000, 1);
+    let v1 = cloud.sign((1, 0, 0), 1, &img1);
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = tight(&cloud, &keys);
+    cfg.max_extension_ms = 20_000; // one wake downloads it all
+    let v3 = cloud.sign((3, 0, 0), 3, &image(24_000, 3));
+    let (_, rollout) = cloud.release(&v3);
+    let reports = wake_until_reset(&mut dev, &cloud, &cfg, 10);
+    assert_eq!(reports.last().map(|r| r.end), Some(WakeEnd::Reset));
+
+    dev.self_check_ok = false;
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(90, &r));
+    assert!(dev.boot.is_some_and(|b| b.is_trial()));
+    assert_eq!(r.running, fw((3, 0, 0)));
+    assert_eq!(r.trial, Some(electron_app::TrialOutcome::Failed));
+    assert_eq!(r.end, WakeEnd::Reset, "the bootloader must revert");
+    assert!(r.checked_in, "the failure is reported before the reset");
+    let p = cloud.progress(rollout);
+    assert_eq!((p.failed, p.succeeded), (1, 0), "{p:?}");
+
+    dev.self_check_ok = true;
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(91, &r));
+    assert!(dev.boot.is_some_and(|b| !b.is_trial()));
+    assert_eq!(dev.active(img1.len()), &img1[..], "v1 is back");
+    assert_eq!((r.running, r.trial, r.offer), (fw((1, 0, 0)), None, None));
+    assert!(matches!(r.end, WakeEnd::Sleep { .. }));
+}
+
+/// A modem failure to inject, and the error it must end in.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&modem_ublox_emu::Emulator)>,
+    electron_app::WakeError,
+);
+
+/// Modem failures end in a bounded sleep, never a hang: no SIM, registration denied, a modem
+/// that never powers on, a cloud that never answers.
+#[test]
+fn modem_and_server_failures_end_in_a_bounded_sleep() {
+    use modem_ublox_emu::{Action, ErrorReply, Fault, RegStat, Trigger};
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(10_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = AppConfig::new(cloud.addr, hw(), &keys);
+    // Failed wakes in a row back off: 300 s, 600 s, 1 200 s, 2 400 s, then the default
+    // 3 600 s.
+    let mut backoff = [
+        300_000u64, 600_000, 1_200_000, 2_400_000, 3_600_000, 3_600_000,
+    ]
+    .into_iter()
+    .map(|ms| WakeEnd::Sleep { ms });
+    // The hard cap: budget + extension + critical overrun, plus one modem command timeout.
+    let cap =
+        u64::from(cfg.awake_budget_ms + cfg.max_extension_ms + cfg.critical_overrun_ms) + 60_000;
+
+    let cases: Vec<Case> = vec![
+        (
+            "no SIM",
+            Box::new(|e| {
+                e.add_fault(Fault::new(
+                    Trigger::every("AT+CPIN?"),
+                    Action::Fail(ErrorReply::Cme(10)),
+                ));
+            }),
+            electron_app::WakeError::Sim,
+        ),
+        (
+            "registration denied",
+            Box::new(|e| {
+                e.add_fault(Fault::new(
+                    Trigger::at_ms(0),
+                    Action::Registration(RegStat::Denied),
+                ));
+            }),
+            electron_app::WakeError::Registration,
+        ),
+        (
+            "modem ignores PWR_ON",
+            Box::new(|e| {
+                e.add_fault(Fault::new(Trigger::at_ms(0), Action::IgnorePwrOn));
+            }),
+            electron_app::WakeError::ModemPower,
+        ),
+    ];
+    for (what, fault, want) in cases {
+        let r = dev.wake_with(&cloud, &cfg, |e| fault(e));
+        eprintln!("{what}: {}", line(0, &r));
+        assert_eq!(r.error, Some(want), "{what}");
+        assert_eq!(Some(r.end), backoff.next(), "{what}");
+        assert!(!r.checked_in, "{what}");
+        assert!(r.awake_ms <= cap, "{what}: awake {} ms", r.awake_ms);
+    }
+
+    // A cloud that never answers: retransmissions, then the sleep.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cfg2 = cfg;
+    cfg2.server = silent.local_addr().unwrap();
+    // Room for every transmission (2 + 4 + 8 s): the endpoint gives up first.
+    cfg2.awake_budget_ms = 40_000;
+    let r = dev.wake(&cloud, &cfg2);
+    eprintln!("silent: {}", line(0, &r));
+    assert_eq!(r.error, Some(electron_app::WakeError::ServerSilent));
+    assert_eq!(Some(r.end), backoff.next());
+    assert_eq!(r.retransmissions, u32::from(cfg2.max_transmissions) - 1);
+    assert!(r.awake_ms <= cap + 30_000);
+    // With the default budget the budget ends the wait first: the same bounded sleep.
+    let mut cfg3 = cfg2;
+    cfg3.awake_budget_ms = cfg.awake_budget_ms;
+    let r = dev.wake(&cloud, &cfg3);
+    eprintln!("silent, default budget: {}", line(0, &r));
+    assert_eq!(r.error, Some(electron_app::WakeError::Budget));
+    assert_eq!(Some(r.end), backoff.next());
+    assert!(r.awake_ms <= cap);
+
+    // And the device still works afterwards (its counters were kept), back on the grant.
+    let r = dev.wake(&cloud, &cfg);
+    assert!(r.checked_in && r.error.is_none(), "{}", line(0, &r));
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
+}
+
+/// The modem reboots in the middle of a download: the wake ends in a sleep, and the next one
+/// resumes without fetching a stored chunk again.
+#[test]
+fn modem_reboot_mid_download_resumes_next_wake() {
+    use modem_ublox_emu::{Action, Fault, Trigger};
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let mut cfg = tight(&cloud, &keys);
+    cfg.max_extension_ms = 20_000;
+    let img2 = image(40_000, 2);
+    cloud.release(&cloud.sign((2, 0, 0), 2, &img2));
+    let r = dev.wake(&cloud, &cfg); // offer, manifest, staging erase
+    assert_eq!(r.progress, (0, 79));
+    let r = dev.wake_with(&cloud, &cfg, |e| {
+        e.add_fault(Fault::new(
+            Trigger::nth("AT+USORF", 30),
+            Action::Reboot { garbage: vec![0] },
+        ));
+    });
+    eprintln!("{}", line(1, &r));
+    assert!(r.error.is_some() && r.chunks_fetched > 0 && r.chunks_fetched < 79);
+    assert!(matches!(r.end, WakeEnd::Sleep { .. }));
+    let before = r.chunks_fetched;
+    let rest = wake_until_reset(&mut dev, &cloud, &cfg, 10);
+    let fetched: u32 = rest.iter().map(|r| r.chunks_fetched).sum();
+    assert_eq!(before + fetched, 79);
+    assert!(rest.iter().all(|r| r.chunks_refetched == 0));
+    assert_eq!(rest.last().map(|r| r.end), Some(WakeEnd::Reset));
+}
+
+/// Power is cut in the middle of a chunk write (a torn write on the strict flash, retained
+/// memory lost): the next wake repairs, resumes and fetches nothing twice but the chunk that
+/// was in flight; the update completes, installs and confirms.
+#[test]
+fn power_cut_mid_download_resumes_next_wake() {
+    use ota_flash_sim::{Cut, CutKind};
+    for offset in [24u64, 25] {
+        let cloud = Cloud::new();
+        let id = cloud.device(ROOT);
+        let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+        let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+        let keys = cloud.trusted();
+        let cfg = tight(&cloud, &keys);
+        let img2 = image(40_000, 2);
+        let (_, rollout) = cloud.release(&cloud.sign((2, 0, 0), 2, &img2));
+        let r = dev.wake(&cloud, &cfg);
+        assert_eq!(r.progress, (0, 79));
+        let at = dev.flash.stats().ops + offset;
+        dev.flash.schedule_cut(Cut {
+            at,
+            kind: CutKind::Torn,
+        });
+        let r = dev.wake(&cloud, &cfg);
+        eprintln!("cut at +{offset}: {}", line(1, &r));
+        assert!(dev.flash.is_powered_off(), "the cut fired");
+        assert_eq!(r.error, Some(electron_app::WakeError::Flash));
+        assert!(matches!(r.end, WakeEnd::Sleep { .. }));
+        let before = r.chunks_fetched;
+        dev.power_loss();
+        let rest = wake_until_reset(&mut dev, &cloud, &cfg, 12);
+        assert!(!rest[0].retained_valid);
+        assert!(
+            rest[0].checked_in,
+            "counters restart from the flash reservation"
+        );
+        let fetched: u32 = rest.iter().map(|r| r.chunks_fetched).sum();
+        assert!(rest.iter().all(|r| r.chunks_refetched == 0));
+        // The chunk in flight was received once in the cut wake without being counted
+        // there (its write failed): received in all = before + 1 + fetched. It is fetched
+        // again only when the cut tore it (79 + 1), never anything else.
+        assert!(
+            before + 1 + fetched == 79 || before + 1 + fetched == 80,
+            "only the chunk in flight may be fetched again: {before} + 1 + {fetched}"
+        );
+        assert_eq!(rest.last().map(|r| r.end), Some(WakeEnd::Reset));
+        let r = dev.wake(&cloud, &cfg);
+        assert_eq!(r.trial, Some(electron_app::TrialOutcome::Confirmed));
+        assert_eq!(dev.active(img2.len()), &img2[..]);
+        assert_eq!(cloud.progress(rollout).succeeded, 1);
+    }
+}
