@@ -88,6 +88,13 @@ fn update_across_wakes_installs_trial_boots_and_confirms() {
         Some(cloud_proto::Decision::Accept { bytes_done }) if bytes_done > 0
     ));
     assert_eq!(last.progress, (chunks, chunks));
+    // A resumed download the check-in already reported needs no decision round trip: the
+    // last wake sends the check-in, its chunk requests, the Downloaded status, the Goodbye.
+    assert_eq!(
+        last.requests,
+        3 + last.chunks_fetched.div_ceil(8),
+        "{last:?}"
+    );
 
     // Reset: the bootloader installs v2 and boots it on trial. The first trial wake finds
     // no SIM: the trial stays pending (ota-core's bootloader allows 3 boots on trial).
