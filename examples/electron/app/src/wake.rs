@@ -100,6 +100,8 @@ struct Cx<'a, B, F> {
     reset: bool,
     /// The download needs erase work that waits for the modem to be off.
     erase_after_modem: bool,
+    /// The update whose download progress the check-in reported.
+    reported_download: Option<UpdateId>,
 }
 
 /// The link to the cloud over one UDP socket.
@@ -166,6 +168,7 @@ where
         confirm_after_checkin: false,
         reset: false,
         erase_after_modem: false,
+        reported_download: None,
     };
     // Only an NMI could make this fail; the budget then stays unset and every check says
     // "no time left": the wake ends at once in a sleep.
@@ -434,6 +437,7 @@ where
                 }),
                 _ => None,
             };
+            cx.reported_download = download.map(|d| d.update);
             OtaReport {
                 state: ota_state(s.state),
                 result: update_result(s.result),
@@ -569,11 +573,17 @@ where
 {
     let decision = decide(cx, modem, bufs, link, &offer)?;
     cx.report.decision = Some(decision);
-    let msg = Up::UpdateDecision(UpdateDecision {
-        update: offer.update,
-        decision,
-    });
-    expect_ack(cx, modem, link, bufs, &msg)?;
+    // Resuming a download whose progress the check-in just reported: the cloud knows (it
+    // keeps offering an accepted update until it finishes), no answer is needed.
+    let known =
+        matches!(decision, Decision::Accept { .. }) && cx.reported_download == Some(offer.update);
+    if !known {
+        let msg = Up::UpdateDecision(UpdateDecision {
+            update: offer.update,
+            decision,
+        });
+        expect_ack(cx, modem, link, bufs, &msg)?;
+    }
     if !matches!(decision, Decision::Accept { .. }) {
         return Ok(());
     }

@@ -88,8 +88,29 @@ fn update_across_wakes_installs_trial_boots_and_confirms() {
         Some(cloud_proto::Decision::Accept { bytes_done }) if bytes_done > 0
     ));
     assert_eq!(last.progress, (chunks, chunks));
+    // A resumed download the check-in already reported needs no decision round trip: the
+    // last wake sends the check-in, its chunk requests, the Downloaded status, the Goodbye.
+    assert_eq!(
+        last.requests,
+        3 + last.chunks_fetched.div_ceil(8),
+        "{last:?}"
+    );
 
-    // Reset: the bootloader installs v2 and boots it on trial; the wake confirms it.
+    // Reset: the bootloader installs v2 and boots it on trial. The first trial wake finds
+    // no SIM: the trial stays pending (ota-core's bootloader allows 3 boots on trial).
+    let r = dev.wake_with(&cloud, &cfg, |e| {
+        use modem_ublox_emu::{Action, ErrorReply, Fault, Trigger};
+        e.add_fault(Fault::new(
+            Trigger::every("AT+CPIN?"),
+            Action::Fail(ErrorReply::Cme(10)),
+        ));
+    });
+    eprintln!("{}", line(98, &r));
+    assert!(dev.boot.is_some_and(|b| b.is_trial()));
+    assert_eq!(r.running, fw((2, 0, 0)));
+    assert_eq!(r.trial, Some(electron_app::TrialOutcome::Pending));
+    assert!(matches!(r.end, WakeEnd::Sleep { .. }));
+    // The next wake, still on trial, checks in and confirms.
     let r = dev.wake(&cloud, &cfg);
     eprintln!("{}", line(99, &r));
     assert!(dev.boot.is_some_and(|b| b.is_trial()));
@@ -322,4 +343,35 @@ fn power_cut_mid_download_resumes_next_wake() {
         assert_eq!(dev.active(img2.len()), &img2[..]);
         assert_eq!(cloud.progress(rollout).succeeded, 1);
     }
+}
+
+/// An offer on a low battery is deferred with that reason, and the server counts the device
+/// as deferred; nothing is downloaded.
+#[test]
+fn low_battery_defers_the_offer() {
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(10_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = tight(&cloud, &keys);
+    let (_, rollout) = cloud.release(&cloud.sign((2, 0, 0), 2, &image(20_000, 2)));
+    dev.battery_mv = 3_300;
+    let r = dev.wake(&cloud, &cfg);
+    eprintln!("{}", line(0, &r));
+    assert!(r.offer.is_some());
+    assert_eq!(
+        r.decision,
+        Some(cloud_proto::Decision::Defer {
+            retry_in_s: cfg.defer_retry_s,
+            reason: cloud_proto::DeferReason::LowBattery,
+        })
+    );
+    assert_eq!(
+        (r.chunks_fetched, r.manifest_chunks, r.erase_steps),
+        (0, 0, 0)
+    );
+    assert_eq!(r.error, None);
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 900_000 });
+    assert_eq!(cloud.progress(rollout).deferred, 1);
 }
