@@ -1,24 +1,22 @@
 //! `electron-sim`: the Electron story on loopback. A thin layer over the `electron_sim`
 //! library: options → [`Scenario`] → [`Simulation::setup`] → the wake loop → report.
 //!
-//! The wake loop is the `electron-app` crate's wake cycle, not plugged in yet: until it is,
-//! this sets everything up, prints the plan and exits with status 2 without simulating
-//! anything (no fake story, no summary).
+//! The wake loop is [`electron_sim::story::play`]: the `electron-app` wake cycle on the
+//! virtual Electron, part 1 (v2 queued while asleep, downloaded across wakes, installed,
+//! confirmed) then part 2 (v3 fails its self-check and is rolled back).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use electron_sim::cloud::V2;
 use electron_sim::faults::FaultPlan;
 use electron_sim::link::LinkConfig;
 use electron_sim::sim::{Scenario, Simulation};
+use electron_sim::story::{self, StoryOptions};
 use ota_cloud::Share;
 
 /// Exit status when the run could not be set up (bad option, server, socket).
 const EXIT_SETUP: u8 = 3;
-/// Exit status while the wake cycle is not wired in.
-const EXIT_NOT_WIRED: u8 = 2;
 
 /// A virtual Particle Electron that sleeps, wakes, checks in with an in-process ota-cloud over
 /// a shaped loopback link, and takes the update queued while it slept.
@@ -31,8 +29,11 @@ struct Cli {
     /// Awake budget of one wake, in ms.
     #[arg(long, default_value_t = 10_000)]
     awake_budget_ms: u32,
-    /// Manifest chunk size in bytes (a power of two, 256..=65536).
-    #[arg(long, default_value_t = 1024)]
+    /// The most the cloud's awake extension may add to a wake that works on an update, ms.
+    #[arg(long, default_value_t = 20_000)]
+    max_extension_ms: u32,
+    /// Manifest chunk size in bytes: 256 or 512 (a chunk fits one 1024-byte SARA datagram).
+    #[arg(long, default_value_t = 512)]
     chunk_size: u32,
     /// Link rate in bytes per second each way (0: unlimited, no air time charged).
     #[arg(long, default_value_t = 10_000)]
@@ -59,6 +60,9 @@ struct Cli {
     /// Keep the server and its data directory after the story, for the `ota-cloud` CLI.
     #[arg(long)]
     keep_serving: bool,
+    /// Play only the update (skip the second part: v3 failing its self-check).
+    #[arg(long)]
+    no_rollback: bool,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -72,6 +76,7 @@ impl Cli {
         Ok(Scenario {
             image_size: self.image_size,
             awake_budget_ms: self.awake_budget_ms,
+            max_extension_ms: self.max_extension_ms,
             chunk_size: self.chunk_size,
             link: LinkConfig {
                 rate_bytes_per_s: (self.link_rate > 0).then_some(self.link_rate),
@@ -97,6 +102,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
+    if scenario.fleet > 1 {
+        eprintln!("electron-sim: --fleet above 1 is not played yet (the story runs one device)");
+        return ExitCode::from(EXIT_SETUP);
+    }
     let mut sim = match Simulation::setup(&scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -104,18 +113,55 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    if let Err(e) = sim.queue_release(V2) {
-        eprintln!("electron-sim: queueing v2 failed: {e}");
-        return ExitCode::from(EXIT_SETUP);
-    }
     print!("{}", sim.plan());
-    eprintln!(
-        "electron-sim: the wake cycle (examples/electron/app) is not wired into the simulation \
-         yet: nothing was simulated{}",
-        if cli.json.is_some() {
-            "; no summary written"
+    println!();
+    let opts = StoryOptions {
+        rollback: !cli.no_rollback,
+        ..StoryOptions::default()
+    };
+    let outcome = match story::play(&mut sim, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("electron-sim: the story could not be played: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    println!("── part 1: v2 queued while the device sleeps ──");
+    print!("{}", sim.report.timeline());
+    if outcome.rollback.is_some() {
+        println!("\n── part 2: v3 fails its self-check and is rolled back ──");
+        print!("{}", outcome.rollback_timeline);
+    }
+    println!("\n── summary (part 1) ──");
+    print!("{}", outcome.summary.table());
+    print!("{}", outcome.figures());
+    if let Some(r) = &outcome.rollback {
+        println!("\n── summary (part 2) ──");
+        print!("{}", r.summary.table());
+    }
+    for v in &outcome.violations {
+        eprintln!("electron-sim: modem interface violation: {v}");
+    }
+    if let Some(path) = &cli.json {
+        let text = match serde_json::to_string_pretty(&outcome) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("electron-sim: --json: {e}");
+                return ExitCode::from(EXIT_SETUP);
+            }
+        };
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("electron-sim: --json {}: {e}", path.display());
+            return ExitCode::from(EXIT_SETUP);
+        }
+    }
+    let code = outcome.exit_code();
+    println!(
+        "\n{}",
+        if code == 0 {
+            "story: v2 confirmed"
         } else {
-            ""
+            "story: FAILED (see the summary)"
         }
     );
     if cli.keep_serving {
@@ -130,5 +176,5 @@ fn main() -> ExitCode {
             std::thread::park();
         }
     }
-    ExitCode::from(EXIT_NOT_WIRED)
+    ExitCode::from(code)
 }

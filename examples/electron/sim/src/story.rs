@@ -1,0 +1,871 @@
+//! The story, played: wakes of the virtual Electron ([`crate::electron::run_wake`]) against
+//! the in-process cloud, turned into the timeline and the summary.
+//!
+//! 1. **Update** ([`play`]): two wakes with nothing pending; v2 queued while the device
+//!    sleeps; wakes until v2 is confirmed (the check-in that learns of it, the download
+//!    spread over wakes by the awake budget, the fault plan's power cuts, the bootloader's
+//!    install at the reset, the trial boot and the confirm); one wake more with nothing
+//!    pending.
+//! 2. **Rollback** (when [`StoryOptions::rollback`]): v3 queued; wakes until its trial boot
+//!    fails the self-check, the wake marks it failed and reports it, and the bootloader
+//!    reverts to v2; the server's record of the failure is read back.
+//!
+//! After every wake the active slot is compared byte for byte with the image the bootloader
+//! booted, and a confirmed image booting anything older counts as a lost image.
+
+use core::time::Duration;
+
+use electron_app::{Buffers, TrialOutcome, WakeEnd, WakeReport};
+use ota_cloud::{RolloutId, Share, Target};
+use ota_core::Phase;
+use serde::Serialize;
+
+use crate::cloud::{CloudError, V2, V3};
+use crate::electron::{
+    app_config, provision_identity, run_wake, sim_version, BootOutcome, WakeOutcome,
+};
+use crate::link::LinkStats;
+use crate::report::{
+    Bytes, EventKind, Report, ServerSummary, SimVersion, Summary, Traffic, WakeCause,
+};
+use crate::sim::Simulation;
+
+/// How the story is played.
+#[derive(Debug, Clone, Copy)]
+pub struct StoryOptions {
+    /// Play the second part (v3 fails its self-check and is rolled back).
+    pub rollback: bool,
+    /// The most wakes one part may take before the story gives up (a bound, not a goal).
+    pub max_wakes: u32,
+}
+
+impl Default for StoryOptions {
+    fn default() -> Self {
+        Self {
+            rollback: true,
+            max_wakes: 2_000,
+        }
+    }
+}
+
+/// Why the story could not be played to its end (distinct from a story that ends badly,
+/// which the summary reports).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoryError {
+    /// The cloud (queueing a release, reading a view).
+    Cloud(CloudError),
+    /// Writing the identity into a device's flash.
+    Identity(electron_app::IdentityError),
+}
+
+impl core::fmt::Display for StoryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Cloud(e) => write!(f, "cloud: {e}"),
+            Self::Identity(e) => write!(f, "identity: {e:?}"),
+        }
+    }
+}
+
+impl std::error::Error for StoryError {}
+
+impl From<CloudError> for StoryError {
+    fn from(e: CloudError) -> Self {
+        Self::Cloud(e)
+    }
+}
+
+/// The cost of one wake with nothing pending, on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct IdleWake {
+    /// UDP payload bytes up.
+    pub bytes_up: u64,
+    /// UDP payload bytes down.
+    pub bytes_down: u64,
+    /// Datagrams up.
+    pub datagrams_up: u64,
+    /// Datagrams down.
+    pub datagrams_down: u64,
+    /// Requests the app sent (the check-in round trip and the unanswered-for Goodbye).
+    pub requests: u32,
+    /// Round trips (requests waited for: the requests minus the Goodbye).
+    pub round_trips: u32,
+    /// Awake time, ms (modem power-up and registration included).
+    pub awake_ms: u64,
+}
+
+/// What the update took, from the wake that learned of it to the reset into the install.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct DownloadFigures {
+    /// Wakes from the offer to the reset that installs (both included).
+    pub wakes: u32,
+    /// Their awake time, s.
+    pub awake_s: f64,
+    /// Chunks of the image.
+    pub chunks_total: u32,
+    /// Chunk writes the app reported (a chunk written again after a cut counts twice).
+    pub chunks_written: u32,
+    /// Chunks received that were already stored.
+    pub chunks_duplicate: u32,
+    /// Retransmissions.
+    pub retransmissions: u32,
+    /// Every byte of those wakes on the link, both ways, payload (the update's wakes'
+    /// check-ins included).
+    pub link_bytes: u64,
+    /// The same with 28 bytes of IPv4+UDP header per delivered datagram.
+    pub billed_bytes: u64,
+}
+
+/// The second part's end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackOutcome {
+    /// Its own summary (expected: v2 confirmed).
+    pub summary: Summary,
+    /// The v3 rollout's failures on the server.
+    pub server_failed: u64,
+    /// The v3 rollout's successes on the server (expected 0).
+    pub server_succeeded: u64,
+    /// The self-check failed on a trial boot of v3.
+    pub self_check_failed: bool,
+    /// The bootloader reverted to v2.
+    pub rolled_back: bool,
+}
+
+impl RollbackOutcome {
+    /// The part ended as it must: v3 failed, rolled back, the server recorded the failure,
+    /// v2 runs confirmed.
+    pub fn succeeded(&self) -> bool {
+        self.self_check_failed
+            && self.rolled_back
+            && self.server_failed >= 1
+            && self.server_succeeded == 0
+            && self.summary.succeeded()
+    }
+}
+
+/// The whole run, as `--json` writes it: the update part's [`Summary`] (its fields at the top
+/// level), then the figures and the second part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoryOutcome {
+    /// The update part's summary.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// One wake with nothing pending (the second wake of the run).
+    pub idle_wake: Option<IdleWake>,
+    /// The update's download.
+    pub download: DownloadFigures,
+    /// Boots whose active slot did not hold, byte for byte, the image they booted.
+    pub image_mismatches: u32,
+    /// Boots that ran an image older than one already confirmed (a confirmed image lost).
+    pub confirmed_lost: u32,
+    /// The interface violations the emulator recorded, as text.
+    pub violations: Vec<String>,
+    /// The second part, when played.
+    pub rollback: Option<RollbackOutcome>,
+    /// The rollback part's timeline (the update part's is the simulation's report).
+    #[serde(skip)]
+    pub rollback_timeline: String,
+}
+
+impl StoryOutcome {
+    /// 0 when v2 ends confirmed (in both parts, when the second is played), the images
+    /// were never lost or torn and the modem's interface was never broken; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        let ok = self.summary.succeeded()
+            && self.image_mismatches == 0
+            && self.confirmed_lost == 0
+            && self.violations.is_empty()
+            && self
+                .rollback
+                .as_ref()
+                .is_none_or(RollbackOutcome::succeeded);
+        u8::from(!ok)
+    }
+
+    /// The figures as text (after the summary table).
+    pub fn figures(&self) -> String {
+        let mut s = String::new();
+        if let Some(i) = self.idle_wake {
+            s.push_str(&format!(
+                "{:<28} {} B up / {} B down in {}+{} datagrams, {} round trip(s), awake {:.1} s\n",
+                "idle wake",
+                i.bytes_up,
+                i.bytes_down,
+                i.datagrams_up,
+                i.datagrams_down,
+                i.round_trips,
+                i.awake_ms as f64 / 1000.0
+            ));
+        }
+        let d = self.download;
+        s.push_str(&format!(
+            "{:<28} {} wakes, {:.1} s awake, {} chunk writes for {} chunks, {} duplicates, {} retransmissions\n",
+            "download", d.wakes, d.awake_s, d.chunks_written, d.chunks_total, d.chunks_duplicate, d.retransmissions
+        ));
+        s.push_str(&format!(
+            "{:<28} {} B payload, {} B with IP/UDP headers\n",
+            "download wakes on the air", d.link_bytes, d.billed_bytes
+        ));
+        s.push_str(&format!(
+            "{:<28} {} torn or mismatched, {} confirmed image(s) lost\n",
+            "active slot checks", self.image_mismatches, self.confirmed_lost
+        ));
+        if let Some(r) = &self.rollback {
+            s.push_str(&format!(
+                "{:<28} self-check failed {}, rolled back {}, server: {} failed / {} succeeded, final {}\n",
+                "v3 rollback",
+                r.self_check_failed,
+                r.rolled_back,
+                r.server_failed,
+                r.server_succeeded,
+                r.summary
+                    .final_version
+                    .map_or_else(|| "none".into(), |v| format!("v{v}"))
+            ));
+        }
+        s
+    }
+}
+
+/// Per-download bookkeeping across wakes.
+#[derive(Debug, Default)]
+struct Track {
+    /// Chunks written across the download (rewrites included).
+    written: u32,
+    /// Rewrites counted as re-fetched so far.
+    rewrites: u32,
+    total: u32,
+    /// The server's id of the update.
+    update: Option<cloud_proto::UpdateId>,
+}
+
+/// The story's state between wakes.
+struct Driver<'s> {
+    sim: &'s mut Simulation,
+    bufs: Box<Buffers>,
+    cause: WakeCause,
+    /// Check-in cost of a wake with nothing pending (the baseline the update's bytes are
+    /// counted above).
+    baseline: Option<(u64, u64)>,
+    idle: Option<IdleWake>,
+    track: Track,
+    /// Newest confirmed version seen.
+    confirmed: Option<SimVersion>,
+    trial_version: Option<SimVersion>,
+    image_mismatches: u32,
+    confirmed_lost: u32,
+    violations: Vec<String>,
+    resets: u32,
+    awake: Duration,
+    stop: bool,
+}
+
+impl Driver<'_> {
+    /// One reset of device 0, recorded in `report`.
+    fn wake(&mut self, report: &mut Report, arm_download: bool) -> WakeOutcome {
+        let keys = [self.sim.cloud.trusted_key()];
+        let hw = self.sim.cloud.hardware_id();
+        let budget = self.sim.scenario.awake_budget_ms;
+        let ext = self.sim.scenario.max_extension_ms;
+        let dev = &mut self.sim.devices[0];
+        let cfg = app_config(dev, hw, &keys, budget, ext);
+        let o = run_wake(dev, &cfg, &self.sim.link, &mut self.bufs, arm_download);
+        self.resets += 1;
+        self.awake += o.awake();
+        self.check_slot(&o);
+        self.record(report, &o);
+        self.cause = if o.cut.is_some() {
+            WakeCause::AfterPowerCut
+        } else {
+            match o.report.map(|r| r.end) {
+                Some(WakeEnd::Reset) | None => WakeCause::AfterInstall,
+                Some(WakeEnd::Sleep { .. }) => WakeCause::Alarm,
+            }
+        };
+        o
+    }
+
+    /// The active slot holds exactly the image booted; nothing older than a confirmed image
+    /// boots.
+    fn check_slot(&mut self, o: &WakeOutcome) {
+        let BootOutcome::Booted { target, .. } = o.boot else {
+            return;
+        };
+        let dev = &self.sim.devices[0];
+        let Some(v) = dev.running_image().map(|m| m.version) else {
+            self.image_mismatches += 1;
+            return;
+        };
+        let start = dev.layout.active.start as usize;
+        let intact = self.sim.cloud.image(v).is_ok_and(|img| {
+            dev.flash
+                .sim()
+                .contents()
+                .get(start..start + img.image.len())
+                == Some(&img.image[..])
+        });
+        if !intact {
+            self.image_mismatches += 1;
+        }
+        if !target.is_trial() {
+            if let Some(c) = self.confirmed {
+                if v < c {
+                    self.confirmed_lost += 1;
+                }
+            }
+            if self.confirmed.is_none_or(|c| v > c) {
+                self.confirmed = Some(v);
+            }
+        }
+    }
+
+    fn record(&mut self, rep: &mut Report, o: &WakeOutcome) {
+        let wake = o.wake;
+        let (t0, t1) = (o.started, o.ended);
+        let none = Bytes::default();
+        let mut push = |at: Duration, kind: EventKind, traffic: Traffic, bytes: Bytes| {
+            rep.push(wake, at, kind, traffic, bytes);
+        };
+        // The plan's modem faults were added first, so their emulator indices are the plan's;
+        // later ones are the switch-offs of power cuts (their own line).
+        let planned = &self.sim.scenario.faults.modem;
+        for f in &o.modem_faults {
+            if let Some(m) = planned.get(f.index) {
+                let at = Duration::from_micros(f.at_us);
+                push(
+                    at,
+                    EventKind::ModemFault {
+                        spec: m.spec.clone(),
+                    },
+                    Traffic::CheckIn,
+                    none,
+                );
+            }
+        }
+        let r = match (o.boot, o.report) {
+            (BootOutcome::Booted { from, target }, Some(r)) => {
+                let running = sim_version(r.running);
+                match from {
+                    Phase::Installing if target.is_trial() => {
+                        push(
+                            t0,
+                            EventKind::Installed { version: running },
+                            Traffic::Update,
+                            none,
+                        );
+                        self.trial_version = Some(running);
+                    }
+                    Phase::Reverting | Phase::Trial if !target.is_trial() => {
+                        if let Some(from) = self.trial_version.take() {
+                            if from != running {
+                                push(
+                                    t0,
+                                    EventKind::RolledBack { from, to: running },
+                                    Traffic::Update,
+                                    none,
+                                );
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                push(
+                    t0,
+                    EventKind::WakeStarted {
+                        cause: self.cause,
+                        running,
+                        trial: target.is_trial(),
+                    },
+                    Traffic::CheckIn,
+                    none,
+                );
+                r
+            }
+            (boot, _) => {
+                if o.cut.is_none() {
+                    push(
+                        t0,
+                        EventKind::Note {
+                            text: format!("BOOTLOADER FAILED: {boot:?}"),
+                        },
+                        Traffic::CheckIn,
+                        none,
+                    );
+                    self.stop = true;
+                } else {
+                    push(
+                        t0,
+                        EventKind::Note {
+                            text: "bootloader: install under way".into(),
+                        },
+                        Traffic::Update,
+                        none,
+                    );
+                }
+                if let Some(c) = o.cut {
+                    push(
+                        t1,
+                        EventKind::PowerCut {
+                            phase: c.phase,
+                            at_op: c.at_op,
+                        },
+                        Traffic::Update,
+                        none,
+                    );
+                }
+                return;
+            }
+        };
+        // Bytes: a wake with nothing pending is the check-in's; above that, the update's.
+        let total = Bytes {
+            up: o.link.up_bytes,
+            down: o.link.down_bytes,
+        };
+        let update_work = r.offer.is_some()
+            || r.chunks_fetched > 0
+            || r.manifest_chunks > 0
+            || r.install_marked
+            || r.trial.is_some()
+            || r.decision.is_some();
+        let (checkin, update) = match (update_work, self.baseline) {
+            (true, Some((bu, bd))) => (
+                Bytes {
+                    up: total.up.min(bu),
+                    down: total.down.min(bd),
+                },
+                Bytes {
+                    up: total.up.saturating_sub(bu),
+                    down: total.down.saturating_sub(bd),
+                },
+            ),
+            _ => (total, Bytes::default()),
+        };
+        if !update_work && r.checked_in && r.error.is_none() && self.baseline.is_none() {
+            self.baseline = Some((total.up, total.down));
+        }
+        if !update_work
+            && r.checked_in
+            && r.error.is_none()
+            && r.retained_valid
+            && self.idle.is_none()
+        {
+            self.idle = Some(IdleWake {
+                bytes_up: total.up,
+                bytes_down: total.down,
+                datagrams_up: o.link.up_datagrams,
+                datagrams_down: o.link.down_datagrams,
+                requests: r.requests,
+                round_trips: r.requests.saturating_sub(1),
+                awake_ms: o.awake().as_millis() as u64,
+            });
+        }
+        let mut update_left = Some(update);
+        let mut take = || update_left.take().unwrap_or_default();
+        if let Some(t) = r.trial {
+            match t {
+                TrialOutcome::Failed => push(
+                    t1,
+                    EventKind::SelfCheckFailed {
+                        version: sim_version(r.running),
+                    },
+                    Traffic::Update,
+                    none,
+                ),
+                TrialOutcome::Pending => push(
+                    t1,
+                    EventKind::Trial {
+                        version: sim_version(r.running),
+                    },
+                    Traffic::Update,
+                    none,
+                ),
+                TrialOutcome::Confirmed => {}
+            }
+        }
+        if r.publishes_acked > 0 {
+            push(
+                t1,
+                EventKind::Published {
+                    readings: r.publishes_acked,
+                },
+                Traffic::CheckIn,
+                none,
+            );
+        }
+        if r.checked_in {
+            push(
+                t1,
+                EventKind::CheckedIn {
+                    offer: r.offer.is_some(),
+                },
+                Traffic::CheckIn,
+                checkin,
+            );
+        }
+        if r.trial == Some(TrialOutcome::Confirmed) {
+            push(
+                t1,
+                EventKind::Confirmed {
+                    version: sim_version(r.running),
+                },
+                Traffic::Update,
+                take(),
+            );
+        }
+        if let Some((_, v, size)) = r.offer {
+            push(
+                t1,
+                EventKind::Offer {
+                    version: sim_version(v),
+                    image_size: size,
+                },
+                Traffic::Update,
+                none,
+            );
+            if let Some(d) = r.decision {
+                push(
+                    t1,
+                    EventKind::Note {
+                        text: format!("decision: {d:?}"),
+                    },
+                    Traffic::Update,
+                    none,
+                );
+            }
+        }
+        let mut vetoes = Vec::new();
+        if r.offer.is_some() {
+            vetoes.push("update-pending");
+        }
+        if r.chunks_fetched > 0 || r.manifest_chunks > 0 {
+            vetoes.push("download");
+        }
+        if r.erase_steps > 0 || r.chunks_fetched > 0 || r.install_marked {
+            vetoes.push("flash-write (critical)");
+        }
+        if !vetoes.is_empty() {
+            push(
+                t1,
+                EventKind::SleepVetoed {
+                    veto: vetoes.join(", "),
+                },
+                Traffic::Update,
+                none,
+            );
+        }
+        if r.erase_steps > 0 {
+            push(
+                t1,
+                EventKind::Note {
+                    text: format!(
+                        "erase work: {} step(s), {} KiB",
+                        r.erase_steps,
+                        r.erased_bytes / 1024
+                    ),
+                },
+                Traffic::Update,
+                none,
+            );
+        }
+        let (done, total_chunks) = r.progress;
+        if total_chunks > 0 && (r.chunks_fetched > 0 || r.chunks_refetched > 0) {
+            let update = r.offer.map(|o| o.0);
+            if self.track.total != total_chunks || self.track.update != update {
+                self.track = Track {
+                    total: total_chunks,
+                    update,
+                    ..Track::default()
+                };
+            }
+            self.track.written += r.chunks_fetched;
+            let excess = self.track.written.saturating_sub(total_chunks);
+            let rewrites = excess.saturating_sub(self.track.rewrites);
+            self.track.rewrites = excess;
+            let chunk = self.sim.scenario.chunk_size;
+            let image = r.offer.map_or(0, |o| o.2);
+            push(
+                t1,
+                EventKind::Chunks {
+                    first: done.saturating_sub(r.chunks_fetched),
+                    count: r.chunks_fetched,
+                    refetched: r.chunks_refetched + rewrites,
+                    done_bytes: (done * chunk).min(if image > 0 { image } else { u32::MAX }),
+                    total_bytes: if image > 0 {
+                        image
+                    } else {
+                        total_chunks * chunk
+                    },
+                },
+                Traffic::Update,
+                take(),
+            );
+        }
+        if r.install_marked {
+            push(t1, EventKind::Verified, Traffic::Update, take());
+        }
+        if let Some(c) = o.cut {
+            push(
+                t1,
+                EventKind::PowerCut {
+                    phase: c.phase,
+                    at_op: c.at_op,
+                },
+                Traffic::Update,
+                none,
+            );
+        }
+        let leftover = take();
+        if leftover.total() > 0 {
+            push(
+                t1,
+                EventKind::Note {
+                    text: "update status".into(),
+                },
+                Traffic::Update,
+                leftover,
+            );
+        }
+        if let Some(e) = r.error {
+            push(
+                t1,
+                EventKind::Note {
+                    text: format!("wake error: {e}"),
+                },
+                Traffic::CheckIn,
+                none,
+            );
+        }
+        if r.forced {
+            push(
+                t1,
+                EventKind::Note {
+                    text: "awake budget spent: the deferrable vetoes are overridden".into(),
+                },
+                Traffic::CheckIn,
+                none,
+            );
+        }
+        if !r.checked_in {
+            // Bytes of a wake that never checked in (lost datagrams, faults) still count.
+            if total.total() > 0 {
+                push(
+                    t1,
+                    EventKind::Note {
+                        text: "no check-in".into(),
+                    },
+                    Traffic::CheckIn,
+                    total,
+                );
+            }
+        }
+        for v in &o.violations {
+            let text = format!("{v:?}");
+            self.violations.push(text.clone());
+            push(
+                t1,
+                EventKind::ModemViolation { text },
+                Traffic::CheckIn,
+                none,
+            );
+        }
+        match (o.cut, r.end) {
+            (Some(_), _) => {}
+            (None, WakeEnd::Sleep { ms }) => push(
+                t1,
+                EventKind::Slept {
+                    seconds: ms / 1000,
+                    awake_ms: o.awake().as_millis() as u64,
+                },
+                Traffic::CheckIn,
+                none,
+            ),
+            (None, WakeEnd::Reset) => push(
+                t1,
+                EventKind::Note {
+                    text: format!(
+                        "reset into the bootloader (awake {:.3} s)",
+                        o.awake().as_secs_f64()
+                    ),
+                },
+                Traffic::CheckIn,
+                none,
+            ),
+        }
+    }
+
+    fn summary(
+        &self,
+        report: &Report,
+        expected: SimVersion,
+        resets: u32,
+        awake: Duration,
+    ) -> Result<Summary, StoryError> {
+        let mut s = report.summary(expected, self.sim.scenario.image_size as u32);
+        s.wakes = resets;
+        s.awake_s = awake.as_secs_f64();
+        s.modem_violations = self.violations.len() as u32;
+        let id = self.sim.devices[0].credentials.id;
+        s.server = self.sim.cloud.device_view(id)?.map(ServerSummary::from);
+        Ok(s)
+    }
+}
+
+fn queued(sim: &Simulation, rep: &mut Report, version: SimVersion) {
+    let dev = &sim.devices[0];
+    rep.push(
+        dev.wake(),
+        dev.clock.now(),
+        EventKind::ReleaseQueued {
+            version,
+            share_bp: Share::ALL.bp(),
+        },
+        Traffic::CheckIn,
+        Bytes::default(),
+    );
+}
+
+/// Plays the story on device 0 of `sim` (see the [module docs](self)); the update part's
+/// timeline is `sim.report`.
+///
+/// # Errors
+/// [`StoryError`] when the cloud fails or the identity cannot be written; a story that ends
+/// badly is an `Ok` whose [`StoryOutcome::exit_code`] is 1.
+///
+/// Cost: every wake's (see [`run_wake`]); a few ms of real time per wake for the link relay.
+pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, StoryError> {
+    for d in &mut sim.devices {
+        provision_identity(d).map_err(StoryError::Identity)?;
+    }
+    let mut d = Driver {
+        sim,
+        bufs: Box::new(Buffers::new()),
+        cause: WakeCause::PowerOn,
+        baseline: None,
+        idle: None,
+        track: Track::default(),
+        confirmed: None,
+        trial_version: None,
+        image_mismatches: 0,
+        confirmed_lost: 0,
+        violations: Vec::new(),
+        resets: 0,
+        awake: Duration::ZERO,
+        stop: false,
+    };
+    let mut rep = core::mem::take(&mut d.sim.report);
+
+    // Part 1: two wakes with nothing pending, v2 queued while asleep, the update.
+    for _ in 0..2 {
+        d.wake(&mut rep, false);
+    }
+    d.sim.queue_release(V2)?;
+    // queue_release recorded the event in the simulation's report: move it to ours.
+    for e in d.sim.report.events() {
+        rep.push(
+            e.wake,
+            Duration::from_millis(e.at_ms),
+            e.kind.clone(),
+            e.traffic,
+            Bytes {
+                up: e.up,
+                down: e.down,
+            },
+        );
+    }
+    d.sim.report = Report::new();
+    let mut download = DownloadFigures::default();
+    let mut offered = false;
+    let mut installing = false;
+    let mut confirmed = false;
+    for _ in 0..opts.max_wakes {
+        let o = d.wake(&mut rep, !installing);
+        if let Some(r) = o.report {
+            offered |= r.offer.is_some();
+            if offered && !installing {
+                add_download(&mut download, &o, &r);
+            }
+            installing |= r.install_marked;
+            if r.trial == Some(TrialOutcome::Confirmed) && sim_version(r.running) == V2 {
+                confirmed = true;
+            }
+        } else if offered && !installing {
+            download.wakes += 1;
+            download.awake_s += o.awake().as_secs_f64();
+        }
+        if confirmed || d.stop {
+            break;
+        }
+    }
+    download.chunks_total = d.track.total;
+    if confirmed {
+        d.wake(&mut rep, false);
+    }
+    let (resets, awake) = (d.resets, d.awake);
+    let summary = d.summary(&rep, V2, resets, awake)?;
+
+    // Part 2: v3 fails its self-check and is rolled back.
+    let mut rollback = None;
+    let mut rollback_timeline = String::new();
+    if opts.rollback && confirmed && !d.stop {
+        let mut rep2 = Report::new();
+        let (r0, a0) = (d.resets, d.awake);
+        let v3 = d.sim.cloud.queue_release(V3, Target::Product, Share::ALL)?;
+        queued(d.sim, &mut rep2, V3);
+        let (mut failed, mut rolled) = (false, false);
+        for _ in 0..opts.max_wakes {
+            let o = d.wake(&mut rep2, false);
+            if let Some(r) = o.report {
+                failed |= r.trial == Some(TrialOutcome::Failed) && sim_version(r.running) == V3;
+                if failed && r.trial.is_none() && sim_version(r.running) == V2 {
+                    rolled = true;
+                }
+            }
+            if rolled || d.stop {
+                break;
+            }
+        }
+        let summary = d.summary(&rep2, V2, d.resets - r0, d.awake - a0)?;
+        let p = progress(d.sim, v3)?;
+        rollback_timeline = rep2.timeline();
+        rollback = Some(RollbackOutcome {
+            summary,
+            server_failed: p.0,
+            server_succeeded: p.1,
+            self_check_failed: failed,
+            rolled_back: rolled,
+        });
+    }
+    d.sim.report = rep;
+    Ok(StoryOutcome {
+        summary,
+        idle_wake: d.idle,
+        download,
+        image_mismatches: d.image_mismatches,
+        confirmed_lost: d.confirmed_lost,
+        violations: d.violations,
+        rollback,
+        rollback_timeline,
+    })
+}
+
+fn add_download(d: &mut DownloadFigures, o: &WakeOutcome, r: &WakeReport) {
+    d.wakes += 1;
+    d.awake_s += o.awake().as_secs_f64();
+    d.chunks_written += r.chunks_fetched;
+    d.chunks_duplicate += r.chunks_refetched;
+    d.retransmissions += r.retransmissions;
+    d.link_bytes += o.link.total_bytes();
+    d.billed_bytes += billed(&o.link);
+}
+
+fn billed(l: &LinkStats) -> u64 {
+    l.billed_bytes()
+}
+
+fn progress(sim: &Simulation, rollout: RolloutId) -> Result<(u64, u64), StoryError> {
+    Ok(sim
+        .cloud
+        .rollout_progress(rollout)?
+        .map_or((0, 0), |p| (p.failed, p.succeeded)))
+}

@@ -1,0 +1,174 @@
+//! The story end to end: the `electron-app` wake cycle on the virtual Electron, against the
+//! in-process `ota-cloud`, over several seeds and fault plans (power cuts mid-download and
+//! mid-install, a lossy link, a modem reboot). Each run must end with v2 confirmed, never lose
+//! or tear a confirmed image, write no chunk twice but the one in flight at a cut, and (part
+//! 2) roll v3 back to v2 with the server recording the failure. Small images keep it quick;
+//! nothing here reads a wall clock.
+
+use electron_sim::cloud::{V1, V2, V3};
+use electron_sim::faults::{CutPhase, FaultPlan};
+use electron_sim::link::LinkConfig;
+use electron_sim::report::EventKind;
+use electron_sim::sim::{Scenario, Simulation};
+use electron_sim::story::{play, StoryOptions, StoryOutcome};
+
+/// 48 chunks of 512 bytes; a 12 s budget without extension takes 8 to 24 chunks a wake.
+fn scenario(seed: u64, faults: &str, loss: f64) -> Scenario {
+    Scenario {
+        image_size: 24 * 1024,
+        awake_budget_ms: 12_000,
+        max_extension_ms: 0,
+        chunk_size: 512,
+        link: LinkConfig {
+            rate_bytes_per_s: Some(10_000),
+            loss,
+            seed,
+        },
+        faults: FaultPlan::parse(faults).unwrap(),
+        seed,
+        ..Scenario::default()
+    }
+}
+
+fn run(s: &Scenario, rollback: bool) -> (Simulation, StoryOutcome) {
+    let mut sim = Simulation::setup(s).unwrap();
+    let out = play(
+        &mut sim,
+        StoryOptions {
+            rollback,
+            max_wakes: 300,
+        },
+    )
+    .unwrap();
+    eprintln!("{}", sim.report.timeline());
+    eprintln!("{}", out.rollback_timeline);
+    eprintln!("{}{}", out.summary.table(), out.figures());
+    (sim, out)
+}
+
+fn cuts(sim: &Simulation, phase: CutPhase) -> usize {
+    sim.report
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::PowerCut { phase: p, .. } if p == phase))
+        .count()
+}
+
+/// What every run must show.
+fn assert_story(
+    sim: &Simulation,
+    out: &StoryOutcome,
+    planned_download: usize,
+    planned_install: usize,
+) {
+    let s = &out.summary;
+    assert_eq!(s.final_version, Some(V2), "v2 must end the update part");
+    assert!(s.final_confirmed, "v2 must be confirmed");
+    assert!(out.violations.is_empty(), "{:?}", out.violations);
+    assert_eq!(
+        out.image_mismatches, 0,
+        "an active slot held a torn image at boot"
+    );
+    assert_eq!(out.confirmed_lost, 0, "a confirmed image was lost");
+    let server = s.server.expect("the server knows the device");
+    assert_eq!(server.running, Some(V2));
+    assert_eq!(server.lwm2m_result, 1, "the server records the success");
+    // The planned cuts fired where planned.
+    let (dl, inst) = (cuts(sim, CutPhase::Download), cuts(sim, CutPhase::Install));
+    assert_eq!((dl, inst), (planned_download, planned_install));
+    assert_eq!(s.power_cuts as usize, dl + inst);
+    // No chunk applied twice: only the chunk in flight at a download cut may be written
+    // again, and nothing arrives as a duplicate. (The app counts a write when ota-core
+    // reports it; the write a cut interrupts is not counted, whether ota-core later finds it
+    // whole or asks for it again.)
+    let d = out.download;
+    assert_eq!(d.chunks_total, 48);
+    let cut = dl as u32;
+    assert!(
+        d.chunks_written + cut >= d.chunks_total && d.chunks_written <= d.chunks_total + cut,
+        "{} chunk writes for {} chunks and {dl} cut(s)",
+        d.chunks_written,
+        d.chunks_total
+    );
+    assert!(
+        s.chunks_refetched as usize <= dl,
+        "{} re-fetched",
+        s.chunks_refetched
+    );
+    assert_eq!(d.chunks_duplicate, 0);
+    assert!(d.wakes >= 2, "the budget spreads the download over wakes");
+    assert_eq!(out.exit_code(), 0);
+    // The timeline tells the story.
+    let t = sim.report.timeline();
+    for line in [
+        "server: v2.0.0 queued",
+        "checked in: update pending",
+        "sleep vetoed: update-pending",
+        "bootloader installed v2.0.0",
+        "running v2.0.0 on trial",
+        "v2.0.0 confirmed",
+    ] {
+        assert!(t.contains(line), "no `{line}` in the timeline");
+    }
+}
+
+fn assert_rollback(out: &StoryOutcome) {
+    let r = out.rollback.as_ref().expect("part 2 played");
+    assert!(
+        r.self_check_failed,
+        "v3's self-check failed on its trial boot"
+    );
+    assert!(r.rolled_back, "the bootloader reverted to v2");
+    assert_eq!((r.server_failed, r.server_succeeded), (1, 0));
+    assert_eq!(r.summary.final_version, Some(V2));
+    assert!(r.summary.final_confirmed);
+    let server = r.summary.server.expect("server view");
+    assert_eq!(server.running, Some(V2));
+    assert_ne!(server.lwm2m_result, 1, "the last result is v3's failure");
+    assert!(out.rollback_timeline.contains("v3.0.0 self-check FAILED"));
+    assert!(out
+        .rollback_timeline
+        .contains("rolled back from v3.0.0 to v2.0.0"));
+    assert!(r.succeeded());
+}
+
+#[test]
+fn seed_1_power_cut_mid_download_and_mid_install_then_v3_rolls_back() {
+    let (sim, out) = run(
+        &scenario(1, "cut:download@20:torn,cut:install@5:torn", 0.0),
+        true,
+    );
+    assert_story(&sim, &out, 1, 1);
+    assert_rollback(&out);
+    assert_eq!(out.summary.expected_version, V2);
+    assert_ne!(V1, V3);
+}
+
+#[test]
+fn seed_2_torn_chunk_write_and_a_cut_before_an_install_erase() {
+    let (sim, out) = run(
+        &scenario(2, "cut:download@37:torn,cut:install@2:before", 0.0),
+        true,
+    );
+    assert_story(&sim, &out, 1, 1);
+    assert_rollback(&out);
+}
+
+#[test]
+fn seed_3_lossy_link_and_a_modem_reboot_mid_download() {
+    let (sim, out) = run(
+        &scenario(3, "cut:download@11:after,modem:reboot@AT+USORF#25", 0.05),
+        false,
+    );
+    assert_story(&sim, &out, 1, 0);
+    assert!(out.rollback.is_none());
+    let lost = sim.link.stats();
+    assert!(lost.up_lost + lost.down_lost > 0, "the link lost datagrams");
+    assert!(out.download.retransmissions > 0 || lost.down_lost > 0);
+    assert!(
+        sim.report
+            .timeline()
+            .contains("modem fault: modem:reboot@AT+USORF#25"),
+        "the modem rebooted mid-download"
+    );
+}
