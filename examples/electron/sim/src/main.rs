@@ -15,6 +15,9 @@ use electron_sim::sim::{Scenario, Simulation};
 use electron_sim::story::{self, StoryOptions};
 use ota_cloud::Share;
 
+/// The story's power cuts: one mid-download, one mid-install.
+const DEFAULT_FAULTS: &str = "cut:download@500:torn,cut:install@40:torn";
+
 /// Exit status when the run could not be set up (bad option, server, socket).
 const EXIT_SETUP: u8 = 3;
 
@@ -42,8 +45,10 @@ struct Cli {
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
     /// Fault plan: `cut:download@N[:KIND]`, `cut:install@N[:KIND]`,
-    /// `modem:ACTION@PREFIX[#K]`, comma-separated (see `electron_sim::faults`).
-    #[arg(long, default_value = "")]
+    /// `modem:ACTION@PREFIX[#K]`, comma-separated (see `electron_sim::faults`); `none` for
+    /// none. The default cuts the power once mid-download (a torn chunk write, 500 flash
+    /// operations into the download) and once mid-install (40 operations into the swap).
+    #[arg(long, default_value = DEFAULT_FAULTS)]
     faults: String,
     /// Seed of keys, images, link loss and SRAM garbage: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
@@ -60,6 +65,9 @@ struct Cli {
     /// Keep the server and its data directory after the story, for the `ota-cloud` CLI.
     #[arg(long)]
     keep_serving: bool,
+    /// The most wakes each part may take before the story gives up.
+    #[arg(long, default_value_t = 2_000)]
+    max_wakes: u32,
     /// Play only the update (skip the second part: v3 failing its self-check).
     #[arg(long)]
     no_rollback: bool,
@@ -70,7 +78,12 @@ struct Cli {
 
 impl Cli {
     fn scenario(&self) -> Result<Scenario, String> {
-        let faults = FaultPlan::parse(&self.faults).map_err(|e| e.to_string())?;
+        let plan = if self.faults == "none" {
+            ""
+        } else {
+            &self.faults
+        };
+        let faults = FaultPlan::parse(plan).map_err(|e| e.to_string())?;
         let initial_share =
             Share::percent(self.initial_percent).ok_or("--initial-percent is 0 to 100")?;
         Ok(Scenario {
@@ -117,7 +130,7 @@ fn main() -> ExitCode {
     println!();
     let opts = StoryOptions {
         rollback: !cli.no_rollback,
-        ..StoryOptions::default()
+        max_wakes: cli.max_wakes,
     };
     let outcome = match story::play(&mut sim, opts) {
         Ok(o) => o,

@@ -110,6 +110,14 @@ pub struct DownloadFigures {
     pub chunks_duplicate: u32,
     /// Retransmissions.
     pub retransmissions: u32,
+    /// Manifest chunks the app received.
+    pub manifest_chunks: u32,
+    /// Chunk frames (manifest and image) the link delivered to the device in those wakes.
+    pub chunk_frames_delivered: u64,
+    /// Chunk frames delivered beyond the manifest's and the image's chunks once each: sent
+    /// again after a cut, or abandoned in flight when a wake's budget ended (the rest of the
+    /// request's batch arrives after the device stopped listening).
+    pub chunks_resent: u64,
     /// Every byte of those wakes on the link, both ways, payload (the update's wakes'
     /// check-ins included).
     pub link_bytes: u64,
@@ -204,8 +212,8 @@ impl StoryOutcome {
             "download", d.wakes, d.awake_s, d.chunks_written, d.chunks_total, d.chunks_duplicate, d.retransmissions
         ));
         s.push_str(&format!(
-            "{:<28} {} B payload, {} B with IP/UDP headers\n",
-            "download wakes on the air", d.link_bytes, d.billed_bytes
+            "{:<28} {} B payload, {} B with IP/UDP headers; {} chunk frames delivered for {} manifest + {} image chunks ({} sent again)\n",
+            "download wakes on the air", d.link_bytes, d.billed_bytes, d.chunk_frames_delivered, d.manifest_chunks, d.chunks_total, d.chunks_resent
         ));
         s.push_str(&format!(
             "{:<28} {} torn or mismatched, {} confirmed image(s) lost\n",
@@ -792,12 +800,18 @@ pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, St
         } else if offered && !installing {
             download.wakes += 1;
             download.awake_s += o.awake().as_secs_f64();
+            download.link_bytes += o.link.total_bytes();
+            download.billed_bytes += billed(&o.link);
+            download.chunk_frames_delivered += o.link.down_chunks;
         }
         if confirmed || d.stop {
             break;
         }
     }
     download.chunks_total = d.track.total;
+    download.chunks_resent = download
+        .chunk_frames_delivered
+        .saturating_sub(u64::from(download.manifest_chunks) + u64::from(download.chunks_total));
     if confirmed {
         d.wake(&mut rep, false);
     }
@@ -855,7 +869,9 @@ fn add_download(d: &mut DownloadFigures, o: &WakeOutcome, r: &WakeReport) {
     d.chunks_written += r.chunks_fetched;
     d.chunks_duplicate += r.chunks_refetched;
     d.retransmissions += r.retransmissions;
+    d.manifest_chunks += r.manifest_chunks;
     d.link_bytes += o.link.total_bytes();
+    d.chunk_frames_delivered += o.link.down_chunks;
     d.billed_bytes += billed(&o.link);
 }
 

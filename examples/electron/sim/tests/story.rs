@@ -54,6 +54,14 @@ fn cuts(sim: &Simulation, phase: CutPhase) -> usize {
         .count()
 }
 
+fn faults_fired(sim: &Simulation) -> u64 {
+    sim.report
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ModemFault { .. }))
+        .count() as u64
+}
+
 /// What every run must show.
 fn assert_story(
     sim: &Simulation,
@@ -96,6 +104,18 @@ fn assert_story(
         s.chunks_refetched
     );
     assert_eq!(d.chunks_duplicate, 0);
+    // On the air: every chunk frame delivered once, but those of the request in flight at a
+    // cut or a modem fault (8 chunks a request, the app's default).
+    let interruptions = dl as u64 + faults_fired(sim);
+    assert!(
+        d.chunks_resent <= 8 * interruptions,
+        "{} chunk frames sent again after {interruptions} interruption(s)",
+        d.chunks_resent
+    );
+    assert_eq!(
+        d.chunk_frames_delivered,
+        u64::from(d.manifest_chunks) + u64::from(d.chunks_total) + d.chunks_resent
+    );
     assert!(d.wakes >= 2, "the budget spreads the download over wakes");
     assert_eq!(out.exit_code(), 0);
     // The timeline tells the story.
