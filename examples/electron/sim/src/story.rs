@@ -628,7 +628,7 @@ impl Driver<'_> {
             push(
                 t1,
                 EventKind::Note {
-                    text: "update status".into(),
+                    text: "update traffic (manifest, decision, status)".into(),
                 },
                 Traffic::Update,
                 leftover,
