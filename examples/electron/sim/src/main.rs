@@ -13,6 +13,51 @@ use electron_sim::faults::FaultPlan;
 use electron_sim::link::LinkConfig;
 use electron_sim::sim::{Scenario, Simulation};
 use electron_sim::story::{self, StoryOptions};
+
+/// `--fleet N`: the fleet under a staged rollout, with a progress bar.
+fn fleet(cli: &Cli, sim: &mut Simulation) -> ExitCode {
+    let opts = StoryOptions {
+        rollback: false,
+        max_wakes: cli.max_wakes,
+    };
+    let outcome = match story::play_fleet(sim, opts, |bar| eprintln!("{bar}")) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("electron-sim: the fleet could not be played: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    print!("{}", sim.report.timeline());
+    println!("\n── fleet summary ──");
+    print!("{}", outcome.table());
+    if let Some(path) = &cli.json {
+        let written = serde_json::to_string_pretty(&outcome)
+            .map_err(std::io::Error::other)
+            .and_then(|t| std::fs::write(path, t + "\n"));
+        if let Err(e) = written {
+            eprintln!("electron-sim: --json {}: {e}", path.display());
+            return ExitCode::from(EXIT_SETUP);
+        }
+    }
+    if cli.keep_serving {
+        keep_serving(sim);
+    }
+    ExitCode::from(outcome.exit_code())
+}
+
+/// `--keep-serving`: the server keeps running for the `ota-cloud` CLI until interrupted.
+fn keep_serving(sim: &mut Simulation) -> ! {
+    let dir = sim.cloud.keep_data();
+    println!(
+        "serving on {} until interrupted; data kept in {}\ninspect with:\n{}",
+        sim.cloud.udp_addr(),
+        dir.display(),
+        sim.cloud.inspect_commands()
+    );
+    loop {
+        std::thread::park();
+    }
+}
 use ota_cloud::Share;
 
 /// The story's power cuts: one mid-download, one mid-install.
@@ -115,10 +160,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    if scenario.fleet > 1 {
-        eprintln!("electron-sim: --fleet above 1 is not played yet (the story runs one device)");
-        return ExitCode::from(EXIT_SETUP);
-    }
     let mut sim = match Simulation::setup(&scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -128,6 +169,9 @@ fn main() -> ExitCode {
     };
     print!("{}", sim.plan());
     println!();
+    if scenario.fleet > 1 {
+        return fleet(&cli, &mut sim);
+    }
     let opts = StoryOptions {
         rollback: !cli.no_rollback,
         max_wakes: cli.max_wakes,
@@ -178,16 +222,7 @@ fn main() -> ExitCode {
         }
     );
     if cli.keep_serving {
-        let dir = sim.cloud.keep_data();
-        println!(
-            "serving on {} until interrupted; data kept in {}\ninspect with:\n{}",
-            sim.cloud.udp_addr(),
-            dir.display(),
-            sim.cloud.inspect_commands()
-        );
-        loop {
-            std::thread::park();
-        }
+        keep_serving(&mut sim);
     }
     ExitCode::from(code)
 }

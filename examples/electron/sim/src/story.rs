@@ -248,19 +248,45 @@ struct Track {
     update: Option<cloud_proto::UpdateId>,
 }
 
-/// The story's state between wakes.
-struct Driver<'s> {
-    sim: &'s mut Simulation,
-    bufs: Box<Buffers>,
+/// One device's state between its wakes.
+#[derive(Debug)]
+struct DevState {
     cause: WakeCause,
-    /// Check-in cost of a wake with nothing pending (the baseline the update's bytes are
-    /// counted above).
-    baseline: Option<(u64, u64)>,
-    idle: Option<IdleWake>,
     track: Track,
     /// Newest confirmed version seen.
     confirmed: Option<SimVersion>,
     trial_version: Option<SimVersion>,
+    /// The update was offered / marked for install / confirmed.
+    offered: bool,
+    installing: bool,
+    done: bool,
+}
+
+impl DevState {
+    fn new() -> Self {
+        Self {
+            cause: WakeCause::PowerOn,
+            track: Track::default(),
+            confirmed: None,
+            trial_version: None,
+            offered: false,
+            installing: false,
+            done: false,
+        }
+    }
+}
+
+/// The story's state between wakes.
+struct Driver<'s> {
+    sim: &'s mut Simulation,
+    bufs: Box<Buffers>,
+    /// Check-in cost of a wake with nothing pending (the baseline the update's bytes are
+    /// counted above).
+    baseline: Option<(u64, u64)>,
+    idle: Option<IdleWake>,
+    devs: Vec<DevState>,
+    /// Timeline lines name their device (a fleet run).
+    fleet: bool,
     image_mismatches: u32,
     confirmed_lost: u32,
     violations: Vec<String>,
@@ -269,21 +295,46 @@ struct Driver<'s> {
     stop: bool,
 }
 
-impl Driver<'_> {
-    /// One reset of device 0, recorded in `report`.
-    fn wake(&mut self, report: &mut Report, arm_download: bool) -> WakeOutcome {
+impl<'s> Driver<'s> {
+    fn new(sim: &'s mut Simulation, fleet: bool) -> Self {
+        let devs = sim.devices.iter().map(|_| DevState::new()).collect();
+        Self {
+            sim,
+            bufs: Box::new(Buffers::new()),
+            baseline: None,
+            idle: None,
+            devs,
+            fleet,
+            image_mismatches: 0,
+            confirmed_lost: 0,
+            violations: Vec::new(),
+            resets: 0,
+            awake: Duration::ZERO,
+            stop: false,
+        }
+    }
+
+    /// One reset of device `i`, recorded in `report`.
+    fn wake(&mut self, i: usize, report: &mut Report, arm_download: bool) -> WakeOutcome {
         let keys = [self.sim.cloud.trusted_key()];
         let hw = self.sim.cloud.hardware_id();
         let budget = self.sim.scenario.awake_budget_ms;
         let ext = self.sim.scenario.max_extension_ms;
-        let dev = &mut self.sim.devices[0];
+        self.sim.activate(i);
+        let dev = &mut self.sim.devices[i];
         let cfg = app_config(dev, hw, &keys, budget, ext);
         let o = run_wake(dev, &cfg, &self.sim.link, &mut self.bufs, arm_download);
         self.resets += 1;
         self.awake += o.awake();
-        self.check_slot(&o);
-        self.record(report, &o);
-        self.cause = if o.cut.is_some() {
+        self.check_slot(i, &o);
+        self.record(i, report, &o);
+        let st = &mut self.devs[i];
+        if let Some(r) = o.report {
+            st.offered |= r.offer.is_some_and(|(_, v, _)| sim_version(v) == V2);
+            st.installing |= r.install_marked;
+            st.done |= r.trial == Some(TrialOutcome::Confirmed) && sim_version(r.running) == V2;
+        }
+        self.devs[i].cause = if o.cut.is_some() {
             WakeCause::AfterPowerCut
         } else {
             match o.report.map(|r| r.end) {
@@ -296,11 +347,11 @@ impl Driver<'_> {
 
     /// The active slot holds exactly the image booted; nothing older than a confirmed image
     /// boots.
-    fn check_slot(&mut self, o: &WakeOutcome) {
+    fn check_slot(&mut self, i: usize, o: &WakeOutcome) {
         let BootOutcome::Booted { target, .. } = o.boot else {
             return;
         };
-        let dev = &self.sim.devices[0];
+        let dev = &self.sim.devices[i];
         let Some(v) = dev.running_image().map(|m| m.version) else {
             self.image_mismatches += 1;
             return;
@@ -317,23 +368,25 @@ impl Driver<'_> {
             self.image_mismatches += 1;
         }
         if !target.is_trial() {
-            if let Some(c) = self.confirmed {
-                if v < c {
-                    self.confirmed_lost += 1;
-                }
+            let st = &mut self.devs[i];
+            if st.confirmed.is_some_and(|c| v < c) {
+                self.confirmed_lost += 1;
             }
-            if self.confirmed.is_none_or(|c| v > c) {
-                self.confirmed = Some(v);
+            if st.confirmed.is_none_or(|c| v > c) {
+                st.confirmed = Some(v);
             }
         }
     }
 
-    fn record(&mut self, rep: &mut Report, o: &WakeOutcome) {
+    fn record(&mut self, i: usize, rep: &mut Report, o: &WakeOutcome) {
         let wake = o.wake;
         let (t0, t1) = (o.started, o.ended);
         let none = Bytes::default();
-        let mut push = |at: Duration, kind: EventKind, traffic: Traffic, bytes: Bytes| {
-            rep.push(wake, at, kind, traffic, bytes);
+        let device = self.fleet.then(|| self.sim.devices[i].credentials.id.0);
+        let mut push = |at: Duration, kind: EventKind, traffic: Traffic, bytes: Bytes| match device
+        {
+            Some(d) => rep.push_for(d, wake, at, kind, traffic, bytes),
+            None => rep.push(wake, at, kind, traffic, bytes),
         };
         // The plan's modem faults were added first, so their emulator indices are the plan's;
         // later ones are the switch-offs of power cuts (their own line).
@@ -362,10 +415,10 @@ impl Driver<'_> {
                             Traffic::Update,
                             none,
                         );
-                        self.trial_version = Some(running);
+                        self.devs[i].trial_version = Some(running);
                     }
                     Phase::Reverting | Phase::Trial if !target.is_trial() => {
-                        if let Some(from) = self.trial_version.take() {
+                        if let Some(from) = self.devs[i].trial_version.take() {
                             if from != running {
                                 push(
                                     t0,
@@ -381,7 +434,7 @@ impl Driver<'_> {
                 push(
                     t0,
                     EventKind::WakeStarted {
-                        cause: self.cause,
+                        cause: self.devs[i].cause,
                         running,
                         trial: target.is_trial(),
                     },
@@ -579,17 +632,18 @@ impl Driver<'_> {
         let (done, total_chunks) = r.progress;
         if total_chunks > 0 && (r.chunks_fetched > 0 || r.chunks_refetched > 0) {
             let update = r.offer.map(|o| o.0);
-            if self.track.total != total_chunks || self.track.update != update {
-                self.track = Track {
+            let track = &mut self.devs[i].track;
+            if track.total != total_chunks || track.update != update {
+                *track = Track {
                     total: total_chunks,
                     update,
                     ..Track::default()
                 };
             }
-            self.track.written += r.chunks_fetched;
-            let excess = self.track.written.saturating_sub(total_chunks);
-            let rewrites = excess.saturating_sub(self.track.rewrites);
-            self.track.rewrites = excess;
+            track.written += r.chunks_fetched;
+            let excess = track.written.saturating_sub(total_chunks);
+            let rewrites = excess.saturating_sub(track.rewrites);
+            track.rewrites = excess;
             let chunk = self.sim.scenario.chunk_size;
             let image = r.offer.map_or(0, |o| o.2);
             push(
@@ -719,6 +773,25 @@ impl Driver<'_> {
     }
 }
 
+/// `Simulation::queue_release` recorded its event in the simulation's report: move it to
+/// `rep`.
+fn take_queued(sim: &mut Simulation, rep: &mut Report) {
+    for e in sim.report.events() {
+        let b = Bytes {
+            up: e.up,
+            down: e.down,
+        };
+        rep.push(
+            e.wake,
+            Duration::from_millis(e.at_ms),
+            e.kind.clone(),
+            e.traffic,
+            b,
+        );
+    }
+    sim.report = Report::new();
+}
+
 fn queued(sim: &Simulation, rep: &mut Report, version: SimVersion) {
     let dev = &sim.devices[0];
     rep.push(
@@ -745,75 +818,42 @@ pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, St
     for d in &mut sim.devices {
         provision_identity(d).map_err(StoryError::Identity)?;
     }
-    let mut d = Driver {
-        sim,
-        bufs: Box::new(Buffers::new()),
-        cause: WakeCause::PowerOn,
-        baseline: None,
-        idle: None,
-        track: Track::default(),
-        confirmed: None,
-        trial_version: None,
-        image_mismatches: 0,
-        confirmed_lost: 0,
-        violations: Vec::new(),
-        resets: 0,
-        awake: Duration::ZERO,
-        stop: false,
-    };
+    let mut d = Driver::new(sim, false);
     let mut rep = core::mem::take(&mut d.sim.report);
 
     // Part 1: two wakes with nothing pending, v2 queued while asleep, the update.
     for _ in 0..2 {
-        d.wake(&mut rep, false);
+        d.wake(0, &mut rep, false);
     }
     d.sim.queue_release(V2)?;
-    // queue_release recorded the event in the simulation's report: move it to ours.
-    for e in d.sim.report.events() {
-        rep.push(
-            e.wake,
-            Duration::from_millis(e.at_ms),
-            e.kind.clone(),
-            e.traffic,
-            Bytes {
-                up: e.up,
-                down: e.down,
-            },
-        );
-    }
-    d.sim.report = Report::new();
+    take_queued(d.sim, &mut rep);
     let mut download = DownloadFigures::default();
-    let mut offered = false;
-    let mut installing = false;
-    let mut confirmed = false;
     for _ in 0..opts.max_wakes {
-        let o = d.wake(&mut rep, !installing);
+        let installing = d.devs[0].installing;
+        let o = d.wake(0, &mut rep, !installing);
+        let st = &d.devs[0];
         if let Some(r) = o.report {
-            offered |= r.offer.is_some();
-            if offered && !installing {
+            if st.offered && !installing {
                 add_download(&mut download, &o, &r);
             }
-            installing |= r.install_marked;
-            if r.trial == Some(TrialOutcome::Confirmed) && sim_version(r.running) == V2 {
-                confirmed = true;
-            }
-        } else if offered && !installing {
+        } else if st.offered && !installing {
             download.wakes += 1;
             download.awake_s += o.awake().as_secs_f64();
             download.link_bytes += o.link.total_bytes();
             download.billed_bytes += billed(&o.link);
             download.chunk_frames_delivered += o.link.down_chunks;
         }
-        if confirmed || d.stop {
+        if st.done || d.stop {
             break;
         }
     }
-    download.chunks_total = d.track.total;
+    let confirmed = d.devs[0].done;
+    download.chunks_total = d.devs[0].track.total;
     download.chunks_resent = download
         .chunk_frames_delivered
         .saturating_sub(u64::from(download.manifest_chunks) + u64::from(download.chunks_total));
     if confirmed {
-        d.wake(&mut rep, false);
+        d.wake(0, &mut rep, false);
     }
     let (resets, awake) = (d.resets, d.awake);
     let summary = d.summary(&rep, V2, resets, awake)?;
@@ -828,7 +868,7 @@ pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, St
         queued(d.sim, &mut rep2, V3);
         let (mut failed, mut rolled) = (false, false);
         for _ in 0..opts.max_wakes {
-            let o = d.wake(&mut rep2, false);
+            let o = d.wake(0, &mut rep2, false);
             if let Some(r) = o.report {
                 failed |= r.trial == Some(TrialOutcome::Failed) && sim_version(r.running) == V3;
                 if failed && r.trial.is_none() && sim_version(r.running) == V2 {
@@ -884,4 +924,212 @@ fn progress(sim: &Simulation, rollout: RolloutId) -> Result<(u64, u64), StoryErr
         .cloud
         .rollout_progress(rollout)?
         .map_or((0, 0), |p| (p.failed, p.succeeded)))
+}
+
+/// The end of a fleet run (`--fleet N`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetOutcome {
+    /// Devices.
+    pub devices: u32,
+    /// Devices running v2 confirmed at the end.
+    pub confirmed: u32,
+    /// Wakes of all devices.
+    pub wakes: u32,
+    /// Their awake time, s.
+    pub awake_s: f64,
+    /// Simulated time from the first wake to the last device confirmed, s.
+    pub span_s: f64,
+    /// Bytes for check-ins (all devices).
+    pub checkin_bytes: Bytes,
+    /// Bytes for the update (all devices).
+    pub update_bytes: Bytes,
+    /// Chunks written twice (all devices).
+    pub chunks_refetched: u32,
+    /// Power cuts that fired (all devices).
+    pub power_cuts: u32,
+    /// The rollout's shares in basis points, in the order they were set.
+    pub shares_bp: Vec<u16>,
+    /// Boots whose active slot did not hold the image booted.
+    pub image_mismatches: u32,
+    /// Boots of an image older than one confirmed.
+    pub confirmed_lost: u32,
+    /// Modem interface violations, as text.
+    pub violations: Vec<String>,
+}
+
+impl FleetOutcome {
+    /// 0 when every device ends on v2 confirmed with no image lost or torn and no modem
+    /// violation; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(
+            !(self.confirmed == self.devices
+                && self.image_mismatches == 0
+                && self.confirmed_lost == 0
+                && self.violations.is_empty()),
+        )
+    }
+
+    /// The table as text.
+    pub fn table(&self) -> String {
+        let shares: Vec<String> = self
+            .shares_bp
+            .iter()
+            .map(|b| format!("{}%", b / 100))
+            .collect();
+        let rows: [(&str, String); 9] = [
+            (
+                "devices confirmed on v2",
+                format!("{} / {}", self.confirmed, self.devices),
+            ),
+            ("rollout shares", shares.join(" → ")),
+            ("wakes (all devices)", self.wakes.to_string()),
+            ("awake (all devices)", format!("{:.1} s", self.awake_s)),
+            (
+                "simulated span",
+                crate::report::SimTime(Duration::from_secs_f64(self.span_s)).to_string(),
+            ),
+            (
+                "check-in bytes (up/down)",
+                format!("{} / {}", self.checkin_bytes.up, self.checkin_bytes.down),
+            ),
+            (
+                "update bytes (up/down)",
+                format!("{} / {}", self.update_bytes.up, self.update_bytes.down),
+            ),
+            ("chunks written twice", self.chunks_refetched.to_string()),
+            (
+                "power cuts / lost images",
+                format!(
+                    "{} / {} torn, {} lost",
+                    self.power_cuts, self.image_mismatches, self.confirmed_lost
+                ),
+            ),
+        ];
+        let mut s = String::new();
+        for (k, v) in rows {
+            s.push_str(&format!("{k:<28} {v}\n"));
+        }
+        s
+    }
+}
+
+/// The rollout's stages: the scenario's initial share, then half the fleet, then all of it.
+fn stages(initial: Share) -> Vec<Share> {
+    let mut v = vec![initial];
+    for p in [50u8, 100] {
+        if let Some(s) = Share::percent(p) {
+            if s.bp() > initial.bp() {
+                v.push(s);
+            }
+        }
+    }
+    v
+}
+
+/// Plays the fleet: every device of `sim` on a staggered schedule (device `i` of `n` first
+/// wakes `i × sleep / n` later), one wake each with nothing pending, then v2 queued under a
+/// staged rollout over the scenario's initial share; the wakes run in the order of the
+/// devices' clocks; when every device inside the share has confirmed v2 the share is raised
+/// (to 50 %, then 100 %), as an operator would. `on_progress` gets a progress bar line
+/// whenever the count of confirmed devices changes. Ends when every device runs v2 confirmed,
+/// or after `opts.max_wakes` wakes per device. The timeline is `sim.report`, each line naming
+/// its device.
+///
+/// # Errors
+/// As [`play`].
+///
+/// Cost: every wake's (see [`run_wake`]).
+pub fn play_fleet(
+    sim: &mut Simulation,
+    opts: StoryOptions,
+    mut on_progress: impl FnMut(&str),
+) -> Result<FleetOutcome, StoryError> {
+    for d in &mut sim.devices {
+        provision_identity(d).map_err(StoryError::Identity)?;
+    }
+    sim.stagger_fleet();
+    let n = sim.devices.len();
+    let mut d = Driver::new(sim, true);
+    let mut rep = core::mem::take(&mut d.sim.report);
+    for _ in 0..n {
+        let i = d.sim.next_device();
+        d.wake(i, &mut rep, false);
+    }
+    let rollout = d.sim.queue_release(V2)?;
+    take_queued(d.sim, &mut rep);
+    let stages = stages(d.sim.scenario.initial_share);
+    let mut stage = 0;
+    let mut shares_bp = vec![stages[0].bp()];
+    let mut last_done = usize::MAX;
+    let limit = opts.max_wakes.saturating_mul(n as u32);
+    for _ in 0..limit {
+        let i = d.sim.next_device();
+        let installing = d.devs[i].installing;
+        d.wake(i, &mut rep, !installing);
+        let done = d.devs.iter().filter(|s| s.done).count();
+        if done != last_done {
+            last_done = done;
+            on_progress(&crate::report::progress_bar(
+                done as u64,
+                n as u64,
+                30,
+                "devices on v2, confirmed",
+            ));
+        }
+        if done == n || d.stop {
+            break;
+        }
+        if let Some(p) = d.sim.cloud.rollout_progress(rollout)? {
+            if p.succeeded >= p.targeted && stage + 1 < stages.len() {
+                stage += 1;
+                d.sim.cloud.raise_share(rollout, stages[stage])?;
+                shares_bp.push(stages[stage].bp());
+                let clock = d.sim.server_clock.get();
+                rep.push(
+                    0,
+                    clock.now(),
+                    EventKind::Note {
+                        text: format!(
+                            "server: rollout raised to {}% ({} of {} targeted devices succeeded)",
+                            stages[stage].bp() / 100,
+                            p.succeeded,
+                            p.targeted
+                        ),
+                    },
+                    Traffic::CheckIn,
+                    Bytes::default(),
+                );
+            }
+        }
+    }
+    let s = rep.summary(V2, d.sim.scenario.image_size as u32);
+    let confirmed = d
+        .devs
+        .iter()
+        .zip(&d.sim.devices)
+        .filter(|(st, dev)| st.done && dev.running_image().is_some_and(|m| m.version == V2))
+        .count() as u32;
+    let span_s = d
+        .sim
+        .devices
+        .iter()
+        .map(|dev| dev.clock.now().as_secs_f64())
+        .fold(0.0, f64::max);
+    let out = FleetOutcome {
+        devices: n as u32,
+        confirmed,
+        wakes: d.resets,
+        awake_s: d.awake.as_secs_f64(),
+        span_s,
+        checkin_bytes: s.checkin_bytes,
+        update_bytes: s.update_bytes,
+        chunks_refetched: s.chunks_refetched,
+        power_cuts: s.power_cuts,
+        shares_bp,
+        image_mismatches: d.image_mismatches,
+        confirmed_lost: d.confirmed_lost,
+        violations: d.violations,
+    };
+    d.sim.report = rep;
+    Ok(out)
 }

@@ -57,3 +57,28 @@ fn bad_options_are_refused_with_status_3() {
         assert_eq!(out.status.code(), Some(3), "{args:?}");
     }
 }
+
+#[test]
+fn fleet_plays_a_staged_rollout_with_a_progress_bar() {
+    let out = run(&[
+        "--fleet",
+        "3",
+        "--initial-percent",
+        "34",
+        "--image-size",
+        "4096",
+        "--awake-budget-ms",
+        "12000",
+        "--max-extension-ms",
+        "0",
+        "--faults",
+        "none",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr.contains("3/3 devices on v2, confirmed"));
+    assert!(stdout.contains("devices confirmed on v2      3 / 3"));
+    assert!(stdout.contains("rollout shares               34% → 50% → 100%"));
+}

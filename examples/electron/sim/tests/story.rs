@@ -192,3 +192,53 @@ fn seed_3_lossy_link_and_a_modem_reboot_mid_download() {
         "the modem rebooted mid-download"
     );
 }
+
+#[test]
+fn fleet_of_4_under_a_staged_rollout_all_confirm_v2_through_their_cuts() {
+    use electron_sim::story::play_fleet;
+    let s = Scenario {
+        image_size: 8 * 1024,
+        fleet: 4,
+        initial_share: ota_cloud::Share::percent(25).unwrap(),
+        ..scenario(4, "cut:download@9:torn", 0.0)
+    };
+    let mut sim = Simulation::setup(&s).unwrap();
+    let mut bars = Vec::new();
+    let out = play_fleet(
+        &mut sim,
+        StoryOptions {
+            rollback: false,
+            max_wakes: 100,
+        },
+        |b| bars.push(b.to_string()),
+    )
+    .unwrap();
+    eprintln!("{}\n{}", sim.report.timeline(), out.table());
+    assert_eq!((out.confirmed, out.devices), (4, 4));
+    assert_eq!(
+        out.shares_bp,
+        [2_500, 5_000, 10_000],
+        "staged: 25 %, 50 %, 100 %"
+    );
+    assert_eq!(out.power_cuts, 4, "each device's download was cut once");
+    assert_eq!((out.image_mismatches, out.confirmed_lost), (0, 0));
+    assert!(out.chunks_refetched <= 4);
+    assert!(out.violations.is_empty());
+    assert_eq!(out.exit_code(), 0);
+    assert_eq!(
+        bars.first().map(String::as_str),
+        Some("[..............................] 0/4 devices on v2, confirmed")
+    );
+    assert_eq!(
+        bars.last().map(String::as_str),
+        Some("[##############################] 4/4 devices on v2, confirmed")
+    );
+    // Every device is named on the timeline, and each ends on v2 in flash.
+    for dev in &sim.devices {
+        assert!(sim
+            .report
+            .timeline()
+            .contains(&format!("dev {:<4} ", dev.credentials.id.0)));
+        assert_eq!(dev.running_image().map(|m| m.version), Some(V2));
+    }
+}
