@@ -1133,3 +1133,76 @@ pub fn play_fleet(
     d.sim.report = rep;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> StoryOutcome {
+        let mut rep = Report::new();
+        rep.push(
+            1,
+            Duration::ZERO,
+            EventKind::Confirmed { version: V2 },
+            Traffic::Update,
+            Bytes::default(),
+        );
+        let summary = rep.summary(V2, 1);
+        StoryOutcome {
+            summary: summary.clone(),
+            idle_wake: None,
+            download: DownloadFigures::default(),
+            image_mismatches: 0,
+            confirmed_lost: 0,
+            violations: Vec::new(),
+            rollback: Some(RollbackOutcome {
+                summary,
+                server_failed: 1,
+                server_succeeded: 0,
+                self_check_failed: true,
+                rolled_back: true,
+            }),
+            rollback_timeline: String::new(),
+        }
+    }
+
+    #[test]
+    fn exit_status_needs_v2_confirmed_intact_images_no_violation_and_the_rollback() {
+        assert_eq!(good().exit_code(), 0);
+        let mut o = good();
+        o.violations.push("PayloadTooSoon".into());
+        assert_eq!(
+            o.exit_code(),
+            1,
+            "a modem interface violation fails the run"
+        );
+        let mut o = good();
+        o.image_mismatches = 1;
+        assert_eq!(o.exit_code(), 1);
+        let mut o = good();
+        o.confirmed_lost = 1;
+        assert_eq!(o.exit_code(), 1);
+        let mut o = good();
+        if let Some(r) = o.rollback.as_mut() {
+            r.server_failed = 0;
+        }
+        assert_eq!(o.exit_code(), 1, "the server must record v3's failure");
+        let mut o = good();
+        o.rollback = None;
+        assert_eq!(o.exit_code(), 0, "the rollback part is optional");
+        let mut o = good();
+        o.summary.final_version = Some(V3);
+        assert_eq!(o.exit_code(), 1);
+    }
+
+    #[test]
+    fn rollout_stages_rise_from_the_initial_share() {
+        let bp = |v: Vec<Share>| v.iter().map(|s| s.bp()).collect::<Vec<_>>();
+        assert_eq!(
+            bp(stages(Share::percent(25).unwrap())),
+            [2_500, 5_000, 10_000]
+        );
+        assert_eq!(bp(stages(Share::percent(60).unwrap())), [6_000, 10_000]);
+        assert_eq!(bp(stages(Share::ALL)), [10_000]);
+    }
+}
