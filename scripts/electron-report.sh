@@ -54,3 +54,12 @@ for f in cut:download@100:torn cut:download@333:before cut:download@500:torn,cut
   jq -r --arg f "$f" --arg s "$s" \
     '"| `\($f)` | \(.power_cuts) | \(.download.chunks_written) | \(.chunks_refetched) | \(.download.chunks_resent) | \(if $s == "0" then "v2 confirmed" else "FAILED" end) |"' "$out/c.json"
 done
+echo
+
+echo "## A fleet of 8 (staged rollout 25 % → 50 % → 100 %, no faults)"
+start=$(date +%s.%N)
+status=0
+"$sim" --fleet 8 --faults none --json "$out/fleet.json" >/dev/null 2>&1 || status=$?
+end=$(date +%s.%N)
+jq -r '"\(.confirmed)/\(.devices) confirmed, shares \(.shares_bp | map(. / 100 | tostring + " %") | join(" → ")), \(.wakes) wakes, \(.awake_s | round) s awake in all, update bytes \(.update_bytes.up + .update_bytes.down) (\((.update_bytes.up + .update_bytes.down) / .devices | round) per device)"' "$out/fleet.json"
+printf 'exit status %s, wall time %.1f s\n' "$status" "$(echo "$end - $start" | bc)"
