@@ -337,9 +337,13 @@ impl<'s> Driver<'s> {
         self.devs[i].cause = if o.cut.is_some() {
             WakeCause::AfterPowerCut
         } else {
-            match o.report.map(|r| r.end) {
-                Some(WakeEnd::Reset) | None => WakeCause::AfterInstall,
-                Some(WakeEnd::Sleep { .. }) => WakeCause::Alarm,
+            match o.report {
+                Some(r) if r.trial == Some(TrialOutcome::Failed) => WakeCause::AfterRejectedTrial,
+                Some(WakeReport {
+                    end: WakeEnd::Sleep { .. },
+                    ..
+                }) => WakeCause::Alarm,
+                Some(_) | None => WakeCause::AfterInstall,
             }
         };
         o

@@ -149,6 +149,9 @@ fn assert_rollback(out: &StoryOutcome) {
     assert!(out
         .rollback_timeline
         .contains("rolled back from v3.0.0 to v2.0.0"));
+    assert!(out
+        .rollback_timeline
+        .contains("reset after the rejected trial: running v2.0.0"));
     assert!(r.succeeded());
 }
 
