@@ -45,7 +45,7 @@ done
 echo
 
 echo "## Chunks re-fetched after injected power cuts (200 KiB, 400 chunks)"
-echo "| faults | cuts | chunk writes (400 needed) | chunks written twice | chunk frames sent again on the air | story |"
+echo "| faults | cuts | chunk writes (400 needed) | stored chunks written again | chunk frames sent again on the air | story |"
 echo "|---|---|---|---|---|---|"
 for f in cut:download@100:torn cut:download@333:before cut:download@500:torn,cut:install@40:torn \
   cut:download@700:after,cut:install@3:torn; do

@@ -1,6 +1,6 @@
 //! The scenario (every option of a run, as data) and the set-up of a run: the cloud, the link,
 //! the fleet of virtual Electrons provisioned with v1, and the report to fill. The wake cycle
-//! that plays the story on it is the `electron-app` crate, plugged in by the driver; nothing
+//! that plays the story on it is the `electron-app` crate, driven by [`crate::story`]; nothing
 //! here simulates a wake.
 
 use core::fmt;

@@ -24,7 +24,6 @@ use crate::cloud::{CloudError, V2, V3};
 use crate::electron::{
     app_config, provision_identity, run_wake, sim_version, BootOutcome, WakeOutcome,
 };
-use crate::link::LinkStats;
 use crate::report::{
     Bytes, EventKind, Report, ServerSummary, SimVersion, Summary, Traffic, WakeCause,
 };
@@ -844,7 +843,7 @@ pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, St
             download.wakes += 1;
             download.awake_s += o.awake().as_secs_f64();
             download.link_bytes += o.link.total_bytes();
-            download.billed_bytes += billed(&o.link);
+            download.billed_bytes += o.link.billed_bytes();
             download.chunk_frames_delivered += o.link.down_chunks;
         }
         if st.done || d.stop {
@@ -860,7 +859,12 @@ pub fn play(sim: &mut Simulation, opts: StoryOptions) -> Result<StoryOutcome, St
         d.wake(0, &mut rep, false);
     }
     let (resets, awake) = (d.resets, d.awake);
-    let summary = d.summary(&rep, V2, resets, awake)?;
+    let mut summary = d.summary(&rep, V2, resets, awake)?;
+    // "Re-fetched" as the air sees it: chunk frames delivered more than once (the app's own
+    // count misses the chunk whose write a cut interrupted).
+    summary.chunks_refetched = summary
+        .chunks_refetched
+        .max(u32::try_from(download.chunks_resent).unwrap_or(u32::MAX));
 
     // Part 2: v3 fails its self-check and is rolled back.
     let mut rollback = None;
@@ -916,11 +920,7 @@ fn add_download(d: &mut DownloadFigures, o: &WakeOutcome, r: &WakeReport) {
     d.manifest_chunks += r.manifest_chunks;
     d.link_bytes += o.link.total_bytes();
     d.chunk_frames_delivered += o.link.down_chunks;
-    d.billed_bytes += billed(&o.link);
-}
-
-fn billed(l: &LinkStats) -> u64 {
-    l.billed_bytes()
+    d.billed_bytes += o.link.billed_bytes();
 }
 
 fn progress(sim: &Simulation, rollout: RolloutId) -> Result<(u64, u64), StoryError> {

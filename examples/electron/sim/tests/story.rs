@@ -54,6 +54,15 @@ fn cuts(sim: &Simulation, phase: CutPhase) -> usize {
         .count()
 }
 
+/// Wakes the awake budget ended.
+fn forced_wakes(sim: &Simulation) -> u64 {
+    sim.report
+        .events()
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Note { text } if text.starts_with("awake budget spent")))
+        .count() as u64
+}
+
 fn faults_fired(sim: &Simulation) -> u64 {
     sim.report
         .events()
@@ -98,15 +107,12 @@ fn assert_story(
         d.chunks_written,
         d.chunks_total
     );
-    assert!(
-        s.chunks_refetched as usize <= dl,
-        "{} re-fetched",
-        s.chunks_refetched
-    );
     assert_eq!(d.chunks_duplicate, 0);
     // On the air: every chunk frame delivered once, but those of the request in flight at a
-    // cut or a modem fault (8 chunks a request, the app's default).
-    let interruptions = dl as u64 + faults_fired(sim);
+    // cut, a modem fault or the end of a wake's budget (8 chunks a request, the app's
+    // default).
+    let forced = forced_wakes(sim);
+    let interruptions = dl as u64 + faults_fired(sim) + forced;
     assert!(
         d.chunks_resent <= 8 * interruptions,
         "{} chunk frames sent again after {interruptions} interruption(s)",
@@ -115,6 +121,11 @@ fn assert_story(
     assert_eq!(
         d.chunk_frames_delivered,
         u64::from(d.manifest_chunks) + u64::from(d.chunks_total) + d.chunks_resent
+    );
+    assert_eq!(
+        u64::from(s.chunks_refetched),
+        d.chunks_resent,
+        "the summary's re-fetches are the air's"
     );
     assert!(d.wakes >= 2, "the budget spreads the download over wakes");
     assert_eq!(out.exit_code(), 0);
@@ -218,11 +229,18 @@ fn fleet_of_4_under_a_staged_rollout_all_confirm_v2_through_their_cuts() {
     .unwrap();
     eprintln!("{}\n{}", sim.report.timeline(), out.table());
     assert_eq!((out.confirmed, out.devices), (4, 4));
-    assert_eq!(
-        out.shares_bp,
-        [2_500, 5_000, 10_000],
-        "staged: 25 %, 50 %, 100 %"
+    // Staged from 25 %; which devices a share takes is the server's hash, so the run may end
+    // before the last stage.
+    assert_eq!(out.shares_bp.first(), Some(&2_500));
+    assert!(
+        out.shares_bp.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        out.shares_bp
     );
+    assert!(out
+        .shares_bp
+        .iter()
+        .all(|bp| [2_500, 5_000, 10_000].contains(bp)));
     assert_eq!(out.power_cuts, 4, "each device's download was cut once");
     assert_eq!((out.image_mismatches, out.confirmed_lost), (0, 0));
     assert!(out.chunks_refetched <= 4);
@@ -282,8 +300,14 @@ fn power_cuts_at_random_flash_operations_never_lose_an_image() {
             d.chunks_written,
             d.chunks_total
         );
-        assert!(out.summary.chunks_refetched <= dl, "{what}");
-        assert!(d.chunks_resent <= 8 * u64::from(dl), "{what}");
+        // The request in flight at the cut, or at a wake's end of budget, is sent again.
+        let bound = 8 * (u64::from(dl) + forced_wakes(&sim));
+        assert!(d.chunks_resent <= bound, "{what}");
+        assert_eq!(
+            u64::from(out.summary.chunks_refetched),
+            d.chunks_resent,
+            "{what}"
+        );
         eprintln!("ok: {what}");
     }
 }
