@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod cloud;
 pub mod device;
+pub mod electron;
 pub mod factory;
 pub mod faults;
 pub mod flash;
@@ -12,3 +13,4 @@ pub mod link;
 pub mod report;
 pub mod retained;
 pub mod sim;
+pub mod story;

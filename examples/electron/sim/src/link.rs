@@ -93,6 +93,9 @@ pub struct LinkStats {
     pub down_bytes: u64,
     /// Server datagrams the network lost.
     pub down_lost: u64,
+    /// Delivered server datagrams that were cloud-proto chunk frames (first byte
+    /// `KIND_CHUNK`: manifest or image chunks).
+    pub down_chunks: u64,
     /// Air time charged to the clock.
     pub air_time: Duration,
 }
@@ -119,6 +122,7 @@ impl LinkStats {
             down_datagrams: self.down_datagrams - earlier.down_datagrams,
             down_bytes: self.down_bytes - earlier.down_bytes,
             down_lost: self.down_lost - earlier.down_lost,
+            down_chunks: self.down_chunks - earlier.down_chunks,
             air_time: self.air_time.saturating_sub(earlier.air_time),
         }
     }
@@ -144,13 +148,14 @@ impl Shared {
     }
 
     /// Counts a downlink datagram; `true` if it is delivered.
-    fn downlink(&mut self, len: usize) -> bool {
+    fn downlink(&mut self, len: usize, chunk: bool) -> bool {
         self.stats.down_datagrams += 1;
         let lost = self.down_rng.next_f64() < self.config.loss;
         if lost {
             self.stats.down_lost += 1;
         } else {
             self.stats.down_bytes += len as u64;
+            self.stats.down_chunks += u64::from(chunk);
             self.charge(len);
         }
         !lost
@@ -274,7 +279,8 @@ fn relay(front: UdpSocket, server: SocketAddr, shared: &Mutex<Shared>, stop: &At
         for (device, s) in &backs {
             while let Ok(n) = s.recv(&mut buf) {
                 moved = true;
-                if lock().downlink(n) {
+                let chunk = buf.first() == Some(&cloud_proto::KIND_CHUNK);
+                if lock().downlink(n, chunk) {
                     let _ = front.send_to(&buf[..n], device);
                 }
             }

@@ -1,24 +1,70 @@
 //! `electron-sim`: the Electron story on loopback. A thin layer over the `electron_sim`
 //! library: options → [`Scenario`] → [`Simulation::setup`] → the wake loop → report.
 //!
-//! The wake loop is the `electron-app` crate's wake cycle, not plugged in yet: until it is,
-//! this sets everything up, prints the plan and exits with status 2 without simulating
-//! anything (no fake story, no summary).
+//! The wake loop is [`electron_sim::story::play`]: the `electron-app` wake cycle on the
+//! virtual Electron, part 1 (v2 queued while asleep, downloaded across wakes, installed,
+//! confirmed) then part 2 (v3 fails its self-check and is rolled back).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use electron_sim::cloud::V2;
 use electron_sim::faults::FaultPlan;
 use electron_sim::link::LinkConfig;
 use electron_sim::sim::{Scenario, Simulation};
+use electron_sim::story::{self, StoryOptions};
+
+/// `--fleet N`: the fleet under a staged rollout, with a progress bar.
+fn fleet(cli: &Cli, sim: &mut Simulation) -> ExitCode {
+    let opts = StoryOptions {
+        rollback: false,
+        max_wakes: cli.max_wakes,
+    };
+    let outcome = match story::play_fleet(sim, opts, |bar| eprintln!("{bar}")) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("electron-sim: the fleet could not be played: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    print!("{}", sim.report.timeline());
+    println!("\n── fleet summary ──");
+    print!("{}", outcome.table());
+    if let Some(path) = &cli.json {
+        let written = serde_json::to_string_pretty(&outcome)
+            .map_err(std::io::Error::other)
+            .and_then(|t| std::fs::write(path, t + "\n"));
+        if let Err(e) = written {
+            eprintln!("electron-sim: --json {}: {e}", path.display());
+            return ExitCode::from(EXIT_SETUP);
+        }
+    }
+    if cli.keep_serving {
+        keep_serving(sim);
+    }
+    ExitCode::from(outcome.exit_code())
+}
+
+/// `--keep-serving`: the server keeps running for the `ota-cloud` CLI until interrupted.
+fn keep_serving(sim: &mut Simulation) -> ! {
+    let dir = sim.cloud.keep_data();
+    println!(
+        "serving on {} until interrupted; data kept in {}\ninspect with:\n{}",
+        sim.cloud.udp_addr(),
+        dir.display(),
+        sim.cloud.inspect_commands()
+    );
+    loop {
+        std::thread::park();
+    }
+}
 use ota_cloud::Share;
+
+/// The story's power cuts: one mid-download, one mid-install.
+const DEFAULT_FAULTS: &str = "cut:download@500:torn,cut:install@40:torn";
 
 /// Exit status when the run could not be set up (bad option, server, socket).
 const EXIT_SETUP: u8 = 3;
-/// Exit status while the wake cycle is not wired in.
-const EXIT_NOT_WIRED: u8 = 2;
 
 /// A virtual Particle Electron that sleeps, wakes, checks in with an in-process ota-cloud over
 /// a shaped loopback link, and takes the update queued while it slept.
@@ -31,8 +77,11 @@ struct Cli {
     /// Awake budget of one wake, in ms.
     #[arg(long, default_value_t = 10_000)]
     awake_budget_ms: u32,
-    /// Manifest chunk size in bytes (a power of two, 256..=65536).
-    #[arg(long, default_value_t = 1024)]
+    /// The most the cloud's awake extension may add to a wake that works on an update, ms.
+    #[arg(long, default_value_t = 20_000)]
+    max_extension_ms: u32,
+    /// Manifest chunk size in bytes: 256 or 512 (a chunk fits one 1024-byte SARA datagram).
+    #[arg(long, default_value_t = 512)]
     chunk_size: u32,
     /// Link rate in bytes per second each way (0: unlimited, no air time charged).
     #[arg(long, default_value_t = 10_000)]
@@ -41,8 +90,10 @@ struct Cli {
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
     /// Fault plan: `cut:download@N[:KIND]`, `cut:install@N[:KIND]`,
-    /// `modem:ACTION@PREFIX[#K]`, comma-separated (see `electron_sim::faults`).
-    #[arg(long, default_value = "")]
+    /// `modem:ACTION@PREFIX[#K]`, comma-separated (see `electron_sim::faults`); `none` for
+    /// none. The default cuts the power once mid-download (a torn chunk write, 500 flash
+    /// operations into the download) and once mid-install (40 operations into the swap).
+    #[arg(long, default_value = DEFAULT_FAULTS)]
     faults: String,
     /// Seed of keys, images, link loss and SRAM garbage: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
@@ -59,6 +110,12 @@ struct Cli {
     /// Keep the server and its data directory after the story, for the `ota-cloud` CLI.
     #[arg(long)]
     keep_serving: bool,
+    /// The most wakes each part may take before the story gives up.
+    #[arg(long, default_value_t = 2_000)]
+    max_wakes: u32,
+    /// Play only the update (skip the second part: v3 failing its self-check).
+    #[arg(long)]
+    no_rollback: bool,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -66,12 +123,18 @@ struct Cli {
 
 impl Cli {
     fn scenario(&self) -> Result<Scenario, String> {
-        let faults = FaultPlan::parse(&self.faults).map_err(|e| e.to_string())?;
+        let plan = if self.faults == "none" {
+            ""
+        } else {
+            &self.faults
+        };
+        let faults = FaultPlan::parse(plan).map_err(|e| e.to_string())?;
         let initial_share =
             Share::percent(self.initial_percent).ok_or("--initial-percent is 0 to 100")?;
         Ok(Scenario {
             image_size: self.image_size,
             awake_budget_ms: self.awake_budget_ms,
+            max_extension_ms: self.max_extension_ms,
             chunk_size: self.chunk_size,
             link: LinkConfig {
                 rate_bytes_per_s: (self.link_rate > 0).then_some(self.link_rate),
@@ -104,31 +167,62 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    if let Err(e) = sim.queue_release(V2) {
-        eprintln!("electron-sim: queueing v2 failed: {e}");
-        return ExitCode::from(EXIT_SETUP);
-    }
     print!("{}", sim.plan());
-    eprintln!(
-        "electron-sim: the wake cycle (examples/electron/app) is not wired into the simulation \
-         yet: nothing was simulated{}",
-        if cli.json.is_some() {
-            "; no summary written"
+    println!();
+    if scenario.fleet > 1 {
+        return fleet(&cli, &mut sim);
+    }
+    let opts = StoryOptions {
+        rollback: !cli.no_rollback,
+        max_wakes: cli.max_wakes,
+    };
+    let outcome = match story::play(&mut sim, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("electron-sim: the story could not be played: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    println!("── part 1: v2 queued while the device sleeps ──");
+    print!("{}", sim.report.timeline());
+    if outcome.rollback.is_some() {
+        println!("\n── part 2: v3 fails its self-check and is rolled back ──");
+        print!("{}", outcome.rollback_timeline);
+    }
+    println!("\n── summary (part 1) ──");
+    print!("{}", outcome.summary.table());
+    print!("{}", outcome.figures());
+    if let Some(r) = &outcome.rollback {
+        println!("\n── summary (part 2) ──");
+        print!("{}", r.summary.table());
+    }
+    for v in &outcome.violations {
+        eprintln!("electron-sim: modem interface violation: {v}");
+    }
+    if let Some(path) = &cli.json {
+        let text = match serde_json::to_string_pretty(&outcome) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("electron-sim: --json: {e}");
+                return ExitCode::from(EXIT_SETUP);
+            }
+        };
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("electron-sim: --json {}: {e}", path.display());
+            return ExitCode::from(EXIT_SETUP);
+        }
+    }
+    let code = outcome.exit_code();
+    println!(
+        "\n{}",
+        if code == 0 {
+            "story: v2 confirmed"
         } else {
-            ""
+            "story: FAILED (see the summary)"
         }
     );
     if cli.keep_serving {
-        let dir = sim.cloud.keep_data();
-        println!(
-            "serving on {} until interrupted; data kept in {}\ninspect with:\n{}",
-            sim.cloud.udp_addr(),
-            dir.display(),
-            sim.cloud.inspect_commands()
-        );
-        loop {
-            std::thread::park();
-        }
+        keep_serving(&mut sim);
     }
-    ExitCode::from(EXIT_NOT_WIRED)
+    ExitCode::from(code)
 }

@@ -71,6 +71,8 @@ pub enum WakeCause {
     AfterPowerCut,
     /// Reset into the bootloader to install, then the new image started.
     AfterInstall,
+    /// Reset into the bootloader after a trial image failed its self-check, to revert.
+    AfterRejectedTrial,
 }
 
 /// What happened. The wake loop emits these; the timeline prints one line each.
@@ -208,6 +210,7 @@ impl fmt::Display for EventKind {
                     WakeCause::Alarm => "wake (RTC alarm)",
                     WakeCause::AfterPowerCut => "power back after a cut",
                     WakeCause::AfterInstall => "reset after install",
+                    WakeCause::AfterRejectedTrial => "reset after the rejected trial",
                 };
                 let trial = if *trial { " on trial" } else { "" };
                 write!(f, "{why}: running v{running}{trial}")

@@ -1,5 +1,5 @@
-//! The binary: sets a run up and says the wake cycle is not wired (status 2), never a story;
-//! refuses bad options with status 3.
+//! The binary: plays the story (exit 0 with v2 confirmed, the timeline, the summary, `--json`)
+//! and refuses bad options with status 3.
 
 use std::process::Command;
 
@@ -11,30 +11,44 @@ fn run(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn sets_up_prints_the_plan_and_stops_with_status_2() {
+fn plays_the_story_prints_timeline_and_summary_and_writes_json() {
     let json = tempfile::tempdir().unwrap();
     let path = json.path().join("s.json");
     let out = run(&[
         "--image-size",
         "8192",
+        "--awake-budget-ms",
+        "12000",
+        "--max-extension-ms",
+        "0",
         "--faults",
         "cut:install@3",
         "--json",
         path.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("image       v2.0.0 (8192 bytes, 8 chunks of 1024, counter 2)"));
-    assert!(stdout.contains("release     v2 queued as rollout 1"));
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("image       v2.0.0 (8192 bytes, 16 chunks of 512, counter 2)"));
     assert!(stdout.contains("faults      cut install@3"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not wired"));
-    assert!(!path.exists(), "no summary without a story");
+    assert!(stdout.contains("POWER CUT at install flash operation 3"));
+    assert!(stdout.contains("rolled back from v3.0.0 to v2.0.0"));
+    assert!(stdout.contains("final version                v2.0.0 (confirmed)"));
+    assert!(stdout.contains("story: v2 confirmed"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["final_version"]["major"], 2);
+    assert_eq!(v["final_confirmed"], true);
+    assert_eq!(v["power_cuts"], 1);
+    assert_eq!(v["rollback"]["server_failed"], 1);
+    assert!(v["idle_wake"]["bytes_up"].as_u64().unwrap() > 0);
 }
 
 #[test]
 fn bad_options_are_refused_with_status_3() {
     for args in [
         &["--faults", "cut:boot@1"][..],
+        &["--chunk-size", "1024"][..],
         &["--chunk-size", "1000"][..],
         &["--loss", "2"][..],
         &["--initial-percent", "101"][..],
@@ -42,4 +56,30 @@ fn bad_options_are_refused_with_status_3() {
         let out = run(args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");
     }
+}
+
+#[test]
+fn fleet_plays_a_staged_rollout_with_a_progress_bar() {
+    let out = run(&[
+        "--fleet",
+        "3",
+        "--initial-percent",
+        "34",
+        "--image-size",
+        "4096",
+        "--awake-budget-ms",
+        "12000",
+        "--max-extension-ms",
+        "0",
+        "--faults",
+        "none",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr.contains("3/3 devices on v2, confirmed"));
+    assert!(stdout.contains("devices confirmed on v2      3 / 3"));
+    // Which devices a share takes is the server's hash; the stages start at 34 %.
+    assert!(stdout.contains("rollout shares               34%"));
 }
