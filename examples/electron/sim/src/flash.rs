@@ -32,22 +32,10 @@ use ota_flash_sim::{Cut, F2Flash, SimError, Stats};
 
 use crate::clock::SimClock;
 
-/// The STM32F205RG's sector sizes in address order: 4×16 KB, 1×64 KB, 7×128 KB (1 MB).
-/// RM0033 section 2.3.3 "Embedded Flash memory", table "Flash module organization".
-pub const ELECTRON_SECTORS: [usize; 12] = [
-    16 * 1024,
-    16 * 1024,
-    16 * 1024,
-    16 * 1024,
-    64 * 1024,
-    128 * 1024,
-    128 * 1024,
-    128 * 1024,
-    128 * 1024,
-    128 * 1024,
-    128 * 1024,
-    128 * 1024,
-];
+/// The STM32F205RG's sector sizes in address order: 4×16 KB, 1×64 KB, 7×128 KB (1 MB), as
+/// RM0033 section 2.3.3 "Embedded Flash memory" gives them: the app's own map
+/// ([`electron_app::SECTOR_SIZES`]), so the simulation and the firmware cannot disagree.
+pub const ELECTRON_SECTORS: [usize; 12] = electron_app::SECTOR_SIZES;
 
 /// Program word in bytes at x32 parallelism.
 pub const WORD: usize = 4;
