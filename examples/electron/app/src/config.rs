@@ -40,7 +40,9 @@ pub struct AppConfig<'a> {
     pub min_request_ms: u32,
     /// Bytes hashed per `finish_step` (default 16 KiB: about 5 ms at 120 MHz).
     pub hash_step_bytes: u32,
-    /// Sleep between the wakes of a download in progress (default 10 s).
+    /// Sleep between the wakes of a download in progress, and after a wake the awake budget
+    /// cut short before its check-in (default 10 s; see
+    /// [`MAX_CUT_SHORT_WAKES`](crate::MAX_CUT_SHORT_WAKES)).
     pub resume_sleep_s: u32,
     /// Sleep after a failed wake (modem, server silence, flash; default 300 s), doubled for
     /// each failed wake in a row, at most [`default_sleep_s`](Self::default_sleep_s).

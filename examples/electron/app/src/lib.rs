@@ -21,4 +21,4 @@ pub use layout::{COUNTER_LOG, FLASH_MAP, IDENTITY, IDENTITY_SECTOR, LAYOUT, SECT
 pub use reason::Reason;
 pub use report::{TrialOutcome, WakeEnd, WakeError, WakeReport};
 pub use retained::{RetainedState, RETAINED_LEN};
-pub use wake::{wake, Buffers, MANIFEST_MAX};
+pub use wake::{wake, Buffers, MANIFEST_MAX, MAX_CUT_SHORT_WAKES};

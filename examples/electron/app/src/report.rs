@@ -76,7 +76,12 @@ pub enum WakeError {
     /// The cloud refused a request (`Nack`) or answered with the wrong message.
     Refused,
     /// The awake budget ran out before the work was done (not a failure: the work continues
-    /// next wake; sleeps as a normal wake does).
+    /// next wake). After the check-in the wake sleeps as a normal wake does; before it (in
+    /// ota-core's erase work or the modem's bring-up) it sleeps
+    /// [`AppConfig::resume_sleep_s`](crate::AppConfig::resume_sleep_s), at most
+    /// [`MAX_CUT_SHORT_WAKES`](crate::MAX_CUT_SHORT_WAKES) times in a row, then backs off as
+    /// a failed wake. A budget that ends while the cloud has not answered the check-in is a
+    /// failed wake (a silent server looks the same).
     Budget,
     /// The downloaded image did not hash to its manifest's digest: the download was
     /// abandoned.

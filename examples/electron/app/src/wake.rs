@@ -10,7 +10,9 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 use embedded_storage::nor_flash::NorFlash;
-use modem_ublox::{Apn, Modem, Protocol, Registration, SocketId};
+use modem_ublox::{
+    Apn, DataError, Modem, Protocol, Registration, RegistrationError, SimError, SocketId,
+};
 use ota_core::{
     BeginError, ChunkError, ChunkIndex, ChunkOutcome, FinishError, HashStep, Lwm2mState, Phase,
     Updater, UpdaterConfig, Version,
@@ -28,6 +30,14 @@ use crate::retained::{RetainedState, RETAINED_LEN};
 /// The largest signed manifest the wake can fetch (16 KiB: a 384 KiB image in 512-byte
 /// chunks has a 12.4 KB manifest). A larger one is declined with `OutOfRam`.
 pub const MANIFEST_MAX: usize = 16 * 1024;
+
+/// Wakes in a row that the awake budget may cut short before the check-in (in ota-core's
+/// erase work or the modem's bring-up) and still count as work in progress, measured as
+/// [`RetainedState::forced_sleeps`] (forced sleeps since the last answered check-in, this
+/// wake's included). Such a wake sleeps [`AppConfig::resume_sleep_s`] and leaves
+/// [`RetainedState::failures`] as it was; past this bound it is a failed wake (the retry
+/// back-off), so a budget too short ever to reach the cloud does not drain the battery.
+pub const MAX_CUT_SHORT_WAKES: u16 = 3;
 
 /// The largest UDP datagram a SARA modem delivers.
 const DATAGRAM_MAX: usize = 1024;
@@ -103,6 +113,9 @@ struct Cx<'a, B, F> {
     erase_after_modem: bool,
     /// The update whose download progress the check-in reported.
     reported_download: Option<UpdateId>,
+    /// The budget ran out before the check-in while work was pending (ota-core's erase
+    /// work, or the modem's bring-up): not a failure, see [`MAX_CUT_SHORT_WAKES`].
+    cut_short: bool,
 }
 
 /// The link to the cloud over one UDP socket.
@@ -126,7 +139,9 @@ struct Link {
 /// 7. Goodbye, modem off (`AT+CPWROFF`), erase work the download still needs.
 /// 8. Ends in [`WakeEnd::Reset`] (install, or revert of a rejected trial) or a bounded
 ///    [`WakeEnd::Sleep`]: the cloud's grant, [`AppConfig::resume_sleep_s`] while a download
-///    is in progress, [`AppConfig::retry_sleep_s`] after an error.
+///    is in progress or when the awake budget cut steps 3–4 short (work pending, not a
+///    failure, at most [`MAX_CUT_SHORT_WAKES`] times in a row),
+///    [`AppConfig::retry_sleep_s`] after an error.
 ///
 /// Never panics on data from flash, the modem or the network, and never waits longer than
 /// the awake budget plus its extension (at most [`AppConfig::max_extension_ms`]) plus one
@@ -172,6 +187,7 @@ where
         reset: false,
         erase_after_modem: false,
         reported_download: None,
+        cut_short: false,
     };
     // Only an NMI could make this fail; the budget then stays unset and every check says
     // "no time left": the wake ends at once in a sleep.
@@ -213,6 +229,26 @@ impl<B: Board, F: NorFlash> Cx<'_, B, F> {
         // Refusals (a lease past the critical overrun) leave the guard's decision to force
         // the sleep; the wake checks it before every step.
         let _ = self.guard.lease(r, ms, now);
+    }
+
+    /// The awake budget ran out before the check-in, with work pending: records it and
+    /// returns the error that ends the wake.
+    fn cut_short(&mut self) -> WakeError {
+        self.report.forced = true;
+        self.cut_short = true;
+        WakeError::Budget
+    }
+
+    /// A modem bring-up step failed; `timed_out`: the driver says its budget of `waited` ms
+    /// ran out. When the awake budget set that wait (below the step's own `limit`), the
+    /// budget cut the step short ([`Self::cut_short`]); otherwise `e` stands (a SIM missing,
+    /// registration denied, a step's own time limit: real failures).
+    fn step_failed(&mut self, timed_out: bool, waited: u32, limit: u32, e: WakeError) -> WakeError {
+        if timed_out && waited < limit {
+            self.cut_short()
+        } else {
+            e
+        }
     }
 
     fn save_retained(&mut self) {
@@ -348,29 +384,41 @@ where
     // 3. Erase work before the modem: a sector erase stalls the flash (and the CPU
     // executing from it) for a second or more.
     erase_work(cx, bufs)?;
+    // The budget ended in the erase work (or a trial's flash record): the modem is not
+    // powered for a wake that has no time left to use it.
+    if cx.report.forced || cx.left() == 0 {
+        return Err(cx.cut_short());
+    }
 
-    // 4. Modem.
+    // 4. Modem. A step the budget cuts short is work pending, not a failure.
     cx.lease(Reason::Modem, 60_000);
     *powered = true;
     modem.power_on().map_err(|_| WakeError::ModemPower)?;
     let budget = |cx: &mut Cx<'_, B, F>, cap: u32| -> Result<u32, WakeError> {
         let left = cx.left();
         if left == 0 {
-            cx.report.forced = true;
-            return Err(WakeError::Budget);
+            return Err(cx.cut_short());
         }
         Ok(u32::try_from(left).unwrap_or(u32::MAX).min(cap))
     };
-    let b = budget(cx, cx.cfg.sim_ready_ms)?;
-    modem.wait_sim_ready(b).map_err(|_| WakeError::Sim)?;
-    let b = budget(cx, cx.cfg.register_ms)?;
-    modem
-        .register(&Registration::new(b))
-        .map_err(|_| WakeError::Registration)?;
-    let b = budget(cx, cx.cfg.data_ms)?;
-    modem
-        .activate_data(&Apn::new(cx.cfg.apn), b)
-        .map_err(|_| WakeError::Data)?;
+    let cap = cx.cfg.sim_ready_ms;
+    let b = budget(cx, cap)?;
+    if let Err(e) = modem.wait_sim_ready(b) {
+        let timed_out = matches!(e, SimError::NotReady);
+        return Err(cx.step_failed(timed_out, b, cap, WakeError::Sim));
+    }
+    let cap = cx.cfg.register_ms;
+    let b = budget(cx, cap)?;
+    if let Err(e) = modem.register(&Registration::new(b)) {
+        let timed_out = matches!(e, RegistrationError::Timeout(_));
+        return Err(cx.step_failed(timed_out, b, cap, WakeError::Registration));
+    }
+    let cap = cx.cfg.data_ms;
+    let b = budget(cx, cap)?;
+    if let Err(e) = modem.activate_data(&Apn::new(cx.cfg.apn), b) {
+        let timed_out = matches!(e, DataError::Timeout);
+        return Err(cx.step_failed(timed_out, b, cap, WakeError::Data));
+    }
     let socket = modem
         .open_socket(Protocol::Udp)
         .map_err(|_| WakeError::Socket)?;
@@ -1261,25 +1309,36 @@ fn planned_sleep_s<B: Board, F: NorFlash>(cx: &Cx<'_, B, F>, grant: Option<Sleep
 /// A failed wake (no check-in answered, or a link, counter or flash error) sleeps
 /// [`AppConfig::retry_sleep_s`], doubled for every failed wake before it, at most
 /// [`AppConfig::default_sleep_s`]: a device that cannot reach the cloud or write its flash
-/// backs off instead of draining its battery.
+/// backs off instead of draining its battery. A wake the budget cut short before the
+/// check-in (erase work, or a modem step that timed out on the budget rather than its own
+/// limit) is not a failure while [`MAX_CUT_SHORT_WAKES`] allows: it sleeps
+/// [`AppConfig::resume_sleep_s`] and leaves the failure count as it was.
 fn finish<B: Board, F: NorFlash>(cx: &mut Cx<'_, B, F>, grant: Option<SleepGrant>) -> WakeEnd {
     if cx.report.forced {
         cx.retained.forced_sleeps = cx.retained.forced_sleeps.saturating_add(1);
     }
-    let failed = !cx.report.checked_in
-        || matches!(
-            cx.report.error,
-            Some(
-                WakeError::Flash
-                    | WakeError::Counters
-                    | WakeError::ServerSilent
-                    | WakeError::Socket
-                    | WakeError::Refused
-                    | WakeError::Integrity
-            )
-        );
+    // Work cut short by the budget before the check-in comes back soon, a bounded number of
+    // times in a row.
+    let cut_short =
+        cx.cut_short && !cx.report.checked_in && cx.retained.forced_sleeps <= MAX_CUT_SHORT_WAKES;
+    let failed = !cut_short
+        && (!cx.report.checked_in
+            || matches!(
+                cx.report.error,
+                Some(
+                    WakeError::Flash
+                        | WakeError::Counters
+                        | WakeError::ServerSilent
+                        | WakeError::Socket
+                        | WakeError::Refused
+                        | WakeError::Integrity
+                )
+            ));
     cx.retained.failures = if failed {
         cx.retained.failures.saturating_add(1)
+    } else if cut_short {
+        // Neither a failure nor a success: the back-off stays where it was.
+        cx.retained.failures
     } else {
         0
     };
@@ -1291,6 +1350,8 @@ fn finish<B: Board, F: NorFlash>(cx: &mut Cx<'_, B, F>, grant: Option<SleepGrant
         cx.cfg.default_sleep_s
     } else if failed {
         retry_sleep_s(cx.cfg, cx.retained.failures)
+    } else if cut_short {
+        cx.cfg.resume_sleep_s
     } else {
         planned_sleep_s(cx, grant)
     };

@@ -592,3 +592,104 @@ fn a_modem_that_does_not_power_down_is_reported() {
     assert!(r.modem_left_on);
     assert!(matches!(r.end, WakeEnd::Sleep { .. }));
 }
+
+fn retained(dev: &Electron) -> electron_app::RetainedState {
+    electron_app::RetainedState::decode(&dev.retained).expect("retained memory written")
+}
+
+/// A budget that ends during the modem's bring-up (here: registration, the emulated SARA-U2
+/// needs about 8.5 s before the first datagram) is work cut short, not a failure: the wake
+/// comes back after `resume_sleep_s` and the failure count stays as it was. Only after
+/// `MAX_CUT_SHORT_WAKES` forced sleeps without a check-in does it back off (a budget that can
+/// never fit the bring-up must not drain the battery).
+#[test]
+fn a_budget_that_ends_in_the_modem_bring_up_comes_back_soon() {
+    use modem_ublox_emu::{Action, ErrorReply, Fault, Trigger};
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(10_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = AppConfig::new(cloud.addr, hw(), &keys);
+    // One real failure first: the count it leaves must survive the cut-short wakes.
+    let r = dev.wake_with(&cloud, &cfg, |e| {
+        e.add_fault(Fault::new(
+            Trigger::every("AT+CPIN?"),
+            Action::Fail(ErrorReply::Cme(10)),
+        ));
+    });
+    assert_eq!(r.error, Some(electron_app::WakeError::Sim));
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 300_000 });
+    assert_eq!(retained(&dev).failures, 1);
+
+    let mut short = cfg;
+    short.awake_budget_ms = 5_000;
+    let soon = WakeEnd::Sleep {
+        ms: u64::from(cfg.resume_sleep_s) * 1000,
+    };
+    for n in 1..=electron_app::MAX_CUT_SHORT_WAKES {
+        let r = dev.wake(&cloud, &short);
+        eprintln!("{}", line(usize::from(n), &r));
+        assert!(!r.checked_in && r.forced, "wake {n}");
+        assert_eq!(r.error, Some(electron_app::WakeError::Budget), "wake {n}");
+        assert_eq!(r.end, soon, "wake {n}");
+        assert_eq!(retained(&dev).failures, 1, "wake {n}");
+        assert_eq!(retained(&dev).forced_sleeps, n, "wake {n}");
+    }
+    // One more: the bound is reached, the wake counts as failed (second in a row: 600 s).
+    let r = dev.wake(&cloud, &short);
+    assert_eq!(r.error, Some(electron_app::WakeError::Budget));
+    assert_eq!(r.end, WakeEnd::Sleep { ms: 600_000 });
+    assert_eq!(retained(&dev).failures, 2);
+    // A budget that fits: checked in, the count is cleared.
+    let r = dev.wake(&cloud, &cfg);
+    assert!(r.checked_in && r.error.is_none(), "{}", line(0, &r));
+    assert_eq!(retained(&dev).failures, 0);
+    assert_eq!(retained(&dev).forced_sleeps, 0);
+}
+
+/// After a power cut mid-download the next wake runs ota-core's repair erases before the
+/// modem; a budget that ends after them, in the modem's bring-up, is work cut short: the wake
+/// sleeps `resume_sleep_s`, no failure is counted, and the next wake resumes the download.
+/// (This harness does not charge flash time to the clock; the simulation does, and there the
+/// default run's wake after the cut ends in the erases without powering the modem.)
+#[test]
+fn a_budget_that_ends_after_the_repair_erases_comes_back_soon() {
+    use ota_flash_sim::{Cut, CutKind};
+    let cloud = Cloud::new();
+    let id = cloud.device(ROOT);
+    let v1 = cloud.sign((1, 0, 0), 1, &image(30_000, 1));
+    let mut dev = Electron::new(&cloud, id, ROOT, &v1);
+    let keys = cloud.trusted();
+    let cfg = tight(&cloud, &keys);
+    let img2 = image(40_000, 2);
+    cloud.release(&cloud.sign((2, 0, 0), 2, &img2));
+    let r = dev.wake(&cloud, &cfg);
+    assert_eq!(r.progress, (0, 79));
+    let at = dev.flash.stats().ops + 24;
+    dev.flash.schedule_cut(Cut {
+        at,
+        kind: CutKind::Torn,
+    });
+    let r = dev.wake(&cloud, &cfg);
+    assert!(dev.flash.is_powered_off(), "the cut fired: {}", line(1, &r));
+    dev.power_loss();
+    let mut short = cfg;
+    short.awake_budget_ms = 5_000;
+    let r = dev.wake(&cloud, &short);
+    eprintln!("{}", line(2, &r));
+    assert!(r.erase_steps > 0, "repair work was pending");
+    assert!(r.forced && !r.checked_in);
+    assert_eq!(r.error, Some(electron_app::WakeError::Budget));
+    assert_eq!(
+        r.end,
+        WakeEnd::Sleep {
+            ms: u64::from(cfg.resume_sleep_s) * 1000
+        }
+    );
+    assert_eq!(retained(&dev).failures, 0);
+    let rest = wake_until_reset(&mut dev, &cloud, &cfg, 12);
+    assert!(rest[0].checked_in, "{}", line(3, &rest[0]));
+    assert_eq!(rest[0].erase_steps, 0, "the repair was done");
+    assert_eq!(rest.last().map(|r| r.end), Some(WakeEnd::Reset));
+}
