@@ -182,6 +182,9 @@ pub struct WakeOutcome {
     pub violations: Vec<Violation>,
     /// What the active slot holds after the wake (by its marker).
     pub running: Option<SimVersion>,
+    /// The app reported [`WakeReport::modem_left_on`], and the board cut the modem's supply
+    /// before acting on the wake's end (see [`run_wake`]).
+    pub modem_supply_cut: bool,
 }
 
 impl WakeOutcome {
@@ -189,6 +192,18 @@ impl WakeOutcome {
     pub fn awake(&self) -> Duration {
         self.ended.saturating_sub(self.started)
     }
+}
+
+/// Cuts the modem's supply now (the board's supply switch): the emulator loses power at once
+/// ([`Action::PowerLoss`](modem_ublox_emu::Action::PowerLoss)); flash, backup SRAM and the
+/// clock are untouched. The next wake's `power_on` switches the module on from cold.
+fn cut_modem_supply(dev: &mut VirtualElectron) {
+    use modem_ublox_emu::{Action, Fault, Trigger};
+    let now = dev.clock.now();
+    dev.emulator
+        .add_fault(Fault::new(Trigger::At(now), Action::PowerLoss));
+    // Let the fault fall due before time runs on.
+    dev.clock.advance(Duration::ZERO);
 }
 
 /// Waits (real time, at most ~50 ms) until the link relay has carried nothing for 3 ms, so a
@@ -210,7 +225,10 @@ fn settle(link: &LinkShaper) -> LinkStats {
 /// install or revert to do), then, unless a cut stopped it, the app's wake (arming the
 /// download cut first when `arm_download`), then the end: a fired cut plays the power cut
 /// ([`VirtualElectron::power_cut`], off for [`POWER_OFF`]); otherwise the wake's
-/// [`WakeEnd`] — deep sleep, or a reset (the next call runs the bootloader).
+/// [`WakeEnd`] — deep sleep, or a reset (the next call runs the bootloader). When the app
+/// reports [`WakeReport::modem_left_on`] (the modem did not confirm its power-down), the
+/// board first cuts the modem's supply, as the Electron's firmware does through its PMIC
+/// ([`WakeOutcome::modem_supply_cut`]): a sleep never runs with the modem on.
 ///
 /// Cost: the bootloader's flash work, one wake (see [`electron_app::wake`]); a few ms of real
 /// time for the link relay to settle.
@@ -277,6 +295,13 @@ pub fn run_wake(
     let violations = dev.take_violations();
     let modem_faults = dev.take_fired_modem_faults();
     let running = dev.running_image().map(|m| m.version);
+    // The board's supply switch: a modem the app could not switch off (its report says so)
+    // loses power before the board sleeps or resets, as the Electron's firmware cuts it
+    // through the PMIC. A power cut takes it down anyway.
+    let modem_supply_cut = cut.is_none() && report.is_some_and(|r| r.modem_left_on);
+    if modem_supply_cut {
+        cut_modem_supply(dev);
+    }
     if cut.is_some() {
         dev.power_cut(POWER_OFF);
     } else {
@@ -297,5 +322,44 @@ pub fn run_wake(
         modem_faults,
         violations,
         running,
+        modem_supply_cut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Scenario, Simulation};
+    use modem_ublox_emu::{Action, Fault, Trigger};
+
+    /// A modem that does not confirm its power-down (`V_INT` stuck high: the driver's
+    /// fallbacks pulse `PWR_ON`, which switches the module on again) is reported by the app;
+    /// the board then cuts the modem's supply before the deep sleep, so the sleep does not
+    /// run with the modem on.
+    #[test]
+    fn a_modem_left_on_loses_its_supply_before_the_deep_sleep() {
+        let mut sim = Simulation::setup(&Scenario {
+            image_size: 4096,
+            ..Scenario::default()
+        })
+        .unwrap();
+        let keys = [sim.cloud.trusted_key()];
+        let hw = sim.cloud.hardware_id();
+        sim.activate(0);
+        let dev = &mut sim.devices[0];
+        provision_identity(dev).unwrap();
+        dev.emulator.add_fault(Fault::new(
+            Trigger::nth("AT+CPWROFF", 1),
+            Action::VintStuckHigh,
+        ));
+        let cfg = app_config(dev, hw, &keys, 10_000, 20_000);
+        let mut bufs = Box::new(Buffers::new());
+        let o = run_wake(dev, &cfg, &sim.link, &mut bufs, false);
+        let r = o.report.expect("the wake ran");
+        assert!(r.checked_in, "{r:?}");
+        assert!(r.modem_left_on, "{r:?}");
+        assert!(matches!(r.end, WakeEnd::Sleep { .. }));
+        assert!(dev.emulator.is_off(), "the supply was cut before the sleep");
+        assert!(o.modem_supply_cut);
     }
 }

@@ -724,6 +724,16 @@ impl<'s> Driver<'s> {
                 );
             }
         }
+        if o.modem_supply_cut {
+            push(
+                t1,
+                EventKind::Note {
+                    text: "modem did not power down: the board cut its supply".into(),
+                },
+                Traffic::CheckIn,
+                none,
+            );
+        }
         for v in &o.violations {
             let text = format!("{v:?}");
             self.violations.push(text.clone());
