@@ -6,12 +6,14 @@ use cloud_proto::{
     OtaState, Publish, SendError, SleepGrant, Timeout, Up, UpdateDecision, UpdateId, UpdateResult,
     UpdateStatus, MAX_CHUNKS_PER_REQUEST, MAX_CHUNK_DATA_DATAGRAM,
 };
+use core::net::{Ipv4Addr, SocketAddr};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady, Write};
 use embedded_storage::nor_flash::NorFlash;
 use modem_ublox::{
-    Apn, DataError, Modem, Protocol, Registration, RegistrationError, SimError, SocketId,
+    Apn, DataError, Modem, PowerError, Protocol, RegStatus, Registration, RegistrationError,
+    SimError, SocketError, SocketId,
 };
 use ota_core::{
     BeginError, ChunkError, ChunkIndex, ChunkOutcome, FinishError, HashStep, Lwm2mState, Phase,
@@ -122,6 +124,66 @@ struct Cx<'a, B, F> {
 struct Link {
     socket: SocketId,
     ep: DeviceEndpoint,
+}
+
+/// The modem operations the steps of a wake use, so that the driver's bounds (the board's
+/// UART, delay and pins) are written once, on the one implementation below, instead of on
+/// every step. Each method is [`Modem`]'s own (see its docs for contracts and errors).
+trait Radio {
+    fn power_on(&mut self) -> Result<(), PowerError>;
+    fn wait_sim_ready(&mut self, budget_ms: u32) -> Result<(), SimError>;
+    fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError>;
+    fn activate_data(&mut self, apn: &Apn<'_>, budget_ms: u32) -> Result<Ipv4Addr, DataError>;
+    fn open_socket(&mut self, proto: Protocol) -> Result<SocketId, SocketError>;
+    fn close(&mut self, id: SocketId) -> Result<(), SocketError>;
+    fn send_to(&mut self, id: SocketId, to: SocketAddr, data: &[u8]) -> Result<(), SocketError>;
+    fn wait_readable(&mut self, id: SocketId, timeout_ms: u32) -> Result<bool, SocketError>;
+    fn receive_from(
+        &mut self,
+        id: SocketId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr)>, SocketError>;
+}
+
+impl<U, D, P, R, V, const L: usize> Radio for Modem<U, D, P, R, V, L>
+where
+    U: Read + Write + ReadReady,
+    D: DelayNs,
+    P: OutputPin,
+    R: OutputPin,
+    V: InputPin,
+{
+    fn power_on(&mut self) -> Result<(), PowerError> {
+        Modem::power_on(self)
+    }
+    fn wait_sim_ready(&mut self, budget_ms: u32) -> Result<(), SimError> {
+        Modem::wait_sim_ready(self, budget_ms)
+    }
+    fn register(&mut self, opts: &Registration<'_>) -> Result<RegStatus, RegistrationError> {
+        Modem::register(self, opts)
+    }
+    fn activate_data(&mut self, apn: &Apn<'_>, budget_ms: u32) -> Result<Ipv4Addr, DataError> {
+        Modem::activate_data(self, apn, budget_ms)
+    }
+    fn open_socket(&mut self, proto: Protocol) -> Result<SocketId, SocketError> {
+        Modem::open_socket(self, proto)
+    }
+    fn close(&mut self, id: SocketId) -> Result<(), SocketError> {
+        Modem::close(self, id)
+    }
+    fn send_to(&mut self, id: SocketId, to: SocketAddr, data: &[u8]) -> Result<(), SocketError> {
+        Modem::send_to(self, id, to, data)
+    }
+    fn wait_readable(&mut self, id: SocketId, timeout_ms: u32) -> Result<bool, SocketError> {
+        Modem::wait_readable(self, id, timeout_ms)
+    }
+    fn receive_from(
+        &mut self,
+        id: SocketId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
+        Modem::receive_from(self, id, buf)
+    }
 }
 
 /// Runs one wake: from the reset to the [`WakeEnd`] in the returned report.
@@ -301,22 +363,13 @@ fn update_result(r: ota_core::UpdateResult) -> UpdateResult {
 }
 
 /// Steps 1–7; `Err` is the first error, after which the caller ends the wake safely.
-fn run<B, F, U, D, P, R, V, const L: usize>(
+fn run<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     grant: &mut Option<SleepGrant>,
     powered: &mut bool,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     // 1. Retained memory, identity, counters, ota-core.
     let mut raw = [0u8; RETAINED_LEN];
     cx.board.load_retained(&mut raw);
@@ -450,23 +503,14 @@ where
 }
 
 /// Step 5–6: check-in, trial decision, offer, download.
-fn cloud<B, F, U, D, P, R, V, const L: usize>(
+fn cloud<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     grant: &mut Option<SleepGrant>,
     on_trial: bool,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     // 5. Check-in.
     let n = cx
         .board
@@ -616,22 +660,13 @@ where
 }
 
 /// Decides on an offer, answers it, and downloads what the budget allows.
-fn handle_offer<B, F, U, D, P, R, V, const L: usize>(
+fn handle_offer<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     offer: OfferInfo,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     let decision = decide(cx, modem, bufs, link, &offer)?;
     cx.report.decision = Some(decision);
     // Resuming a download whose progress the check-in just reported: the cloud knows (it
@@ -659,22 +694,13 @@ where
 }
 
 /// The answer to an offer (and, for a new download, ota-core's `begin`).
-fn decide<B, F, U, D, P, R, V, const L: usize>(
+fn decide<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     offer: &OfferInfo,
-) -> Result<Decision, WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<Decision, WakeError> {
     let defer = |reason, retry_in_s| Decision::Defer { retry_in_s, reason };
     let rejected =
         |r: ota_core::UpdateResult| Decision::Decline(DeclineReason::Rejected(update_result(r)));
@@ -755,23 +781,14 @@ where
 }
 
 /// Fetches a manifest of `len` bytes (at most [`MANIFEST_MAX`]) into the manifest buffer.
-fn fetch_manifest<B, F, U, D, P, R, V, const L: usize>(
+fn fetch_manifest<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     update: UpdateId,
     len: usize,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     const CS: usize = 512;
     let count = len.div_ceil(CS) as u32; // ≤ 32: MANIFEST_MAX / 512
     let mut have: u64 = 0;
@@ -823,22 +840,13 @@ where
 }
 
 /// Pulls missing chunks while the budget lasts.
-fn download<B, F, U, D, P, R, V, const L: usize>(
+fn download<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     update: UpdateId,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     let per_request = cx.cfg.chunks_per_request.clamp(1, MAX_CHUNKS_PER_REQUEST) as usize;
     let mut idx = [ChunkIndex(0); MAX_CHUNKS_PER_REQUEST as usize];
     loop {
@@ -939,22 +947,13 @@ where
 }
 
 /// When every chunk is stored: hash, mark for install, report.
-fn complete<B, F, U, D, P, R, V, const L: usize>(
+fn complete<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     bufs: &mut Buffers,
     link: &mut Link,
     update: UpdateId,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     loop {
         let Some(up) = cx.up.as_mut() else {
             return Ok(());
@@ -1031,24 +1030,15 @@ where
 }
 
 /// Sends an `UpdateStatus` and waits for its `Ack`.
-fn status<B, F, U, D, P, R, V, const L: usize>(
+fn status<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     bufs: &mut Buffers,
     update: UpdateId,
     state: OtaState,
     result: UpdateResult,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     let msg = Up::UpdateStatus(UpdateStatus {
         update,
         state,
@@ -1057,22 +1047,13 @@ where
     expect_ack(cx, modem, link, bufs, &msg)
 }
 
-fn expect_ack<B, F, U, D, P, R, V, const L: usize>(
+fn expect_ack<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     bufs: &mut Buffers,
     msg: &Up<'_>,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     let mut acked = false;
     exchange(cx, modem, link, &mut bufs.rx, msg, |_, ev| {
         acked = matches!(ev, Event::Reply(Down::Ack));
@@ -1087,21 +1068,12 @@ where
 
 /// Persists the counter reservation when due, seals `msg`, keeps the counters in retained
 /// memory and sends the frame. Returns the frame length.
-fn transmit<B, F, U, D, P, R, V, const L: usize>(
+fn transmit<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     msg: &Up<'_>,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     if let Some(reserve) = link.ep.checkpoint() {
         let r = cx.flash_op(|cx| cx.log.append(cx.flash, reserve));
         r.map_err(|_| WakeError::Counters)?;
@@ -1126,21 +1098,12 @@ where
 }
 
 /// Sends `msg` without waiting for its answer (the Goodbye).
-fn send_only<B, F, U, D, P, R, V, const L: usize>(
+fn send_only<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     msg: &Up<'_>,
-) -> Result<(), WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<(), WakeError> {
     if link.ep.is_busy() {
         link.ep.abandon();
     }
@@ -1152,23 +1115,14 @@ where
 /// One request and its answer (or chunks), retransmitted on the endpoint's timer, bounded by
 /// the awake budget. `on_event` gets every accepted event; frames the endpoint refuses are
 /// dropped (they change nothing).
-fn exchange<B, F, U, D, P, R, V, const L: usize>(
+fn exchange<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     rx: &mut [u8; DATAGRAM_MAX],
     msg: &Up<'_>,
     mut on_event: impl FnMut(&mut Cx<'_, B, F>, Event<'_>) -> Result<(), WakeError>,
-) -> Result<Exchanged, WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<Exchanged, WakeError> {
     let r = exchange_inner(cx, modem, link, rx, msg, &mut on_event);
     if r.is_err() || link.ep.is_busy() {
         link.ep.abandon();
@@ -1177,23 +1131,14 @@ where
     r
 }
 
-fn exchange_inner<B, F, U, D, P, R, V, const L: usize>(
+fn exchange_inner<B: Board, F: NorFlash, M: Radio>(
     cx: &mut Cx<'_, B, F>,
-    modem: &mut Modem<U, D, P, R, V, L>,
+    modem: &mut M,
     link: &mut Link,
     rx: &mut [u8; DATAGRAM_MAX],
     msg: &Up<'_>,
     on_event: &mut impl FnMut(&mut Cx<'_, B, F>, Event<'_>) -> Result<(), WakeError>,
-) -> Result<Exchanged, WakeError>
-where
-    B: Board,
-    F: NorFlash,
-    U: Read + Write + ReadReady,
-    D: DelayNs,
-    P: OutputPin,
-    R: OutputPin,
-    V: InputPin,
-{
+) -> Result<Exchanged, WakeError> {
     transmit(cx, modem, link, msg)?;
     cx.lease(Reason::CheckIn, 30_000);
     for _ in 0..MAX_POLLS {
