@@ -141,31 +141,7 @@ fn init_provision_upload_serve() {
     );
     assert_eq!(rollout.trim(), "1");
 
-    let child = bin()
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "serve",
-            "--udp",
-            "127.0.0.1:0",
-            "--tcp",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut server = Killed(child);
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "listening udp ADDR tcp ADDR"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.first(), Some(&"listening"), "{line}");
-    let udp: SocketAddr = words[2].parse().unwrap();
+    let (server, udp, _admin) = serve(&data);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
