@@ -1,0 +1,1 @@
+//! TODO(issue 12): clocks.
