@@ -26,7 +26,7 @@ pub use rollout::{
 pub use seal::{MasterKey, RootKey, SealError};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore};
 pub use store::{
-    CheckInReport, Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product,
-    ProductId, PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult,
-    StoredPublish,
+    CheckInReport, Device, DeviceStatus, DeviceUpdate, Effects, FleetRow, FrameCommit, NewDevice,
+    NewProduct, Product, ProductId, PublishId, Release, ReleaseBody, ReleaseDigest, Store,
+    StoreError, StoreResult, StoredPublish, Wake, WAKES_KEPT,
 };
