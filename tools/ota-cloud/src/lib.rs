@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod console;
 pub mod events;
 pub mod frame_cache;
 pub mod keyfile;
