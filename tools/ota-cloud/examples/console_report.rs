@@ -272,7 +272,7 @@ async fn run(devices: u32) -> Result<(), Error> {
         ms(t_page)
     );
     println!(
-        "same data, JSON API:      {} (GET /api/v1/devices: {} bytes, one status read per device)",
+        "same data, JSON API:      {} (GET /api/v1/devices: the same fleet query, {} bytes of JSON)",
         ms(t_api),
         json.len()
     );

@@ -1473,6 +1473,68 @@ mod tests {
         });
     }
 
+    /// Migration 4 on a database where a device is mid-wake: its current wake reads back
+    /// from the device row's check-in (no counters yet), and the next check-in archives it.
+    #[tokio::test]
+    async fn migration_4_keeps_the_current_wake() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ota.db");
+        let master = MasterKey::generate().unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 3).unwrap();
+            conn.execute(
+                "INSERT INTO products (id, name, hardware_id) VALUES (1, 'p', ?1)",
+                [&[0u8; 16][..]],
+            )
+            .unwrap();
+            let sealed = master
+                .seal(DeviceId(5), &RootKey::from_bytes([9; 32]))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO devices (id, product, sealed_root, created_ms, lf_counter, lf_tag,
+                   lf_at, lf_source, lf_answers, last_seen_ms, ci_ms, ci_major, ci_minor,
+                   ci_patch, ci_trial, ci_state, ci_result, ci_battery, ci_forced, wakes)
+                 VALUES (5, 1, ?1, 0, 0, ?2, 1000, '192.0.2.1:1', 1, 1000, 1000, 1, 2, 3, 0, 0,
+                   0, 3600, 0, 1)",
+                params![sealed, &[0u8; cloud_proto::TAG_LEN][..]],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, master, SqliteOptions::default()).unwrap();
+        let w = store.wakes(DeviceId(5), 10).await.unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].seq, w[0].started_ms, w[0].last_ms), (1, 1000, 1000));
+        assert_eq!((w[0].frames, w[0].report.battery_mv), (0, 3600));
+        let last = store.last_frame(DeviceId(5)).await.unwrap();
+        let report = w[0].report;
+        let won = store
+            .commit_frame(FrameCommit {
+                device: DeviceId(5),
+                expected: last,
+                record: LastFrame {
+                    counter: 1,
+                    tag: [1; cloud_proto::TAG_LEN],
+                    accepted_at_ms: 9_000,
+                    source: "192.0.2.1:1".parse().unwrap(),
+                    answers: 1,
+                },
+                effects: Effects {
+                    checkin: Some(report),
+                    ..Effects::counters_only(9_000, 50, 40)
+                },
+            })
+            .await
+            .unwrap();
+        assert!(won);
+        let w = store.wakes(DeviceId(5), 10).await.unwrap();
+        assert_eq!(
+            w.iter().map(|w| (w.seq, w.started_ms)).collect::<Vec<_>>(),
+            vec![(2, 9_000), (1, 1000)]
+        );
+        store.close().await;
+    }
+
     /// A database created by the first schema version, with a device in it, is migrated on
     /// open and keeps its data.
     #[tokio::test]
