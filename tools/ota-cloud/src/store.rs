@@ -549,6 +549,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<StoredPublish>>> + Send;
 
+    /// The device's newest `limit` publishes, newest first. Empty for an unknown device.
+    /// Cost: one backward range read of the index on (device, id), O(limit) whatever the
+    /// device and the others published.
+    fn device_publishes_newest(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StoredPublish>>> + Send;
+
     /// What the device has reported, `None` for an unknown device.
     fn status(
         &self,

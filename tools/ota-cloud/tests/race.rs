@@ -125,6 +125,13 @@ impl Store for Racing {
     ) -> impl std::future::Future<Output = StoreResult<Vec<StoredPublish>>> + Send {
         self.inner.device_publishes(device, after, limit)
     }
+    fn device_publishes_newest(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<StoredPublish>>> + Send {
+        self.inner.device_publishes_newest(device, limit)
+    }
     fn status(
         &self,
         id: DeviceId,

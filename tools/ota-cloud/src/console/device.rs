@@ -18,9 +18,7 @@ use super::{
 };
 use crate::admin::AdminState;
 use crate::rollout::DevicePhase;
-use crate::store::{
-    DeviceStatus, DeviceUpdate, FleetRow, PublishId, Store, StoreError, StoredPublish, Wake,
-};
+use crate::store::{DeviceStatus, DeviceUpdate, FleetRow, Store, StoreError, StoredPublish, Wake};
 
 /// Wakes the page shows (newest first).
 pub const WAKES_SHOWN: usize = 50;
@@ -44,34 +42,6 @@ pub(crate) fn phase_name(p: DevicePhase) -> &'static str {
         DevicePhase::Failed => "failed",
         DevicePhase::Declined => "declined",
     }
-}
-
-/// The newest publishes of `device`, at most `n`, newest first. The store pages oldest first,
-/// so this reads through the device's publishes. Cost: O(the device's publishes / 1,000)
-/// store reads of its index.
-async fn latest_publishes<S: Store>(
-    st: &AdminState<S>,
-    device: DeviceId,
-    n: usize,
-) -> Result<Vec<StoredPublish>, StoreError> {
-    let mut after = PublishId::default();
-    let mut keep: std::collections::VecDeque<StoredPublish> = std::collections::VecDeque::new();
-    loop {
-        let page =
-            crate::events::page(st.store(), after, Some(device), crate::events::MAX_LIMIT).await?;
-        let done = page.publishes.len() < crate::events::MAX_LIMIT;
-        for p in page.publishes {
-            if keep.len() == n {
-                keep.pop_front();
-            }
-            keep.push_back(p);
-        }
-        if done || page.next_after == after {
-            break;
-        }
-        after = page.next_after;
-    }
-    Ok(keep.into_iter().rev().collect())
 }
 
 /// A payload as text when it is printable UTF-8, else as hex.
@@ -336,8 +306,7 @@ fn summary_html(row: &FleetRow, now: u64, granted_s: u32) -> String {
 }
 
 /// The device page's live regions (`device-summary`, `wakes`, `publishes`, `updates`), or
-/// `None` for an unknown device or an id that is not a number. Cost: four store reads plus
-/// the publishes' (see [`latest_publishes`]).
+/// `None` for an unknown device or an id that is not a number. Cost: six indexed store reads.
 pub(crate) async fn regions<S: Store>(
     st: &AdminState<S>,
     id: &str,
@@ -353,7 +322,7 @@ pub(crate) async fn regions<S: Store>(
     let status = store.status(id).await?.unwrap_or_default();
     let updates = store.device_updates(id).await?;
     let wakes = store.wakes(id, WAKES_SHOWN).await?;
-    let publishes = latest_publishes(st, id, PUBLISHES_SHOWN).await?;
+    let publishes = store.device_publishes_newest(id, PUBLISHES_SHOWN).await?;
     let phase = updates.iter().max_by_key(|u| u.updated_ms).map(|u| u.phase);
     let now = st.now_ms();
     let row = FleetRow {

@@ -1139,6 +1139,32 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn device_publishes_newest(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredPublish>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let dev = i64::from(device.0);
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // The index publishes_device (device, id), read backwards.
+        let s = st(
+            client,
+            stmts,
+            "SELECT id, device, counter, topic, data, received_ms FROM publishes
+             WHERE device = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .await?;
+        client
+            .query(&s, &[&dev, &limit])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(publish_of)
+            .collect()
+    }
+
     async fn status(&self, id: DeviceId) -> StoreResult<Option<DeviceStatus>> {
         let mut lease = self.pool.get().await?;
         let Conn { client, stmts } = lease.conn();

@@ -108,6 +108,10 @@ fn open_db(e: rusqlite::Error) -> OpenError {
 const DEVICE_PUBLISHES: &str = "SELECT id, device, counter, topic, data, received_ms
     FROM publishes WHERE device = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 
+/// A device's newest publishes: the index `publishes_device` read backwards.
+const DEVICE_PUBLISHES_NEWEST: &str = "SELECT id, device, counter, topic, data, received_ms
+    FROM publishes WHERE device = ?1 ORDER BY id DESC LIMIT ?2";
+
 /// A publish from `id, device, counter, topic, data, received_ms`.
 fn publish_of(r: &Row<'_>) -> StoreResult<StoredPublish> {
     Ok(StoredPublish {
@@ -966,6 +970,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn device_publishes_newest(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredPublish>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn, _| {
+            // The index publishes_device (device, id), read backwards.
+            let mut st = conn.prepare_cached(DEVICE_PUBLISHES_NEWEST).map_err(db)?;
+            let mut rows = st.query(params![device.0, limit]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(publish_of(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn status(&self, id: DeviceId) -> StoreResult<Option<DeviceStatus>> {
         self.read(move |conn, _| {
             let mut st = conn
@@ -1593,6 +1616,20 @@ mod tests {
         assert_eq!(plan.len(), 1, "{plan:?}");
         assert!(
             plan[0].starts_with("SEARCH publishes USING INDEX publishes_device (device=? AND"),
+            "{plan:?}"
+        );
+        // The newest: the same index backwards, no sort.
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DEVICE_PUBLISHES_NEWEST}"))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(params![7, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH publishes USING INDEX publishes_device (device=?)"),
             "{plan:?}"
         );
     }

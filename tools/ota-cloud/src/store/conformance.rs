@@ -223,6 +223,7 @@ pub async fn products_listed<H: Harness>(h: &H) {
 
 /// [`Store::device_publishes`]: one device's publishes, oldest first, paged by id, none of
 /// another device's; empty past the last one and for an unknown device.
+/// [`Store::device_publishes_newest`]: the same, newest first, the newest `limit`.
 pub async fn device_publishes_paged<H: Harness>(h: &H) {
     let s = h.open().await;
     let p = product(&s, "devpub").await;
@@ -274,7 +275,26 @@ pub async fn device_publishes_paged<H: Harness>(h: &H) {
         .map(|x| x.data[0])
         .collect();
     assert_eq!(of_b, [1, 4, 7, 10]);
+    // The newest first, whatever the other device published since.
+    let newest: Vec<u8> = s
+        .device_publishes_newest(b, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.data[0])
+        .collect();
+    assert_eq!(newest, [10, 7, 4]);
+    let all_a = s.device_publishes(a, PublishId(0), 100).await.unwrap();
+    let mut newest_a = s.device_publishes_newest(a, 100).await.unwrap();
+    newest_a.reverse();
+    assert_eq!(newest_a, all_a);
+    assert!(s.device_publishes_newest(a, 0).await.unwrap().is_empty());
     let unknown = DeviceId(u32::MAX - 3);
+    assert!(s
+        .device_publishes_newest(unknown, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(s.device(unknown).await.unwrap().is_none());
     assert!(s
         .device_publishes(unknown, PublishId(0), 10)
