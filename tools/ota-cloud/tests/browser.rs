@@ -139,6 +139,56 @@ fn ids_that(did: &[(DeviceId, Did)], f: impl Fn(&Did) -> bool) -> BTreeSet<u32> 
         .collect()
 }
 
+/// Uploads `container` and starts a rollout of it with `spec` (the JSON body less its
+/// release) through the admin API; returns the rollout's id.
+async fn api_rollout(server: &ServerProc, product: u64, container: Vec<u8>, spec: Value) -> u64 {
+    let (s, rel) = server
+        .api_bytes(
+            "POST",
+            &format!("/api/v1/products/{product}/releases"),
+            container,
+        )
+        .await;
+    assert_eq!(s, 201, "{rel}");
+    let mut body = spec;
+    body["release"] = rel["id"].clone();
+    server
+        .api_ok("POST", "/api/v1/rollouts", Some(&body), 201)
+        .await["id"]
+        .as_u64()
+        .expect("rollout id")
+}
+
+/// Makes the lab devices (every fifth) reject 2.0.0 on trial, starts 2.0.0 for the lab group
+/// at 100 % with an error threshold of 20 % after 2 finished, and wakes the fleet until they
+/// have reported it (3 wakes) and rolled back (a 4th). Returns the rollout and the lab's ids.
+async fn failing_lab_rollout(
+    server: &ServerProc,
+    fleet: &mut Fleet,
+    signer: &Signer,
+    product: u64,
+) -> (u64, BTreeSet<u32>) {
+    let lab: BTreeSet<u32> = (1..=DEVICES).filter(|i| i.is_multiple_of(5)).collect();
+    for d in fleet.devices.iter_mut() {
+        d.fails_self_check = lab.contains(&d.id.0);
+    }
+    let v2 = signer.container((2, 0, 0), &fleet::image((2, 0, 0)));
+    let spec = json!({
+        "target": {"group": "lab"},
+        "error_threshold": {"percent": "20", "min_finished": 2},
+    });
+    let rollout = api_rollout(server, product, v2.encode(), spec).await;
+    for (n, want) in [(1, "Downloading"), (2, "Downloaded"), (3, "TrialFailed")] {
+        let did = fleet.wake_all().await.expect("wake");
+        let got = ids_that(&did, |d| format!("{d:?}").starts_with(want));
+        assert_eq!(got, lab, "wake {n}: {want}: {did:?}");
+    }
+    // Booted back on 1.1.0 by the bootloader; nothing offered again.
+    let did = fleet.wake_all().await.expect("wake 4");
+    assert!(did.iter().all(|(_, d)| *d == Did::CheckedIn), "{did:?}");
+    (rollout, lab)
+}
+
 /// The simulated fleet on its own (no browser: runs everywhere): a release offered to the lab
 /// group through the JSON API is downloaded over two wakes, installed by the bootloader and
 /// confirmed at the third, and the server's rollout progress follows each step.
@@ -211,6 +261,33 @@ async fn simulated_fleet_takes_a_rollout_through_the_api() {
     assert!(did.iter().all(|(_, d)| *d == Did::CheckedIn), "{did:?}");
     let dev = server.api_ok("GET", "/api/v1/devices/5", None, 200).await;
     assert_eq!(dev["status"]["wakes"], json!(5), "{dev}");
+}
+
+/// The simulated fleet on its own: devices whose self-check rejects the trial image report
+/// the failure (LwM2M 8) and roll back; the error threshold pauses the rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_fleet_rejects_a_bad_release_and_the_threshold_pauses_it() {
+    let (server, mut fleet, signer, product) = provisioned().await;
+    let (rollout, lab) = failing_lab_rollout(&server, &mut fleet, &signer, product).await;
+    let r = server
+        .api_ok("GET", &format!("/api/v1/rollouts/{rollout}"), None, 200)
+        .await;
+    assert_eq!(r["state"], json!("paused"), "{r}");
+    assert_eq!(r["pause"]["cause"], json!("error_threshold"), "{r}");
+    assert_eq!(r["progress"]["failed"], json!(lab.len()), "{r}");
+    let v1_1 = cloud_proto::FirmwareVersion {
+        major: 1,
+        minor: 1,
+        patch: 0,
+    };
+    for d in fleet.devices.iter_mut().filter(|d| lab.contains(&d.id.0)) {
+        assert_eq!(
+            d.running(),
+            (v1_1, false),
+            "device {} after the revert",
+            d.id.0
+        );
+    }
 }
 
 impl World {
@@ -802,6 +879,53 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
         "device {first}'s update history should show 2.0.0 and result Success (1): {u:?}"
     );
     screenshot(&w.c, "console-device.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_devices_are_marked_red_and_the_auto_pause_shows_its_cause() {
+    let Some(mut w) = world().await else { return };
+    let (rollout, lab) = failing_lab_rollout(&w.server, &mut w.fleet, &w.signer, w.product).await;
+    w.login().await;
+    w.wait_text("#device-count", &DEVICES.to_string()).await;
+    assert_eq!(w.ids_in("failed").await, lab, "{}", w.fleet_states().await);
+    let red = js(
+        &w.c,
+        "return [...document.querySelectorAll('table#devices tr.failed[data-device-id]')]\
+             .map(r => +r.dataset.deviceId);",
+    )
+    .await;
+    let red: BTreeSet<u32> = red
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|v| v.as_u64().map(|n| n as u32))
+        .collect();
+    assert_eq!(red, lab, "rows with class failed (the red mark)");
+    // Back on 1.1.0 after the revert.
+    let v = text(&w.c, "tr[data-device-id=\"5\"] td.version")
+        .await
+        .expect("td.version");
+    assert!(v.contains("1.1.0"), "device 5 rolled back to 1.1.0: {v:?}");
+
+    w.goto(&format!("/rollouts/{rollout}")).await;
+    w.wait_text("#rollout-state", "auto-paused").await;
+    let cause = w.wait_text("#rollout-auto-pause", "").await;
+    assert!(
+        cause.contains(&lab.len().to_string()) || cause.contains("threshold"),
+        "#rollout-auto-pause should give the cause (failed of finished, the threshold): {cause:?}"
+    );
+    w.wait_text(
+        "#rollout-counts [data-state=\"failed\"] .count",
+        &lab.len().to_string(),
+    )
+    .await;
+    // The device page: the update with its LwM2M result.
+    w.goto("/devices/5").await;
+    let u = w.wait_text("#updates .update", "2.0.0").await;
+    assert!(
+        u.contains("UpdateFailed") || u.contains("(8)") || u.to_lowercase().contains("fail"),
+        "device 5's update should show the LwM2M result UpdateFailed (8): {u:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,9 @@ pub enum Did {
     Confirmed { update: UpdateId },
     /// An offer it declined (it runs that version already).
     Declined { update: UpdateId },
+    /// Booted the new image on trial, failed its self-check and reported the failure (the
+    /// bootloader puts the previous image back at the next boot).
+    TrialFailed { update: UpdateId },
 }
 
 /// One simulated device.
@@ -141,6 +144,9 @@ pub struct SimDevice {
     pub battery_mv: u16,
     /// Wakes so far.
     pub wakes: u32,
+    /// The application's self-check fails on a trial image (a bad release on this hardware):
+    /// the device rejects it instead of confirming it.
+    pub fails_self_check: bool,
 }
 
 impl SimDevice {
@@ -182,6 +188,7 @@ impl SimDevice {
             update: None,
             battery_mv,
             wakes: 0,
+            fails_self_check: false,
         }
     }
 
@@ -211,6 +218,12 @@ impl SimDevice {
         // 2. The application: ota-core's state, the running image.
         let mut up = Updater::open(&mut self.flash, LAYOUT, config()).map_err(dbg)?;
         let (firmware, on_trial) = running(&up);
+        // A trial image's self-check decides before anything else (as in electron-app): a
+        // failed one is marked for the bootloader's revert, and reported after the check-in.
+        let trial_failed = on_trial && self.fails_self_check;
+        if trial_failed {
+            up.mark_failed(&mut self.flash).map_err(dbg)?;
+        }
         // Erase work first (as electron-app does before the modem): the last download's
         // progress region, a state sector.
         erase_all(&mut up, &mut self.flash, &mut buf)?;
@@ -264,6 +277,21 @@ impl SimDevice {
 
         // 4. A trial image that reached the cloud is kept.
         let mut did = Did::CheckedIn;
+        if trial_failed {
+            if let Some(update) = self.update.take() {
+                link.expect_ack(&status(
+                    update,
+                    OtaState::Updating,
+                    UpdateResult::UpdateFailed,
+                ))
+                .await?;
+                did = Did::TrialFailed { update };
+            }
+            link.expect_ack(&Up::Goodbye(Goodbye { sleep_s: 0 }))
+                .await?;
+            self.counters = link.ep.counters();
+            return Ok(did);
+        }
         if on_trial {
             up.mark_confirmed(&mut self.flash).map_err(dbg)?;
             if let Some(update) = self.update.take() {
