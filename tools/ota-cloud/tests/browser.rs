@@ -54,9 +54,15 @@ struct World {
     signer: Signer,
     product: u64,
     c: Client,
-    // Dropped last: the session's browser goes with it.
+    // Dropped after the client: the session's browser goes with it.
     _driver: Driver,
+    // Dropped last: the next test's browser starts once this one is gone.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// One browser test at a time: several Chromium instances at once on a small CI machine
+/// would only make each page slower to answer.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The whole set-up, or `None` (printed) when the tests are skipped.
 async fn world() -> Option<World> {
@@ -68,6 +74,7 @@ async fn world() -> Option<World> {
         println!("skipped: chromium-driver not installed");
         return None;
     };
+    let serial = SERIAL.lock().await;
     let driver = Driver::start(&bin).await;
     let (server, fleet, signer, product) = provisioned().await;
     let c = driver.browser().await;
@@ -78,6 +85,7 @@ async fn world() -> Option<World> {
         product,
         c,
         _driver: driver,
+        _serial: serial,
     })
 }
 
@@ -732,7 +740,7 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
     for _ in 0..4 {
         rollout = w.start_rollout("2.0.0", "10").await;
         let r = w.rollout(rollout).await;
-        assert_eq!(r["percent"], json!("10"), "{r}");
+        assert_eq!(r["share_bp"], json!(1000), "{r}");
         assert_eq!(r["state"], json!("running"), "{r}");
         targeted = r["progress"]["targeted"].as_u64().expect("targeted");
         if targeted > 0 {
@@ -852,10 +860,10 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
     w.click("button#rollout-raise-submit").await;
     wait_until("the rollout raised to 100 %", || async {
         let r = w.rollout(rollout).await;
-        if r["percent"] == json!("100") {
+        if r["share_bp"] == json!(10_000) {
             Ok(())
         } else {
-            Err(format!("API: {}", r["percent"]))
+            Err(format!("API: share_bp {}", r["share_bp"]))
         }
     })
     .await;
