@@ -2,8 +2,12 @@
 //! beside the UDP and TCP transports, over any [`Store`].
 //!
 //! * Every request under `/api/` needs `Authorization: Bearer <token>`, the token being the
-//!   text of `DIR/admin.token` that `init` wrote (compared in constant time). `/metrics` needs
-//!   none: it holds counters only, and Prometheus scrapes it on loopback without one.
+//!   text of `DIR/admin.token` that `init` wrote (compared in constant time), **or** the
+//!   console's session cookie `ota_session` ([`crate::console`]) with, on every method but
+//!   `GET`/`HEAD`, the session's CSRF token in an `X-CSRF-Token` header (403 without it).
+//!   `/metrics` needs none: it holds counters only, and Prometheus scrapes it on loopback
+//!   without one. Everything else is the web console ([`crate::console`]), which checks its
+//!   own session on each page.
 //! * JSON in and out; a refused request gets a 4xx with `{"error": "…"}` and changes
 //!   nothing: 401 missing or wrong token, 400 bad JSON or parameter, 404 unknown id or path,
 //!   405 wrong method, 409 already exists or an illegal rollout transition, 413 body over
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -80,6 +84,7 @@ impl AdminToken {
 struct Inner<S> {
     server: Arc<Server<S>>,
     token: AdminToken,
+    sessions: crate::console::Sessions,
     releases: PathBuf,
     commit_batches: Box<dyn Fn() -> Option<HistogramSnapshot> + Send + Sync>,
 }
@@ -110,6 +115,7 @@ impl<S: Store> AdminState<S> {
             inner: Arc::new(Inner {
                 server,
                 token,
+                sessions: crate::console::Sessions::default(),
                 releases,
                 commit_batches: Box::new(move || store.commit_batches()),
             }),
@@ -134,6 +140,16 @@ impl<S: Store> AdminState<S> {
     /// Where uploaded containers are written.
     pub fn releases_dir(&self) -> &Path {
         &self.inner.releases
+    }
+
+    /// The console's sessions.
+    pub fn sessions(&self) -> &crate::console::Sessions {
+        &self.inner.sessions
+    }
+
+    /// Whether `presented` is the admin token (constant time).
+    pub fn token_matches(&self, presented: &[u8]) -> bool {
+        self.inner.token.matches(presented)
     }
 }
 
@@ -258,12 +274,14 @@ fn api_routes<S: Store>() -> Router<AdminState<S>> {
         .merge(rollouts::routes())
 }
 
-/// The admin service: `/api/v1/…` (token required) and `/metrics` (no token), with the
-/// [`BODY_LIMIT`], JSON 404/405 answers, and the token check in front of every `/api/` path
-/// (unknown ones included, so an unauthenticated caller learns nothing of the routes).
+/// The admin service: `/api/v1/…` (token or console session required), `/metrics` (no
+/// token) and the web console at `/` ([`crate::console`]), with the [`BODY_LIMIT`], JSON
+/// 404/405 answers, and the credential check in front of every `/api/` path (unknown ones
+/// included, so an unauthenticated caller learns nothing of the routes).
 pub fn router<S: Store>(state: AdminState<S>) -> Router {
     Router::new()
         .nest("/api/v1", api_routes::<S>())
+        .merge(crate::console::routes::<S>())
         .route("/metrics", get(metrics::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -302,17 +320,35 @@ async fn auth<S: Store>(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         match presented {
-            None => {
-                return ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing `Authorization: Bearer <token>` (the token is DIR/admin.token)",
-                )
-                .into_response()
-            }
             Some(t) if !state.inner.token.matches(t) => {
                 return ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token").into_response()
             }
             Some(_) => {}
+            // No bearer token: a console session will do, with its CSRF token on writes.
+            None => {
+                match crate::console::session(&state, &headers) {
+                    None => return ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "missing `Authorization: Bearer <token>` (the token is DIR/admin.token) \
+                         or a console session",
+                    )
+                    .into_response(),
+                    Some(s) => {
+                        let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+                        let csrf = headers
+                            .get("x-csrf-token")
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|t| crate::console::csrf_matches(&s, t));
+                        if !safe && !csrf {
+                            return ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "a request with the console session needs its `X-CSRF-Token` header",
+                        )
+                        .into_response();
+                        }
+                    }
+                }
+            }
         }
     }
     next.run(req).await

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod console;
 pub mod events;
 pub mod frame_cache;
 pub mod keyfile;
@@ -26,7 +27,7 @@ pub use rollout::{
 pub use seal::{MasterKey, RootKey, SealError};
 pub use sqlite::{OpenError, SqliteOptions, SqliteStore};
 pub use store::{
-    CheckInReport, Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product,
-    ProductId, PublishId, Release, ReleaseBody, ReleaseDigest, Store, StoreError, StoreResult,
-    StoredPublish,
+    CheckInReport, Device, DeviceStatus, DeviceUpdate, Effects, FleetRow, FrameCommit, NewDevice,
+    NewProduct, Product, ProductId, PublishId, Release, ReleaseBody, ReleaseDigest, Store,
+    StoreError, StoreResult, StoredPublish, Wake, WAKES_KEPT,
 };

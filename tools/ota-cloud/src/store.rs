@@ -245,6 +245,78 @@ pub struct DeviceStatus {
     pub publishes: u64,
 }
 
+/// How many finished wakes each device keeps ([`Store::wakes`]): the oldest beyond this are
+/// deleted by the check-in that starts a new wake (inside its frame transaction), so the table
+/// holds at most this many rows per device plus each device's current wake (kept in its
+/// device row).
+pub const WAKES_KEPT: u64 = 100;
+
+/// One wake of a device as the server saw it: from a check-in to the last frame before its
+/// next check-in ([`Store::wakes`]). Frames before a device's first check-in belong to no wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wake {
+    /// The device's wake number: 1 for its first check-in ([`DeviceStatus::wakes`] for the
+    /// current one).
+    pub seq: u64,
+    /// The check-in's arrival (server clock, Unix ms).
+    pub started_ms: u64,
+    /// The last frame of the wake (server clock, Unix ms); `last_ms - started_ms` is the awake
+    /// time the server saw (from the check-in to the last frame, goodbye included).
+    pub last_ms: u64,
+    /// Frames accepted in the wake (the check-in included; retransmissions and nacks too).
+    pub frames: u64,
+    /// Frame bytes received in the wake.
+    pub bytes_up: u64,
+    /// Answer bytes sent in the wake (chunks included).
+    pub bytes_down: u64,
+    /// Publishes the check-in carried.
+    pub publishes: u64,
+    /// What the check-in reported.
+    pub report: CheckInReport,
+    /// The LwM2M state at the end of the wake (the latest of the check-in's and any status
+    /// change's).
+    pub state: OtaState,
+    /// The LwM2M result, likewise.
+    pub result: UpdateResult,
+    /// The release the check-in's answer offered, if any.
+    pub offered: Option<ReleaseId>,
+    /// The sleep the goodbye announced (seconds); `None`: no goodbye (the wake was cut short,
+    /// or it is still going on).
+    pub sleep_s: Option<u32>,
+}
+
+/// One device's row in one rollout: its update history ([`Store::device_updates`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceUpdate {
+    /// The rollout.
+    pub rollout: RolloutId,
+    /// Its release.
+    pub release: ReleaseId,
+    /// The release's version.
+    pub version: FirmwareVersion,
+    /// Where the device stands in it.
+    pub phase: crate::rollout::DevicePhase,
+    /// The LwM2M result the device reported with the frame that last moved the phase (`None`:
+    /// none reported since the offer, e.g. a decision only).
+    pub result: Option<UpdateResult>,
+    /// When it was first offered (server clock, Unix ms).
+    pub offered_ms: u64,
+    /// When the phase last changed.
+    pub updated_ms: u64,
+}
+
+/// A device with its status and where it stands in its latest rollout: one row of
+/// [`Store::fleet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    /// The device.
+    pub device: Device,
+    /// What it reported.
+    pub status: DeviceStatus,
+    /// Its phase in the rollout whose row changed last (`None`: never offered anything).
+    pub phase: Option<crate::rollout::DevicePhase>,
+}
+
 /// A release's digest: SHA-256 of the signed container as `ota-tool sign` wrote it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReleaseDigest(pub [u8; 32]);
@@ -569,4 +641,36 @@ pub trait Store: Send + Sync + 'static {
         device: DeviceId,
         release: ReleaseId,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every device with its status and its latest rollout phase, by id: what a fleet view
+    /// needs, without one query per device. Cost: one query over the devices (the phase is a
+    /// correlated lookup of the index on `rollout_devices(device, …)`) and one over the tags,
+    /// O(devices + tags).
+    fn fleet(&self) -> impl Future<Output = StoreResult<Vec<FleetRow>>> + Send;
+
+    /// The device's last `limit` wakes, newest first: the current one (from its device row)
+    /// then the finished ones the store keeps (at most [`WAKES_KEPT`]). Empty for an unknown
+    /// device or one that never checked in. The frame transaction records them: a check-in
+    /// archives the previous wake and starts a new one, every other frame adds to the current
+    /// one (no statement of its own on the frame path: the counters ride on the updates the
+    /// frame makes anyway). Cost: one indexed range read, O(limit).
+    fn wakes(
+        &self,
+        device: DeviceId,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Wake>>> + Send;
+
+    /// The device's rows in every rollout that offered it something, newest offer first.
+    /// Empty for an unknown device. Cost: one indexed read, O(rollouts that offered it).
+    fn device_updates(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = StoreResult<Vec<DeviceUpdate>>> + Send;
+
+    /// When each device of the rollout succeeded (its row reached
+    /// [`DevicePhase::Succeeded`](crate::rollout::DevicePhase::Succeeded); server clock, Unix
+    /// ms), oldest first: the adoption curve. Empty for an unknown rollout. Cost: one read of
+    /// the rollout's rows, O(devices offered).
+    fn rollout_adoption(&self, id: RolloutId)
+        -> impl Future<Output = StoreResult<Vec<u64>>> + Send;
 }

@@ -124,6 +124,8 @@ check!(
     offer_candidates_by_target,
     rollout_phases_and_progress,
     error_threshold_pauses_in_the_frame_transaction,
+    wakes_recorded_and_bounded,
+    fleet_and_update_history,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

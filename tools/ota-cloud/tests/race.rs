@@ -209,6 +209,28 @@ impl Store for Racing {
     ) -> impl std::future::Future<Output = StoreResult<bool>> + Send {
         self.inner.serves_release(d, r)
     }
+    fn fleet(&self) -> impl std::future::Future<Output = StoreResult<Vec<FleetRow>>> + Send {
+        self.inner.fleet()
+    }
+    fn wakes(
+        &self,
+        d: DeviceId,
+        limit: usize,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<Wake>>> + Send {
+        self.inner.wakes(d, limit)
+    }
+    fn device_updates(
+        &self,
+        d: DeviceId,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<DeviceUpdate>>> + Send {
+        self.inner.device_updates(d)
+    }
+    fn rollout_adoption(
+        &self,
+        id: ota_cloud::RolloutId,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<u64>>> + Send {
+        self.inner.rollout_adoption(id)
+    }
 }
 
 async fn setup(steal: u32) -> (tempfile::TempDir, Arc<Racing>, Server<Racing>, SimDevice) {

@@ -20,16 +20,18 @@ use crate::rollout::{
 };
 use crate::seal::{MasterKey, RootKey};
 use crate::store::columns::{
-    corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
-    to_i64, to_u64, SqlRow,
+    corrupt, current_wake_cols, device_update_cols, device_update_of, is_spki_pem, last_frame_of,
+    narrow, release_body_columns, release_of, reported_result, status_of, to_i64, to_u64,
+    wake_cols, wake_of, Offset, SqlRow, WakeAdd,
 };
 use crate::store::rollout_rows::{
     self as rr, candidate_of, check_new, phase_row_of, rollout_cols, rollout_of, state_code,
     target_columns,
 };
 use crate::store::{
-    Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product, ProductId,
-    PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, DeviceUpdate, Effects, FleetRow, FrameCommit, NewDevice, NewProduct,
+    Product, ProductId, PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult,
+    StoredPublish, Wake, WAKES_KEPT,
 };
 use crate::OpenError;
 
@@ -387,6 +389,9 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
     let now = to_i64(e.now_ms)?;
     let (up, down) = (to_i64(e.bytes_up)?, to_i64(e.bytes_down)?);
     let npub = e.publishes.len() as i64;
+    // A frame other than a check-in adds to the current wake; a check-in starts a new one
+    // below, archiving the previous one in the same statement (migration 4).
+    let w = WakeAdd::of(e)?;
     let new = (
         i64::from(r.counter),
         &r.tag[..],
@@ -401,14 +406,17 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
                 cache,
                 "UPDATE devices SET lf_counter = $2, lf_tag = $3, lf_at = $4, lf_source = $5,
                    lf_answers = $6, last_seen_ms = $7, bytes_up = bytes_up + $8,
-                   bytes_down = bytes_down + $9, publishes = publishes + $10
+                   bytes_down = bytes_down + $9, publishes = publishes + $10,
+                   w_last = COALESCE($11, w_last), w_frames = w_frames + $12,
+                   w_up = w_up + $13, w_down = w_down + $14
                  WHERE id = $1 AND lf_counter IS NULL",
             )
             .await?;
             tx.execute(
                 &s,
                 &[
-                    &id, &new.0, &new.1, &new.2, &new.3, &new.4, &now, &up, &down, &npub,
+                    &id, &new.0, &new.1, &new.2, &new.3, &new.4, &now, &up, &down, &npub, &w.last,
+                    &w.frames, &w.up, &w.down,
                 ],
             )
             .await
@@ -420,7 +428,9 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
                 cache,
                 "UPDATE devices SET lf_counter = $2, lf_tag = $3, lf_at = $4, lf_source = $5,
                    lf_answers = $6, last_seen_ms = $7, bytes_up = bytes_up + $8,
-                   bytes_down = bytes_down + $9, publishes = publishes + $10
+                   bytes_down = bytes_down + $9, publishes = publishes + $10,
+                   w_last = COALESCE($16, w_last), w_frames = w_frames + $17,
+                   w_up = w_up + $18, w_down = w_down + $19
                  WHERE id = $1 AND lf_counter = $11 AND lf_tag = $12 AND lf_at = $13
                    AND lf_source = $14 AND lf_answers = $15",
             )
@@ -436,7 +446,7 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
                 &s,
                 &[
                     &id, &new.0, &new.1, &new.2, &new.3, &new.4, &now, &up, &down, &npub, &old.0,
-                    &old.1, &old.2, &old.3, &old.4,
+                    &old.1, &old.2, &old.3, &old.4, &w.last, &w.frames, &w.up, &w.down,
                 ],
             )
             .await
@@ -454,13 +464,28 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
         let s = st(
             tx,
             cache,
-            "UPDATE devices SET ci_ms = $2, ci_major = $3, ci_minor = $4, ci_patch = $5,
-               ci_trial = $6, ci_state = $7, ci_result = $8, ci_dl_update = $9, ci_dl_bytes = $10,
-               ci_battery = $11, ci_forced = $12, state = $7, result = $8, wakes = wakes + 1,
-               forced_sleeps = forced_sleeps + $12, awake_open = 1 WHERE id = $1",
+            concat!(
+                "WITH old AS (SELECT id, ",
+                current_wake_cols!(),
+                " FROM devices WHERE id = $1 AND ci_ms IS NOT NULL),
+                 kept AS (INSERT INTO device_wakes (device, ",
+                wake_cols!(),
+                ") SELECT id, ",
+                current_wake_cols!(),
+                " FROM old),
+                 trimmed AS (DELETE FROM device_wakes WHERE device = $1
+                   AND seq <= (SELECT wakes FROM old) - $13)
+                 UPDATE devices SET ci_ms = $2, ci_major = $3, ci_minor = $4, ci_patch = $5,
+                   ci_trial = $6, ci_state = $7, ci_result = $8, ci_dl_update = $9,
+                   ci_dl_bytes = $10, ci_battery = $11, ci_forced = $12, state = $7, result = $8,
+                   wakes = wakes + 1, forced_sleeps = forced_sleeps + $12, awake_open = 1,
+                   w_last = $2, w_frames = 1, w_up = $14, w_down = $15, w_pubs = $16,
+                   w_offer = $17, w_sleep = NULL
+                 WHERE id = $1"
+            ),
         )
         .await?;
-        let p: [&(dyn ToSql + Sync); 12] = [
+        let p: [&(dyn ToSql + Sync); 17] = [
             &id,
             &now,
             &i64::from(ci.firmware.major),
@@ -473,6 +498,11 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
             &ci.download.map(|d| i64::from(d.1)),
             &i64::from(ci.battery_mv),
             &i64::from(ci.forced_sleeps),
+            &(WAKES_KEPT as i64),
+            &up,
+            &down,
+            &npub,
+            &e.offer.map(|o| i64::from(o.1 .0)),
         ];
         tx.execute(&s, &p).await.map_err(db)?;
     }
@@ -509,7 +539,8 @@ async fn commit_frame_tx<C: GenericClient + Sync>(
             "UPDATE devices SET
                awake_ms = awake_ms + CASE WHEN awake_open = 1 AND ci_ms IS NOT NULL AND $2 > ci_ms
                                           THEN $2 - ci_ms ELSE 0 END,
-               awake_open = 0, next_wake_ms = $2 + $3::BIGINT * 1000 WHERE id = $1",
+               awake_open = 0, next_wake_ms = $2 + $3::BIGINT * 1000, w_sleep = $3
+             WHERE id = $1",
         )
         .await?;
         tx.execute(&s, &[&id, &now, &i64::from(sleep_s)])
@@ -576,13 +607,18 @@ async fn rollout_effects_tx<C: GenericClient + Sync>(
             let s = st(
                 tx,
                 cache,
-                "UPDATE rollout_devices SET phase = $3, retry_at_ms = $4, updated_ms = $5
+                "UPDATE rollout_devices SET phase = $3, retry_at_ms = $4, updated_ms = $5,
+                   result = COALESCE($6, result)
                  WHERE rollout = $1 AND device = $2",
             )
             .await?;
-            tx.execute(&s, &[&rollout, &device, &(ch.phase as i64), &retry, &now])
-                .await
-                .map_err(db)?;
+            let result = reported_result(e);
+            tx.execute(
+                &s,
+                &[&rollout, &device, &(ch.phase as i64), &retry, &now, &result],
+            )
+            .await
+            .map_err(db)?;
             if matches!(ch.phase, DevicePhase::Succeeded | DevicePhase::Failed) {
                 let failed = i64::from(ch.phase == DevicePhase::Failed);
                 let s = st(
@@ -1480,6 +1516,134 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .is_some())
+    }
+
+    async fn fleet(&self) -> StoreResult<Vec<FleetRow>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // One snapshot for the devices and their tags.
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(db)?;
+        let s = st(
+            &tx,
+            stmts,
+            "SELECT device, tag FROM device_tags ORDER BY device, tag",
+        )
+        .await?;
+        let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in tx.query(&s, &[]).await.map_err(db)? {
+            tags.entry(get(&r, 0)?).or_default().push(get(&r, 1)?);
+        }
+        let s = st(
+            &tx,
+            stmts,
+            concat!(
+                "SELECT d.id, d.product, d.created_ms,
+                   (SELECT rd.phase FROM rollout_devices rd WHERE rd.device = d.id
+                     ORDER BY rd.updated_ms DESC, rd.rollout DESC LIMIT 1), ",
+                status_cols!(),
+                " FROM devices d ORDER BY d.id"
+            ),
+        )
+        .await?;
+        let rows = tx.query(&s, &[]).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let raw: i64 = get(row, 0)?;
+                let phase: Option<i64> = get(row, 3)?;
+                Ok(FleetRow {
+                    device: Device {
+                        id: DeviceId(narrow(raw, "device id")?),
+                        product: ProductId(narrow(get::<i64>(row, 1)?, "product id")?),
+                        tags: tags.remove(&raw).unwrap_or_default(),
+                        created_ms: to_u64(get(row, 2)?, "created")?,
+                    },
+                    status: status_of(&Offset(row, 4))?,
+                    phase: phase.map(rr::phase_of).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn wakes(&self, device: DeviceId, limit: usize) -> StoreResult<Vec<Wake>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let dev = i64::from(device.0);
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        // The current wake and the finished ones in one statement (one snapshot).
+        let s = st(
+            client,
+            stmts,
+            concat!(
+                "(SELECT ",
+                current_wake_cols!(),
+                " FROM devices WHERE id = $1 AND ci_ms IS NOT NULL)
+                 UNION ALL
+                 (SELECT ",
+                wake_cols!(),
+                " FROM device_wakes WHERE device = $1 ORDER BY seq DESC LIMIT $2)
+                 ORDER BY 1 DESC"
+            ),
+        )
+        .await?;
+        client
+            .query(&s, &[&dev, &(limit - 1)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(wake_of)
+            .collect()
+    }
+
+    async fn device_updates(&self, device: DeviceId) -> StoreResult<Vec<DeviceUpdate>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            concat!(
+                "SELECT ",
+                device_update_cols!(),
+                " FROM rollout_devices rd JOIN releases r ON r.seq = rd.release
+                 WHERE rd.device = $1 ORDER BY rd.offered_ms DESC, rd.rollout DESC"
+            ),
+        )
+        .await?;
+        client
+            .query(&s, &[&i64::from(device.0)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(device_update_of)
+            .collect()
+    }
+
+    async fn rollout_adoption(&self, id: RolloutId) -> StoreResult<Vec<u64>> {
+        let mut lease = self.pool.get().await?;
+        let Conn { client, stmts } = lease.conn();
+        let s = st(
+            client,
+            stmts,
+            "SELECT updated_ms FROM rollout_devices WHERE rollout = $1 AND phase = $2
+             ORDER BY updated_ms",
+        )
+        .await?;
+        client
+            .query(&s, &[&i64::from(id.0), &(DevicePhase::Succeeded as i64)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| to_u64(get(r, 0)?, "adoption time"))
+            .collect()
     }
 }
 

@@ -98,6 +98,29 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout, device));
      CREATE INDEX rollout_devices_device ON rollout_devices(device, release);
      CREATE INDEX devices_product ON devices(product);",
+    // 4: wakes (the console's timeline): the current wake's counters in the device row, the
+    // finished ones in device_wakes (the last store::WAKES_KEPT per device); the LwM2M result
+    // a device reported when its rollout phase last moved.
+    "ALTER TABLE devices ADD COLUMN w_last BIGINT,
+        ADD COLUMN w_frames BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN w_up BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN w_down BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN w_pubs BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN w_offer BIGINT,
+        ADD COLUMN w_sleep BIGINT;
+     CREATE TABLE device_wakes (
+        device BIGINT NOT NULL REFERENCES devices(id),
+        seq BIGINT NOT NULL,
+        started_ms BIGINT NOT NULL, last_ms BIGINT,
+        frames BIGINT NOT NULL, bytes_up BIGINT NOT NULL, bytes_down BIGINT NOT NULL,
+        publishes BIGINT NOT NULL,
+        major BIGINT NOT NULL, minor BIGINT NOT NULL, patch BIGINT NOT NULL,
+        trial BIGINT NOT NULL, ci_state BIGINT NOT NULL, ci_result BIGINT NOT NULL,
+        dl_update BIGINT, dl_bytes BIGINT, battery BIGINT NOT NULL, forced BIGINT NOT NULL,
+        state BIGINT NOT NULL, result BIGINT NOT NULL,
+        offer BIGINT, sleep_s BIGINT,
+        PRIMARY KEY (device, seq));
+     ALTER TABLE rollout_devices ADD COLUMN result BIGINT;",
 ];
 
 /// The schema version this build writes.

@@ -18,16 +18,18 @@ use crate::rollout::{
 };
 use crate::seal::{MasterKey, RootKey, SealError};
 use crate::store::columns::{
-    corrupt, is_spki_pem, last_frame_of, narrow, release_body_columns, release_of, status_of,
-    to_i64, to_u64, SqlRow,
+    corrupt, current_wake_cols, device_update_cols, device_update_of, is_spki_pem, last_frame_of,
+    narrow, release_body_columns, release_of, reported_result, status_of, to_i64, to_u64,
+    wake_cols, wake_of, Offset, SqlRow, WakeAdd,
 };
 use crate::store::rollout_rows::{
     self as rr, candidate_of, check_new, phase_row_of, rollout_cols, rollout_of, state_code,
     target_columns,
 };
 use crate::store::{
-    Device, DeviceStatus, Effects, FrameCommit, NewDevice, NewProduct, Product, ProductId,
-    PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult, StoredPublish,
+    Device, DeviceStatus, DeviceUpdate, Effects, FleetRow, FrameCommit, NewDevice, NewProduct,
+    Product, ProductId, PublishId, Release, ReleaseDigest, Store, StoreError, StoreResult,
+    StoredPublish, Wake, WAKES_KEPT,
 };
 use writer::Writer;
 
@@ -372,6 +374,17 @@ const RELEASE_COLS: &str = "digest, product, major, minor, patch, security_count
 
 const STATUS_COLS: &str = "last_seen_ms, ci_ms, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, st_update, st_state, st_result, decision, state, result, wakes, forced_sleeps, bytes_up, bytes_down, awake_ms, next_wake_ms, publishes";
 
+/// The fleet query: device columns, the latest rollout phase (a lookup of the index
+/// `rollout_devices_device`), then [`STATUS_COLS`].
+const FLEET: &str = "SELECT d.id, d.product, d.created_ms,
+   (SELECT rd.phase FROM rollout_devices rd WHERE rd.device = d.id
+     ORDER BY rd.updated_ms DESC, rd.rollout DESC LIMIT 1),
+   d.last_seen_ms, d.ci_ms, d.ci_major, d.ci_minor, d.ci_patch, d.ci_trial, d.ci_state,
+   d.ci_result, d.ci_dl_update, d.ci_dl_bytes, d.ci_battery, d.ci_forced, d.st_update,
+   d.st_state, d.st_result, d.decision, d.state, d.result, d.wakes, d.forced_sleeps,
+   d.bytes_up, d.bytes_down, d.awake_ms, d.next_wake_ms, d.publishes
+ FROM devices d ORDER BY d.id";
+
 /// The frame transaction (inside the writer's savepoint).
 fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
     let id = c.device.0;
@@ -420,9 +433,13 @@ fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
     let e = &c.effects;
     let now = to_i64(e.now_ms)?;
     let (up, down) = (to_i64(e.bytes_up)?, to_i64(e.bytes_down)?);
+    // A frame other than a check-in adds to the current wake; a check-in starts a new one
+    // below (the wake columns of migration 4).
+    let w = WakeAdd::of(e)?;
     conn.prepare_cached(
         "UPDATE devices SET last_seen_ms = ?2, bytes_up = bytes_up + ?3, bytes_down = bytes_down + ?4,
-         publishes = publishes + ?5 WHERE id = ?1",
+         publishes = publishes + ?5, w_last = COALESCE(?6, w_last), w_frames = w_frames + ?7,
+         w_up = w_up + ?8, w_down = w_down + ?9 WHERE id = ?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -430,11 +447,46 @@ fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
             now,
             up,
             down,
-            e.publishes.len() as i64
+            e.publishes.len() as i64,
+            w.last,
+            w.frames,
+            w.up,
+            w.down
         ])
     })
     .map_err(db)?;
     if let Some(ci) = &e.checkin {
+        // The previous wake is finished: keep it, and only the last WAKES_KEPT.
+        conn.prepare_cached(concat!(
+            "INSERT INTO device_wakes (device, ",
+            wake_cols!(),
+            ") SELECT id, ",
+            current_wake_cols!(),
+            " FROM devices WHERE id = ?1 AND ci_ms IS NOT NULL"
+        ))
+        .and_then(|mut s| s.execute([id]))
+        .map_err(db)?;
+        conn.prepare_cached(
+            "DELETE FROM device_wakes WHERE device = ?1
+               AND seq <= (SELECT wakes FROM devices WHERE id = ?1) - ?2",
+        )
+        .and_then(|mut s| s.execute(params![id, WAKES_KEPT as i64]))
+        .map_err(db)?;
+        conn.prepare_cached(
+            "UPDATE devices SET w_last = ?2, w_frames = 1, w_up = ?3, w_down = ?4, w_pubs = ?5,
+             w_offer = ?6, w_sleep = NULL WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                now,
+                up,
+                down,
+                e.publishes.len() as i64,
+                e.offer.map(|o| o.1 .0)
+            ])
+        })
+        .map_err(db)?;
         conn.prepare_cached(
             "UPDATE devices SET ci_ms = ?2, ci_major = ?3, ci_minor = ?4, ci_patch = ?5, ci_trial = ?6,
              ci_state = ?7, ci_result = ?8, ci_dl_update = ?9, ci_dl_bytes = ?10, ci_battery = ?11,
@@ -486,7 +538,7 @@ fn commit_frame_tx(conn: &Connection, c: &FrameCommit) -> StoreResult<bool> {
             "UPDATE devices SET
                awake_ms = awake_ms + CASE WHEN awake_open = 1 AND ci_ms IS NOT NULL AND ?2 > ci_ms
                                           THEN ?2 - ci_ms ELSE 0 END,
-               awake_open = 0, next_wake_ms = ?2 + ?3 * 1000 WHERE id = ?1",
+               awake_open = 0, next_wake_ms = ?2 + ?3 * 1000, w_sleep = ?3 WHERE id = ?1",
         )
         .and_then(|mut s| s.execute(params![id, now, sleep_s]))
         .map_err(db)?;
@@ -534,11 +586,19 @@ fn rollout_effects_tx(conn: &Connection, device: u32, e: &Effects) -> StoreResul
             };
             let retry = ch.retry_at_ms.map(to_i64).transpose()?;
             conn.prepare_cached(
-                "UPDATE rollout_devices SET phase = ?3, retry_at_ms = ?4, updated_ms = ?5
+                "UPDATE rollout_devices SET phase = ?3, retry_at_ms = ?4, updated_ms = ?5,
+                   result = COALESCE(?6, result)
                  WHERE rollout = ?1 AND device = ?2",
             )
             .and_then(|mut s| {
-                s.execute(params![row.rollout.0, device, ch.phase as i64, retry, now])
+                s.execute(params![
+                    row.rollout.0,
+                    device,
+                    ch.phase as i64,
+                    retry,
+                    now,
+                    reported_result(e)
+                ])
             })
             .map_err(db)?;
             if matches!(ch.phase, DevicePhase::Succeeded | DevicePhase::Failed) {
@@ -1180,6 +1240,121 @@ impl Store for SqliteStore {
             )
             .and_then(|mut s| s.exists(params![device.0, release.0]))
             .map_err(db)
+        })
+        .await
+    }
+
+    async fn fleet(&self) -> StoreResult<Vec<FleetRow>> {
+        self.read(move |conn, _| {
+            let mut tags: std::collections::HashMap<i64, Vec<String>> =
+                std::collections::HashMap::new();
+            {
+                let mut st = conn
+                    .prepare_cached("SELECT device, tag FROM device_tags ORDER BY device, tag")
+                    .map_err(db)?;
+                let mut rows = st.query([]).map_err(db)?;
+                while let Some(r) = rows.next().map_err(db)? {
+                    tags.entry(r.get(0).map_err(db)?)
+                        .or_default()
+                        .push(r.get(1).map_err(db)?);
+                }
+            }
+            let mut st = conn.prepare_cached(FLEET).map_err(db)?;
+            let mut rows = st.query([]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db)? {
+                let raw: i64 = row.get(0).map_err(db)?;
+                let phase: Option<i64> = row.get(3).map_err(db)?;
+                out.push(FleetRow {
+                    device: Device {
+                        id: DeviceId(narrow(raw, "device id")?),
+                        product: ProductId(narrow(
+                            row.get::<_, i64>(1).map_err(db)?,
+                            "product id",
+                        )?),
+                        tags: tags.remove(&raw).unwrap_or_default(),
+                        created_ms: to_u64(row.get(2).map_err(db)?, "created")?,
+                    },
+                    status: status_of(&Offset(row, 4))?,
+                    phase: phase.map(rr::phase_of).transpose()?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn wakes(&self, device: DeviceId, limit: usize) -> StoreResult<Vec<Wake>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn, _| {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let mut st = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    current_wake_cols!(),
+                    " FROM devices WHERE id = ?1 AND ci_ms IS NOT NULL"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query([device.0]).map_err(db)?;
+            if let Some(r) = rows.next().map_err(db)? {
+                out.push(wake_of(r)?);
+            }
+            drop(rows);
+            let mut st = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    wake_cols!(),
+                    " FROM device_wakes WHERE device = ?1 ORDER BY seq DESC LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query(params![device.0, limit - 1]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(wake_of(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn device_updates(&self, device: DeviceId) -> StoreResult<Vec<DeviceUpdate>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    device_update_cols!(),
+                    " FROM rollout_devices rd JOIN releases r ON r.id = rd.release
+                     WHERE rd.device = ?1 ORDER BY rd.offered_ms DESC, rd.rollout DESC"
+                ))
+                .map_err(db)?;
+            let mut rows = st.query([device.0]).map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(device_update_of(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rollout_adoption(&self, id: RolloutId) -> StoreResult<Vec<u64>> {
+        self.read(move |conn, _| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT updated_ms FROM rollout_devices WHERE rollout = ?1 AND phase = ?2
+                     ORDER BY updated_ms",
+                )
+                .map_err(db)?;
+            let mut rows = st
+                .query(params![id.0, DevicePhase::Succeeded as i64])
+                .map_err(db)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                out.push(to_u64(r.get(0).map_err(db)?, "adoption time")?);
+            }
+            Ok(out)
         })
         .await
     }

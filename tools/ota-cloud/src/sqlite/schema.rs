@@ -98,6 +98,29 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout, device));
      CREATE INDEX rollout_devices_device ON rollout_devices(device, release);
      CREATE INDEX devices_product ON devices(product);",
+    // 4: wakes (the console's timeline): the current wake's counters in the device row, the
+    // finished ones in device_wakes (the last store::WAKES_KEPT per device); the LwM2M result
+    // a device reported when its rollout phase last moved.
+    "ALTER TABLE devices ADD COLUMN w_last INTEGER;
+     ALTER TABLE devices ADD COLUMN w_frames INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN w_up INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN w_down INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN w_pubs INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN w_offer INTEGER;
+     ALTER TABLE devices ADD COLUMN w_sleep INTEGER;
+     CREATE TABLE device_wakes (
+        device INTEGER NOT NULL REFERENCES devices(id),
+        seq INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL, last_ms INTEGER,
+        frames INTEGER NOT NULL, bytes_up INTEGER NOT NULL, bytes_down INTEGER NOT NULL,
+        publishes INTEGER NOT NULL,
+        major INTEGER NOT NULL, minor INTEGER NOT NULL, patch INTEGER NOT NULL,
+        trial INTEGER NOT NULL, ci_state INTEGER NOT NULL, ci_result INTEGER NOT NULL,
+        dl_update INTEGER, dl_bytes INTEGER, battery INTEGER NOT NULL, forced INTEGER NOT NULL,
+        state INTEGER NOT NULL, result INTEGER NOT NULL,
+        offer INTEGER, sleep_s INTEGER,
+        PRIMARY KEY (device, seq));
+     ALTER TABLE rollout_devices ADD COLUMN result INTEGER;",
 ];
 
 /// The schema version this build writes.

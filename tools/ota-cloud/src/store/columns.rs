@@ -9,9 +9,10 @@ use cloud_proto::{
     TAG_LEN,
 };
 
+use crate::rollout::{DevicePhase, ReleaseId, RolloutId};
 use crate::store::{
-    CheckInReport, DeviceStatus, ProductId, Release, ReleaseBody, ReleaseDigest, StoreError,
-    StoreResult,
+    CheckInReport, DeviceStatus, DeviceUpdate, Effects, ProductId, Release, ReleaseBody,
+    ReleaseDigest, StoreError, StoreResult, Wake,
 };
 
 /// The shape of an SPKI PEM (`ota-tool keygen`'s public key file); the signature check itself
@@ -212,6 +213,144 @@ pub(crate) fn status_of(row: &impl SqlRow) -> StoreResult<DeviceStatus> {
         awake_ms: n(22, "awake time")?,
         next_wake_ms: g(23)?.map(|v| to_u64(v, "next wake")).transpose()?,
         publishes: n(24, "publishes")?,
+    })
+}
+
+/// What a frame adds to its device's current wake, as bound parameters of the update every
+/// frame makes anyway: nothing for a check-in (it starts a new wake with its own numbers).
+pub(crate) struct WakeAdd {
+    /// The frame's time, `None` for a check-in (`COALESCE` keeps the column).
+    pub(crate) last: Option<i64>,
+    pub(crate) frames: i64,
+    pub(crate) up: i64,
+    pub(crate) down: i64,
+}
+
+impl WakeAdd {
+    pub(crate) fn of(e: &Effects) -> StoreResult<Self> {
+        Ok(if e.checkin.is_some() {
+            Self {
+                last: None,
+                frames: 0,
+                up: 0,
+                down: 0,
+            }
+        } else {
+            Self {
+                last: Some(to_i64(e.now_ms)?),
+                frames: 1,
+                up: to_i64(e.bytes_up)?,
+                down: to_i64(e.bytes_down)?,
+            }
+        })
+    }
+}
+
+/// The LwM2M result a frame reports (a status change's, else a check-in's), as stored.
+pub(crate) fn reported_result(e: &Effects) -> Option<i64> {
+    e.status
+        .map(|s| s.result as i64)
+        .or(e.checkin.map(|c| c.result as i64))
+}
+
+/// A row read from column `self.1` on: lets a decoder written for a row that starts at 0
+/// read a joined row (the fleet query's status after the device columns).
+pub(crate) struct Offset<'a, R>(pub(crate) &'a R, pub(crate) usize);
+
+impl<R: SqlRow> SqlRow for Offset<'_, R> {
+    fn int(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.0.int(i + self.1)
+    }
+    fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
+        self.0.blob(i + self.1)
+    }
+    fn text(&self, i: usize) -> StoreResult<Option<String>> {
+        self.0.text(i + self.1)
+    }
+}
+
+/// The columns of the current wake in a `devices` row, in [`wake_of`]'s order (both stores).
+macro_rules! current_wake_cols {
+    () => {
+        "wakes, ci_ms, w_last, w_frames, w_up, w_down, w_pubs, ci_major, ci_minor, ci_patch, ci_trial, ci_state, ci_result, ci_dl_update, ci_dl_bytes, ci_battery, ci_forced, state, result, w_offer, w_sleep"
+    };
+}
+pub(crate) use current_wake_cols;
+
+/// The columns of a finished wake in `device_wakes`, in [`wake_of`]'s order (both stores).
+macro_rules! wake_cols {
+    () => {
+        "seq, started_ms, last_ms, frames, bytes_up, bytes_down, publishes, major, minor, patch, trial, ci_state, ci_result, dl_update, dl_bytes, battery, forced, state, result, offer, sleep_s"
+    };
+}
+pub(crate) use wake_cols;
+
+/// A wake row ([`wake_cols!`] or [`current_wake_cols!`]).
+pub(crate) fn wake_of(row: &impl SqlRow) -> StoreResult<Wake> {
+    let g = |i: usize| row.int(i);
+    let req = |i: usize, what: &str| -> StoreResult<i64> { need(g(i)?, what) };
+    let started_ms = to_u64(req(1, "wake start")?, "wake start")?;
+    let download = match (g(13)?, g(14)?) {
+        (Some(u), Some(b)) => Some((
+            UpdateId(narrow(u, "update id")?),
+            narrow(b, "download bytes")?,
+        )),
+        _ => None,
+    };
+    Ok(Wake {
+        seq: to_u64(req(0, "wake number")?, "wake number")?,
+        started_ms,
+        // NULL for a wake current when the schema gained wakes (migration 4).
+        last_ms: g(2)?
+            .map(|v| to_u64(v, "wake end"))
+            .transpose()?
+            .unwrap_or(started_ms),
+        frames: to_u64(req(3, "wake frames")?, "wake frames")?,
+        bytes_up: to_u64(req(4, "wake bytes")?, "wake bytes")?,
+        bytes_down: to_u64(req(5, "wake bytes")?, "wake bytes")?,
+        publishes: to_u64(req(6, "wake publishes")?, "wake publishes")?,
+        report: CheckInReport {
+            firmware: version_of(
+                req(7, "check-in")?,
+                req(8, "check-in")?,
+                req(9, "check-in")?,
+            )?,
+            trial: req(10, "check-in")? != 0,
+            state: ota_state(req(11, "check-in")?)?,
+            result: update_result(req(12, "check-in")?)?,
+            download,
+            battery_mv: narrow(req(15, "battery")?, "battery")?,
+            forced_sleeps: narrow(req(16, "forced sleeps")?, "forced sleeps")?,
+        },
+        state: ota_state(req(17, "LwM2M state")?)?,
+        result: update_result(req(18, "LwM2M result")?)?,
+        offered: g(19)?
+            .map(|v| narrow(v, "release id").map(ReleaseId))
+            .transpose()?,
+        sleep_s: g(20)?.map(|v| narrow(v, "sleep")).transpose()?,
+    })
+}
+
+/// The columns of a device's update history, from `rollout_devices rd JOIN releases r`, in
+/// [`device_update_of`]'s order.
+macro_rules! device_update_cols {
+    () => {
+        "rd.rollout, rd.release, r.major, r.minor, r.patch, rd.phase, rd.result, rd.offered_ms, rd.updated_ms"
+    };
+}
+pub(crate) use device_update_cols;
+
+/// A row of [`device_update_cols!`].
+pub(crate) fn device_update_of(row: &impl SqlRow) -> StoreResult<DeviceUpdate> {
+    let req = |i: usize, what: &str| -> StoreResult<i64> { need(row.int(i)?, what) };
+    Ok(DeviceUpdate {
+        rollout: RolloutId(narrow(req(0, "rollout id")?, "rollout id")?),
+        release: ReleaseId(narrow(req(1, "release id")?, "release id")?),
+        version: version_of(req(2, "version")?, req(3, "version")?, req(4, "version")?)?,
+        phase: DevicePhase::from_code(req(5, "phase")?).ok_or_else(|| corrupt("phase"))?,
+        result: row.int(6)?.map(update_result).transpose()?,
+        offered_ms: to_u64(req(7, "offer time")?, "offer time")?,
+        updated_ms: to_u64(req(8, "update time")?, "update time")?,
     })
 }
 

@@ -57,6 +57,8 @@ pub async fn run<H: Harness>(h: &H) {
     offer_candidates_by_target(h).await;
     rollout_phases_and_progress(h).await;
     error_threshold_pauses_in_the_frame_transaction(h).await;
+    wakes_recorded_and_bounded(h).await;
+    fleet_and_update_history(h).await;
 }
 
 const PEM_A: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
@@ -1311,6 +1313,204 @@ pub async fn error_threshold_pauses_in_the_frame_transaction<H: Harness>(h: &H) 
     assert_eq!(
         s.rollout(id).await.unwrap().unwrap().state,
         RolloutState::Running
+    );
+    h.close(s).await;
+}
+
+fn checkin_effects(now: u64, battery_mv: u16, publishes: usize) -> Effects {
+    Effects {
+        checkin: Some(CheckInReport {
+            firmware: FirmwareVersion {
+                major: 1,
+                minor: 0,
+                patch: 0,
+            },
+            trial: false,
+            state: OtaState::Idle,
+            result: UpdateResult::Initial,
+            download: None,
+            battery_mv,
+            forced_sleeps: 0,
+        }),
+        publishes: (0..publishes).map(|i| (i as u16, vec![1, 2])).collect(),
+        ..Effects::counters_only(now, 100, 40)
+    }
+}
+
+/// Wakes: a check-in starts one, the frames after it add to it (frames, bytes, the goodbye's
+/// sleep, the state a status reported), the next check-in archives it; frames before the
+/// first check-in belong to no wake; only the last `WAKES_KEPT` finished wakes are kept;
+/// `limit` and an unknown device; they survive a reopen.
+pub async fn wakes_recorded_and_bounded<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "wakes").await;
+    let d = tagged(&s, p, &[]).await;
+    let t0 = 10_000_000u64;
+    // Before any check-in: no wake.
+    apply(&s, d, Effects::counters_only(t0 - 5_000, 7, 7)).await;
+    assert_eq!(s.wakes(d, 10).await.unwrap(), vec![]);
+    apply(&s, d, checkin_effects(t0, 3_650, 2)).await;
+    let rel = release_at(&s, p, (2, 0, 0)).await;
+    apply(&s, d, Effects::counters_only(t0 + 1_000, 30, 500)).await;
+    apply(
+        &s,
+        d,
+        status_effects(
+            t0 + 2_000,
+            rel,
+            OtaState::Downloading,
+            UpdateResult::Initial,
+        ),
+    )
+    .await;
+    apply(
+        &s,
+        d,
+        Effects {
+            goodbye_sleep_s: Some(600),
+            ..Effects::counters_only(t0 + 3_000, 20, 10)
+        },
+    )
+    .await;
+    let w = s.wakes(d, 10).await.unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    let first = w[0];
+    assert_eq!(first.seq, 1);
+    assert_eq!((first.started_ms, first.last_ms), (t0, t0 + 3_000));
+    assert_eq!(first.frames, 4);
+    assert_eq!(first.bytes_up, 100 + 30 + 10 + 20);
+    assert_eq!(first.bytes_down, 40 + 500 + 10 + 10);
+    assert_eq!(first.publishes, 2);
+    assert_eq!(first.report.battery_mv, 3_650);
+    assert_eq!(
+        first.state,
+        OtaState::Downloading,
+        "the status after the check-in"
+    );
+    assert_eq!(first.sleep_s, Some(600));
+    assert_eq!(first.offered, None);
+    // The next check-in (with an offer) archives it unchanged and starts wake 2.
+    let ro = s
+        .add_rollout(new_rollout(rel, Target::Device(d)))
+        .await
+        .unwrap();
+    apply(
+        &s,
+        d,
+        Effects {
+            offer: Some((ro, rel)),
+            ..checkin_effects(t0 + 600_000, 3_640, 0)
+        },
+    )
+    .await;
+    let w = s.wakes(d, 10).await.unwrap();
+    assert_eq!(w.len(), 2);
+    assert_eq!(w[1], first, "archived as it was");
+    assert_eq!((w[0].seq, w[0].frames, w[0].bytes_up), (2, 1, 100));
+    assert_eq!((w[0].offered, w[0].sleep_s), (Some(rel), None));
+    assert_eq!(w[0].started_ms, w[0].last_ms);
+    // Bounded: WAKES_KEPT finished wakes and the current one.
+    let more = super::WAKES_KEPT + 3;
+    for i in 0..more {
+        apply(&s, d, checkin_effects(t0 + 700_000 + i * 1_000, 3_600, 0)).await;
+    }
+    let total = 2 + more;
+    let all = s.wakes(d, usize::MAX).await.unwrap();
+    assert_eq!(all.len() as u64, super::WAKES_KEPT + 1);
+    assert_eq!(all[0].seq, total);
+    assert_eq!(all.last().unwrap().seq, total - super::WAKES_KEPT);
+    assert!(
+        all.windows(2).all(|p| p[0].seq == p[1].seq + 1),
+        "newest first, no gap"
+    );
+    assert_eq!(s.wakes(d, 3).await.unwrap().len(), 3);
+    assert_eq!(s.wakes(d, 0).await.unwrap(), vec![]);
+    assert_eq!(s.wakes(DeviceId(u32::MAX - 3), 5).await.unwrap(), vec![]);
+    h.close(s).await;
+    let s = h.open().await;
+    assert_eq!(s.wakes(d, usize::MAX).await.unwrap(), all, "durable");
+    h.close(s).await;
+}
+
+/// The fleet read: every device with its status (the same as `status`), its tags and its
+/// latest rollout phase; a device's update history with the LwM2M result; a rollout's
+/// adoption times.
+pub async fn fleet_and_update_history<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = product(&s, "fleet").await;
+    let rel = release_at(&s, p, (3, 1, 0)).await;
+    let a = tagged(&s, p, &["zeta", "alpha"]).await;
+    let b = tagged(&s, p, &[]).await;
+    let c = tagged(&s, p, &["alpha"]).await;
+    let ro = s
+        .add_rollout(new_rollout(rel, Target::Product))
+        .await
+        .unwrap();
+    apply(&s, b, checkin_effects(1_000, 3_300, 0)).await;
+    for d in [a, c] {
+        apply(&s, d, offer_effects(2_000, ro, rel)).await;
+        apply(
+            &s,
+            d,
+            decision_effects(2_500, rel, cloud_proto::Decision::Accept { bytes_done: 0 }),
+        )
+        .await;
+    }
+    apply(
+        &s,
+        a,
+        status_effects(3_000, rel, OtaState::Idle, UpdateResult::UpdateFailed),
+    )
+    .await;
+    apply(
+        &s,
+        c,
+        status_effects(4_000, rel, OtaState::Idle, UpdateResult::Success),
+    )
+    .await;
+    let fleet: Vec<_> = s
+        .fleet()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.device.product == p)
+        .collect();
+    assert_eq!(
+        fleet.iter().map(|r| r.device.id).collect::<Vec<_>>(),
+        vec![a, b, c]
+    );
+    for r in &fleet {
+        assert_eq!(
+            Some(&r.device),
+            s.device(r.device.id).await.unwrap().as_ref()
+        );
+        assert_eq!(Some(r.status), s.status(r.device.id).await.unwrap());
+    }
+    assert_eq!(fleet[0].device.tags, vec!["alpha", "zeta"]);
+    assert_eq!(fleet[0].phase, Some(DevicePhase::Failed));
+    assert_eq!(fleet[1].phase, None);
+    assert_eq!(fleet[1].status.last_checkin.unwrap().1.battery_mv, 3_300);
+    assert_eq!(fleet[2].phase, Some(DevicePhase::Succeeded));
+    let hist = s.device_updates(a).await.unwrap();
+    assert_eq!(hist.len(), 1);
+    let u = hist[0];
+    assert_eq!((u.rollout, u.release), (ro, rel));
+    assert_eq!(u.phase, DevicePhase::Failed);
+    assert_eq!(u.result, Some(UpdateResult::UpdateFailed));
+    assert_eq!((u.offered_ms, u.updated_ms), (2_000, 3_000));
+    assert_eq!(
+        u.version,
+        FirmwareVersion {
+            major: 3,
+            minor: 1,
+            patch: 0
+        }
+    );
+    assert_eq!(s.device_updates(b).await.unwrap(), vec![]);
+    assert_eq!(s.rollout_adoption(ro).await.unwrap(), vec![4_000u64]);
+    assert_eq!(
+        s.rollout_adoption(RolloutId(u32::MAX - 1)).await.unwrap(),
+        Vec::<u64>::new()
     );
     h.close(s).await;
 }
