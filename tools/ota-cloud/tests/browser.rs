@@ -169,7 +169,7 @@ async fn api_rollout(server: &ServerProc, product: u64, container: Vec<u8>, spec
 
 /// Makes the lab devices (every fifth) reject 2.0.0 on trial, starts 2.0.0 for the lab group
 /// at 100 % with an error threshold of 20 % after 2 finished, and wakes the fleet until they
-/// have reported it (3 wakes) and rolled back (a 4th). Returns the rollout and the lab's ids.
+/// have reported it (4 wakes) and rolled back (a 5th). Returns the rollout and the lab's ids.
 async fn failing_lab_rollout(
     server: &ServerProc,
     fleet: &mut Fleet,
@@ -186,20 +186,26 @@ async fn failing_lab_rollout(
         "error_threshold": {"percent": "20", "min_finished": 2},
     });
     let rollout = api_rollout(server, product, v2.encode(), spec).await;
-    for (n, want) in [(1, "Downloading"), (2, "Downloaded"), (3, "TrialFailed")] {
+    let steps = [
+        (1, "Downloading"),
+        (2, "Downloading"),
+        (3, "Downloaded"),
+        (4, "TrialFailed"),
+    ];
+    for (n, want) in steps {
         let did = fleet.wake_all().await.expect("wake");
         let got = ids_that(&did, |d| format!("{d:?}").starts_with(want));
         assert_eq!(got, lab, "wake {n}: {want}: {did:?}");
     }
     // Booted back on 1.1.0 by the bootloader; nothing offered again.
-    let did = fleet.wake_all().await.expect("wake 4");
+    let did = fleet.wake_all().await.expect("wake 5");
     assert!(did.iter().all(|(_, d)| *d == Did::CheckedIn), "{did:?}");
     (rollout, lab)
 }
 
 /// The simulated fleet on its own (no browser: runs everywhere): a release offered to the lab
-/// group through the JSON API is downloaded over two wakes, installed by the bootloader and
-/// confirmed at the third, and the server's rollout progress follows each step.
+/// group through the JSON API is downloaded over three wakes, installed by the bootloader and
+/// confirmed at the fourth, and the server's rollout progress follows each step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_fleet_takes_a_rollout_through_the_api() {
     let (server, mut fleet, signer, product) = provisioned().await;
@@ -228,21 +234,23 @@ async fn simulated_fleet_takes_a_rollout_through_the_api() {
     };
     assert_eq!(progress("targeted").await, json!(lab.len()));
 
-    let did = fleet.wake_all().await.expect("wake 1");
-    assert_eq!(
-        ids_that(&did, |d| matches!(d, Did::Downloading { .. })),
-        lab,
-        "{did:?}"
-    );
-    assert_eq!(progress("downloading").await, json!(lab.len()));
-    let did = fleet.wake_all().await.expect("wake 2");
+    for n in 1..=2 {
+        let did = fleet.wake_all().await.expect("wake 1, 2");
+        assert_eq!(
+            ids_that(&did, |d| matches!(d, Did::Downloading { .. })),
+            lab,
+            "wake {n}: {did:?}"
+        );
+        assert_eq!(progress("downloading").await, json!(lab.len()));
+    }
+    let did = fleet.wake_all().await.expect("wake 3");
     assert_eq!(
         ids_that(&did, |d| matches!(d, Did::Downloaded { .. })),
         lab,
         "{did:?}"
     );
     assert_eq!(progress("downloaded").await, json!(lab.len()));
-    let did = fleet.wake_all().await.expect("wake 3");
+    let did = fleet.wake_all().await.expect("wake 4");
     assert_eq!(
         ids_that(&did, |d| matches!(d, Did::Confirmed { .. })),
         lab,
@@ -265,10 +273,10 @@ async fn simulated_fleet_takes_a_rollout_through_the_api() {
         );
     }
     // Once confirmed, nothing more is offered.
-    let did = fleet.wake_all().await.expect("wake 4");
+    let did = fleet.wake_all().await.expect("wake 5");
     assert!(did.iter().all(|(_, d)| *d == Did::CheckedIn), "{did:?}");
     let dev = server.api_ok("GET", "/api/v1/devices/5", None, 200).await;
-    assert_eq!(dev["status"]["wakes"], json!(5), "{dev}");
+    assert_eq!(dev["status"]["wakes"], json!(6), "{dev}");
 }
 
 /// The simulated fleet on its own: devices whose self-check rejects the trial image report
@@ -490,6 +498,23 @@ impl World {
             }
         })
         .await
+    }
+
+    /// The `progress` element of device `id`'s OTA state cell: (value, max).
+    async fn progress_bar(&self, id: u32) -> (f64, f64) {
+        let bar = js(
+            &self.c,
+            &format!(
+                "const p = document.querySelector(\
+                   'tr[data-device-id=\"{id}\"] td.ota-state progress');\
+                 return p ? [p.value, p.max] : null;"
+            ),
+        )
+        .await;
+        match (bar[0].as_f64(), bar[1].as_f64()) {
+            (Some(v), Some(m)) if m > 0.0 => (v, m),
+            _ => panic!("device {id} is downloading: no progress element in its row ({bar})"),
+        }
     }
 
     async fn rollout_ids(&self) -> BTreeSet<u64> {
@@ -760,13 +785,9 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
     w.wait_text("#device-count", &DEVICES.to_string()).await;
     assert_eq!(w.ids_in("idle").await.len(), DEVICES as usize);
 
-    // Wake 1: the devices in the share take the offer and fetch half the image.
+    // Wake 1: the devices in the share take the offer and fetch a third of the image.
     let did = w.fleet.wake_all().await.expect("wake 1");
-    let downloading: BTreeSet<u32> = did
-        .iter()
-        .filter(|(_, d)| matches!(d, Did::Downloading { .. }))
-        .map(|(id, _)| id.0)
-        .collect();
+    let downloading = ids_that(&did, |d| matches!(d, Did::Downloading { .. }));
     assert_eq!(
         downloading.len() as u64,
         targeted,
@@ -779,30 +800,33 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
     );
     w.wait_fleet_state("downloading", &downloading).await;
     let first = *downloading.iter().next().expect("one");
-    let bar = js(
-        &w.c,
-        &format!(
-            "const p = document.querySelector('tr[data-device-id=\"{first}\"] td.ota-state progress');\
-             return p ? [p.value, p.max] : null;"
-        ),
-    )
-    .await;
-    let frac = bar[0].as_f64().unwrap_or(-1.0) / bar[1].as_f64().unwrap_or(1.0);
+    w.progress_bar(first).await;
+
+    // Wake 2: their check-in reports a third done; they fetch another third.
+    let did = w.fleet.wake_all().await.expect("wake 2");
+    assert_eq!(
+        ids_that(&did, |d| matches!(d, Did::Downloading { .. })),
+        downloading,
+        "{did:?}"
+    );
+    wait_live_refresh(&w.c, "after wake 2").await;
+    assert_eq!(w.ids_in("downloading").await, downloading);
+    let (value, max) = w.progress_bar(first).await;
     assert!(
-        (0.4..0.6).contains(&frac),
-        "device {first} holds half the image; its progress bar shows {bar}"
+        (0.3..0.37).contains(&(value / max)),
+        "device {first} reported 8 of 24 chunks at its check-in; its bar shows {value} of {max}"
     );
     screenshot(&w.c, "console-fleet.png").await;
 
-    // Wake 2: the rest, verified, marked for install (the bootloader installs it at wake 3).
-    let did = w.fleet.wake_all().await.expect("wake 2");
+    // Wake 3: the rest, verified, marked for install (the bootloader installs it at wake 4).
+    let did = w.fleet.wake_all().await.expect("wake 3");
     let downloaded: BTreeSet<u32> = did
         .iter()
         .filter(|(_, d)| matches!(d, Did::Downloaded { .. }))
         .map(|(id, _)| id.0)
         .collect();
     assert_eq!(downloaded, downloading, "{did:?}");
-    wait_live_refresh(&w.c, "after wake 2").await;
+    wait_live_refresh(&w.c, "after wake 3").await;
     let states = w.fleet_states().await;
     for id in &downloaded {
         let s = states[id.to_string()].as_str().unwrap_or("");
@@ -812,8 +836,8 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
         );
     }
 
-    // Wake 3: installed by the bootloader, booted on trial, checked in, confirmed.
-    let did = w.fleet.wake_all().await.expect("wake 3");
+    // Wake 4: installed by the bootloader, booted on trial, checked in, confirmed.
+    let did = w.fleet.wake_all().await.expect("wake 4");
     let confirmed: BTreeSet<u32> = did
         .iter()
         .filter(|(_, d)| matches!(d, Did::Confirmed { .. }))
@@ -868,7 +892,7 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
     })
     .await;
     w.wait_text("#rollout-state", "paused").await;
-    let did = w.fleet.wake_all().await.expect("wake 4");
+    let did = w.fleet.wake_all().await.expect("wake 5");
     assert!(
         did.iter().all(|(_, d)| *d == Did::CheckedIn),
         "a wake under a paused rollout: {did:?}"

@@ -35,9 +35,10 @@ pub const CHUNK_SIZE: u32 = 512;
 /// Image size of the releases (24 chunks of 512 bytes).
 pub const IMAGE_SIZE: usize = 12 * 1024;
 
-/// Image chunks a device fetches per wake: half an image, so a device that takes an offer is
-/// seen downloading for one wake before it finishes.
-pub const CHUNKS_PER_WAKE: usize = 12;
+/// Image chunks a device fetches per wake: a third of an image, so a device that takes an
+/// offer downloads across three wakes, and the check-in of the second reports a third done
+/// (the progress the console can show: what the device reported).
+pub const CHUNKS_PER_WAKE: usize = 8;
 
 /// 4-byte program words, 4 KiB sectors, no bit rewrites (like the STM32F2 driven by word).
 type Flash = SimFlash<4, 4096, false>;

@@ -441,11 +441,28 @@ pub async fn js(c: &Client, script: &str) -> Value {
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
 
-/// Saves a PNG of the window as `DIR/name` when `OTA_CONSOLE_SCREENSHOTS=DIR` is set
+/// Saves a PNG of the whole page (the window stretched to its height, at most 2,400 px, then
+/// put back to [`WINDOW`]) as `DIR/name` when `OTA_CONSOLE_SCREENSHOTS=DIR` is set
 /// (`scripts/console-screenshots.sh`); otherwise takes it anyway (a page that cannot be
 /// rendered fails here) and drops it.
 pub async fn screenshot(c: &Client, name: &str) {
+    // The window's height includes what is not page (outer - inner).
+    let h = js(
+        c,
+        "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
+    )
+    .await;
+    let h = h
+        .as_u64()
+        .unwrap_or(u64::from(WINDOW.1))
+        .clamp(u64::from(WINDOW.1), 2400);
+    c.set_window_size(WINDOW.0, h as u32)
+        .await
+        .expect("window size");
     let png = c.screenshot().await.expect("screenshot");
+    c.set_window_size(WINDOW.0, WINDOW.1)
+        .await
+        .expect("window size");
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     if let Some(dir) = std::env::var_os("OTA_CONSOLE_SCREENSHOTS") {
         let dir = PathBuf::from(dir);
