@@ -394,6 +394,36 @@ impl World {
         .await;
     }
 
+    /// Waits until the fleet shows exactly the rows `ids` (the others hidden) and
+    /// `#device-count` says how many.
+    async fn wait_shown(&self, ids: &BTreeSet<u32>, what: &str) {
+        let expected = format!("{} rows shown for {what}", ids.len());
+        wait_until(&expected, || async {
+            let v = js(
+                &self.c,
+                "return [document.getElementById('device-count')?.textContent, \
+                   [...document.querySelectorAll('table#devices tr[data-device-id]')]\
+                   .filter(r => r.offsetParent !== null).map(r => +r.dataset.deviceId)];",
+            )
+            .await;
+            let shown: BTreeSet<u32> = v[1]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_u64().map(|n| n as u32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let count = v[0].as_str().unwrap_or("").trim().to_string();
+            if &shown == ids && count == ids.len().to_string() {
+                Ok(())
+            } else {
+                Err(format!("#device-count {count:?}, rows {shown:?}"))
+            }
+        })
+        .await
+    }
+
     /// Chooses `value` in `select#id` (by option value or, failing that, by option text
     /// containing it) and fires `change`.
     async fn select(&self, id: &str, value: &str) {
@@ -657,28 +687,29 @@ async fn login_refuses_a_wrong_token_and_shows_the_fleet_of_50() {
     );
     text(c, &row(7, "next-wake")).await.expect("td.next-wake");
 
-    // Filter by group: the lab's 10 devices.
+    // The filters: by group (the lab's 10), by version (the same 10 run 1.1.0), by state,
+    // and the search box (a device id), each narrowing the rows shown and #device-count.
+    let lab: BTreeSet<u32> = (1..=DEVICES).filter(|i| i.is_multiple_of(5)).collect();
     w.select("filter-group", "lab").await;
-    w.wait_text("#device-count", "10").await;
-    let shown = js(
-        c,
-        "return [...document.querySelectorAll('table#devices tr[data-device-id]')]\
-             .filter(r => r.offsetParent !== null).map(r => +r.dataset.deviceId);",
-    )
-    .await;
-    let shown: BTreeSet<u64> = shown
-        .as_array()
-        .expect("rows")
-        .iter()
-        .filter_map(|v| v.as_u64())
-        .collect();
-    assert_eq!(
-        shown,
-        (1..=DEVICES as u64)
-            .filter(|i| i.is_multiple_of(5))
-            .collect(),
-        "rows shown with the lab filter"
-    );
+    w.wait_shown(&lab, "the lab group filter").await;
+    w.select("filter-group", "").await;
+    w.select("filter-version", "1.1.0").await;
+    w.wait_shown(&lab, "the 1.1.0 version filter").await;
+    w.select("filter-version", "").await;
+    w.select("filter-state", "downloading").await;
+    w.wait_shown(&BTreeSet::new(), "the downloading state filter")
+        .await;
+    w.select("filter-state", "").await;
+    w.fill("input#search", "42").await;
+    w.wait_shown(&BTreeSet::from([42]), "a search for 42").await;
+    w.fill("input#search", "").await;
+    // (An emptied search box sends no input event to wait on: type and delete a space.)
+    w.find("input#search")
+        .await
+        .send_keys(" \u{8}")
+        .await
+        .expect("type");
+    w.wait_shown(&(1..=DEVICES).collect(), "no filter").await;
 
     // A device's page: its wake and its publish.
     w.goto("/devices/7").await;
