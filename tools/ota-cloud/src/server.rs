@@ -250,6 +250,11 @@ impl<S: Store> Server<S> {
         &self.store
     }
 
+    /// Its settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     /// The server's clock, now.
     pub fn now_ms(&self) -> u64 {
         (self.clock)()

@@ -231,7 +231,7 @@ fn card(out: &mut String, k: &str, v: &str, title: Option<&str>) {
     );
 }
 
-fn summary_html(row: &FleetRow, now: u64) -> String {
+fn summary_html(row: &FleetRow, now: u64, granted_s: u32) -> String {
     let s: &DeviceStatus = &row.status;
     let mut out = String::from("<div class=\"cards\">");
     let state = super::ota_state_name(row);
@@ -285,8 +285,13 @@ fn summary_html(row: &FleetRow, now: u64) -> String {
     if let Some(t) = s.last_seen_ms {
         card(&mut out, "Last frame", &relative(t, now), Some(&iso(t)));
     }
-    match s.next_wake_ms {
-        Some(t) => card(&mut out, "Next wake", &relative(t, now), Some(&iso(t))),
+    match super::fleet::next_wake(s, granted_s) {
+        Some((t, from)) => card(
+            &mut out,
+            "Next wake",
+            &relative(t, now),
+            Some(&format!("{} ({from})", iso(t))),
+        ),
         None => card(&mut out, "Next wake", "–", None),
     }
     card(&mut out, "Wakes", &s.wakes.to_string(), None);
@@ -357,7 +362,10 @@ pub(crate) async fn regions<S: Store>(
         phase,
     };
     Ok(Some(vec![
-        ("device-summary", summary_html(&row, now)),
+        (
+            "device-summary",
+            summary_html(&row, now, st.server().config().next_checkin_s),
+        ),
         ("wakes", wakes_html(&wakes, now)),
         ("publishes", publishes_html(&publishes, now)),
         ("updates", updates_html(&updates, now)),

@@ -18,7 +18,7 @@ use super::time::{iso, relative, span};
 use super::{esc, html_response, is_failure, page, session, to_login, version, Nav};
 use crate::admin::AdminState;
 use crate::rollout::{DevicePhase, ReleaseId};
-use crate::store::{FleetRow, Store, StoreError};
+use crate::store::{DeviceStatus, FleetRow, Store, StoreError};
 
 pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
     Router::new().route("/fleet", get(fleet::<S>))
@@ -148,6 +148,7 @@ pub(crate) async fn load<S: Store>(
         products.insert(p.id, p.name);
     }
     let now = st.now_ms();
+    let granted_s = st.server().config().next_checkin_s;
     let mut out = Fleet {
         rows: String::with_capacity(rows.len() * 700),
         shown: 0,
@@ -160,10 +161,25 @@ pub(crate) async fn load<S: Store>(
         out.versions.extend(running_version(r));
         if matches(r, q) {
             out.shown += 1;
-            row(&mut out.rows, r, &sizes, &products, now);
+            row(&mut out.rows, r, &sizes, &products, now, granted_s);
         }
     }
     Ok(out)
+}
+
+/// When the device is expected next and from what: the sleep its last goodbye announced,
+/// while that is still ahead of its last frame; otherwise (its last wake ended without a
+/// goodbye) its last check-in plus the sleep the server's answer granted
+/// ([`ServerConfig::next_checkin_s`](crate::server::ServerConfig::next_checkin_s)).
+pub(crate) fn next_wake(st: &DeviceStatus, granted_s: u32) -> Option<(u64, &'static str)> {
+    match (st.next_wake_ms, st.last_seen_ms, st.last_checkin) {
+        (Some(t), Some(seen), _) if t > seen => Some((t, "the goodbye's sleep")),
+        (_, _, Some((at, _))) => Some((
+            at.saturating_add(u64::from(granted_s) * 1000),
+            "the sleep the server granted",
+        )),
+        (t, _, None) => t.map(|t| (t, "the goodbye's sleep")),
+    }
 }
 
 fn row(
@@ -172,6 +188,7 @@ fn row(
     sizes: &HashMap<ReleaseId, u64>,
     products: &HashMap<crate::store::ProductId, String>,
     now: u64,
+    granted_s: u32,
 ) {
     let id = r.device.id.0;
     let st = &r.status;
@@ -212,19 +229,19 @@ fn row(
         }
         None => out.push_str("<td class=\"last-seen\">never</td>"),
     }
-    match st.next_wake_ms {
-        Some(t) if t >= now => {
+    match next_wake(st, granted_s) {
+        Some((t, from)) if t >= now => {
             let _ = write!(
                 out,
-                "<td class=\"next-wake\" title=\"{}\">{}</td>",
+                "<td class=\"next-wake\" title=\"{} ({from})\">{}</td>",
                 iso(t),
                 relative(t, now)
             );
         }
-        Some(t) => {
+        Some((t, from)) => {
             let _ = write!(
                 out,
-                "<td class=\"next-wake overdue\" title=\"{}\">overdue {}</td>",
+                "<td class=\"next-wake overdue\" title=\"{} ({from})\">overdue {}</td>",
                 iso(t),
                 span(now - t)
             );
@@ -487,6 +504,21 @@ mod tests {
         assert!(!matches(&r, &q("", "pilot", "", "")), "groups are exact");
         assert!(!matches(&r, &q("", "", "1.2.4", "")));
         assert!(!matches(&r, &q("", "", "", "failed")));
+    }
+
+    #[test]
+    fn next_wake_from_the_goodbye_else_the_grant() {
+        let r = row(OtaState::Idle, UpdateResult::Initial, false, None);
+        let mut st = r.status;
+        st.last_checkin = st.last_checkin.map(|(_, c)| (10_000, c));
+        st.last_seen_ms = Some(12_000);
+        st.next_wake_ms = Some(3_612_000);
+        assert_eq!(next_wake(&st, 60).unwrap().0, 3_612_000);
+        // A later wake without a goodbye: the old promise is past its last frame.
+        st.last_checkin = st.last_checkin.map(|(_, c)| (4_000_000, c));
+        st.last_seen_ms = Some(4_000_500);
+        assert_eq!(next_wake(&st, 60).unwrap().0, 4_060_000);
+        assert_eq!(next_wake(&DeviceStatus::default(), 60), None);
     }
 
     #[test]

@@ -125,13 +125,13 @@ async fn rollout_live<S: Store>(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
-    if session(&st, &headers).is_none() {
+    let Some(s) = session(&st, &headers) else {
         return unauthorized();
-    }
+    };
     let Ok(Path(id)) = id else {
         return ApiError::bad_request("bad rollout id").into_response();
     };
-    match super::rollouts::regions(&st, &id).await {
+    match super::rollouts::regions(&st, &id, &s).await {
         Ok(Some(r)) => answer(r, p.get("h")),
         Ok(None) => ApiError::not_found(format!("no rollout {id}")).into_response(),
         Err(e) => failed(e),

@@ -368,17 +368,25 @@ fn actions_html(r: &Rollout, s: &SessionRef) -> String {
     let live = running || paused;
     let c = csrf_field(s);
     format!(
-        "<div class=\"stack\">\
-         <form method=\"post\" action=\"/rollouts/{id}/pause\">{c}<button id=\"rollout-pause\" type=\"submit\"{}>Pause</button></form>\
+        "<form method=\"post\" action=\"/rollouts/{id}/pause\">{c}<button id=\"rollout-pause\" type=\"submit\"{}>Pause</button></form>\
          <form method=\"post\" action=\"/rollouts/{id}/resume\">{c}<button id=\"rollout-resume\" type=\"submit\"{}>Resume</button></form>\
-         <form method=\"post\" action=\"/rollouts/{id}/cancel\">{c}<button id=\"rollout-cancel\" type=\"submit\"{}>Cancel</button></form>\
-         </div><form id=\"rollout-raise\" class=\"inline\" method=\"post\" action=\"/rollouts/{id}/percent\">{c}\
-         <label>Raise the share to (%)<input id=\"rollout-raise-percent\" name=\"percent\" inputmode=\"decimal\" size=\"6\" required></label>\
-         <button id=\"rollout-raise-submit\" type=\"submit\"{}>Raise</button></form>",
+         <form method=\"post\" action=\"/rollouts/{id}/cancel\">{c}<button id=\"rollout-cancel\" type=\"submit\"{}>Cancel</button></form>",
         dis(running),
         dis(paused),
         dis(live),
-        dis(live),
+    )
+}
+
+/// The raise form: not a live region (a refresh would wipe what the operator is typing).
+fn raise_html(r: &Rollout, s: &SessionRef) -> String {
+    let live = matches!(r.state, RolloutState::Running | RolloutState::Paused(_));
+    format!(
+        "<form id=\"rollout-raise\" class=\"inline\" method=\"post\" action=\"/rollouts/{}/percent\">{}\
+         <label>Raise the share to (%)<input id=\"rollout-raise-percent\" name=\"percent\" inputmode=\"decimal\" size=\"6\" required></label>\
+         <button id=\"rollout-raise-submit\" type=\"submit\"{}>Raise</button></form>",
+        r.id.0,
+        csrf_field(s),
+        if live { "" } else { " disabled" }
     )
 }
 
@@ -387,8 +395,9 @@ fn actions_html(r: &Rollout, s: &SessionRef) -> String {
 pub(crate) async fn regions<S: Store>(
     st: &AdminState<S>,
     id: &str,
+    s: &SessionRef,
 ) -> Result<Option<Vec<(&'static str, String)>>, StoreError> {
-    Ok(regions_for(st, id, None).await?.map(|(r, _)| r))
+    Ok(regions_for(st, id, Some(s)).await?.map(|(r, _)| r))
 }
 
 async fn regions_for<S: Store>(
@@ -472,12 +481,13 @@ async fn detail_page<S: Store>(
     let _ = write!(
         m,
         "<section data-live=\"rollout-status\">{}</section>\
-         <section id=\"rollout-actions-wrap\" data-live=\"rollout-actions\">{}</section>\
+         <section id=\"rollout-actions\" class=\"stack\" data-live=\"rollout-actions\">{}</section>{}\
          <h2>Devices per phase</h2><ul id=\"rollout-counts\" class=\"counts-list\" data-live=\"rollout-counts\">{}</ul>\
          <div id=\"phase-chart\" data-live=\"phase-chart\">{}</div>\
          <h2>Adoption</h2><div id=\"adoption-chart\" data-live=\"adoption-chart\">{}</div>",
         region("rollout-status"),
         region("rollout-actions"),
+        raise_html(&r, s),
         region("rollout-counts"),
         region("phase-chart"),
         region("adoption-chart"),
