@@ -811,10 +811,12 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
         "10 % of {DEVICES} devices: {targeted} targeted"
     );
 
-    // Asleep, nobody has been offered anything yet.
+    // Asleep, nobody has been offered anything yet. From here on the fleet page is never
+    // reloaded: every change below arrives through its live refresh.
     w.goto("/fleet").await;
     w.wait_text("#device-count", &DEVICES.to_string()).await;
     assert_eq!(w.ids_in("idle").await.len(), DEVICES as usize);
+    mark_page(&w.c).await;
 
     // Wake 1: the devices in the share take the offer and fetch a third of the image.
     let did = w.fleet.wake_all().await.expect("wake 1");
@@ -848,6 +850,7 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
         "device {first} reported 8 of 24 chunks at its check-in; its bar shows {value} of {max}"
     );
     screenshot(&w.c, "console-fleet.png").await;
+    assert_not_reloaded(&w.c, "the fleet from idle to downloading").await;
 
     // Wake 3: the rest, verified, marked for install (the bootloader installs it at wake 4).
     let did = w.fleet.wake_all().await.expect("wake 3");
@@ -876,6 +879,7 @@ async fn upload_roll_out_at_ten_percent_watch_devices_confirm_and_pause() {
         .collect();
     assert_eq!(confirmed, downloading, "{did:?}");
     w.wait_fleet_state("confirmed", &confirmed).await;
+    assert_not_reloaded(&w.c, "the fleet from idle to confirmed").await;
     let v = text(&w.c, &format!("tr[data-device-id=\"{first}\"] td.version"))
         .await
         .expect("td.version");

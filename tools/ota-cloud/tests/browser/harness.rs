@@ -419,6 +419,24 @@ pub async fn wait_live_refresh(c: &Client, what: &str) {
     .await
 }
 
+/// Marks the page now shown (a property of its `window`, which a reload or a navigation
+/// loses), so that [`assert_not_reloaded`] can tell that later changes came in place.
+pub async fn mark_page(c: &Client) {
+    js(c, "window.__otaTestMark = true; return null;").await;
+}
+
+/// Fails unless the page marked by [`mark_page`] is still the one shown: what changed on it
+/// since came from the live refresh, not from a reload.
+pub async fn assert_not_reloaded(c: &Client, what: &str) {
+    let v = js(c, "return window.__otaTestMark === true;").await;
+    assert_eq!(
+        v,
+        Value::Bool(true),
+        "{what}: the page was reloaded or left ({})",
+        url(c).await
+    );
+}
+
 /// The text of the first element matching `css`, or what was there instead.
 pub async fn text(c: &Client, css: &str) -> Result<String, String> {
     let Ok(e) = c.find(Locator::Css(css)).await else {
