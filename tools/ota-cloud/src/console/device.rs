@@ -259,7 +259,7 @@ fn summary_html(row: &FleetRow, now: u64, granted_s: u32) -> String {
                 &format!(
                     "{} {}",
                     version(c.firmware),
-                    if c.trial {
+                    if super::fleet::on_trial(s) {
                         "<span class=\"trial\">trial</span>"
                     } else {
                         "<span class=\"confirmed\">confirmed</span>"

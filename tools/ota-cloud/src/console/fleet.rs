@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use cloud_proto::OtaState;
+use cloud_proto::{OtaState, UpdateResult};
 use serde::Deserialize;
 
 use super::time::{iso, relative, span};
@@ -67,7 +67,7 @@ pub fn ota_state_name(r: &FleetRow) -> &'static str {
         OtaState::Updating => return "installing",
         OtaState::Idle => {}
     }
-    if st.last_checkin.is_some_and(|(_, c)| c.trial) {
+    if on_trial(st) {
         return "trial";
     }
     match r.phase {
@@ -79,6 +79,15 @@ pub fn ota_state_name(r: &FleetRow) -> &'static str {
         Some(DevicePhase::Succeeded) => "confirmed",
         _ => "idle",
     }
+}
+
+/// Whether the device runs an image on trial: its last check-in said so and no status
+/// reported since has confirmed it (LwM2M result 1, success, the latest state and result).
+pub(crate) fn on_trial(st: &DeviceStatus) -> bool {
+    let confirmed_since = st.last_status.is_some_and(|s| {
+        s.result == UpdateResult::Success && st.result == s.result && st.state == s.state
+    });
+    st.last_checkin.is_some_and(|(_, c)| c.trial) && !confirmed_since
 }
 
 fn running_version(r: &FleetRow) -> Option<String> {
@@ -254,7 +263,7 @@ fn row(
                 out,
                 "<td class=\"version\">{} {}</td><td class=\"battery\">{}.{:02} V</td>",
                 esc(&ver),
-                if c.trial {
+                if on_trial(st) {
                     "<span class=\"trial\">trial</span>"
                 } else {
                     "<span class=\"confirmed\">confirmed</span>"
@@ -397,7 +406,7 @@ pub async fn render<S: Store>(st: &AdminState<S>, q: &FleetQuery) -> Result<Stri
 mod tests {
     use super::*;
     use crate::store::{CheckInReport, Device, DeviceStatus, ProductId};
-    use cloud_proto::{DeviceId, FirmwareVersion, UpdateResult};
+    use cloud_proto::{DeviceId, FirmwareVersion};
 
     fn row(
         state: OtaState,
@@ -485,6 +494,28 @@ mod tests {
                 "{s:?} {r:?} {phase:?}"
             );
         }
+    }
+
+    /// A trial check-in, then a status reporting success: confirmed, not trial (the status
+    /// is newer than the check-in's trial flag).
+    #[test]
+    fn a_status_success_after_a_trial_check_in_is_confirmed() {
+        let mut r = row(
+            OtaState::Idle,
+            UpdateResult::Initial,
+            true,
+            Some(DevicePhase::Updating),
+        );
+        assert_eq!(ota_state_name(&r), "trial");
+        r.phase = Some(DevicePhase::Succeeded);
+        r.status.last_status = Some(cloud_proto::UpdateStatus {
+            update: cloud_proto::UpdateId(1),
+            state: OtaState::Idle,
+            result: UpdateResult::Success,
+        });
+        r.status.result = UpdateResult::Success;
+        assert!(!on_trial(&r.status));
+        assert_eq!(ota_state_name(&r), "confirmed");
     }
 
     #[test]
