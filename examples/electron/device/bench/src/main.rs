@@ -88,6 +88,13 @@ struct Sample {
     stack: usize,
 }
 
+/// Calls `f` in a frame of its own: whatever is inlined into `f` gets its stack below the
+/// stack pointer `run` paints from, not in `run`'s frame (where it would go unmeasured).
+#[inline(never)]
+fn call<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Paints the stack, runs `f` between two counter reads, finds the deepest written word.
 #[inline(never)]
 fn run<R>(f: impl FnOnce() -> R) -> (Sample, R) {
@@ -99,7 +106,7 @@ fn run<R>(f: impl FnOnce() -> R) -> (Sample, R) {
         unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
     }
     let t0 = counter();
-    let r = black_box(f());
+    let r = black_box(call(f));
     let t1 = counter();
     let mut low = top;
     for a in (bottom..top).step_by(4) {
@@ -179,7 +186,7 @@ fn main() -> ! {
 
     // Calibration: the fixed cost (the counter read itself), then a call of 2,000 nops must
     // count exactly 1,000 more than the same call of 1,000.
-    let (empty, ()) = run(|| ());
+    let (empty, ()) = run(|| black_box(()));
     b.overhead = empty.insns;
     let (n1, ()) = run(nops_1000);
     let (n2, ()) = run(nops_2000);
