@@ -428,7 +428,10 @@ callers; the innermost frame is the code's author); functions that belong to a g
 crate's code instantiated for another crate's type count as the generic's crate (\`heapless\`
 code stays \`heapless\`); read-only data to the crate named by its symbol or, for unnamed
 constants, by the code or data that points at it. "unattributed" is what neither names
-(alignment padding, data nothing points at directly).
+(alignment padding, data nothing points at directly). The .rodata split is approximate: an
+unnamed constant is taken to run up to the next address anything points at, so a blob no
+code names directly (an \`include_bytes!\` input of the bench, say) is charged to the constant
+before it. .text is charged instruction by instruction, .data and .bss symbol by symbol.
 
 ### The firmware (\`${elf#"$root/"}\`)
 

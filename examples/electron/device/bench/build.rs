@@ -30,6 +30,10 @@ mod scenario;
 #[path = "src/replay.rs"]
 mod replay;
 
+#[allow(dead_code)]
+#[path = "src/ramflash.rs"]
+mod ramflash;
+
 /// The seed of the key the host signs the manifest with (test material, not a real key).
 const SIGNING_SEED: [u8; 32] = *b"electron-bench signing seed, pub";
 /// The APN of the bring-up the generator runs on the emulator (Particle's SIM).
@@ -43,6 +47,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/scenario.rs");
     println!("cargo:rerun-if-changed=src/replay.rs");
+
+    self_check();
 
     let mut image = Vec::with_capacity(scenario::IMAGE_SIZE);
     scenario::image_byte_stream(|b| image.push(b));
@@ -196,6 +202,69 @@ fn main() {
         ),
     )
     .unwrap();
+}
+
+/// The bench's test doubles are as strict as they claim (run on the host before the bench is
+/// built with them): the replay refuses an unrecorded write and a read ahead of its command;
+/// the flash refuses to program an unerased word, misaligned writes and partial-sector
+/// erases, reads what was written, and erases whole sectors.
+fn self_check() {
+    use embedded_io::{Read, ReadReady, Write};
+    use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+    use replay::{Replay, ReplayError, FROM_MODEM, TO_MODEM};
+
+    let script = [
+        &[TO_MODEM, 4, 0][..],
+        b"AT\r\n",
+        &[FROM_MODEM, 6, 0],
+        b"\r\nOK\r\n",
+    ]
+    .concat();
+    let mut r = Replay::new(&script);
+    assert_eq!(
+        r.read_ready(),
+        Ok(false),
+        "the answer comes after the command"
+    );
+    assert_eq!(r.read(&mut [0; 4]), Err(ReplayError::Starved));
+    assert_eq!(r.write(b"AT"), Ok(2));
+    assert_eq!(r.write(b"X"), Err(ReplayError::Mismatch(5)));
+    assert_eq!(r.write(b"\r\n"), Ok(2));
+    let mut got = [0u8; 16];
+    assert_eq!(r.read(&mut got), Ok(6));
+    assert_eq!(&got[..6], b"\r\nOK\r\n");
+    assert!(r.finished());
+
+    let mut f = Box::new(ramflash::RamFlash::<4>::new());
+    let mut w = [0u8; 8];
+    f.read(0x2_0000, &mut w).unwrap();
+    assert_eq!(w, [0xFF; 8], "unwritten flash reads erased");
+    f.write(0x2_0000, &[1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF])
+        .unwrap();
+    f.write(0x2_0004, &[5, 6, 7, 8]).unwrap();
+    f.read(0x2_0000, &mut w).unwrap();
+    assert_eq!(w, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        f.write(0x2_0000, &[0xFF; 4]),
+        Err(ramflash::FlashError::NotErased)
+    );
+    assert_eq!(
+        f.write(0x2_0002, &[0; 4]),
+        Err(ramflash::FlashError::Bounds)
+    );
+    assert_eq!(
+        f.erase(0x2_0000, 0x2_4000),
+        Err(ramflash::FlashError::Bounds),
+        "128 KiB sector"
+    );
+    f.erase(0x2_0000, 0x4_0000).unwrap();
+    f.read(0x2_0000, &mut w).unwrap();
+    assert_eq!(w, [0xFF; 8], "erased");
+    assert_eq!(f.pages_used(), 0);
+    for page in 0..4 {
+        f.write(page * 1024, &[0; 4]).unwrap();
+    }
+    assert_eq!(f.write(4 * 1024, &[0; 4]), Err(ramflash::FlashError::Full));
 }
 
 /// The replay needs no waiting.
