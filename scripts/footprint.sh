@@ -327,7 +327,7 @@ bench_table() { # bench lines file -> Markdown
   echo "| **authentication per check-in** (both) | **$((cs + cr))** | | $(printf '%s\n%s\n' "$(b checkin_send stack "$f")" "$(b checkin_reply stack "$f")" | sort -n | tail -1) | $(us $((cs + cr))) |"
   echo "| chunk request: build and seal (8 chunks) | $(b chunk_request_send insns "$f") | | $(b chunk_request_send stack "$f") | |"
   echo "| modem: send the request (\`send_to\`, AT+USOST) | $(b modem_send_request insns "$f") | | $(b modem_send_request stack "$f") | |"
-  echo "| chunk: receive (\`wait_readable\` + \`receive_from\`: +UUSORF, AT+USORF, 524 B) | $rc | $((rc * 2)) | $(mx chunk_receive stack "$f") | |"
+  echo "| chunk: receive (\`wait_readable\` + \`receive_from\`: +UUSORF, AT+USORF, 524 B in $(avg chunk_receive uart_reads "$f") UART reads) | $rc | $((rc * 2)) | $(mx chunk_receive stack "$f") | |"
   echo "| chunk: authenticate (\`DeviceEndpoint::handle_datagram\`) | $au | $((au * 2)) | $(mx chunk_authenticate stack "$f") | |"
   echo "| chunk: hash + program (\`Updater::handle_chunk\`, RAM-backed flash) | $hp | $((hp * 2)) | $(mx chunk_hash_program stack "$f") | |"
   echo "| **per 512 B chunk, end to end** (sum) | **$tot** | **$((tot * 2))** | $(printf '%s\n%s\n%s\n' "$(mx chunk_receive stack "$f")" "$(mx chunk_authenticate stack "$f")" "$(mx chunk_hash_program stack "$f")" | sort -n | tail -1) | $(us $((tot * 2))) per KiB |"

@@ -349,6 +349,7 @@ fn main() -> ! {
 
     let mut rx = [0u8; 1024];
     let mut written = 0u32;
+    let mut reads_before = modem.uart_mut().reads();
     for _ in 0..scenario::CHUNKS {
         // Receive: the +UUSORF URC, then AT+USORF with the datagram's bytes.
         let (s, got) = run(|| {
@@ -362,7 +363,13 @@ fn main() -> ! {
             b.fail("chunk_receive: no datagram from the replay");
             break;
         };
-        b.report("chunk_receive", &s, format_args!(" bytes={}", n));
+        let reads = modem.uart_mut().reads();
+        b.report(
+            "chunk_receive",
+            &s,
+            format_args!(" bytes={} uart_reads={}", n, reads - reads_before),
+        );
+        reads_before = reads;
         // Authenticate: cloud-proto's HMAC check and chunk bookkeeping.
         let (s, ev) = run(|| ep.handle_datagram(10, black_box(&rx[..n])));
         b.report("chunk_authenticate", &s, format_args!(" bytes={}", n));

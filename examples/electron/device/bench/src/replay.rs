@@ -50,6 +50,7 @@ pub struct Replay<'a> {
     at: usize,
     end: usize,
     dir: u8,
+    reads: u32,
 }
 
 impl<'a> Replay<'a> {
@@ -60,6 +61,7 @@ impl<'a> Replay<'a> {
             at: 0,
             end: 0,
             dir: 0,
+            reads: 0,
         };
         r.advance();
         r
@@ -86,6 +88,11 @@ impl<'a> Replay<'a> {
     /// Every recorded byte was written and read.
     pub fn finished(&self) -> bool {
         self.at == self.end && self.end == self.script.len()
+    }
+
+    /// `read` calls so far (what a real UART driver would be entered for).
+    pub fn reads(&self) -> u32 {
+        self.reads
     }
 
     /// Bytes of the script not yet consumed.
@@ -125,6 +132,7 @@ impl ReadReady for Replay<'_> {
 
 impl Read for Replay<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReplayError> {
+        self.reads += 1;
         self.advance();
         if self.dir != FROM_MODEM {
             return Err(ReplayError::Starved);
