@@ -51,6 +51,17 @@ done
   && cargo build -q --release --features cloud \
   && cargo build -q --release --features modem-all)
 
+# --- footprint (issue 12, scripts/footprint.sh) -------------------------------------------
+# The Electron's device workspace: the firmware against its hard limits (flash < 128 KiB,
+# static RAM < 32 KiB) and, with QEMU installed, electron-bench's instruction counts and
+# stacks (fails if a measured piece fails). Check mode: prints the report to the log and
+# leaves docs/footprint.md alone.
+step "footprint: firmware size limits, electron-bench on QEMU (scripts/footprint.sh --check)"
+(cd examples/electron/device && cargo fmt -p electron-bench -- --check \
+  && cargo clippy -p electron-bench --all-targets -- -D warnings)
+bash scripts/footprint.sh --check
+# --- end footprint ---------------------------------------------------------------------
+
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
