@@ -1,1 +1,278 @@
-//! TODO(issue 12): battery.
+//! The battery: the MAX17043 fuel gauge (voltage and state of charge, through the `max170xx`
+//! driver) and the BQ24195 charger/power-path controller, left in safe settings.
+//!
+//! Both sit on I2C3 ([`crate::i2c::I2c3`]): the gauge at 0x36, the charger at 0x6B. Either
+//! driver takes any embedded-hal 1.0 `I2c`, so both can share the bus through `&mut I2c3`.
+//!
+//! **Charger.** The BQ24195 starts with a 40 s I2C watchdog: when it expires without a
+//! watchdog reset the chip returns to its power-on defaults (4.208 V, 2048 mA charge current,
+//! VINDPM 4.36 V). [`pmic_safe_defaults`] first turns that watchdog off, then writes the
+//! values Device OS uses on the Electron ([`PMIC_WRITES`]), each as a read-modify-write so
+//! the bits it does not own are kept.
+//!
+//! Sources: Device OS v3.3.1 `system/src/system_power_manager.cpp` (`initDefault`
+//! l.442–510, REG00 l.992–1023, gauge l.387–393), `system/inc/system_power.h` l.70–73
+//! (4112 mV, 896 mA, 900 mA, 3880 mV), `wiring/src/spark_wiring_power.cpp` (the register
+//! setters), `wiring/inc/spark_wiring_power.h` l.38 (0x6B), `wiring/inc/spark_wiring_fuel.h`
+//! (0x36, registers); TI bq24195 datasheet §9.5 (register map: REG00–REG0A, REG0A part number
+//! bits `[5:3]` = 100). Research `electron-board.md` §5.
+
+use embedded_hal::i2c::I2c;
+use max170xx::Max17043;
+
+/// The charger's 7-bit address.
+pub const BQ24195_ADDR: u8 = 0x6B;
+/// The fuel gauge's 7-bit address (fixed in the `max170xx` crate too).
+pub const MAX17043_ADDR: u8 = 0x36;
+
+/// REG0A (vendor / part / revision): the part number bits `[5:3]` read `100` on the
+/// BQ24195 (the Electron's reads 0x23).
+pub const REG0A: u8 = 0x0A;
+
+/// One charger register write: `new = (old & !mask) | value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegWrite {
+    /// The register.
+    pub reg: u8,
+    /// The bits this write owns.
+    pub mask: u8,
+    /// Their new value (inside `mask`).
+    pub value: u8,
+}
+
+impl RegWrite {
+    /// The register's new value from its `old` one.
+    pub const fn apply(&self, old: u8) -> u8 {
+        (old & !self.mask) | (self.value & self.mask)
+    }
+}
+
+/// The charger settings [`pmic_safe_defaults`] writes, in order:
+///
+/// | reg | bits | value | meaning |
+/// |---|---|---|---|
+/// | REG05 | `[5:4]` = 00, `[3]` = 1, `[0]` = 0 | `0x08` of `0x39` | **I2C watchdog off first**; charge safety timer on (Device OS `disableWatchdog`: AND 0xCE) |
+/// | REG04 | VREG `[7:2]` = 100110, VRECHG `[0]` = 0 | `0x98` of `0xFD` | charge voltage 3504 + 38 × 16 = **4112 mV**, recharge 100 mV below; BATLOWV kept |
+/// | REG02 | ICHG `[7:2]` = 000110, FORCE_20PCT `[0]` = 0 | `0x18` of `0xFD` | charge current 512 + 6 × 64 = **896 mA** |
+/// | REG03 | ITERM `[3:0]` = 0001 | `0x01` of `0x0F` | termination 128 + 1 × 128 = 256 mA; precharge kept |
+/// | REG00 | EN_HIZ `[7]` = 0, VINDPM `[6:3]` = 0000, IINLIM `[2:0]` = 011 | `0x03` of `0xFF` | input on, VINDPM **3880 mV**, input limit **900 mA** |
+/// | REG01 | REG_RESET `[7]` = 0, WD reset `[6]` = 0, CHG_CONFIG `[5:4]` = 01 | `0x10` of `0xF0` | charging on; boost/sys-min kept |
+/// | REG07 | BATFET_DISABLE `[5]` = 0 | `0x00` of `0x20` | battery FET on |
+pub const PMIC_WRITES: [RegWrite; 7] = [
+    RegWrite {
+        reg: 0x05,
+        mask: 0x39,
+        value: 0x08,
+    },
+    RegWrite {
+        reg: 0x04,
+        mask: 0xFD,
+        value: 0x98,
+    },
+    RegWrite {
+        reg: 0x02,
+        mask: 0xFD,
+        value: 0x18,
+    },
+    RegWrite {
+        reg: 0x03,
+        mask: 0x0F,
+        value: 0x01,
+    },
+    RegWrite {
+        reg: 0x00,
+        mask: 0xFF,
+        value: 0x03,
+    },
+    RegWrite {
+        reg: 0x01,
+        mask: 0xF0,
+        value: 0x10,
+    },
+    RegWrite {
+        reg: 0x07,
+        mask: 0x20,
+        value: 0x00,
+    },
+];
+
+/// A charger set-up that did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PmicError<E> {
+    /// The bus failed (NACK: no charger at 0x6B).
+    I2c(E),
+    /// REG0A's part number is not the BQ24195's: nothing was written.
+    UnknownPart(u8),
+    /// A register read back differently after its write.
+    Verify {
+        /// The register.
+        reg: u8,
+        /// What it read.
+        read: u8,
+    },
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for PmicError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::I2c(e) => write!(f, "charger I2C error: {e:?}"),
+            Self::UnknownPart(v) => write!(f, "not a BQ24195 (REG0A {v:#04x})"),
+            Self::Verify { reg, read } => {
+                write!(f, "charger REG{reg:02X} read back {read:#04x}")
+            }
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for PmicError<E> {}
+
+fn read_reg<I: I2c>(i2c: &mut I, reg: u8) -> Result<u8, PmicError<I::Error>> {
+    let mut b = [0u8];
+    i2c.write_read(BQ24195_ADDR, &[reg], &mut b)
+        .map_err(PmicError::I2c)?;
+    Ok(b[0])
+}
+
+/// Puts the BQ24195 in the settings of [`PMIC_WRITES`] (watchdog off first), each a
+/// read-modify-write of one register, checked by reading it back (except the REG01 bits
+/// that read as 0 after they act, which the check masks out).
+///
+/// Cost: one REG0A read, then per register one read, one write and one read back: 22
+/// transfers of 2–3 bytes, about 6 ms at 100 kHz.
+///
+/// # Errors
+/// [`PmicError::UnknownPart`] before any write; [`PmicError::I2c`] or [`PmicError::Verify`]
+/// (the writes before it stay).
+pub fn pmic_safe_defaults<I: I2c>(i2c: &mut I) -> Result<(), PmicError<I::Error>> {
+    let part = read_reg(i2c, REG0A)?;
+    if part & 0x38 != 0x20 {
+        return Err(PmicError::UnknownPart(part));
+    }
+    for w in PMIC_WRITES {
+        let old = read_reg(i2c, w.reg)?;
+        let new = w.apply(old);
+        i2c.write(BQ24195_ADDR, &[w.reg, new])
+            .map_err(PmicError::I2c)?;
+        let read = read_reg(i2c, w.reg)?;
+        // REG01 [7:6] are self-clearing (register reset, watchdog reset).
+        let check = if w.reg == 0x01 { 0x3F } else { 0xFF };
+        if read & check != new & check {
+            return Err(PmicError::Verify { reg: w.reg, read });
+        }
+    }
+    Ok(())
+}
+
+/// A fuel-gauge read that failed: the `max170xx` error (I2C, or invalid data).
+pub type GaugeError<E> = max170xx::Error<E>;
+
+/// The MAX17043 fuel gauge.
+#[derive(Debug)]
+pub struct FuelGauge<I2C> {
+    gauge: Max17043<I2C>,
+}
+
+/// Millivolts from the `max170xx` crate's volts (VCELL: 12 bits of 1.25 mV), rounded to
+/// the nearest mV, saturating (and 0 for NaN).
+pub fn volts_to_mv(v: f32) -> u16 {
+    let mv = v * 1000.0 + 0.5;
+    // `as` saturates (and maps NaN to 0).
+    mv as u16
+}
+
+impl<I2C: I2c> FuelGauge<I2C> {
+    /// Wraps the bus; no transfer.
+    pub fn new(i2c: I2C) -> Self {
+        Self {
+            gauge: Max17043::new(i2c),
+        }
+    }
+
+    /// The cell voltage in millivolts (VCELL, 1.25 mV resolution).
+    ///
+    /// Cost: one register read (4 bytes on the bus, about 0.5 ms).
+    ///
+    /// # Errors
+    /// [`GaugeError`] (the gauge did not answer).
+    pub fn battery_mv(&mut self) -> Result<u16, GaugeError<I2C::Error>> {
+        Ok(volts_to_mv(self.gauge.voltage()?))
+    }
+
+    /// The state of charge in whole percent (the ModelGauge estimate; it needs some minutes
+    /// of operation after a power-on to settle), saturating at 100.
+    ///
+    /// # Errors
+    /// [`GaugeError`].
+    pub fn soc_percent(&mut self) -> Result<u8, GaugeError<I2C::Error>> {
+        let soc = self.gauge.soc()?;
+        Ok(if soc >= 100.0 { 100 } else { soc as u8 })
+    }
+
+    /// Gives the bus back.
+    pub fn release(self) -> I2C {
+        self.gauge.destroy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BQ24195 power-on register values (TI datasheet §9.5).
+    const POR: [u8; 8] = [0x30, 0x1B, 0x60, 0x11, 0xB2, 0x9A, 0x03, 0x4B];
+
+    fn after_writes() -> [u8; 8] {
+        let mut regs = POR;
+        for w in PMIC_WRITES {
+            regs[w.reg as usize] = w.apply(regs[w.reg as usize]);
+        }
+        regs
+    }
+
+    #[test]
+    fn the_watchdog_is_written_first_and_turned_off() {
+        assert_eq!(PMIC_WRITES[0].reg, 0x05);
+        let r = after_writes();
+        assert_eq!((r[5] >> 4) & 0b11, 0, "WATCHDOG");
+        assert_eq!(r[5] & 1 << 3, 1 << 3, "EN_TIMER");
+        // Device OS's AND with 0xCE gives the same bits for the power-on value.
+        assert_eq!(r[5], POR[5] & 0xCE | 0x08);
+    }
+
+    #[test]
+    fn charge_settings_decode_to_the_device_os_values() {
+        let r = after_writes();
+        assert_eq!(3504 + 16 * (r[4] >> 2) as u32, 4112, "VREG");
+        assert_eq!(r[4] & 1, 0, "VRECHG 100 mV");
+        assert_eq!(r[4] & 2, POR[4] & 2, "BATLOWV kept");
+        assert_eq!(512 + 64 * (r[2] >> 2) as u32, 896, "ICHG");
+        assert_eq!(128 + 128 * (r[3] & 0xF) as u32, 256, "ITERM");
+        assert_eq!(r[3] >> 4, POR[3] >> 4, "IPRECHG kept");
+        assert_eq!(3880 + 80 * ((r[0] >> 3) & 0xF) as u32, 3880, "VINDPM");
+        assert_eq!(r[0] & 0x7, 0b011, "IINLIM 900 mA");
+        assert_eq!(r[0] & 0x80, 0, "HIZ off");
+        assert_eq!((r[1] >> 4) & 0b11, 0b01, "CHG_CONFIG charge");
+        assert_eq!(r[1] & 0x0F, POR[1] & 0x0F, "SYS_MIN, BOOST_LIM kept");
+        assert_eq!(r[7] & 0x20, 0, "BATFET on");
+        assert_eq!(r[6], POR[6], "REG06 untouched");
+    }
+
+    #[test]
+    fn values_stay_inside_their_masks() {
+        for w in PMIC_WRITES {
+            assert_eq!(w.value & !w.mask, 0, "REG{:02X}", w.reg);
+        }
+    }
+
+    #[test]
+    fn volts_round_to_millivolts() {
+        // VCELL 0xC350 >> 4 = 3125 × 1.25 mV = 3906.25 mV.
+        assert_eq!(volts_to_mv(3125.0 / 800.0), 3906);
+        assert_eq!(volts_to_mv(0.0), 0);
+        assert_eq!(volts_to_mv(f32::NAN), 0);
+        assert_eq!(volts_to_mv(100.0), u16::MAX);
+        assert_eq!(volts_to_mv(-1.0), 0);
+    }
+}
