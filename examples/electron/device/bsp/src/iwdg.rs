@@ -51,10 +51,17 @@ impl IwdgConfig {
 /// fastest LSI ([`LSI_MAX_HZ`]); timeouts past [`MAX_TIMEOUT_MS`] get the longest period
 /// (/256, 0xFFF), and 0 ms the shortest (/4, 0).
 pub const fn iwdg_config(timeout_ms: u32) -> IwdgConfig {
+    // Clamped so `ms × 47` stays in 32 bits (no 64-bit division linked into a bootloader).
+    let ms = if timeout_ms > MAX_TIMEOUT_MS + 1 {
+        MAX_TIMEOUT_MS + 1
+    } else {
+        timeout_ms
+    };
     let mut pr = 0u8;
     while pr <= 6 {
-        let div = 4u64 << pr;
-        let ticks = (timeout_ms as u64 * LSI_MAX_HZ as u64).div_ceil(div * 1000);
+        let div = 4u32 << pr;
+        // LSI periods at 47 kHz: ms × 47 000 / 1000 = ms × 47.
+        let ticks = (ms * (LSI_MAX_HZ / 1000)).div_ceil(div);
         if ticks <= 4096 {
             let rlr = if ticks == 0 { 0 } else { ticks - 1 };
             return IwdgConfig {
