@@ -231,6 +231,13 @@ pub fn check_erase(from: u32, to: u32, writable: &Range<u32>) -> Result<Range<u8
     Ok(first..last)
 }
 
+/// Which flash caches `ACR` had enabled.
+#[derive(Debug, Clone, Copy)]
+struct Caches {
+    data: bool,
+    instruction: bool,
+}
+
 /// The internal flash. Owns `FLASH`; reads are plain memory reads of the mapped flash.
 #[derive(Debug)]
 pub struct InternalFlash {
@@ -302,11 +309,23 @@ impl InternalFlash {
         err
     }
 
-    /// Resets the data and instruction caches after an erase or program, so no stale line of
-    /// the old contents is served (RM0033 §2.3.3: a cache may be reset only while disabled).
-    fn flush_caches(&mut self) {
+    /// Turns the flash data cache off for an erase or program and returns what `ACR` had on:
+    /// the program's read-back must come from the flash, not from a line cached before
+    /// (an erased word read earlier by `is_erased` sits in the cache as 0xFFFF_FFFF).
+    fn caches_off(&mut self) -> Caches {
         let acr = self.flash.acr().read();
-        let (dc, ic) = (acr.dcen().bit_is_set(), acr.icen().bit_is_set());
+        let was = Caches {
+            data: acr.dcen().bit_is_set(),
+            instruction: acr.icen().bit_is_set(),
+        };
+        self.flash.acr().modify(|_, w| w.dcen().clear_bit());
+        was
+    }
+
+    /// Resets both caches (so no line of the old contents is served afterwards: RM0033
+    /// §2.3.3, a cache may only be reset while it is disabled) and turns them back on as they
+    /// were. ST's StdPeriph/HAL drivers reset them after an erase the same way.
+    fn caches_reset(&mut self, was: Caches) {
         self.flash
             .acr()
             .modify(|_, w| w.dcen().clear_bit().icen().clear_bit());
@@ -318,7 +337,7 @@ impl InternalFlash {
             .modify(|_, w| w.dcrst().clear_bit().icrst().clear_bit());
         self.flash
             .acr()
-            .modify(|_, w| w.dcen().bit(dc).icen().bit(ic));
+            .modify(|_, w| w.dcen().bit(was.data).icen().bit(was.instruction));
     }
 
     fn erase_sector(&mut self, sector: Sector) -> Result<(), FlashError> {
@@ -415,9 +434,12 @@ impl NorFlash for InternalFlash {
         if sectors.is_empty() {
             return Ok(());
         }
-        self.unlock()?;
-        let mut result = Ok(());
+        let caches = self.caches_off();
+        let mut result = self.unlock();
         for index in sectors {
+            if result.is_err() {
+                break;
+            }
             let Some(sector) = Sector::by_index(index) else {
                 result = Err(FlashError::OutOfBounds);
                 break;
@@ -428,7 +450,7 @@ impl NorFlash for InternalFlash {
             }
         }
         self.lock();
-        self.flush_caches();
+        self.caches_reset(caches);
         result
     }
 
@@ -445,10 +467,10 @@ impl NorFlash for InternalFlash {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.unlock()?;
-        let result = self.program(offset, bytes);
+        let caches = self.caches_off();
+        let result = self.unlock().and_then(|()| self.program(offset, bytes));
         self.lock();
-        self.flush_caches();
+        self.caches_reset(caches);
         result
     }
 }

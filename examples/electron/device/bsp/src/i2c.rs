@@ -277,12 +277,14 @@ impl I2c3 {
                     self.wait(RXNE, NoAcknowledgeSource::Data)?;
                     *b = self.i2c.dr().read().bits() as u8;
                 }
-                // Second to last: read it and NACK the last at once.
-                self.wait(RXNE, NoAcknowledgeSource::Data)?;
-                cortex_m::interrupt::free(|_| {
+                // Second to last: wait for it, read it and NACK the last at once, with no
+                // interrupt in between (the last byte is on the wire meanwhile: 90 µs).
+                cortex_m::interrupt::free(|_| -> Result<(), I2cError> {
+                    self.wait(RXNE, NoAcknowledgeSource::Data)?;
                     buf[n - 2] = self.i2c.dr().read().bits() as u8;
                     self.nack_and_end(last);
-                });
+                    Ok(())
+                })?;
                 self.wait(RXNE, NoAcknowledgeSource::Data)?;
                 buf[n - 1] = self.i2c.dr().read().bits() as u8;
                 Ok(())
