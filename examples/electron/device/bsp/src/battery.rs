@@ -168,10 +168,26 @@ pub fn pmic_safe_defaults<I: I2c>(i2c: &mut I) -> Result<(), PmicError<I::Error>
 /// A fuel-gauge read that failed: the `max170xx` error (I2C, or invalid data).
 pub type GaugeError<E> = max170xx::Error<E>;
 
-/// The MAX17043 fuel gauge.
+/// The MAX17043's CONFIG register: RCOMP (high byte), then SLEEP (bit 7), ALRT (bit 5) and
+/// ATHD (bits 4:0) in the low byte (`spark_wiring_fuel.h`: CONFIG 0x0C).
+pub const GAUGE_CONFIG: u8 = 0x0C;
+/// CONFIG low byte: the sleep bit.
+pub const GAUGE_SLEEP: u8 = 0x80;
+
+/// CONFIG's low byte with the sleep bit set (`sleep`) or cleared, the other bits kept.
+pub const fn gauge_config_low(low: u8, sleep: bool) -> u8 {
+    if sleep {
+        low | GAUGE_SLEEP
+    } else {
+        low & !GAUGE_SLEEP
+    }
+}
+
+/// The MAX17043 fuel gauge. Owns the bus handle (`&mut I2c3` to share I2C3 with the charger);
+/// reads go through the `max170xx` driver.
 #[derive(Debug)]
 pub struct FuelGauge<I2C> {
-    gauge: Max17043<I2C>,
+    i2c: I2C,
 }
 
 /// Millivolts from the `max170xx` crate's volts (VCELL: 12 bits of 1.25 mV), rounded to
@@ -185,9 +201,11 @@ pub fn volts_to_mv(v: f32) -> u16 {
 impl<I2C: I2c> FuelGauge<I2C> {
     /// Wraps the bus; no transfer.
     pub fn new(i2c: I2C) -> Self {
-        Self {
-            gauge: Max17043::new(i2c),
-        }
+        Self { i2c }
+    }
+
+    fn gauge(&mut self) -> Max17043<&mut I2C> {
+        Max17043::new(&mut self.i2c)
     }
 
     /// The cell voltage in millivolts (VCELL, 1.25 mV resolution).
@@ -197,7 +215,7 @@ impl<I2C: I2c> FuelGauge<I2C> {
     /// # Errors
     /// [`GaugeError`] (the gauge did not answer).
     pub fn battery_mv(&mut self) -> Result<u16, GaugeError<I2C::Error>> {
-        Ok(volts_to_mv(self.gauge.voltage()?))
+        Ok(volts_to_mv(self.gauge().voltage()?))
     }
 
     /// The state of charge in whole percent (the ModelGauge estimate; it needs some minutes
@@ -206,19 +224,188 @@ impl<I2C: I2c> FuelGauge<I2C> {
     /// # Errors
     /// [`GaugeError`].
     pub fn soc_percent(&mut self) -> Result<u8, GaugeError<I2C::Error>> {
-        let soc = self.gauge.soc()?;
+        let soc = self.gauge().soc()?;
         Ok(if soc >= 100.0 { 100 } else { soc as u8 })
+    }
+
+    /// Puts the gauge to sleep (CONFIG's SLEEP bit): under 1 µA typical instead of about
+    /// 50 µA active (MAX17043 datasheet, supply current), which dominates the STM32's few µA
+    /// in STANDBY. Device OS does the same before its deep sleep (research §4). The gauge stops
+    /// tracking the state of charge until [`wake`](Self::wake); a voltage read right after a
+    /// wake may still be the one from before the sleep until the next conversion.
+    ///
+    /// Cost: one register read and one write (7 bytes on the bus).
+    ///
+    /// # Errors
+    /// [`GaugeError`].
+    pub fn sleep(&mut self) -> Result<(), GaugeError<I2C::Error>> {
+        self.update_config(true)
+    }
+
+    /// Wakes the gauge (clears CONFIG's SLEEP bit), as Device OS does at boot.
+    ///
+    /// # Errors
+    /// [`GaugeError`].
+    pub fn wake(&mut self) -> Result<(), GaugeError<I2C::Error>> {
+        self.update_config(false)
+    }
+
+    fn update_config(&mut self, sleep: bool) -> Result<(), GaugeError<I2C::Error>> {
+        let mut b = [0u8; 2];
+        self.i2c
+            .write_read(MAX17043_ADDR, &[GAUGE_CONFIG], &mut b)
+            .map_err(max170xx::Error::I2C)?;
+        let low = gauge_config_low(b[1], sleep);
+        self.i2c
+            .write(MAX17043_ADDR, &[GAUGE_CONFIG, b[0], low])
+            .map_err(max170xx::Error::I2C)
     }
 
     /// Gives the bus back.
     pub fn release(self) -> I2C {
-        self.gauge.destroy()
+        self.i2c
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use embedded_hal::i2c::{ErrorKind, ErrorType, NoAcknowledgeSource, Operation};
+    use std::vec::Vec;
+
+    /// A strict fake of the bus with a BQ24195 (8-bit registers) and a MAX17043 (16-bit
+    /// registers) on it: a write of `[reg]` sets the register pointer, a write of
+    /// `[reg, data…]` writes, a read returns from the pointer; any other address NACKs.
+    struct Bus {
+        bq: [u8; 11],
+        gauge: [u16; 256],
+        /// A BQ register that ignores writes (to test the read-back check).
+        stuck: Option<u8>,
+        writes: Vec<(u8, u8, Vec<u8>)>,
+        pointer: u8,
+    }
+
+    impl Bus {
+        fn new() -> Self {
+            let mut bq = [0u8; 11];
+            bq[..8].copy_from_slice(&POR);
+            bq[0x0A] = 0x23;
+            let mut gauge = [0u16; 256];
+            gauge[0x02] = 0xC350;
+            gauge[0x04] = 0x5A80;
+            gauge[GAUGE_CONFIG as usize] = 0x971C;
+            Self {
+                bq,
+                gauge,
+                stuck: None,
+                writes: Vec::new(),
+                pointer: 0,
+            }
+        }
+    }
+
+    impl ErrorType for Bus {
+        type Error = ErrorKind;
+    }
+
+    impl I2c for Bus {
+        fn transaction(&mut self, addr: u8, ops: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+            if addr != BQ24195_ADDR && addr != MAX17043_ADDR {
+                return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
+            }
+            for op in ops {
+                match op {
+                    Operation::Write(b) => {
+                        self.pointer = b[0];
+                        if b.len() > 1 {
+                            self.writes.push((addr, b[0], b[1..].to_vec()));
+                            if addr == BQ24195_ADDR {
+                                if self.stuck != Some(b[0]) {
+                                    self.bq[b[0] as usize] = b[1];
+                                }
+                            } else {
+                                self.gauge[b[0] as usize] = u16::from_be_bytes([b[1], b[2]]);
+                            }
+                        }
+                    }
+                    Operation::Read(buf) => {
+                        if addr == BQ24195_ADDR {
+                            buf[0] = self.bq[self.pointer as usize];
+                        } else {
+                            let v = self.gauge[self.pointer as usize].to_be_bytes();
+                            buf.copy_from_slice(&v[..buf.len()]);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pmic_defaults_write_the_watchdog_first_then_the_table() {
+        let mut bus = Bus::new();
+        assert_eq!(pmic_safe_defaults(&mut bus), Ok(()));
+        let regs: Vec<u8> = bus.writes.iter().map(|w| w.1).collect();
+        assert_eq!(regs, [0x05, 0x04, 0x02, 0x03, 0x00, 0x01, 0x07]);
+        assert_eq!(bus.bq[..8], after_writes());
+    }
+
+    #[test]
+    fn pmic_defaults_refuse_another_part_and_report_a_register_that_does_not_take() {
+        let mut bus = Bus::new();
+        bus.bq[0x0A] = 0x0B; // part number 001
+        assert_eq!(
+            pmic_safe_defaults(&mut bus),
+            Err(PmicError::UnknownPart(0x0B))
+        );
+        assert!(bus.writes.is_empty(), "nothing written to an unknown part");
+
+        let mut bus = Bus::new();
+        bus.stuck = Some(0x02);
+        assert_eq!(
+            pmic_safe_defaults(&mut bus),
+            Err(PmicError::Verify {
+                reg: 0x02,
+                read: POR[2]
+            })
+        );
+    }
+
+    #[test]
+    fn no_charger_is_an_i2c_error() {
+        struct Nack;
+        impl ErrorType for Nack {
+            type Error = ErrorKind;
+        }
+        impl I2c for Nack {
+            fn transaction(&mut self, _: u8, _: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+                Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address))
+            }
+        }
+        assert_eq!(
+            pmic_safe_defaults(&mut Nack),
+            Err(PmicError::I2c(ErrorKind::NoAcknowledge(
+                NoAcknowledgeSource::Address
+            )))
+        );
+    }
+
+    #[test]
+    fn the_gauge_reads_millivolts_and_percent_and_sleeps() {
+        let mut bus = Bus::new();
+        let mut gauge = FuelGauge::new(&mut bus);
+        // VCELL 0xC350: 3125 × 1.25 mV.
+        assert_eq!(gauge.battery_mv().ok(), Some(3906));
+        // SOC 0x5A80: 90.5 %.
+        assert_eq!(gauge.soc_percent().ok(), Some(90));
+        assert!(gauge.sleep().is_ok());
+        assert_eq!(bus.gauge[GAUGE_CONFIG as usize], 0x979C);
+        let mut gauge = FuelGauge::new(&mut bus);
+        assert!(gauge.wake().is_ok());
+        assert_eq!(bus.gauge[GAUGE_CONFIG as usize], 0x971C);
+    }
 
     /// BQ24195 power-on register values (TI datasheet §9.5).
     const POR: [u8; 8] = [0x30, 0x1B, 0x60, 0x11, 0xB2, 0x9A, 0x03, 0x4B];
@@ -264,6 +451,14 @@ mod tests {
         for w in PMIC_WRITES {
             assert_eq!(w.value & !w.mask, 0, "REG{:02X}", w.reg);
         }
+    }
+
+    #[test]
+    fn the_gauge_sleep_bit_keeps_the_alert_settings() {
+        // Power-on CONFIG: RCOMP 0x97, low byte 0x1C (ATHD 4 %).
+        assert_eq!(gauge_config_low(0x1C, true), 0x9C);
+        assert_eq!(gauge_config_low(0x9C, false), 0x1C);
+        assert_eq!(gauge_config_low(0x3F, true), 0xBF);
     }
 
     #[test]

@@ -137,6 +137,18 @@ impl Watchdog {
         }
     }
 
+    /// Takes the IWDG without starting it, to feed one that is already running (started by
+    /// the bootloader for an install or a trial boot). Reloading a stopped IWDG has no effect
+    /// (only the 0xCCCC key starts it), so an application can always feed through this and
+    /// never starts the watchdog itself. [`config`](Self::config) reads the registers.
+    pub fn attach(iwdg: pac::IWDG) -> Watchdog {
+        let config = IwdgConfig {
+            pr: (iwdg.pr().read().bits() & 0x7) as u8,
+            rlr: iwdg.rlr().read().bits() & 0xFFF,
+        };
+        Watchdog { iwdg, config }
+    }
+
     /// Reloads the counter.
     pub fn feed(&mut self) {
         // SAFETY: the reload key.
