@@ -10,6 +10,15 @@
 //!    branch to word 1. A trial image that cannot start makes it reset (the attempt counts,
 //!    ota-core reverts after three); nothing bootable parks the chip in STANDBY.
 //!
+//! **Where it lives, and why:** sector 0, as Particle's does. Measured at opt-level `z`
+//! (`llvm-size`, flash = vector table + text + rodata): 14 836 B, in the 16 384 B sector; with
+//! the Ed25519 check of the trial image's manifest (`verify-signature`) 32 612 B, which needs
+//! sector 1 too, and sectors 1–2 are ota-core's state log in `Layout::ELECTRON`. The check
+//! would only add a defence against an application that can already write flash (the
+//! application authenticates every manifest before downloading, and this bootloader boots
+//! an install only once its SHA-256 matches the signed digest), so it stays a measurement
+//! build. Details: `examples/electron/device/README.md`.
+//!
 //! Feature `qemu`: no clocks and no IWDG (QEMU's netduino2 has neither), the RAM-overlay flash
 //! stand-in instead of the flash controller, and no STANDBY (a WFI loop). Feature
 //! `verify-signature`: the manifest check of `electron_bootloader::manifest` before a trial
