@@ -3,7 +3,7 @@
 //! * `memory.x`: sector 0 (16 KB) and all 128 KB of RAM: the board build.
 //! * `memory-qemu.x` (feature `qemu`): the same flash, RAM limited to the first 64 KB; the top
 //!   64 KB belongs to the QEMU stand-in's flash overlay (electron-bsp `qemu`).
-//! * `memory-verify.x` (feature `verify-signature`): sectors 0–1 (32 KB), a measurement
+//! * `memory-verify.x` (feature `verify-signature`): sectors 0–2 (48 KB), a measurement
 //!   build: it overlaps ota-core's state log (sectors 1–2 of `Layout::ELECTRON`). See README.
 //!
 //! `ELECTRON_OTA_PUBKEY_PEM`: path to the Ed25519 public key (ota-tool's PEM) whose

@@ -18,13 +18,13 @@ pub const LAYOUT: Layout = Layout::ELECTRON;
 pub const FLASH_BASE: u32 = 0x0800_0000;
 
 /// The bootloader's own flash: sector 0 (16 KB); the `verify-signature` measurement build
-/// takes sectors 0–1 (32 KB).
+/// takes sectors 0–2 (48 KB).
 #[cfg(not(feature = "verify-signature"))]
 pub const BOOT_SIZE: u32 = 0x4000;
 /// The bootloader's own flash: sector 0 (16 KB); the `verify-signature` measurement build
-/// takes sectors 0–1 (32 KB).
+/// takes sectors 0–2 (48 KB).
 #[cfg(feature = "verify-signature")]
-pub const BOOT_SIZE: u32 = 0x8000;
+pub const BOOT_SIZE: u32 = 0xC000;
 
 /// What the bootloader may erase and program (offsets): everything above itself. Its
 /// `InternalFlash` refuses the rest, so no state record or swap can ever touch the bootloader.
@@ -56,6 +56,10 @@ pub const BOOT_CONFIG: BootConfig = BootConfig {
 /// state record; the check hashes at most 16 KiB a step (0.63 M instructions, 5 ms at 120 MHz).
 /// 20 s is ten times the worst step, and leaves an application on trial 20 s between feeds.
 pub const WATCHDOG_MS: u32 = 20_000;
+
+/// How long the bootloader sleeps before it retries a step that failed ([`Action::Retry`]):
+/// 10 minutes.
+pub const RETRY_SLEEP_MS: u64 = 10 * 60 * 1000;
 
 /// Whether the bootloader starts the independent watchdog before running ota-core's steps:
 /// only when there is install or revert work, or a trial boot (whose hang must end in a reset
@@ -113,8 +117,12 @@ pub enum Action {
     /// Reset without jumping: a trial image that cannot be started (bad vectors, or a manifest
     /// that fails the signature check). The reset counts the trial's next boot attempt, so
     /// after [`BootConfig::max_boot_attempts`] ota-core reverts to the previous image.
-    /// Also after a flash error in a step: every step is idempotent, the next boot redoes it.
     Reset,
+    /// A step failed with a flash error (or the state could not be written): sleep
+    /// [`RETRY_SLEEP_MS`] in STANDBY, then boot again and redo it (every step is idempotent).
+    /// A brown-out at a low battery is the likely cause; a reset loop would drain what is
+    /// left, a sleep lets it recover. With the IWDG running the sleep ends at its period.
+    Retry,
     /// Nothing bootable: the active slot holds no plausible vector table and no trial can be
     /// reverted (a blank device, or a confirmed image that is damaged). The board parks in
     /// STANDBY with no wakeup source (a few µA) until a reset or power cycle, rather than
@@ -136,7 +144,7 @@ pub enum Refusal {
 /// * `target`: `Some` with ota-core's choice; `None` when the state could not be read
 ///   (`open` failed: a layout mismatch, or unreadable state) and the active slot boots as
 ///   it is.
-/// * `run_failed`: a step failed with a flash error.
+/// * `run_failed`: a step failed with a flash error (ota-core `BootError`).
 /// * `vectors`: the active slot's vector check.
 /// * `manifest_ok`: the `verify-signature` check of a trial image (always `true` without it).
 pub const fn decide(
@@ -146,7 +154,7 @@ pub const fn decide(
     manifest_ok: bool,
 ) -> (Action, Option<Refusal>) {
     if run_failed {
-        return (Action::Reset, None);
+        return (Action::Retry, None);
     }
     let trial = match target {
         Some(BootTarget::Trial { .. }) => true,
@@ -285,6 +293,7 @@ mod tests {
         assert_eq!(decide(Some(confirmed), false, bad, true).0, Action::Park);
         assert_eq!(decide(None, false, bad, true).0, Action::Park);
         // A failed step: reset and redo.
-        assert_eq!(decide(Some(trial()), true, good, true).0, Action::Reset);
+        assert_eq!(decide(Some(trial()), true, good, true).0, Action::Retry);
+        assert_eq!(decide(None, true, bad, true).0, Action::Retry);
     }
 }

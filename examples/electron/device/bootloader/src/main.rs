@@ -8,19 +8,20 @@
 //!    ([`WATCHDOG_MS`], fed between steps; see [`needs_watchdog`]).
 //! 3. Checks the active slot's vector table and jumps: VTOR = 0x0802_0000, MSP = word 0,
 //!    branch to word 1. A trial image that cannot start makes it reset (the attempt counts,
-//!    ota-core reverts after three); nothing bootable parks the chip in STANDBY.
+//!    ota-core reverts after three); a failed flash step sleeps 10 minutes and retries;
+//!    nothing bootable parks the chip in STANDBY.
 //!
 //! **Where it lives, and why:** sector 0, as Particle's does. Measured at opt-level `z`
-//! (`llvm-size`, flash = vector table + text + rodata): 14 836 B, in the 16 384 B sector; with
-//! the Ed25519 check of the trial image's manifest (`verify-signature`) 32 612 B, which needs
-//! sector 1 too, and sectors 1–2 are ota-core's state log in `Layout::ELECTRON`. The check
+//! (`llvm-size`, flash = vector table + text + rodata): 15 424 B, in the 16 384 B sector; with
+//! the Ed25519 check of the trial image's manifest (`verify-signature`) 33 184 B, which needs
+//! sectors 1–2 too, and they are ota-core's state log in `Layout::ELECTRON`. The check
 //! would only add a defence against an application that can already write flash (the
 //! application authenticates every manifest before downloading, and this bootloader boots
 //! an install only once its SHA-256 matches the signed digest), so it stays a measurement
 //! build. Details: `examples/electron/device/README.md`.
 //!
-//! Feature `qemu`: no clocks and no IWDG (QEMU's netduino2 has neither), the RAM-overlay flash
-//! stand-in instead of the flash controller, and no STANDBY (a WFI loop). Feature
+//! Feature `qemu`: no clocks, IWDG or RTC (QEMU's netduino2 has none), the RAM-overlay flash
+//! stand-in instead of the flash controller, and no STANDBY (a WFI loop; a retry resets). Feature
 //! `verify-signature`: the manifest check of `electron_bootloader::manifest` before a trial
 //! boot (a measurement build: it does not fit sector 0, see the README).
 #![no_std]
@@ -93,6 +94,7 @@ fn main() -> ! {
     match decide(target, run_failed, vectors, manifest_ok).0 {
         Action::Jump(entry) => jump(entry),
         Action::Reset => reset(),
+        Action::Retry => retry_later(),
         Action::Park => park(),
     }
 }
@@ -174,6 +176,27 @@ fn jump(entry: Entry) -> ! {
 
 fn reset() -> ! {
     electron_bsp::power::reset()
+}
+
+/// A step failed: sleep [`RETRY_SLEEP_MS`](electron_bootloader::RETRY_SLEEP_MS) in STANDBY on
+/// the RTC (started here if the application never did), then boot again. Without an RTC clock
+/// it resets at once.
+#[cfg(not(feature = "qemu"))]
+fn retry_later() -> ! {
+    // SAFETY: this never returns; nothing else uses RCC, PWR or RTC from here on.
+    let (rcc, pwr, rtc) = unsafe { (pac::RCC::steal(), pac::PWR::steal(), pac::RTC::steal()) };
+    rcc.apb1enr().modify(|_, w| w.pwren().set_bit());
+    let _ = rcc.apb1enr().read();
+    match electron_bsp::rtc::Rtc::init(&rcc, &pwr, rtc) {
+        Ok(_) => electron_bsp::power::standby_for_ms(electron_bootloader::RETRY_SLEEP_MS),
+        Err(_) => reset(),
+    }
+}
+
+/// QEMU has no RTC: reset at once.
+#[cfg(feature = "qemu")]
+fn retry_later() -> ! {
+    reset()
 }
 
 /// Nothing bootable: STANDBY with no wakeup source armed (a few µA) until a reset or a power
