@@ -6,9 +6,9 @@
 //! `RetainedState` carries its own magic and CRC-32, so memory lost to a brown-out or a cold
 //! start reads as "nothing retained", never as garbage).
 //!
-//! Sources: RM0033 §5.1.2 (battery backup domain: "the backup SRAM … is retained in Standby
+//! Sources: RM0033, PWR chapter (§4), battery backup domain ( "the backup SRAM … is retained in Standby
 //! and VBAT mode when the low-power backup regulator is enabled", BRE/BRR in `PWR_CSR`, the
-//! DBP write protection in `PWR_CR`) and §5.3.10 (`BKPSRAMEN`); Device OS v3.3.1
+//! DBP write protection in `PWR_CR`) and the RCC chapter (`RCC_AHB1ENR.BKPSRAMEN`); Device OS v3.3.1
 //! `hal/src/stm32f2xx/core_hal_stm32f2xx.c` l.339 and l.1175–1190 (BKPSRAM clock, BRE with a
 //! 10 ms wait for BRR), `build/arm/linker/stm32f2xx/backup_ram_memory.ld`. Research
 //! `electron-board.md` §4.

@@ -14,7 +14,7 @@
 //! l.442–510, REG00 l.992–1023, gauge l.387–393), `system/inc/system_power.h` l.70–73
 //! (4112 mV, 896 mA, 900 mA, 3880 mV), `wiring/src/spark_wiring_power.cpp` (the register
 //! setters), `wiring/inc/spark_wiring_power.h` l.38 (0x6B), `wiring/inc/spark_wiring_fuel.h`
-//! (0x36, registers); TI bq24195 datasheet §9.5 (register map: REG00–REG0A, REG0A part number
+//! (0x36, registers); TI bq24195 datasheet (register map: REG00–REG0A, REG0A part number
 //! bits `[5:3]` = 100). Research `electron-board.md` §5.
 
 use embedded_hal::i2c::I2c;
@@ -407,7 +407,7 @@ mod tests {
         assert_eq!(bus.gauge[GAUGE_CONFIG as usize], 0x971C);
     }
 
-    /// BQ24195 power-on register values (TI datasheet §9.5).
+    /// BQ24195 power-on register values (TI datasheet, register map).
     const POR: [u8; 8] = [0x30, 0x1B, 0x60, 0x11, 0xB2, 0x9A, 0x03, 0x4B];
 
     fn after_writes() -> [u8; 8] {

@@ -10,13 +10,13 @@
 //! | PCLK1 (USART2/3, I2C3, PWR) | 30 MHz (timers 60 MHz) | APB1 /4 |
 //! | PCLK2 (USART1) | 60 MHz (timers 120 MHz) | APB2 /2 |
 //!
-//! Flash: 3 wait states (RM0033 §2.3.3 Table 3: 90 < HCLK ≤ 120 MHz at 2.7–3.6 V), prefetch,
+//! Flash: 3 wait states (RM0033, Embedded Flash memory interface, the wait-state table: 90 < HCLK ≤ 120 MHz at 2.7–3.6 V), prefetch,
 //! instruction and data caches on.
 //!
 //! Sources: Device OS v3.3.1 `platform/MCU/STM32F2xx/SPARK_Firmware_Driver/src/system_stm32f2xx.c`
 //! (`SetSysClock`: PLL_M 26, PLL_N 240, PLL_P 2, PLL_Q 5, the bus dividers, `FLASH_ACR`);
-//! the 26 MHz crystal on the Electron schematic (Y2); RM0033 §5.3.2 (RCC_PLLCFGR) and §5.3.3
-//! (RCC_CFGR). Collected in `shared/research/electron-board.md` §8.
+//! the 26 MHz crystal on the Electron schematic (Y2); RM0033, RCC chapter (`RCC_PLLCFGR`,
+//! `RCC_CFGR`). Collected in `shared/research/electron-board.md` §8.
 
 use crate::pac;
 
@@ -40,7 +40,7 @@ pub const PLL: PllConfig = PllConfig {
     q: 5,
 };
 
-/// Flash wait states for 120 MHz at 2.7–3.6 V (RM0033 Table 3).
+/// Flash wait states for 120 MHz at 2.7–3.6 V (RM0033, the flash wait-state table).
 pub const FLASH_WAIT_STATES: u8 = 3;
 
 /// Ready-bit polls before a clock step is given up. A poll is a load from RCC over the AHB,
@@ -65,7 +65,7 @@ pub enum ClockError {
     SwitchFailed,
     /// The flash did not accept the wait states (ACR.LATENCY read back differently).
     FlashLatency,
-    /// The PLL dividers are outside the ranges RM0033 §5.3.2 allows.
+    /// The PLL dividers are outside the ranges RM0033 allows (`RCC_PLLCFGR`).
     InvalidPll,
 }
 
@@ -102,7 +102,7 @@ pub struct PllConfig {
 /// bit is reserved and kept at its value.
 pub const PLLCFGR_FIELDS_MASK: u32 = 0x3F | (0x1FF << 6) | (0x3 << 16) | (1 << 22) | (0xF << 24);
 
-/// The RCC_PLLCFGR field bits for `pll` with the HSE as the PLL source (RM0033 §5.3.2):
+/// The RCC_PLLCFGR field bits for `pll` with the HSE as the PLL source (RM0033, `RCC_PLLCFGR`):
 /// PLLM `[5:0]`, PLLN `[14:6]`, PLLP `[17:16]` (00 = /2 … 11 = /8), PLLSRC bit 22 (1 = HSE),
 /// PLLQ `[27:24]`. For [`PLL`] this is `0x0540_3C1A` (research §8).
 ///
@@ -136,7 +136,7 @@ pub const fn sysclk_hz(pll: PllConfig, hse_hz: u32) -> u32 {
 }
 
 /// The RCC_CFGR bus-divider bits for AHB /1, APB1 /4, APB2 /2: HPRE `[7:4]` = 0000,
-/// PPRE1 `[12:10]` = 101, PPRE2 `[15:13]` = 100 (RM0033 §5.3.3).
+/// PPRE1 `[12:10]` = 101, PPRE2 `[15:13]` = 100 (RM0033, `RCC_CFGR`).
 pub const CFGR_DIVIDERS: u32 = 0b101 << 10 | 0b100 << 13;
 /// The mask of [`CFGR_DIVIDERS`]' fields.
 pub const CFGR_DIVIDERS_MASK: u32 = 0xF << 4 | 0x7 << 10 | 0x7 << 13;
@@ -193,7 +193,7 @@ pub fn init(rcc: &pac::RCC, flash: &pac::FLASH) -> Result<(), ClockError> {
         ClockError::HseNotReady,
     )?;
 
-    // 2. Flash wait states before the clock goes up (RM0033 §2.3.4), caches and prefetch.
+    // 2. Flash wait states before the clock goes up (RM0033: raise the latency first, then the clock), caches and prefetch.
     // SAFETY: LATENCY = 3 is a valid wait-state count.
     flash.acr().modify(|_, w| unsafe {
         w.latency()

@@ -1,6 +1,6 @@
 //! The STM32F205RG's internal flash as `embedded-storage` NOR flash.
 //!
-//! 1 MB at `0x0800_0000`, offsets from 0, in 12 sectors (RM0033 §2.3.1 Table 5):
+//! 1 MB at `0x0800_0000`, offsets from 0, in 12 sectors (RM0033, Embedded Flash memory interface, the organisation table):
 //!
 //! | sectors | offset | size each |
 //! |---|---|---|
@@ -22,7 +22,7 @@
 //! programs, so code running from flash (this driver included) simply waits on the bus; the
 //! busy polls are bounded anyway ([`FlashError::Timeout`]).
 //!
-//! Sources: RM0033 §2.3 (the embedded flash: sector map, unlock keys, `FLASH_CR` `PG`/`SER`/
+//! Sources: RM0033, Embedded Flash memory interface (the sector map, unlock keys, `FLASH_CR` `PG`/`SER`/
 //! `SNB`/`PSIZE`/`STRT`/`LOCK`, `FLASH_SR` `BSY`/`PGSERR`/`PGPERR`/`PGAERR`/`WRPERR`/`OPERR`);
 //! Device OS v3.3.1 `platform/MCU/STM32F2xx/SPARK_Firmware_Driver/src/flash_mal.c` (the same
 //! sequence through ST's StdPeriph `FLASH_EraseSector(…, VoltageRange_3)` and
@@ -43,7 +43,7 @@ pub const CAPACITY: u32 = 0x10_0000;
 /// The number of sectors.
 pub const SECTOR_COUNT: u8 = 12;
 
-/// First key for `FLASH_KEYR` (RM0033 §2.3.4).
+/// First key for `FLASH_KEYR` (RM0033, unlocking the Flash control register).
 const KEY1: u32 = 0x4567_0123;
 /// Second key.
 const KEY2: u32 = 0xCDEF_89AB;
@@ -276,7 +276,7 @@ impl InternalFlash {
     fn unlock(&mut self) -> Result<(), FlashError> {
         self.wait_idle(WORD_POLLS)?;
         if self.flash.cr().read().lock().bit_is_set() {
-            // SAFETY: the unlock keys are the values RM0033 §2.3.4 names.
+            // SAFETY: the unlock keys are the values RM0033 names.
             self.flash.keyr().write(|w| unsafe { w.bits(KEY1) });
             self.flash.keyr().write(|w| unsafe { w.bits(KEY2) });
             if self.flash.cr().read().lock().bit_is_set() {
@@ -323,7 +323,7 @@ impl InternalFlash {
     }
 
     /// Resets both caches (so no line of the old contents is served afterwards: RM0033
-    /// §2.3.3, a cache may only be reset while it is disabled) and turns them back on as they
+    /// read interface: a cache may only be reset while it is disabled) and turns them back on as they
     /// were. ST's StdPeriph/HAL drivers reset them after an erase the same way.
     fn caches_reset(&mut self, was: Caches) {
         self.flash
@@ -364,7 +364,7 @@ impl InternalFlash {
             let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
             let ptr = (BASE + at) as *mut u32;
             // SAFETY: `at` is word-aligned and inside the 1 MB (checked by `check_write`);
-            // with PG set, a word write to the mapped flash programs it (RM0033 §2.3.5).
+            // with PG set, a word write to the mapped flash programs it (RM0033, Programming).
             unsafe { ptr.write_volatile(value) };
             if let Err(e) = self.wait_idle(WORD_POLLS) {
                 result = Err(e);

@@ -6,16 +6,16 @@
 //! peripheral software reset (`SWRST`) and the timing reprogrammed, so the next transaction
 //! starts clean. Nothing here can hang.
 //!
-//! Timing for standard mode (RM0033 §24.6.8, §24.6.9): `FREQ` = PCLK1 in MHz; `CCR` =
+//! Timing for standard mode (RM0033, I2C chapter, `I2C_CCR` and `I2C_TRISE`): `FREQ` = PCLK1 in MHz; `CCR` =
 //! PCLK1 / (2 × 100 kHz) (Thigh = Tlow = `CCR` × Tpclk1); `TRISE` = 1000 ns × PCLK1 + 1. At
 //! PCLK1 = 30 MHz: FREQ 30, CCR 150, TRISE 31 (research `electron-board.md` §5, derived).
 //!
-//! The receive sequence follows RM0033 §24.3.3 ("Master receiver"): ACK set for all but the
+//! The receive sequence follows RM0033, I2C chapter, "Master receiver": ACK set for all but the
 //! last byte; for the last byte ACK is cleared and STOP (or a repeated START) set right after
 //! the byte before it is read, inside a critical section so an interrupt cannot let the last
 //! byte be acknowledged; a single-byte read clears ACK before the address phase ends.
 //!
-//! Sources: RM0033 §24 (I2C); Device OS v3.3.1 `hal/src/stm32f2xx/i2c_hal.c` (I2C3 on PA8/PC9,
+//! Sources: RM0033, I2C chapter; Device OS v3.3.1 `hal/src/stm32f2xx/i2c_hal.c` (I2C3 on PA8/PC9,
 //! AF4, 100 kHz, l.139–150 and l.265).
 
 use embedded_hal::i2c::{

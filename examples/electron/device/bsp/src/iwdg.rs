@@ -1,16 +1,20 @@
 //! The independent watchdog (IWDG), clocked by the LSI.
 //!
-//! Once started it cannot be stopped (only a reset does), and it keeps counting in STOP and
-//! STANDBY (RM0033 §19.3; the F2 has no freeze option bit): see [`crate::power`].
+//! Once started it cannot be stopped by software; a reset stops it (every system reset, the
+//! watchdog's own included, unless the option bytes select the hardware watchdog), which is
+//! why Device OS resets the chip to get rid of one (research §6). It keeps counting in STOP and
+//! STANDBY (RM0033 §17.2: the LSI "can operate in Standby and Stop modes"; the F2 has no option
+//! bit to freeze it), so a STANDBY with it running ends in a watchdog reset: see
+//! [`crate::power`].
 //!
 //! The LSI is 32 kHz nominal but 17–47 kHz across parts and temperature (STM32F205
 //! datasheet, LSI oscillator characteristics). A timeout is a promise that the chip is *not*
 //! reset before it, so [`iwdg_config`] computes at the fastest LSI (47 kHz): at a typical
 //! 32 kHz the period is 1.47× the timeout, at 17 kHz 2.76×.
 //!
-//! Period = 4 × 2^`PR` × (`RLR` + 1) / f(LSI) (RM0033 §19.3, Table 84: prescaler /4 … /256,
-//! 12-bit reload). Sources: RM0033 §19 (keys 0xCCCC start, 0x5555 register access, 0xAAAA
-//! reload; `IWDG_SR` PVU/RVU); Device OS v3.3.1 `hw_config.c` `IWDG_Reset_Enable`
+//! Period = 4 × 2^`PR` × (`RLR` + 1) / f(LSI) (RM0033 §17.3, the timeout table: prescaler
+//! /4 … /256, 12-bit reload; /4 with 0xFFF is 512 ms at 32 kHz). Sources: RM0033 §17 (keys
+//! 0xCCCC start, 0x5555 register access, 0xAAAA reload; `IWDG_SR` PVU/RVU); Device OS v3.3.1 `hw_config.c` `IWDG_Reset_Enable`
 //! (l.256–301: /256, reload 625 ≈ 5 s at 32 kHz). Research `electron-board.md` §6.
 
 use crate::pac;
@@ -116,7 +120,7 @@ impl Watchdog {
         timeout_ms: u32,
     ) -> Result<Watchdog, (Watchdog, UpdateTimeout)> {
         let config = iwdg_config(timeout_ms);
-        // SAFETY (keys and fields): values RM0033 §19.4 names; PR 0..=6 and RLR ≤ 0xFFF.
+        // SAFETY (keys and fields): values RM0033 §17 names; PR 0..=6 and RLR ≤ 0xFFF.
         iwdg.kr().write(|w| unsafe { w.bits(0xCCCC) });
         iwdg.kr().write(|w| unsafe { w.bits(0x5555) });
         iwdg.pr().write(|w| unsafe { w.bits(config.pr as u16) });
@@ -200,6 +204,12 @@ mod tests {
         assert_eq!(c, IwdgConfig { pr: 4, rlr: 2937 });
         assert_eq!(c.period_ms(LSI_TYP_HZ), 5876);
         assert_eq!(c.period_ms(LSI_MIN_HZ), 11_060);
+    }
+
+    #[test]
+    fn the_reset_period_is_512_ms_at_32_khz() {
+        assert_eq!(IwdgConfig { pr: 0, rlr: 0xFFF }.period_ms(LSI_TYP_HZ), 512);
+        assert_eq!(IwdgConfig { pr: 0, rlr: 0xFFF }.period_ms(LSI_MAX_HZ), 348);
     }
 
     #[test]

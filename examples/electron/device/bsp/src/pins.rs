@@ -13,7 +13,7 @@
 //! Sources: Device OS v3.3.1 `hal/src/electron/pinmap_hal.c` (l.96–100),
 //! `hal/src/electron/modem/mdm_hal.cpp` (constructor l.291–300, `_powerOn` l.813–835,
 //! `powerState` l.1285–1311), `hal/src/stm32f2xx/i2c_hal.c` (l.139–150); the Electron v1.3.0
-//! schematic for the buffers, the load switch and the pull-ups; RM0033 §6 (GPIO) and the
+//! schematic for the buffers, the load switch and the pull-ups; RM0033, GPIO chapter, and the
 //! STM32F205 datasheet's alternate-function table. Collected in
 //! `shared/research/electron-board.md` §1, §2, §5, §7.
 //!

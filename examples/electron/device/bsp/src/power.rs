@@ -6,13 +6,13 @@
 //! application, which finds [`ResetCause::Standby`] and its retained state.
 //!
 //! **The independent watchdog keeps running in STANDBY** (the F2 has no option bit to freeze
-//! it, RM0033 §19.3), so with the IWDG started a STANDBY ends in a watchdog reset within its
-//! period. The bootloader starts the IWDG only for install/revert work and trial boots (see
-//! its docs), where that reset is wanted.
+//! it: RM0033 §17.2), so with the IWDG started a STANDBY ends in a watchdog reset within its
+//! period, which then stops it. The bootloader starts the IWDG only for install/revert work
+//! and trial boots (see its docs), where that reset is wanted.
 //!
-//! Sources: RM0033 §5.3.6 (entering STANDBY: SLEEPDEEP, PDDS, WUF cleared; the RTC wakeup
+//! Sources: RM0033, PWR chapter (§4): Standby mode ( SLEEPDEEP, PDDS, WUF cleared; the RTC wakeup
 //! event as a wakeup source; "the WUF flag must be cleared, else the device exits STANDBY at
-//! once"), §5.4.1–5.4.2 (`PWR_CR` CWUF/CSBF/PDDS, `PWR_CSR` SBF/EWUP), §5.3.21 (`RCC_CSR`
+//! once"), the `PWR_CR` (CWUF/CSBF/PDDS) and `PWR_CSR` (SBF/EWUP) registers; RCC chapter (`RCC_CSR`
 //! reset flags); Device OS v3.3.1 `hal/src/stm32f2xx/sleep_hal.cpp` `enterHibernateMode`
 //! l.808–843 (the same sequence with an RTC alarm). Research `electron-board.md` §4.
 

@@ -13,9 +13,9 @@
 //! LSI (32 kHz nominal, 17–47 kHz across parts and temperature: sleeps are then only
 //! approximate) rather than leave the device without a wake.
 //!
-//! Sources: RM0033 §26 (RTC: §26.3.6 periodic auto-wakeup, `RTC_CR.WUCKSEL`, `RTC_WUTR`,
+//! Sources: RM0033, RTC chapter (periodic auto-wakeup, `RTC_CR.WUCKSEL`, `RTC_WUTR`,
 //! `RTC_ISR.WUTWF`/`WUTF`/`INITF`, the `RTC_WPR` keys 0xCA 0x53, `RTC_PRER` written in two
-//! accesses) and §5.3.20 (`RCC_BDCR`: LSEON/LSERDY, RTCSEL changed only after a backup-domain
+//! accesses), and the RCC chapter (`RCC_BDCR`: LSEON/LSERDY, RTCSEL changed only after a backup-domain
 //! reset); Device OS v3.3.1 `hal/src/stm32f2xx/rtc_hal.c` l.115–192 (LSE, async 127 / sync 255,
 //! 4 s LSE start-up timeout). Research `electron-board.md` §4.
 
@@ -195,6 +195,14 @@ impl Rtc {
             _ => None,
         };
         if let (true, Some(clock)) = (running, current) {
+            // LSION is in RCC_CSR, which every system reset clears (a wake from STANDBY
+            // included): an RTC on the LSI stops until it is set again.
+            if clock == RtcClock::Lsi {
+                rcc.csr().modify(|_, w| w.lsion().set_bit());
+                if !poll(HANDSHAKE_POLLS, || rcc.csr().read().lsirdy().bit_is_set()) {
+                    return Err(RtcError::NoClock);
+                }
+            }
             let (a, s) = clock.prescalers();
             let prer = rtc.prer().read();
             if prer.prediv_a().bits() == a && prer.prediv_s().bits() == s {
@@ -216,7 +224,7 @@ impl Rtc {
         };
         let sel = rcc.bdcr().read().rtcsel().bits();
         if sel != 0 && sel != clock.rtcsel() {
-            // RTCSEL is write-once until a backup-domain reset (RM0033 §5.3.20).
+            // RTCSEL is write-once until a backup-domain reset (RM0033, `RCC_BDCR`).
             let lse_on = clock == RtcClock::Lse;
             rcc.bdcr().modify(|_, w| w.bdrst().set_bit());
             rcc.bdcr().modify(|_, w| w.bdrst().clear_bit());
@@ -253,9 +261,10 @@ impl Rtc {
         Ok(rtc)
     }
 
-    /// Wraps an RTC that [`init`](Self::init) already started, in this boot or an earlier one
-    /// (the backup domain keeps it running through STANDBY and resets), without touching it.
-    /// `clock` must be what it runs from (`RCC_BDCR.RTCSEL`): it only scales the wakeup timer.
+    /// Wraps an RTC that [`init`](Self::init) already started in this boot, without touching
+    /// it. `clock` must be what it runs from (`RCC_BDCR.RTCSEL`): it only scales the wakeup
+    /// timer. (After a reset call `init` again: it leaves a running RTC as it is, but an RTC on
+    /// the LSI needs `LSION` set again, which every reset clears.)
     pub fn from_running(rtc: pac::RTC, clock: RtcClock) -> Rtc {
         Rtc { rtc, clock }
     }
@@ -266,7 +275,7 @@ impl Rtc {
     }
 
     fn unlock(&self) {
-        // SAFETY: the write-protection keys of RM0033 §26.3.7.
+        // SAFETY: the write-protection keys of RM0033's RTC chapter.
         self.rtc.wpr().write(|w| unsafe { w.bits(0xCA) });
         self.rtc.wpr().write(|w| unsafe { w.bits(0x53) });
     }
@@ -277,7 +286,7 @@ impl Rtc {
     }
 
     /// Arms the wakeup timer for a sleep of at least `ms` ([`wakeup_config`]) with its
-    /// interrupt enabled (which is what ends a STANDBY: RM0033 §5.3.6), after clearing a stale
+    /// interrupt enabled (which is what ends a STANDBY: RM0033, PWR chapter, Standby mode), after clearing a stale
     /// `WUTF`. Returns the setting used.
     ///
     /// # Errors
