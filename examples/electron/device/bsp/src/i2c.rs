@@ -79,7 +79,6 @@ pub const fn standard_mode_timing(pclk1_hz: u32) -> Result<I2cTiming, InvalidClo
 
 /// A failed transaction. The bus was released (STOP, or a peripheral reset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum I2cError {
     /// No acknowledge: `Address` (no device) or `Data` (the device refused a byte).
@@ -108,6 +107,23 @@ impl core::fmt::Display for I2cError {
 }
 
 impl core::error::Error for I2cError {}
+
+// By hand: embedded-hal's `NoAcknowledgeSource` has no `defmt::Format` without its
+// `defmt-03` feature.
+#[cfg(feature = "defmt")]
+impl defmt::Format for I2cError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Self::Nack(NoAcknowledgeSource::Address) => defmt::write!(f, "Nack(Address)"),
+            Self::Nack(NoAcknowledgeSource::Data) => defmt::write!(f, "Nack(Data)"),
+            Self::Nack(NoAcknowledgeSource::Unknown) => defmt::write!(f, "Nack(Unknown)"),
+            Self::Bus => defmt::write!(f, "Bus"),
+            Self::ArbitrationLoss => defmt::write!(f, "ArbitrationLoss"),
+            Self::Overrun => defmt::write!(f, "Overrun"),
+            Self::Timeout => defmt::write!(f, "Timeout"),
+        }
+    }
+}
 
 impl Error for I2cError {
     fn kind(&self) -> ErrorKind {
