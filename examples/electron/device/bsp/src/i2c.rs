@@ -247,6 +247,10 @@ impl I2c3 {
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), I2cError> {
+        if bytes.is_empty() {
+            // An address-only write (a probe): nothing to wait for.
+            return Ok(());
+        }
         for &b in bytes {
             self.wait(TXE, NoAcknowledgeSource::Data)?;
             // SAFETY: any byte may be written to DR.
@@ -271,10 +275,9 @@ impl I2c3 {
     /// Receives `buf`; ends with a STOP if `last`, else sets up a repeated START.
     fn read_bytes(&mut self, buf: &mut [u8], last: bool) -> Result<(), I2cError> {
         match buf.len() {
-            0 => {
-                self.clear_addr();
-                Ok(())
-            }
+            // The I2C v1 peripheral cannot end a read before its first byte: an empty read
+            // receives one byte, NACKs it and discards it.
+            0 => self.read_bytes(&mut [0u8], last),
             1 => {
                 // NACK the only byte: ACK off before ADDR is cleared, then STOP.
                 cortex_m::interrupt::free(|_| {
@@ -317,12 +320,13 @@ impl I2c3 {
             }
         }
         let count = ops.len();
-        let mut previous_read: Option<bool> = None;
+        // Consecutive writes are one transfer (no new START between them).
+        let mut writing = false;
         for (i, op) in ops.iter_mut().enumerate() {
             let last = i + 1 == count;
             match op {
                 Operation::Write(bytes) => {
-                    if previous_read != Some(false) {
+                    if !writing {
                         self.start(address, false)?;
                         self.clear_addr();
                     }
@@ -330,7 +334,7 @@ impl I2c3 {
                     if last {
                         self.i2c.cr1().modify(|_, w| w.stop().set_bit());
                     }
-                    previous_read = Some(false);
+                    writing = true;
                 }
                 Operation::Read(buf) => {
                     // Adjacent reads are one transfer in embedded-hal's contract; this driver
@@ -338,7 +342,7 @@ impl I2c3 {
                     // is not last requests the next op's repeated START itself.
                     self.start(address, true)?;
                     self.read_bytes(buf, last)?;
-                    previous_read = Some(true);
+                    writing = false;
                 }
             }
         }
