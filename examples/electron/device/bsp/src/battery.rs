@@ -55,7 +55,7 @@ impl RegWrite {
 /// | REG04 | VREG `[7:2]` = 100110, VRECHG `[0]` = 0 | `0x98` of `0xFD` | charge voltage 3504 + 38 × 16 = **4112 mV**, recharge 100 mV below; BATLOWV kept |
 /// | REG02 | ICHG `[7:2]` = 000110, FORCE_20PCT `[0]` = 0 | `0x18` of `0xFD` | charge current 512 + 6 × 64 = **896 mA** |
 /// | REG03 | ITERM `[3:0]` = 0001 | `0x01` of `0x0F` | termination 128 + 1 × 128 = 256 mA; precharge kept |
-/// | REG00 | EN_HIZ `[7]` = 0, VINDPM `[6:3]` = 0000, IINLIM `[2:0]` = 011 | `0x03` of `0xFF` | input on, VINDPM **3880 mV**, input limit **900 mA** |
+/// | REG00 | EN_HIZ `[7]` = 0, VINDPM `[6:3]` = 0000, IINLIM `[2:0]` = 011 | `0x03` of `0xFF` | input on, VINDPM **3880 mV**, input limit **900 mA**; on a USB host port (REG08 VBUS_STAT = 01) IINLIM is left as the chip's D+/D− detection set it ([`for_input`]) |
 /// | REG01 | REG_RESET `[7]` = 0, WD reset `[6]` = 0, CHG_CONFIG `[5:4]` = 01 | `0x10` of `0xF0` | charging on; boost/sys-min kept |
 /// | REG07 | BATFET_DISABLE `[5]` = 0 | `0x00` of `0x20` | battery FET on |
 pub const PMIC_WRITES: [RegWrite; 7] = [
@@ -95,6 +95,26 @@ pub const PMIC_WRITES: [RegWrite; 7] = [
         value: 0x00,
     },
 ];
+
+/// REG08, the system status: VBUS_STAT `[7:6]` (00 none/unknown, 01 USB host, 10 adapter,
+/// 11 OTG).
+pub const REG08: u8 = 0x08;
+
+/// `w` adjusted to the input source read from [`REG08`]: on a USB host port (VBUS_STAT 01) the
+/// REG00 write keeps IINLIM (the chip's D+/D− detection chose it: 500 mA on a standard port,
+/// more is not the host's to give), as Device OS only sets 900 mA on VIN power
+/// (`system_power_manager.cpp` l.992–1023). Every other write is returned as it is.
+pub const fn for_input(w: RegWrite, reg08: u8) -> RegWrite {
+    if w.reg == 0x00 && reg08 >> 6 == 0b01 {
+        RegWrite {
+            reg: w.reg,
+            mask: w.mask & !0x07,
+            value: w.value & !0x07,
+        }
+    } else {
+        w
+    }
+}
 
 /// A charger set-up that did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +159,7 @@ fn read_reg<I: I2c>(i2c: &mut I, reg: u8) -> Result<u8, PmicError<I::Error>> {
 /// read-modify-write of one register, checked by reading it back (except the REG01 bits
 /// that read as 0 after they act, which the check masks out).
 ///
-/// Cost: one REG0A read, then per register one read, one write and one read back: 22
+/// Cost: REG0A and REG08 reads, then per register one read, one write and one read back: 23
 /// transfers of 2–3 bytes, about 6 ms at 100 kHz.
 ///
 /// # Errors
@@ -150,7 +170,9 @@ pub fn pmic_safe_defaults<I: I2c>(i2c: &mut I) -> Result<(), PmicError<I::Error>
     if part & 0x38 != 0x20 {
         return Err(PmicError::UnknownPart(part));
     }
+    let source = read_reg(i2c, REG08)?;
     for w in PMIC_WRITES {
+        let w = for_input(w, source);
         let old = read_reg(i2c, w.reg)?;
         let new = w.apply(old);
         i2c.write(BQ24195_ADDR, &[w.reg, new])
@@ -290,6 +312,7 @@ mod tests {
         fn new() -> Self {
             let mut bq = [0u8; 11];
             bq[..8].copy_from_slice(&POR);
+            bq[0x08] = 0x84; // adapter, power good
             bq[0x0A] = 0x23;
             let mut gauge = [0u16; 256];
             gauge[0x02] = 0xC350;
@@ -444,6 +467,20 @@ mod tests {
         assert_eq!(r[1] & 0x0F, POR[1] & 0x0F, "SYS_MIN, BOOST_LIM kept");
         assert_eq!(r[7] & 0x20, 0, "BATFET on");
         assert_eq!(r[6], POR[6], "REG06 untouched");
+    }
+
+    #[test]
+    fn on_a_usb_host_the_input_limit_is_left_to_the_chip() {
+        let reg00 = PMIC_WRITES[4];
+        assert_eq!(reg00.reg, 0x00);
+        // USB host (VBUS_STAT 01, with power-good and other bits set): IINLIM kept.
+        let usb = for_input(reg00, 0b0100_0100);
+        assert_eq!(usb.apply(0b0011_0010), 0b0000_0010);
+        // Adapter (10) or unknown (00): 900 mA.
+        assert_eq!(for_input(reg00, 0b1000_0100).apply(0x32), 0x03);
+        assert_eq!(for_input(reg00, 0).apply(0x32), 0x03);
+        // Other registers are not touched by the source.
+        assert_eq!(for_input(PMIC_WRITES[0], 0b0100_0000), PMIC_WRITES[0]);
     }
 
     #[test]
