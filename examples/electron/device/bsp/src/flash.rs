@@ -31,7 +31,7 @@
 use core::ops::Range;
 
 use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
 use crate::pac;
@@ -479,6 +479,13 @@ impl NorFlash for InternalFlash {
         result
     }
 }
+
+/// A programmed word may be programmed again to clear more bits (RM0033, Programming: "successive
+/// write operations are possible without the need of an erase operation when changing bits from
+/// 1 to 0"; the F2's flash has no ECC that a second write would break). ota-core uses this for
+/// one progress bit per chunk instead of one word. A write that would set a bit back to 1 leaves
+/// it 0 and fails with [`FlashError::Verify`].
+impl MultiwriteNorFlash for InternalFlash {}
 
 #[cfg(test)]
 mod tests {
