@@ -480,9 +480,10 @@ impl NorFlash for InternalFlash {
     }
 }
 
-/// A programmed word may be programmed again to clear more bits (RM0033, Programming: "successive
-/// write operations are possible without the need of an erase operation when changing bits from
-/// 1 to 0"; the F2's flash has no ECC that a second write would break). ota-core uses this for
+/// A programmed word may be programmed again to clear more bits ("successive write operations
+/// are possible without the need of an erase operation when changing bits from 1 to 0": RM0090,
+/// Programming, for the F4's flash interface, which the F2's shares; not checked against
+/// RM0033's wording). The F2's flash has no ECC that a second write would break. ota-core uses this for
 /// one progress bit per chunk instead of one word. A write that would set a bit back to 1 leaves
 /// it 0 and fails with [`FlashError::Verify`].
 impl MultiwriteNorFlash for InternalFlash {}
