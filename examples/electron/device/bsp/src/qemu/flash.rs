@@ -229,7 +229,12 @@ impl Region {
             if (from..to).contains(&self.page_addr[i]) {
                 let last = self.used as usize - 1;
                 self.page_addr[i] = self.page_addr[last];
-                self.pages[i] = self.pages[last];
+                // Not `pages[i] = pages[last]`: that links compiler_builtins' memmove (1.6 KB),
+                // which pushes the QEMU bootloader past its 16 KB sector.
+                if i != last {
+                    let (lo, hi) = self.pages.split_at_mut(last);
+                    lo[i].copy_from_slice(&hi[0]);
+                }
                 self.used -= 1;
             } else {
                 i += 1;
