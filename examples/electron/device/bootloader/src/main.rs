@@ -12,8 +12,8 @@
 //!    nothing bootable parks the chip in STANDBY.
 //!
 //! **Where it lives, and why:** sector 0, as Particle's does. Measured at opt-level `z`
-//! (`llvm-size`, flash = vector table + text + rodata): 15 424 B, in the 16 384 B sector; with
-//! the Ed25519 check of the trial image's manifest (`verify-signature`) 33 184 B, which needs
+//! (`llvm-size`, flash = vector table + text + rodata): 15 492 B, in the 16 384 B sector; with
+//! the Ed25519 check of the trial image's manifest (`verify-signature`) 33 252 B, which needs
 //! sectors 1–2 too, and they are ota-core's state log in `Layout::ELECTRON`. The check
 //! would only add a defence against an application that can already write flash (the
 //! application authenticates every manifest before downloading, and this bootloader boots
@@ -55,12 +55,12 @@ fn board_flash(flash: pac::FLASH) -> electron_bsp::flash::InternalFlash {
     electron_bsp::flash::InternalFlash::new(flash, electron_bootloader::WRITABLE)
 }
 
-/// TODO(issue 12, helper "qemu"): `electron_bsp::qemu::QemuFlash::take()` once the QEMU
-/// stand-in lands; until then the QEMU build runs on the real driver, whose first write would
-/// touch the flash interface QEMU does not emulate.
+/// QEMU's stand-in: the copy-on-write RAM overlay over the read-only flash (electron-bsp
+/// `qemu`), with `InternalFlash`'s offsets and refusals (sector 0 never written); the flash
+/// controller is not touched (QEMU does not emulate it).
 #[cfg(feature = "qemu")]
-fn board_flash(flash: pac::FLASH) -> electron_bsp::flash::InternalFlash {
-    electron_bsp::flash::InternalFlash::new(flash, electron_bootloader::WRITABLE)
+fn board_flash(_flash: pac::FLASH) -> electron_bsp::qemu::QemuFlash {
+    electron_bsp::qemu::QemuFlash::take()
 }
 
 #[entry]
