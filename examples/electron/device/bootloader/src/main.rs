@@ -5,7 +5,8 @@
 //! 2. ota-core's [`Bootloader`] on the internal flash (everything but sector 0 writable):
 //!    install a staged image (the swap), check it, boot it on trial, count trial boots, revert.
 //!    With install or revert work or a trial boot it first starts the IWDG
-//!    ([`WATCHDOG_MS`], fed between steps; see [`needs_watchdog`]).
+//!    ([`WATCHDOG_MS`](electron_bootloader::WATCHDOG_MS), fed between steps; see
+//!    [`needs_watchdog`]).
 //! 3. Checks the active slot's vector table and jumps: VTOR = 0x0802_0000, MSP = word 0,
 //!    branch to word 1. A trial image that cannot start makes it reset (the attempt counts,
 //!    ota-core reverts after three); a failed flash step sleeps 10 minutes and retries;
