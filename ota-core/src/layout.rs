@@ -61,8 +61,11 @@ impl SectorMap {
         for r in self.runs {
             let len = r.count as u64 * r.size as u64;
             if (addr as u64) < base + len {
-                let i = (addr as u64 - base) / r.size as u64;
-                let start = base + i * r.size as u64;
+                // `addr - base` fits 32 bits (addr does, and base <= addr), so the division is a
+                // 32-bit one: no 64-bit division routine is linked (about 900 B on a Cortex-M3,
+                // which the Electron's 16 KB bootloader cannot spare).
+                let off = (addr as u64 - base) as u32;
+                let start = base + u64::from(off - off % r.size);
                 let end = start + r.size as u64;
                 return Some(u32::try_from(start).ok()?..u32::try_from(end).ok()?);
             }
