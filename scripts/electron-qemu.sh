@@ -109,7 +109,7 @@ print(f"firmware {len(fw)} B; boot: {boot if boot != 'none' else 'vector stub (n
 EOF
 
 step "ota-cloud serve, the bridge, QEMU (netduino2, -icount shift=0,sleep=off)"
-cloud serve --udp "$SERVER" --tcp 127.0.0.1:0 --admin 127.0.0.1:0 --next-checkin-s 30 \
+"$CLOUD" --data "$WORK/cloud" serve --udp "$SERVER" --tcp 127.0.0.1:0 --admin 127.0.0.1:0 --next-checkin-s 30 \
   >"$WORK/serve.out" 2>"$WORK/serve.log" &
 PIDS+=($!)
 "$BRIDGE" run --link "$WORK/link.sock" --modem "$WORK/modem.sock" \
@@ -122,7 +122,7 @@ done
 [[ -S "$WORK/modem.sock" ]] || die "the bridge did not start: $(cat "$WORK/bridge.log")"
 START=$(date +%s.%N)
 qemu-system-arm -M netduino2 -nographic -monitor none -icount shift=0,sleep=off \
-  -device loader,file="$WORK/flash.bin",addr=0x08000000,force-raw=on \
+  -device loader,file="$WORK/flash.bin",addr=0x08000000,force-raw=on -d guest_errors,unimp -D "$WORK/qemu-debug.log" \
   -serial file:"$WORK/console.log" -serial unix:"$WORK/link.sock" -serial unix:"$WORK/modem.sock" \
   >"$WORK/qemu.log" 2>&1 &
 QEMU=$!
@@ -145,7 +145,7 @@ END=$(date +%s.%N)
 # Let the wake in progress finish its console report (the cloud records the download before
 # the wake ends).
 for _ in $(seq 240); do
-  (( $(grep -c '^wake ' "$WORK/console.log" || true) <= $(grep -c '^stack peak' "$WORK/console.log" || true) )) && break
+  (( $(grep -c '^boot:' "$WORK/console.log" || true) <= $(grep -c '^stack peak' "$WORK/console.log" || true) )) && break
   kill -0 "$QEMU" 2>/dev/null || break
   sleep 0.5
 done

@@ -48,6 +48,48 @@ fn main() -> ! {
     board::start();
 }
 
+/// A fault resets the chip (the next wake starts afresh; a hung core would leave the modem
+/// on), after one console line naming where it happened.
+#[cortex_m_rt::exception]
+unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
+    // SAFETY: the fault ends this boot; the console's owner never runs again. USART1 was
+    // configured at boot (if the fault came before, the line is lost, nothing else).
+    let usart1 = unsafe { &*electron_bsp::pac::USART1::PTR };
+    let mut line = [0u8; 40];
+    let n = fault_line(&mut line, ef.pc(), ef.lr());
+    for &b in &line[..n] {
+        for _ in 0..100_000 {
+            if usart1.sr().read().txe().bit_is_set() {
+                break;
+            }
+        }
+        usart1.dr().write(|w| w.dr().set(u16::from(b)));
+    }
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// `hardfault pc=XXXXXXXX lr=XXXXXXXX\r\n` into `out`; returns its length.
+fn fault_line(out: &mut [u8; 40], pc: u32, lr: u32) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        for &b in bytes {
+            if let Some(slot) = out.get_mut(n) {
+                *slot = b;
+                n += 1;
+            }
+        }
+    };
+    put(b"\r\nhardfault pc=");
+    let hex =
+        |v: u32| core::array::from_fn::<u8, 8, _>(|i| HEX[(v >> (28 - 4 * i) & 0xF) as usize]);
+    put(&hex(pc));
+    put(b" lr=");
+    put(&hex(lr));
+    put(b"\r\n");
+    n
+}
+
 /// One wake on a set-up board, then its end. Shared by the board and QEMU.
 #[allow(clippy::too_many_arguments)]
 fn run<B, F, U, D, P, R, V, PC>(
