@@ -143,9 +143,10 @@ while (( $(date +%s) < deadline )); do
 done
 END=$(date +%s.%N)
 # Let the wake in progress finish its console report (the cloud records the download before
-# the wake ends).
+# the wake ends); later wakes are not waited for.
+boots=$(grep -c '^boot:' "$WORK/console.log" || true)
 for _ in $(seq 240); do
-  (( $(grep -c '^boot:' "$WORK/console.log" || true) <= $(grep -c '^stack peak' "$WORK/console.log" || true) )) && break
+  (( $(grep -c '^stack peak' "$WORK/console.log" || true) >= boots )) && break
   kill -0 "$QEMU" 2>/dev/null || break
   sleep 0.5
 done
