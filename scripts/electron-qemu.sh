@@ -166,7 +166,7 @@ echo "-- rollout:"
 cloud rollout show "$ROLLOUT" || true
 
 step "figures"
-printf 'wall time (QEMU run): %.1f s\n' "$(echo "$END - $START" | bc)"
+awk -v s="$START" -v e="$END" 'BEGIN { printf "wall time (QEMU start to the recorded download): %.1f s\n", e - s }'
 echo "wakes: $(grep -c '^wake ' "$WORK/console.log" || true)"
 grep -E '^(wake|modem up|check-in|offer|chunks|result)' "$WORK/console.log" | tr -d '\r' \
   | awk '/^wake /{n++} {print "  " $0}'
