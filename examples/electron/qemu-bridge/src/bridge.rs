@@ -54,6 +54,8 @@ pub enum Note {
         n: u32,
         /// Emulator time, µs.
         at_us: u64,
+        /// The previous wake ended in a reset (no sleep): its length on the modem clock, µs.
+        after_reset_us: Option<u64>,
     },
     /// The end of a wake: the modem clock's time since the boot (µs), USART3 bytes both
     /// ways during it, and the sleep asked for.
@@ -147,14 +149,18 @@ impl Bridge {
         self.stats.requests += 1;
         match req {
             Request::Hello => {
-                self.stats.boots += 1;
+                let (before, t0) = self.at_boot;
                 let at = self.emu.now();
+                let after_reset_us = (self.stats.boots > 0 && self.stats.sleeps == before.sleeps)
+                    .then(|| at.saturating_sub(t0));
+                self.stats.boots += 1;
                 self.at_boot = (self.stats, at);
                 (
                     Reply::Done,
                     Some(Note::Boot {
                         n: self.stats.boots,
                         at_us: at,
+                        after_reset_us,
                     }),
                 )
             }
@@ -244,6 +250,7 @@ pub fn serve(
     let mut buf = [0u8; 256];
     let mut to_modem = Vec::new();
     let mut from_modem = Vec::new();
+    let mut wall = std::time::Instant::now();
     loop {
         let n = match link.read(&mut buf) {
             Ok(0) => return Ok(bridge.stats()),
@@ -276,7 +283,21 @@ pub fn serve(
             };
             link.write_all(&answer(req, reply))?;
             match note {
-                Some(Note::Boot { n, at_us }) => {
+                Some(Note::Boot {
+                    n,
+                    at_us,
+                    after_reset_us,
+                }) => {
+                    if let Some(us) = after_reset_us {
+                        writeln!(
+                            log,
+                            "bridge: wake {} ended in a reset after {} ms on the modem clock ({:.1} s wall)",
+                            n - 1,
+                            us / 1000,
+                            wall.elapsed().as_secs_f64()
+                        )?;
+                    }
+                    wall = std::time::Instant::now();
                     writeln!(log, "bridge: boot {n} (modem clock {} ms)", at_us / 1000)?;
                 }
                 Some(Note::Sleep {
@@ -289,9 +310,11 @@ pub fn serve(
                 }) => {
                     writeln!(
                         log,
-                        "bridge: wake {n} ends: {} ms on the modem clock, USART3 {to_modem} B to \
-                         the modem / {from_modem} B from it, {requests} link requests; sleeps {ms} ms",
-                        awake_us / 1000
+                        "bridge: wake {n} ends: {} ms on the modem clock ({:.1} s wall), USART3 \
+                         {to_modem} B to the modem / {from_modem} B from it, {requests} link \
+                         requests; sleeps {ms} ms",
+                        awake_us / 1000,
+                        wall.elapsed().as_secs_f64()
                     )?;
                 }
                 None => {}
@@ -313,7 +336,14 @@ mod tests {
         assert_eq!(b.handle(Request::VInt).0, Reply::Level(false));
         assert!(matches!(
             b.handle(Request::Hello),
-            (Reply::Done, Some(Note::Boot { n: 1, .. }))
+            (
+                Reply::Done,
+                Some(Note::Boot {
+                    n: 1,
+                    after_reset_us: None,
+                    ..
+                })
+            )
         ));
         b.handle(Request::PwrOn { high: false });
         for _ in 0..50 {
@@ -369,6 +399,26 @@ mod tests {
             })
         );
         assert_eq!(b.emulator().now(), t + 10_000_000);
+        // A boot after a sleep; then one after a wake that ended in a reset.
+        let (_, note) = b.handle(Request::Hello);
+        assert!(matches!(
+            note,
+            Some(Note::Boot {
+                n: 2,
+                after_reset_us: None,
+                ..
+            })
+        ));
+        b.handle(Request::Waited { ns: 3_000_000 });
+        let (_, note) = b.handle(Request::Hello);
+        assert!(matches!(
+            note,
+            Some(Note::Boot {
+                n: 3,
+                after_reset_us: Some(3_000),
+                ..
+            })
+        ));
     }
 
     /// Over real sockets: a request's answer comes back, and USART3 bytes written before it

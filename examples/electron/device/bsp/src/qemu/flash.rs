@@ -8,15 +8,16 @@
 //! copy if there is one; else 0xFF if its sector was erased; else the loaded flash.
 //!
 //! The rules are the STM32F205's, as `flash::InternalFlash` applies them on the board, so
-//! ota-core and electron-app meet the same refusals: the 16/64/128 KB sector map (erase whole
-//! physical sectors only), 4-byte program words, programming only erased (0xFF) words, and
-//! sector 0 (the bootloader) never written. What differs: an erase takes no time (the
+//! ota-core and electron-app meet the same refusals and results: the 16/64/128 KB sector map
+//! (erase whole physical sectors only), 4-byte program words, programming only clears bits
+//! (a programmed word reprogrammed holds the AND of both: `MultiwriteNorFlash`, as
+//! `InternalFlash`), and sector 0 (the bootloader) never written. What differs: an erase takes no time (the
 //! board's 128 KB erase takes 1–2 s) and the pool is bounded (63 KB of programmed pages;
 //! [`QemuFlashError::PoolFull`] past it: enough for the QEMU run's state log, counter log,
 //! download progress and an image of a few tens of KB, not for a full 384 KB image).
 
 use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
 use super::region::Region;
@@ -48,11 +49,6 @@ pub enum QemuFlashError {
     OutOfBounds,
     /// A write not on 4-byte words, or an erase not on physical sector boundaries.
     NotAligned,
-    /// A word to program is not erased (NOR flash only clears bits; the F2 needs an erase).
-    NotErased {
-        /// The first such word's offset.
-        offset: u32,
-    },
     /// Sector 0 (the bootloader) is never written.
     Protected,
     /// The overlay's page pool is full: the write was not done.
@@ -64,7 +60,6 @@ impl core::fmt::Display for QemuFlashError {
         match self {
             Self::OutOfBounds => f.write_str("out of the flash"),
             Self::NotAligned => f.write_str("not word- or sector-aligned"),
-            Self::NotErased { offset } => write!(f, "word at {offset:#x} not erased"),
             Self::Protected => f.write_str("sector 0 is protected"),
             Self::PoolFull => f.write_str("the qemu flash overlay's page pool is full"),
         }
@@ -111,18 +106,6 @@ impl Region {
             .position(|&a| a == page)
     }
 
-    /// The byte at `offset` (< FLASH_SIZE) as the overlay shows it.
-    fn byte(&self, base: &[u8], offset: u32) -> u8 {
-        let page = offset - offset % OVERLAY_PAGE_SIZE as u32;
-        if let Some(i) = self.find(page) {
-            return self.pages[i][(offset - page) as usize];
-        }
-        if self.erased & (1 << sector_of(offset).0) != 0 {
-            return 0xFF;
-        }
-        base.get(offset as usize).copied().unwrap_or(0xFF)
-    }
-
     /// Reads `buf.len()` bytes at `offset`, one page at a time.
     pub(crate) fn read(
         &self,
@@ -154,8 +137,9 @@ impl Region {
         Ok(())
     }
 
-    /// Programs `data` at `offset`: checks everything first (bounds, words, protection,
-    /// erased words, pool room), then copies the pages it needs into the pool and writes.
+    /// Programs `data` at `offset` (NOR: each byte becomes the AND of old and new): checks
+    /// everything first (bounds, words, protection, pool room), then copies the pages it
+    /// needs into the pool and programs.
     pub(crate) fn write(
         &mut self,
         base: &[u8],
@@ -163,7 +147,7 @@ impl Region {
         data: &[u8],
     ) -> Result<(), QemuFlashError> {
         let end = check_range(offset, data.len())?;
-        if offset % 4 != 0 || data.len() % 4 != 0 {
+        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
             return Err(QemuFlashError::NotAligned);
         }
         if data.is_empty() {
@@ -171,11 +155,6 @@ impl Region {
         }
         if offset < WRITABLE_START {
             return Err(QemuFlashError::Protected);
-        }
-        for w in (offset..end).step_by(4) {
-            if (w..w + 4).any(|a| self.byte(base, a) != 0xFF) {
-                return Err(QemuFlashError::NotErased { offset: w });
-            }
         }
         let ps = OVERLAY_PAGE_SIZE as u32;
         let first = offset - offset % ps;
@@ -202,7 +181,10 @@ impl Region {
             let lo = offset.max(page);
             let hi = end.min(page + ps);
             let src = &data[(lo - offset) as usize..(hi - offset) as usize];
-            self.pages[i][(lo - page) as usize..(hi - page) as usize].copy_from_slice(src);
+            let dst = &mut self.pages[i][(lo - page) as usize..(hi - page) as usize];
+            for (d, &n) in dst.iter_mut().zip(src) {
+                *d &= n;
+            }
         }
         Ok(())
     }
@@ -316,10 +298,12 @@ impl NorFlash for QemuFlash {
     const WRITE_SIZE: usize = 4;
     const ERASE_SIZE: usize = 0x4000;
 
+    /// Bits only clear (a reprogrammed word holds the AND of both values).
+    ///
     /// # Errors
     /// [`QemuFlashError::NotAligned`], [`QemuFlashError::OutOfBounds`],
-    /// [`QemuFlashError::Protected`] (sector 0), [`QemuFlashError::NotErased`],
-    /// [`QemuFlashError::PoolFull`]; nothing is written then.
+    /// [`QemuFlashError::Protected`] (sector 0), [`QemuFlashError::PoolFull`]; nothing is
+    /// written then.
     ///
     /// Cost: a read of every target byte, and a 512-byte copy per page first programmed.
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), QemuFlashError> {
@@ -337,6 +321,10 @@ impl NorFlash for QemuFlash {
             .unwrap_or(Err(QemuFlashError::OutOfBounds))
     }
 }
+
+/// As on the F2 (and `InternalFlash`): a programmed word may be programmed again, clearing
+/// more bits.
+impl MultiwriteNorFlash for QemuFlash {}
 
 #[cfg(test)]
 mod tests {
@@ -382,10 +370,9 @@ mod tests {
     #[test]
     fn nor_rules_are_the_f2s() {
         let (mut r, b) = (region(), base());
-        assert_eq!(
-            r.write(&b, 0xC000, &[0; 4]),
-            Err(QemuFlashError::NotErased { offset: 0xC000 })
-        );
+        // Programming clears bits only: over the loaded 0x00 0x01 0x02 0x03.
+        r.write(&b, 0xC000, &[0xFE, 0xFF, 0xF0, 0x0F]).unwrap();
+        assert_eq!(read(&r, &b, 0xC000, 4), [0x00, 0x01, 0x00, 0x03]);
         assert_eq!(
             r.write(&b, 0xC102, &[0; 4]),
             Err(QemuFlashError::NotAligned)
@@ -396,20 +383,21 @@ mod tests {
             Err(QemuFlashError::OutOfBounds)
         );
         r.write(&b, 0x2_0000, &[0x12; 4]).unwrap();
-        // Once programmed, a word needs an erase first.
-        assert_eq!(
-            r.write(&b, 0x2_0000, &[0x02; 4]),
-            Err(QemuFlashError::NotErased { offset: 0x2_0000 })
-        );
+        // Reprogrammed: the AND (a 0 bit needs an erase to become 1 again).
+        r.write(&b, 0x2_0000, &[0x06; 4]).unwrap();
+        assert_eq!(read(&r, &b, 0x2_0000, 4), [0x02; 4]);
         // Erases take whole physical sectors only: sector 4 is 64 KB, sector 5 128 KB.
         assert_eq!(r.erase(0x1_0000, 0x1_4000), Err(QemuFlashError::NotAligned));
         assert_eq!(r.erase(0x2_0000, 0x3_0000), Err(QemuFlashError::NotAligned));
         assert_eq!(r.erase(0x0, 0x4000), Err(QemuFlashError::Protected));
         assert_eq!(r.erase(0x4000, 0x4000), Err(QemuFlashError::NotAligned));
         r.erase(0x2_0000, 0x4_0000).unwrap();
-        assert_eq!(r.used, 0, "the sector's pages went back to the pool");
-        r.write(&b, 0x2_0000, &[0x02; 4]).unwrap();
-        assert_eq!(read(&r, &b, 0x2_0000, 5), [2, 2, 2, 2, 0xFF]);
+        assert_eq!(
+            r.used, 1,
+            "the sector's pages went back to the pool (sector 3's stays)"
+        );
+        r.write(&b, 0x2_0000, &[0x12; 4]).unwrap();
+        assert_eq!(read(&r, &b, 0x2_0000, 5), [0x12, 0x12, 0x12, 0x12, 0xFF]);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::pac;
 use crate::time::Delay;
 use crate::usart::{Usart2, UsartError};
 
-/// The netduino2's system clock (QEMU's `SYSCLK`, as the board's after `clocks::init`).
-const SYSCLK_HZ: u32 = 120_000_000;
+/// The netduino2's system clock (QEMU's `SYSCLK`) is the board's after `clocks::init`.
+use crate::clocks::SYSCLK_HZ;
 
 const HELLO: u8 = 0xA0;
 const WAITED: u8 = 0xA1;
@@ -279,23 +279,25 @@ impl BridgedDelay {
 /// that QEMU's per-translation-block icount bookkeeping does not dominate the host cost).
 fn spin_ns(ns: u64) {
     let n = u32::try_from(ns / SPIN_BODY).unwrap_or(u32::MAX);
-    if n == 0 {
-        return;
+    #[cfg(target_arch = "arm")]
+    if n > 0 {
+        // SAFETY: a register-only countdown loop; no memory, no stack, flags clobbered (the
+        // default for `asm!`).
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                ".rept 30",
+                "nop",
+                ".endr",
+                "subs {0}, {0}, #1",
+                "bne 2b",
+                inout(reg) n => _,
+                options(nomem, nostack),
+            );
+        }
     }
-    // SAFETY: a register-only countdown loop; no memory, no stack, flags clobbered (the
-    // default for `asm!`).
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            ".rept 30",
-            "nop",
-            ".endr",
-            "subs {0}, {0}, #1",
-            "bne 2b",
-            inout(reg) n => _,
-            options(nomem, nostack),
-        );
-    }
+    #[cfg(not(target_arch = "arm"))]
+    let _ = n;
 }
 
 /// Instructions per iteration of [`spin_ns`]'s loop: 30 `nop`, `subs`, `bne`.

@@ -48,7 +48,7 @@ impl Region {
             return false;
         };
         used.iter().enumerate().all(|(i, &a)| {
-            a as usize % OVERLAY_PAGE_SIZE == 0
+            (a as usize).is_multiple_of(OVERLAY_PAGE_SIZE)
                 && a < super::flash::FLASH_SIZE
                 && !used[..i].contains(&a)
         })
