@@ -34,6 +34,12 @@ use electron_bootloader::{
 };
 use electron_bsp::pac;
 use ota_core::{BootTarget, Bootloader};
+// A panic halts here (the firmware's handler resets instead). During install, revert and a
+// trial boot the IWDG runs ([`needs_watchdog`]), so a halt there ends in a watchdog reset and
+// the step is redone. Outside them (reading the state and checking the vectors before a
+// confirmed image's jump) a halt would park the core until a power cycle; those paths do not
+// panic on flash data (errors are handled as values), and a reset loop on a bug there would
+// be no better than a halt, with the modem never powered by the bootloader either way.
 use panic_halt as _;
 
 #[cfg(feature = "verify-signature")]

@@ -27,7 +27,6 @@ use modem_ublox::Modem;
 
 #[cfg(feature = "defmt")]
 use defmt_rtt as _;
-use panic_halt as _;
 
 #[cfg(not(feature = "qemu"))]
 mod board;
@@ -52,12 +51,56 @@ fn main() -> ! {
 /// on), after one console line naming where it happened.
 #[cortex_m_rt::exception]
 unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
-    // SAFETY: the fault ends this boot; the console's owner never runs again. USART1 was
-    // configured at boot (if the fault came before, the line is lost, nothing else).
-    let usart1 = unsafe { &*electron_bsp::pac::USART1::PTR };
     let mut line = [0u8; 40];
     let n = fault_line(&mut line, ef.pc(), ef.lr());
-    for &b in &line[..n] {
+    console_raw(&line[..n]);
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// A panic resets the chip too, after one console line `panic at FILE:LINE`: a confirmed image
+/// runs without the IWDG, so halting would park the core for good, perhaps with the modem on.
+/// The next wake starts afresh (a trial image that panics is reverted by the bootloader when
+/// its attempts run out). The message is not formatted (no `core::fmt` here).
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console_raw(b"\r\npanic");
+    if let Some(loc) = info.location() {
+        console_raw(b" at ");
+        console_raw(loc.file().as_bytes());
+        let mut digits = [0u8; 11];
+        let n = decimal(&mut digits, loc.line());
+        console_raw(&digits[..n]);
+    }
+    console_raw(b"\r\n");
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// `:LINE` in decimal into `out`; returns its length.
+fn decimal(out: &mut [u8; 11], mut v: u32) -> usize {
+    let mut rev = [0u8; 10];
+    let mut k = 0;
+    loop {
+        rev[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 || k == rev.len() {
+            break;
+        }
+    }
+    out[0] = b':';
+    for i in 0..k {
+        out[1 + i] = rev[k - 1 - i];
+    }
+    k + 1
+}
+
+/// Writes `bytes` to USART1 by polling its registers, for the fault and panic lines: the
+/// boot ends right after, so the console's owner never runs again. Each byte waits a bounded
+/// time for `TXE` (if USART1 was never configured the line is lost, nothing else).
+fn console_raw(bytes: &[u8]) {
+    // SAFETY: only called on the way to a reset (see above); a register write of one byte.
+    let usart1 = unsafe { &*electron_bsp::pac::USART1::PTR };
+    for &b in bytes {
         for _ in 0..100_000 {
             if usart1.sr().read().txe().bit_is_set() {
                 break;
@@ -65,7 +108,6 @@ unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
         }
         usart1.dr().write(|w| w.dr().set(u16::from(b)));
     }
-    cortex_m::peripheral::SCB::sys_reset()
 }
 
 /// `hardfault pc=XXXXXXXX lr=XXXXXXXX\r\n` into `out`; returns its length.
