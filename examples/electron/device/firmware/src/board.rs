@@ -65,14 +65,30 @@ impl Board for Electron {
     }
 }
 
-struct ElectronPower;
+/// Reset and deep sleep. `pclk1` is APB1's clock, for the fuel gauge's I2C before STANDBY.
+struct ElectronPower {
+    pclk1: u32,
+}
 
 impl PowerControl for ElectronPower {
     fn reset(&mut self) -> ! {
         power::reset()
     }
 
+    /// Puts the MAX17043 to sleep (about 50 µA → under 1 µA, more than the STM32 draws in
+    /// STANDBY), then STANDBY. A gauge that does not answer is logged and the sleep goes on:
+    /// every I2C wait is bounded (`electron_bsp::i2c::WAIT_POLLS`), so it never blocks it.
     fn deep_sleep(&mut self, ms: u64) -> ! {
+        // SAFETY: the wake is over (`deep_sleep` is its end); the board's `I2c3` inside
+        // `Electron` is never used again in this boot, so this second handle has the bus alone.
+        let i2c3 = unsafe { pac::I2C3::steal() };
+        let slept = match I2c3::new(i2c3, self.pclk1) {
+            Ok(i2c) => FuelGauge::new(i2c).sleep().is_ok(),
+            Err(_) => false,
+        };
+        if !slept {
+            crate::console_raw(b"gauge: sleep failed, STANDBY anyway\r\n");
+        }
         power::standby_for_ms(ms)
     }
 }
@@ -138,7 +154,14 @@ pub fn start() -> ! {
             if pmic_safe_defaults(&mut i2c).is_err() {
                 let _ = writeln!(console, "pmic: no answer, left at its power-on defaults");
             }
-            Some(FuelGauge::new(i2c))
+            let mut gauge = FuelGauge::new(i2c);
+            // Put to sleep before the last STANDBY (`ElectronPower::deep_sleep`): woken here,
+            // as Device OS does at boot. A failure is logged; reads then return errors or the
+            // voltage from before the sleep (the wake reads 0 mV as "defer offers").
+            if gauge.wake().is_err() {
+                let _ = writeln!(console, "gauge: wake failed");
+            }
+            Some(gauge)
         }
         Err(_) => None,
     };
@@ -182,7 +205,7 @@ pub fn start() -> ! {
         &mut board,
         &mut flash,
         &mut modem,
-        &mut ElectronPower,
+        &mut ElectronPower { pclk1 },
         &config,
         setup_ms,
     )
