@@ -16,11 +16,15 @@ use modem_ublox::Modem;
 
 use crate::settings;
 
-/// What the application may program: everything above the bootloader (sector 0) and below
-/// the active image it runs from is ota-core's and the identity's; the active slot is
-/// written only by the bootloader's install. ota-core's regions span both sides, so the
-/// range is the whole flash above sector 0 (`InternalFlash` refuses sector 0).
+/// What the application may program: everything above the bootloader (sector 0)
+/// (`InternalFlash` refuses sector 0); ota-core's regions lie on both sides of the active slot.
 const WRITABLE: core::ops::Range<u32> = 0x4000..0x10_0000;
+
+/// The active slot the firmware executes from (sectors 5–7, electron-app's `LAYOUT.active`):
+/// protected, since only the bootloader's install writes it (ota-core's updater only reads
+/// it, to hash it; it writes the state, progress, staging and scratch regions).
+const ACTIVE: core::ops::Range<u32> =
+    electron_app::LAYOUT.active.start..electron_app::LAYOUT.active.end;
 
 struct Electron {
     mono: Mono,
@@ -165,7 +169,7 @@ pub fn start() -> ! {
         }
         Err(_) => None,
     };
-    let mut flash = InternalFlash::new(dp.FLASH, WRITABLE);
+    let mut flash = InternalFlash::new(dp.FLASH, WRITABLE).protect(ACTIVE);
     let usart3 = Usart3::new(dp.USART3, pclk1, 115_200, true);
     let delay = WatchedDelay {
         inner: mono.delay(),
