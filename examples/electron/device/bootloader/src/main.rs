@@ -34,6 +34,12 @@ use electron_bootloader::{
 };
 use electron_bsp::pac;
 use ota_core::{BootTarget, Bootloader};
+// A panic halts here (the firmware's handler resets instead). During install, revert and a
+// trial boot the IWDG runs ([`needs_watchdog`]), so a halt there ends in a watchdog reset and
+// the step is redone. Outside them (reading the state and checking the vectors before a
+// confirmed image's jump) a halt would park the core until a power cycle; those paths do not
+// panic on flash data (errors are handled as values), and a reset loop on a bug there would
+// be no better than a halt, with the modem never powered by the bootloader either way.
 use panic_halt as _;
 
 #[cfg(feature = "verify-signature")]
@@ -201,15 +207,26 @@ fn retry_later() -> ! {
 }
 
 /// Nothing bootable: STANDBY with no wakeup source armed (a few µA) until a reset or a power
-/// cycle. If the IWDG runs (an install or revert just ended here) it resets the chip within
-/// its period, and the next boot, with no work left, parks for good.
+/// cycle. The RTC survives resets, so the application's wakeup timer (or Device OS's alarm)
+/// may still be enabled: if the RTC runs, every RTC wakeup source is disabled first
+/// (`Rtc::disarm_wakeups`), and the WKUP pin is off. If the IWDG runs (an install or revert
+/// just ended here) it resets the chip within its period, and the next boot, with no work
+/// left, parks for good.
 #[cfg(not(feature = "qemu"))]
 fn park() -> ! {
-    // SAFETY: this never returns; nothing else uses PWR or the core peripherals.
+    // SAFETY: this never returns; nothing else uses PWR, RTC or the core peripherals.
     let (pwr, mut cp) = unsafe { (pac::PWR::steal(), cortex_m::Peripherals::steal()) };
     let rcc = unsafe { pac::RCC::steal() };
     rcc.apb1enr().modify(|_, w| w.pwren().set_bit());
     let _ = rcc.apb1enr().read();
+    if rcc.bdcr().read().rtcen().bit_is_set() {
+        // Backup-domain write access for the RTC registers.
+        pwr.cr().modify(|_, w| w.dbp().set_bit());
+        let rtc = unsafe { pac::RTC::steal() };
+        // The clock only matters for arming, which this never does.
+        electron_bsp::rtc::Rtc::from_running(rtc, electron_bsp::rtc::RtcClock::Lse)
+            .disarm_wakeups();
+    }
     cp.SCB.set_sleepdeep();
     pwr.csr().modify(|_, w| w.ewup().clear_bit());
     loop {

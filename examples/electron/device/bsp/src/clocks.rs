@@ -51,8 +51,9 @@ pub const FLASH_WAIT_STATES: u8 = 3;
 pub const READY_POLLS: u32 = 1_000_000;
 
 /// A clock step that did not complete. The chip is left on the 16 MHz HSI
-/// ([`HSI_HZ`]) with the flash wait states set for 120 MHz (correct, only slower), so the
-/// caller can continue at 16 MHz (bauds computed from [`HSI_HZ`]) or reset.
+/// ([`HSI_HZ`]) with every bus divider at /1, so 16 MHz on every bus, and the flash wait
+/// states set for 120 MHz (correct, only slower): the caller can continue at 16 MHz (bauds
+/// computed from [`HSI_HZ`]) or reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -90,7 +91,8 @@ impl core::error::Error for ClockError {}
 pub struct PllConfig {
     /// Input divider, 2..=63 (VCO input 1–2 MHz).
     pub m: u8,
-    /// VCO multiplier, 64..=432, with the VCO output in 64–432 MHz.
+    /// VCO multiplier, 64..=432, with the VCO output in 192–432 MHz (RM0033 `RCC_PLLCFGR`;
+    /// STM32F205 datasheet, main PLL characteristics).
     pub n: u16,
     /// SYSCLK divider: 2, 4, 6 or 8.
     pub p: u8,
@@ -109,7 +111,7 @@ pub const PLLCFGR_FIELDS_MASK: u32 = 0x3F | (0x1FF << 6) | (0x3 << 16) | (1 << 2
 /// # Errors
 /// [`ClockError::InvalidPll`] for dividers outside RM0033's ranges (M 2..=63, N 64..=432,
 /// P ∈ {2, 4, 6, 8}, Q 2..=15), or a VCO input outside 1–2 MHz or a VCO output outside
-/// 64–432 MHz for `hse_hz`.
+/// 192–432 MHz for `hse_hz`.
 pub const fn pllcfgr_fields(pll: PllConfig, hse_hz: u32) -> Result<u32, ClockError> {
     let PllConfig { m, n, p, q } = pll;
     if m < 2 || m > 63 || n < 64 || n > 432 || q < 2 || q > 15 {
@@ -124,7 +126,7 @@ pub const fn pllcfgr_fields(pll: PllConfig, hse_hz: u32) -> Result<u32, ClockErr
     };
     let vco_in = hse_hz / m as u32;
     let vco_out = vco_in as u64 * n as u64;
-    if vco_in < 1_000_000 || vco_in > 2_000_000 || vco_out < 64_000_000 || vco_out > 432_000_000 {
+    if vco_in < 1_000_000 || vco_in > 2_000_000 || vco_out < 192_000_000 || vco_out > 432_000_000 {
         return Err(ClockError::InvalidPll);
     }
     Ok(m as u32 | (n as u32) << 6 | p_bits << 16 | 1 << 22 | (q as u32) << 24)
@@ -140,6 +142,13 @@ pub const fn sysclk_hz(pll: PllConfig, hse_hz: u32) -> u32 {
 pub const CFGR_DIVIDERS: u32 = 0b101 << 10 | 0b100 << 13;
 /// The mask of [`CFGR_DIVIDERS`]' fields.
 pub const CFGR_DIVIDERS_MASK: u32 = 0xF << 4 | 0x7 << 10 | 0x7 << 13;
+
+/// `cfgr` with SYSCLK switched back to the HSI (SW = 00) and every bus divider at /1 (HPRE,
+/// PPRE1, PPRE2 = 0), other bits kept: what [`init`] writes when it gives up, so the 16 MHz
+/// HSI reaches every bus ([`ClockError`]).
+pub const fn cfgr_hsi_fallback(cfgr: u32) -> u32 {
+    cfgr & !(CFGR_DIVIDERS_MASK | 0b11)
+}
 
 fn wait(mut ready: impl FnMut() -> bool, err: ClockError) -> Result<(), ClockError> {
     for _ in 0..READY_POLLS {
@@ -160,8 +169,30 @@ fn wait(mut ready: impl FnMut() -> bool, err: ClockError) -> Result<(), ClockErr
 /// [`READY_POLLS`].
 ///
 /// # Errors
-/// [`ClockError`]: the chip is left on the HSI at 16 MHz (see the type's docs).
+/// [`ClockError`]: the chip is left on the HSI at 16 MHz with every bus at /1, so 16 MHz on
+/// AHB, APB1 and APB2 (see the type's docs): on any failed step SYSCLK is switched back to the
+/// HSI and the dividers set before the PLL (APB1 /4, APB2 /2) are undone
+/// ([`cfgr_hsi_fallback`]). The flash wait states stay at 3 (correct, only slower).
 pub fn init(rcc: &pac::RCC, flash: &pac::FLASH) -> Result<(), ClockError> {
+    let result = init_pll(rcc, flash);
+    if result.is_err() {
+        rcc.cr().modify(|_, w| w.hsion().set_bit());
+        let _ = wait(
+            || rcc.cr().read().hsirdy().bit_is_set(),
+            ClockError::SwitchFailed,
+        );
+        // SAFETY: SW = 00 (HSI) and /1 dividers are valid RM0033 values; other bits kept.
+        rcc.cfgr()
+            .modify(|r, w| unsafe { w.bits(cfgr_hsi_fallback(r.bits())) });
+        let _ = wait(
+            || rcc.cfgr().read().sws().bits() == 0b00,
+            ClockError::SwitchFailed,
+        );
+    }
+    result
+}
+
+fn init_pll(rcc: &pac::RCC, flash: &pac::FLASH) -> Result<(), ClockError> {
     let fields = pllcfgr_fields(PLL, HSE_HZ)?;
     let on_pll = rcc.cfgr().read().sws().bits() == 0b10;
     let pll_matches = rcc.pllcfgr().read().bits() & PLLCFGR_FIELDS_MASK == fields;
@@ -310,6 +341,50 @@ mod tests {
         }
         // An 8 MHz crystal with M 8 is fine (not the Electron's, but a valid PLL).
         assert!(pllcfgr_fields(PllConfig { m: 8, ..PLL }, 8_000_000).is_ok());
+    }
+
+    #[test]
+    fn the_vco_must_run_at_192_to_432_mhz() {
+        // 1 MHz VCO input (26 MHz / 26): N 191 gives 191 MHz, below RM0033's 192 MHz.
+        assert_eq!(
+            pllcfgr_fields(PllConfig { n: 191, ..PLL }, HSE_HZ),
+            Err(ClockError::InvalidPll)
+        );
+        assert_eq!(
+            pllcfgr_fields(
+                PllConfig {
+                    n: 100,
+                    p: 2,
+                    ..PLL
+                },
+                HSE_HZ
+            ),
+            Err(ClockError::InvalidPll)
+        );
+        assert!(pllcfgr_fields(PllConfig { n: 192, ..PLL }, HSE_HZ).is_ok());
+        assert!(pllcfgr_fields(PllConfig { n: 432, ..PLL }, HSE_HZ).is_ok());
+        // 2 MHz input (26 MHz / 13) × 217 = 434 MHz: above.
+        assert_eq!(
+            pllcfgr_fields(
+                PllConfig {
+                    m: 13,
+                    n: 217,
+                    ..PLL
+                },
+                HSE_HZ
+            ),
+            Err(ClockError::InvalidPll)
+        );
+    }
+
+    #[test]
+    fn the_fallback_puts_every_bus_at_sysclk_on_the_hsi() {
+        // SW = PLL, APB1 /4, APB2 /2, plus unrelated bits (MCO1 prescaler, RTCPRE) kept.
+        let before = CFGR_DIVIDERS | 0b10 | 0b10 << 2 | 0x1F << 16 | 0b111 << 24;
+        let after = cfgr_hsi_fallback(before);
+        assert_eq!(after & 0b11, 0, "SW = HSI");
+        assert_eq!(after & CFGR_DIVIDERS_MASK, 0, "AHB, APB1, APB2 /1");
+        assert_eq!(after & (0x1F << 16 | 0b111 << 24), 0x1F << 16 | 0b111 << 24);
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //! the MCU at 3.3 V), one 32-bit word at a time, so [`InternalFlash`]'s `WRITE_SIZE` is 4 and
 //! writes must start on a word and cover whole words. An erase takes whole physical sectors.
 //!
-//! Every write and erase outside the `writable` range given to [`InternalFlash::new`] is
-//! refused before the flash is unlocked: the bootloader leaves sector 0 (itself) out, the
-//! application leaves out what it runs from.
+//! Every write and erase outside the `writable` range given to [`InternalFlash::new`], or
+//! overlapping the range given to [`InternalFlash::protect`], is refused before the flash is
+//! unlocked: the bootloader leaves sector 0 (itself) out of `writable`; the application's
+//! `writable` is everything above sector 0 (ota-core's regions lie on both sides of the active
+//! slot) and it protects the active slot it runs from (only the bootloader's install writes
+//! it).
 //!
 //! Timing (STM32F205xx datasheet, "Flash memory programming" table, x32): word program
 //! 16 µs typical, 100 µs max; sector erase 16 KB 250/500 ms, 64 KB 550/1100 ms,
@@ -106,7 +109,8 @@ pub enum FlashError {
     /// A write does not start on a 4-byte word or does not cover whole words, or an erase does
     /// not start and end on sector boundaries.
     NotAligned,
-    /// The range reaches outside the `writable` range: refused, nothing was changed.
+    /// The range reaches outside the `writable` range, or overlaps the protected one
+    /// ([`InternalFlash::protect`]): refused, nothing was changed.
     NotWritable,
     /// The flash stayed locked after the unlock keys (a wrong key sequence since reset locks
     /// `FLASH_CR` until the next reset).
@@ -238,19 +242,49 @@ struct Caches {
     instruction: bool,
 }
 
+/// Refuses a non-empty range `from..to` that overlaps `protected` (an empty `protected`
+/// overlaps nothing).
+///
+/// # Errors
+/// [`FlashError::NotWritable`].
+pub fn check_protected(from: u32, to: u32, protected: &Range<u32>) -> Result<(), FlashError> {
+    if from < to && from < protected.end && protected.start < to {
+        return Err(FlashError::NotWritable);
+    }
+    Ok(())
+}
+
 /// The internal flash. Owns `FLASH`; reads are plain memory reads of the mapped flash.
 #[derive(Debug)]
 pub struct InternalFlash {
     flash: pac::FLASH,
     writable: Range<u32>,
+    protected: Range<u32>,
 }
 
 impl InternalFlash {
     /// Takes the flash controller. `writable` (offsets) bounds every write and erase; it
-    /// is clipped to the flash.
+    /// is clipped to the flash. Nothing inside it is protected until [`protect`](Self::protect).
     pub fn new(flash: pac::FLASH, writable: Range<u32>) -> Self {
         let writable = writable.start.min(CAPACITY)..writable.end.min(CAPACITY);
-        Self { flash, writable }
+        Self {
+            flash,
+            writable,
+            protected: 0..0,
+        }
+    }
+
+    /// Refuses every write and erase that overlaps `protected` (offsets) with
+    /// [`FlashError::NotWritable`], even inside `writable`: the application protects the
+    /// active slot it executes from. Replaces an earlier protected range.
+    pub fn protect(mut self, protected: Range<u32>) -> Self {
+        self.protected = protected;
+        self
+    }
+
+    /// The protected range (empty if none).
+    pub fn protected(&self) -> Range<u32> {
+        self.protected.clone()
     }
 
     /// The writable range.
@@ -432,10 +466,12 @@ impl NorFlash for InternalFlash {
     /// the CPU stalls on flash fetches meanwhile.
     ///
     /// # Errors
-    /// The range errors of [`check_erase`] (nothing erased); [`FlashError::Locked`];
+    /// The range errors of [`check_erase`] and [`check_protected`] (nothing erased);
+    /// [`FlashError::Locked`];
     /// [`FlashError::Timeout`] or a `FLASH_SR` error (earlier sectors stay erased).
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         let sectors = check_erase(from, to, &self.writable)?;
+        check_protected(from, to, &self.protected)?;
         if sectors.is_empty() {
             return Ok(());
         }
@@ -464,11 +500,14 @@ impl NorFlash for InternalFlash {
     /// Cost: 16 µs typical, 100 µs at most, per word.
     ///
     /// # Errors
-    /// The range errors of [`check_write`] (nothing written); [`FlashError::Locked`];
+    /// The range errors of [`check_write`] and [`check_protected`] (nothing written);
+    /// [`FlashError::Locked`];
     /// [`FlashError::Timeout`], a `FLASH_SR` error, or [`FlashError::Verify`] (earlier words
     /// stay programmed).
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         check_write(offset, bytes.len(), &self.writable)?;
+        // In bounds (checked above): `offset + len` fits the 1 MB.
+        check_protected(offset, offset + bytes.len() as u32, &self.protected)?;
         if bytes.is_empty() {
             return Ok(());
         }
@@ -495,6 +534,46 @@ mod tests {
     const ALL: Range<u32> = 0..CAPACITY;
     /// The bootloader's range: everything but sector 0.
     const BOOT: Range<u32> = 0x4000..CAPACITY;
+
+    /// The firmware's protected active slot: sectors 5–7.
+    const ACTIVE: Range<u32> = 0x2_0000..0x8_0000;
+
+    #[test]
+    fn ranges_overlapping_the_protected_one_are_refused() {
+        // Writes: one word inside, straddling either edge.
+        assert_eq!(
+            check_protected(0x2_0000, 0x2_0004, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        assert_eq!(
+            check_protected(0x1_FFFC, 0x2_0004, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        assert_eq!(
+            check_protected(0x7_FFFC, 0x8_0000, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        assert_eq!(
+            check_protected(0x7_FFFC, 0x8_0004, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        // Erases: sector 5, or sectors 4–8 around the whole slot.
+        assert_eq!(
+            check_protected(0x2_0000, 0x4_0000, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        assert_eq!(
+            check_protected(0x1_0000, 0xA_0000, &ACTIVE),
+            Err(FlashError::NotWritable)
+        );
+        // Just outside on both sides (sector 4 below, staging's sector 8 above), and empty.
+        assert_eq!(check_protected(0x1_0000, 0x2_0000, &ACTIVE), Ok(()));
+        assert_eq!(check_protected(0x1_FFFC, 0x2_0000, &ACTIVE), Ok(()));
+        assert_eq!(check_protected(0x8_0000, 0xA_0000, &ACTIVE), Ok(()));
+        assert_eq!(check_protected(0x3_0000, 0x3_0000, &ACTIVE), Ok(()));
+        // Nothing protected.
+        assert_eq!(check_protected(0x2_0000, 0x8_0000, &(0..0)), Ok(()));
+    }
 
     #[test]
     fn the_sector_map_is_4x16k_1x64k_7x128k() {

@@ -110,11 +110,56 @@ pub struct PwrOn(());
 pub struct ResetN(());
 
 /// The modem power sense: PB12 (`RI_UC`), the modem's RI through a level shifter powered
-/// by its V_INT. The Electron has no dedicated V_INT input; Device OS reads RI high as
-/// "powered" and low for more than 1.1 s as "off" (`mdm_hal.cpp` `powerState`). Reads GPIOB's
-/// IDR only.
+/// by its V_INT. The Electron has no dedicated V_INT input, and RI also pulses low (about
+/// 1 s) on an incoming SMS or call; Device OS reads RI high as "powered" and low for more than
+/// 1.1 s as "off" (`mdm_hal.cpp` `powerState`). This input does the same through
+/// [`RiPowerSense`] on the SysTick clock ([`crate::time::now_ms`]): it reads low only once PB12
+/// has read low for more than [`RI_OFF_AFTER_MS`] since it last read high, or at once if it
+/// has not read high since boot (a cold boot with the modem off is seen as "off" immediately).
+///
+/// Latency: a real power-off is reported 1.1 s after RI was last seen high, so modem-ublox's
+/// wait for V_INT low after `AT+CPWROFF` takes up to 1.1 s longer than the pin's fall.
+/// A [`crate::time::Mono`] must be running (the debounce uses its clock; without one, the time
+/// stands still and a low after a high read is never reported). Reads GPIOB's IDR only.
 #[derive(Debug)]
-pub struct Vint(());
+pub struct Vint {
+    sense: RiPowerSense,
+}
+
+/// How long RI must stay low after it was last seen high before it means "modem off": Device OS
+/// v3.3.1 `mdm_hal.cpp` `powerState` (1.1 s, longer than RI's ~1 s ring pulse).
+pub const RI_OFF_AFTER_MS: u64 = 1_100;
+
+/// RI as a power sense, debounced against the ring pulses (pure: the caller gives the level and
+/// the time). "Powered" while RI reads high, and while it has read low for at most
+/// [`RI_OFF_AFTER_MS`] since the last high read; "off" after that, or if it never read high.
+///
+/// The time is the caller's reads: a low read long after the last read (high) counts as low
+/// ever since that read, as in Device OS, which polls the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RiPowerSense {
+    last_high_ms: Option<u64>,
+}
+
+impl RiPowerSense {
+    /// No high read yet: a low read means "off" at once.
+    pub const fn new() -> Self {
+        Self { last_high_ms: None }
+    }
+
+    /// Records one read of RI (`high`) at `now_ms` (a monotonic millisecond clock) and
+    /// returns whether the modem counts as powered.
+    pub fn sample(&mut self, high: bool, now_ms: u64) -> bool {
+        if high {
+            self.last_high_ms = Some(now_ms);
+            return true;
+        }
+        match self.last_high_ms {
+            None => false,
+            Some(t) => now_ms.saturating_sub(t) <= RI_OFF_AFTER_MS,
+        }
+    }
+}
 
 fn gpiob() -> &'static pac::gpiob::RegisterBlock {
     // SAFETY: the tokens only write BSRR (atomic per pin) or read IDR.
@@ -160,12 +205,20 @@ impl embedded_hal::digital::ErrorType for Vint {
     type Error = Infallible;
 }
 
+impl Vint {
+    fn powered(&mut self) -> bool {
+        let high = gpiob().idr().read().bits() & (1 << RI_PIN) != 0;
+        self.sense.sample(high, crate::time::now_ms())
+    }
+}
+
+/// High = powered, debounced as [`Vint`] says (not the raw pin level).
 impl embedded_hal::digital::InputPin for Vint {
     fn is_high(&mut self) -> Result<bool, Infallible> {
-        Ok(gpiob().idr().read().bits() & (1 << RI_PIN) != 0)
+        Ok(self.powered())
     }
     fn is_low(&mut self) -> Result<bool, Infallible> {
-        Ok(gpiob().idr().read().bits() & (1 << RI_PIN) == 0)
+        Ok(!self.powered())
     }
 }
 
@@ -209,7 +262,13 @@ pub fn modem_pins(gpiob: &pac::GPIOB, gpioc: &pac::GPIOC) -> (PwrOn, ResetN, Vin
         open_drain = false,
         af = 0
     );
-    (PwrOn(()), ResetN(()), Vint(()))
+    (
+        PwrOn(()),
+        ResetN(()),
+        Vint {
+            sense: RiPowerSense::new(),
+        },
+    )
 }
 
 /// Releases the modem's control lines after it is off, as Device OS's `powerOff` does: PB2,
@@ -320,4 +379,49 @@ pub fn i2c3_af(gpioa: &pac::GPIOA, gpioc: &pac::GPIOC) {
         open_drain = true,
         af = 4
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ri_never_seen_high_reads_off_at_once() {
+        let mut s = RiPowerSense::new();
+        assert!(!s.sample(false, 0));
+        assert!(!s.sample(false, 5_000));
+    }
+
+    #[test]
+    fn a_ring_pulse_shorter_than_1100_ms_stays_powered() {
+        let mut s = RiPowerSense::new();
+        assert!(s.sample(true, 10_000));
+        // RI low for a ~1 s ring, polled every 10 ms.
+        for t in (10_010..=11_100).step_by(10) {
+            assert!(s.sample(false, t), "t = {t}");
+        }
+        assert!(s.sample(true, 11_110));
+        // A second ring right after: timed from the last high read.
+        assert!(s.sample(false, 12_210));
+    }
+
+    #[test]
+    fn low_for_more_than_1100_ms_after_high_reads_off() {
+        let mut s = RiPowerSense::new();
+        assert!(s.sample(true, 2_000));
+        assert!(s.sample(false, 2_500));
+        assert!(s.sample(false, 3_100));
+        assert!(!s.sample(false, 3_101));
+        assert!(!s.sample(false, 9_000));
+        // Powered again as soon as it reads high.
+        assert!(s.sample(true, 9_010));
+        assert!(s.sample(false, 9_020));
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_does_not_read_off() {
+        let mut s = RiPowerSense::new();
+        assert!(s.sample(true, 5_000));
+        assert!(s.sample(false, 4_000));
+    }
 }

@@ -101,7 +101,8 @@ pub const STANDBY_ATTEMPTS: u32 = 3;
 /// keep `PWR_ON`/`RESET_N` idle and the level shifters off). Steals `RTC` and `PWR`: nothing
 /// else may use them concurrently, which holds since this never returns.
 ///
-/// Sequence: arm the RTC wakeup timer (clearing `WUTF`), disable SysTick and every NVIC
+/// Sequence: arm the RTC wakeup timer (the RTC's other wakeup sources disabled, every RTC
+/// event flag cleared: [`Rtc::start_wakeup`]), disable SysTick and every NVIC
 /// interrupt and clear their pending bits, `EWUP` off (no WKP pin), `CWUF`, `PDDS`,
 /// `SLEEPDEEP`, `DSB`, `WFI`.
 ///
@@ -136,7 +137,7 @@ pub fn standby_for_ms(ms: u64) -> ! {
     cp.SCB.set_sleepdeep();
     pwr.csr().modify(|_, w| w.ewup().clear_bit());
     for _ in 0..STANDBY_ATTEMPTS {
-        rtc.clear_wakeup_flag();
+        rtc.clear_event_flags();
         pwr.cr()
             .modify(|_, w| w.cwuf().set_bit().pdds().set_bit().lpds().set_bit());
         cortex_m::asm::dsb();

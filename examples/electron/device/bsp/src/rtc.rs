@@ -2,7 +2,8 @@
 //! PC14/PC15), its wakeup timer ends a STANDBY ([`crate::power::standby_for_ms`]).
 //!
 //! Only the wakeup timer is used (no calendar, no alarms): the application keeps its own time
-//! base in retained memory.
+//! base in retained memory. Arming it disables the RTC's other wakeup sources (alarms, which
+//! Device OS uses for its deep sleep, timestamp, tamper) and clears their flags.
 //!
 //! The wakeup timer counts either RTCCLK / 16 (2048 Hz from the LSE: 0.49 ms steps, up to
 //! 32 s) or the 1 Hz `ck_spre` (prescalers async 127, sync 255: up to 65 536 s ≈ 18.2 h, or
@@ -20,6 +21,30 @@
 //! 4 s LSE start-up timeout). Research `electron-board.md` §4.
 
 use crate::pac;
+
+/// `RTC_CR` bits of the RTC's other wakeup sources (RM0033, RTC chapter, `RTC_CR`): ALRAE (8),
+/// ALRBE (9), TSE (11), ALRAIE (12), ALRBIE (13), TSIE (15). Each of the RTC's alarm,
+/// wakeup-timer, timestamp and tamper events ends a STANDBY (RM0033, PWR chapter, exiting
+/// Standby mode); they reach the wakeup logic as one combined, edge-detected signal, so an
+/// enabled flag left high can hide the wakeup timer's edge (not checked on silicon here).
+pub const CR_OTHER_SOURCES: u32 = 1 << 8 | 1 << 9 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 15;
+/// `RTC_CR` WUTE (10) and WUTIE (14): the wakeup timer and its interrupt.
+pub const CR_WAKEUP_TIMER: u32 = 1 << 10 | 1 << 14;
+/// `RTC_TAFCR` TAMP1E (0) and TAMPIE (2).
+pub const TAFCR_TAMPER: u32 = 1 << 0 | 1 << 2;
+/// `RTC_ISR` event flags, all rc_w0: ALRAF (8), ALRBF (9), WUTF (10), TSF (11), TSOVF (12),
+/// TAMP1F (13).
+pub const ISR_EVENTS: u32 = 0x3F << 8;
+/// `RTC_ISR.INIT` (7), the one read-write bit among the flags.
+const ISR_INIT: u32 = 1 << 7;
+/// `RTC_ISR.WUTF`.
+const ISR_WUTF: u32 = 1 << 10;
+
+/// The `RTC_ISR` value that clears the rc_w0 flags in `clear` and leaves the others (writing 1
+/// to an rc_w0 flag leaves it), `INIT` kept as read in `isr`.
+pub const fn isr_clear_write(isr: u32, clear: u32) -> u32 {
+    !(clear | ISR_INIT) & 0x3FFF | isr & ISR_INIT
+}
 
 /// The LSE crystal.
 pub const LSE_HZ: u32 = 32_768;
@@ -286,8 +311,12 @@ impl Rtc {
     }
 
     /// Arms the wakeup timer for a sleep of at least `ms` ([`wakeup_config`]) with its
-    /// interrupt enabled (which is what ends a STANDBY: RM0033, PWR chapter, Standby mode), after clearing a stale
-    /// `WUTF`. Returns the setting used.
+    /// interrupt enabled (which is what ends a STANDBY: RM0033, PWR chapter, Standby mode).
+    /// Before, it disables the RTC's other wakeup sources (alarms A and B with their
+    /// interrupts, which Device OS arms for its own deep sleep and a kept RTC may still hold;
+    /// the timestamp and the tamper input, [`CR_OTHER_SOURCES`], [`TAFCR_TAMPER`]) and clears
+    /// every RTC event flag ([`ISR_EVENTS`]), so only the wakeup timer's edge ends the STANDBY
+    /// and a stale flag cannot hide it. Returns the setting used.
     ///
     /// # Errors
     /// [`RtcError::TooLong`] (nothing changed); [`RtcError::WakeupTimeout`] (timer left
@@ -295,9 +324,14 @@ impl Rtc {
     pub fn start_wakeup(&mut self, ms: u64) -> Result<WakeupConfig, RtcError> {
         let cfg = wakeup_config(ms, self.clock.hz())?;
         self.unlock();
+        // SAFETY: clears enable bits only; the wakeup timer is off until re-armed below.
         self.rtc
             .cr()
-            .modify(|_, w| w.wute().clear_bit().wutie().clear_bit());
+            .modify(|r, w| unsafe { w.bits(r.bits() & !(CR_OTHER_SOURCES | CR_WAKEUP_TIMER)) });
+        // SAFETY: clears TAMP1E and TAMPIE; other bits kept.
+        self.rtc
+            .tafcr()
+            .modify(|r, w| unsafe { w.bits(r.bits() & !TAFCR_TAMPER) });
         if !poll(HANDSHAKE_POLLS, || {
             self.rtc.isr().read().wutwf().bit_is_set()
         }) {
@@ -309,7 +343,7 @@ impl Rtc {
         self.rtc
             .cr()
             .modify(|_, w| unsafe { w.wucksel().bits(cfg.wucksel) });
-        self.clear_wakeup_flag();
+        self.clear_event_flags();
         self.rtc
             .cr()
             .modify(|_, w| w.wutie().set_bit().wute().set_bit());
@@ -319,13 +353,39 @@ impl Rtc {
 
     /// Clears `RTC_ISR.WUTF` (rc_w0) without touching the other flags or `INIT`.
     pub fn clear_wakeup_flag(&mut self) {
-        const WUTF: u32 = 1 << 10;
-        const INIT: u32 = 1 << 7;
         let isr = self.rtc.isr().read().bits();
         // SAFETY: writing 1 to the other rc_w0 flags leaves them as they are; INIT is kept.
         self.rtc
             .isr()
-            .write(|w| unsafe { w.bits(!(WUTF | INIT) & 0x3FFF | isr & INIT) });
+            .write(|w| unsafe { w.bits(isr_clear_write(isr, ISR_WUTF)) });
+    }
+
+    /// Clears every RTC event flag ([`ISR_EVENTS`]: alarms, wakeup timer, timestamp and its
+    /// overflow, tamper), keeping `INIT`.
+    pub fn clear_event_flags(&mut self) {
+        let isr = self.rtc.isr().read().bits();
+        // SAFETY: rc_w0 flags written 0 clear, the rest written 1 stay; INIT is kept.
+        self.rtc
+            .isr()
+            .write(|w| unsafe { w.bits(isr_clear_write(isr, ISR_EVENTS)) });
+    }
+
+    /// Disables every RTC wakeup source (the wakeup timer, alarms A and B, timestamp, tamper,
+    /// with their interrupts) and clears their flags: a STANDBY after this ends only by reset,
+    /// the WKUP pin if enabled, or a power cycle. Needs write access to the backup domain
+    /// (`PWR_CR.DBP`, set by [`init`](Self::init) or the caller).
+    pub fn disarm_wakeups(&mut self) {
+        self.unlock();
+        // SAFETY: clears enable bits only; other bits kept.
+        self.rtc
+            .cr()
+            .modify(|r, w| unsafe { w.bits(r.bits() & !(CR_OTHER_SOURCES | CR_WAKEUP_TIMER)) });
+        // SAFETY: clears TAMP1E and TAMPIE; other bits kept.
+        self.rtc
+            .tafcr()
+            .modify(|r, w| unsafe { w.bits(r.bits() & !TAFCR_TAMPER) });
+        self.clear_event_flags();
+        self.lock();
     }
 
     /// Gives the peripheral back.
@@ -337,6 +397,33 @@ impl Rtc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rtc_event_flag_is_cleared_and_init_kept() {
+        // All flags set, INIT set, RSF/INITS/INITF/ALRxWF/WUTWF set.
+        let isr = 0x3FFF;
+        let w = isr_clear_write(isr, ISR_EVENTS);
+        // ALRAF, ALRBF, WUTF, TSF, TSOVF, TAMP1F written 0.
+        for bit in 8..=13 {
+            assert_eq!(w & 1 << bit, 0, "bit {bit}");
+        }
+        assert_eq!(w & ISR_INIT, ISR_INIT);
+        // RSF (rc_w0, not an event) written 1: left as it is.
+        assert_eq!(w & 1 << 5, 1 << 5);
+        assert_eq!(isr_clear_write(0, ISR_EVENTS) & ISR_INIT, 0);
+        // The WUTF-only clear leaves the alarm flags.
+        let w = isr_clear_write(isr, ISR_WUTF);
+        assert_eq!(w & (1 << 8 | 1 << 9 | 1 << 11), 1 << 8 | 1 << 9 | 1 << 11);
+        assert_eq!(w & ISR_WUTF, 0);
+    }
+
+    #[test]
+    fn the_other_wakeup_sources_are_the_alarm_timestamp_bits() {
+        // ALRAE ALRBE TSE ALRAIE ALRBIE TSIE; not WUTE (10), WUTIE (14), WUCKSEL, FMT.
+        assert_eq!(CR_OTHER_SOURCES, 0xBB00);
+        assert_eq!(CR_OTHER_SOURCES & CR_WAKEUP_TIMER, 0);
+        assert_eq!(CR_WAKEUP_TIMER, 0x4400);
+    }
 
     fn lse(ms: u64) -> WakeupConfig {
         wakeup_config(ms, LSE_HZ).unwrap()

@@ -43,6 +43,13 @@ fn ticks() -> u64 {
     }
 }
 
+/// Milliseconds counted since the last [`Mono::start`] (0 before any): the same clock as
+/// [`Mono::now_ms`], for code that holds no [`Mono`] (the modem's power sense,
+/// [`crate::pins::Vint`]). It stands still until a [`Mono`] is started.
+pub fn now_ms() -> u64 {
+    ticks()
+}
+
 /// The monotonic clock: SysTick from the core clock, reloading every millisecond, its
 /// interrupt counting milliseconds.
 pub struct Mono {

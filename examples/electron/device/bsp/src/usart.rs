@@ -5,8 +5,19 @@
 //! every `read`, and with RTS/CTS the STM32F2 deasserts RTS while a received byte waits in DR
 //! (RM0033 §24.3.14, "RTS flow control"), so the modem holds its next byte instead of
 //! overrunning a one-byte receiver. Without flow control (the console) a byte that arrives
-//! while the previous one is unread is lost and reported once as [`UsartError::Overrun`].
+//! while the previous one is unread is lost and reported once as [`UsartError::Overrun`]. The
+//! byte that was waiting in DR at the overrun is still valid (RM0033, `USART_SR.ORE`: the DR
+//! content is not lost, only the shift register's) and is delivered first; the error
+//! follows, on the next read, where the lost bytes were.
 //!
+//! Known limit of polling with flow control: RTS rises when RXNE is set, but the peer may
+//! still send a byte it had already started, and that byte overruns the receiver unless DR is
+//! read before it completes. So while the modem is sending, a gap between polls longer than
+//! about one character time (87 µs at 115 200 baud) risks an overrun (counted in
+//! [`LineErrors::overruns`], reported as [`UsartError::Overrun`]); a flash erase, which stalls
+//! the core for up to 2 s, must not run while the modem talks. An interrupt-driven receiver
+//! with a ring buffer would remove the limit; not done here.
+
 //! Clocks and pins are the caller's: `clocks::enable_peripherals` and `pins::usart3_af` /
 //! `pins::usart1_af` before [`Usart::new`]. On QEMU's `netduino2` the USARTs exist (no clock
 //! or pin set-up is needed there, and none is done by the `qemu` feature).
@@ -91,10 +102,47 @@ pub struct LineErrors {
     pub parity: u32,
 }
 
+/// The receive bookkeeping (pure): error counts, and an overrun to report after the byte
+/// that was in DR when it happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RxState {
+    errors: LineErrors,
+    overrun_pending: bool,
+}
+
+impl RxState {
+    /// Records the status `sr` read before taking byte `b` from DR; returns `b`, which is
+    /// valid even with ORE set (the lost bytes came after it).
+    fn record(&mut self, sr: u32, b: u8) -> u8 {
+        if sr & SR_FE != 0 {
+            self.errors.framing = self.errors.framing.wrapping_add(1);
+        }
+        if sr & SR_NF != 0 {
+            self.errors.noise = self.errors.noise.wrapping_add(1);
+        }
+        if sr & SR_PE != 0 {
+            self.errors.parity = self.errors.parity.wrapping_add(1);
+        }
+        if sr & SR_ORE != 0 {
+            self.errors.overruns = self.errors.overruns.wrapping_add(1);
+            self.overrun_pending = true;
+        }
+        b
+    }
+
+    /// The pending overrun, reported once.
+    fn take_overrun(&mut self) -> Result<(), UsartError> {
+        if core::mem::take(&mut self.overrun_pending) {
+            return Err(UsartError::Overrun);
+        }
+        Ok(())
+    }
+}
+
 /// A polled USART, 8N1, owning its peripheral `P` (`pac::USART1` / `USART2` / `USART3`).
 pub struct Usart<P> {
     regs: P,
-    errors: LineErrors,
+    rx: RxState,
 }
 
 impl<P: Deref<Target = Regs>> Usart<P> {
@@ -124,13 +172,13 @@ impl<P: Deref<Target = Regs>> Usart<P> {
             .write(|w| w.ue().enabled().te().enabled().re().enabled());
         Self {
             regs: usart,
-            errors: LineErrors::default(),
+            rx: RxState::default(),
         }
     }
 
     /// Receive errors counted since [`new`](Self::new).
     pub fn line_errors(&self) -> LineErrors {
-        self.errors
+        self.rx.errors
     }
 
     /// Disables the USART and gives the peripheral back.
@@ -144,23 +192,11 @@ impl<P: Deref<Target = Regs>> Usart<P> {
     }
 
     /// Takes the byte in DR after `sr` said RXNE (or ORE); reading DR after SR clears RXNE,
-    /// ORE, FE, NF and PE (RM0033 §24.6.1).
-    fn take(&mut self, sr: u32) -> Result<u8, UsartError> {
+    /// ORE, FE, NF and PE (RM0033 §24.6.1). With ORE the byte is still valid: returned, and
+    /// the overrun left pending.
+    fn take(&mut self, sr: u32) -> u8 {
         let b = self.regs.dr().read().dr().bits() as u8;
-        if sr & SR_FE != 0 {
-            self.errors.framing = self.errors.framing.wrapping_add(1);
-        }
-        if sr & SR_NF != 0 {
-            self.errors.noise = self.errors.noise.wrapping_add(1);
-        }
-        if sr & SR_PE != 0 {
-            self.errors.parity = self.errors.parity.wrapping_add(1);
-        }
-        if sr & SR_ORE != 0 {
-            self.errors.overruns = self.errors.overruns.wrapping_add(1);
-            return Err(UsartError::Overrun);
-        }
-        Ok(b)
+        self.rx.record(sr, b)
     }
 
     /// Waits (bounded) until `bit` is set in SR.
@@ -186,13 +222,15 @@ impl<P: Deref<Target = Regs>> Usart<P> {
     /// The received byte if one is waiting, without waiting for one.
     ///
     /// # Errors
-    /// [`UsartError::Overrun`] (once per overrun; the byte in DR is dropped with it).
+    /// [`UsartError::Overrun`], once per overrun, on the call after the one that returned the
+    /// byte DR held when it happened (the bytes lost came after that one).
     pub fn try_read_byte(&mut self) -> Result<Option<u8>, UsartError> {
+        self.rx.take_overrun()?;
         let sr = self.sr();
         if sr & (SR_RXNE | SR_ORE) == 0 {
             return Ok(None);
         }
-        self.take(sr).map(Some)
+        Ok(Some(self.take(sr)))
     }
 }
 
@@ -203,7 +241,7 @@ impl<P> ErrorType for Usart<P> {
 impl<P: Deref<Target = Regs>> ReadReady for Usart<P> {
     /// True when a received byte (or an overrun to report) waits in the receiver.
     fn read_ready(&mut self) -> Result<bool, UsartError> {
-        Ok(self.sr() & (SR_RXNE | SR_ORE) != 0)
+        Ok(self.rx.overrun_pending || self.sr() & (SR_RXNE | SR_ORE) != 0)
     }
 }
 
@@ -213,14 +251,17 @@ impl<P: Deref<Target = Regs>> Read for Usart<P> {
     /// first, as `modem-ublox` does, and the wait is never needed.
     ///
     /// # Errors
-    /// [`UsartError::TimedOut`] when nothing arrived; [`UsartError::Overrun`] (bytes lost).
+    /// [`UsartError::TimedOut`] when nothing arrived; [`UsartError::Overrun`] (bytes lost
+    /// after those returned by the previous call).
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, UsartError> {
         if buf.is_empty() {
             return Ok(0);
         }
+        self.rx.take_overrun()?;
         self.wait(SR_RXNE | SR_ORE)?;
         let mut n = 0;
-        while n < buf.len() {
+        // Stops at an overrun: the bytes before it are returned, the error on the next call.
+        while n < buf.len() && !self.rx.overrun_pending {
             match self.try_read_byte()? {
                 Some(b) => {
                     buf[n] = b;
@@ -267,5 +308,39 @@ impl<P: Deref<Target = Regs>> core::fmt::Write for Usart<P> {
             self.write_byte(b).map_err(|_| core::fmt::Error)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overrun_keeps_the_byte_in_dr_and_is_reported_after_it() {
+        let mut rx = RxState::default();
+        assert_eq!(rx.record(SR_RXNE, b'A'), b'A');
+        assert_eq!(rx.take_overrun(), Ok(()));
+        // ORE with RXNE: the byte in DR is the one before the lost ones.
+        assert_eq!(rx.record(SR_RXNE | SR_ORE, b'B'), b'B');
+        assert_eq!(rx.errors.overruns, 1);
+        assert_eq!(rx.take_overrun(), Err(UsartError::Overrun));
+        assert_eq!(rx.take_overrun(), Ok(()), "reported once");
+    }
+
+    #[test]
+    fn line_errors_are_counted_and_the_byte_delivered() {
+        let mut rx = RxState::default();
+        assert_eq!(rx.record(SR_RXNE | SR_FE | SR_NF, 0x55), 0x55);
+        assert_eq!(rx.record(SR_RXNE | SR_PE, 0x56), 0x56);
+        assert_eq!(
+            rx.errors,
+            LineErrors {
+                overruns: 0,
+                framing: 1,
+                noise: 1,
+                parity: 1
+            }
+        );
+        assert_eq!(rx.take_overrun(), Ok(()));
     }
 }

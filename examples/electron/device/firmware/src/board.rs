@@ -16,11 +16,15 @@ use modem_ublox::Modem;
 
 use crate::settings;
 
-/// What the application may program: everything above the bootloader (sector 0) and below
-/// the active image it runs from is ota-core's and the identity's; the active slot is
-/// written only by the bootloader's install. ota-core's regions span both sides, so the
-/// range is the whole flash above sector 0 (`InternalFlash` refuses sector 0).
+/// What the application may program: everything above the bootloader (sector 0)
+/// (`InternalFlash` refuses sector 0); ota-core's regions lie on both sides of the active slot.
 const WRITABLE: core::ops::Range<u32> = 0x4000..0x10_0000;
+
+/// The active slot the firmware executes from (sectors 5–7, electron-app's `LAYOUT.active`):
+/// protected, since only the bootloader's install writes it (ota-core's updater only reads
+/// it, to hash it; it writes the state, progress, staging and scratch regions).
+const ACTIVE: core::ops::Range<u32> =
+    electron_app::LAYOUT.active.start..electron_app::LAYOUT.active.end;
 
 struct Electron {
     mono: Mono,
@@ -65,14 +69,30 @@ impl Board for Electron {
     }
 }
 
-struct ElectronPower;
+/// Reset and deep sleep. `pclk1` is APB1's clock, for the fuel gauge's I2C before STANDBY.
+struct ElectronPower {
+    pclk1: u32,
+}
 
 impl PowerControl for ElectronPower {
     fn reset(&mut self) -> ! {
         power::reset()
     }
 
+    /// Puts the MAX17043 to sleep (about 50 µA → under 1 µA, more than the STM32 draws in
+    /// STANDBY), then STANDBY. A gauge that does not answer is logged and the sleep goes on:
+    /// every I2C wait is bounded (`electron_bsp::i2c::WAIT_POLLS`), so it never blocks it.
     fn deep_sleep(&mut self, ms: u64) -> ! {
+        // SAFETY: the wake is over (`deep_sleep` is its end); the board's `I2c3` inside
+        // `Electron` is never used again in this boot, so this second handle has the bus alone.
+        let i2c3 = unsafe { pac::I2C3::steal() };
+        let slept = match I2c3::new(i2c3, self.pclk1) {
+            Ok(i2c) => FuelGauge::new(i2c).sleep().is_ok(),
+            Err(_) => false,
+        };
+        if !slept {
+            crate::console_raw(b"gauge: sleep failed, STANDBY anyway\r\n");
+        }
         power::standby_for_ms(ms)
     }
 }
@@ -138,11 +158,18 @@ pub fn start() -> ! {
             if pmic_safe_defaults(&mut i2c).is_err() {
                 let _ = writeln!(console, "pmic: no answer, left at its power-on defaults");
             }
-            Some(FuelGauge::new(i2c))
+            let mut gauge = FuelGauge::new(i2c);
+            // Put to sleep before the last STANDBY (`ElectronPower::deep_sleep`): woken here,
+            // as Device OS does at boot. A failure is logged; reads then return errors or the
+            // voltage from before the sleep (the wake reads 0 mV as "defer offers").
+            if gauge.wake().is_err() {
+                let _ = writeln!(console, "gauge: wake failed");
+            }
+            Some(gauge)
         }
         Err(_) => None,
     };
-    let mut flash = InternalFlash::new(dp.FLASH, WRITABLE);
+    let mut flash = InternalFlash::new(dp.FLASH, WRITABLE).protect(ACTIVE);
     let usart3 = Usart3::new(dp.USART3, pclk1, 115_200, true);
     let delay = WatchedDelay {
         inner: mono.delay(),
@@ -182,7 +209,7 @@ pub fn start() -> ! {
         &mut board,
         &mut flash,
         &mut modem,
-        &mut ElectronPower,
+        &mut ElectronPower { pclk1 },
         &config,
         setup_ms,
     )
