@@ -16,9 +16,7 @@
 
 use core::fmt::Write;
 
-use electron_app::{
-    wake, AppConfig, Board, Buffers, PowerControl, RetainedState, WakeReport, RETAINED_LEN,
-};
+use electron_app::{wake, Board, Buffers, PowerControl, RetainedState, WakeReport, RETAINED_LEN};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_io::{Read, ReadReady};
@@ -110,7 +108,8 @@ fn fault_line(out: &mut [u8; 40], pc: u32, lr: u32) -> usize {
     n
 }
 
-/// One wake on a set-up board, then its end. Shared by the board and QEMU.
+/// The configuration from the compile-time settings, one wake on a set-up board, then its
+/// end. Shared by the board and QEMU.
 #[allow(clippy::too_many_arguments)]
 fn run<B, F, U, D, P, R, V, PC>(
     console: &mut Console,
@@ -118,8 +117,6 @@ fn run<B, F, U, D, P, R, V, PC>(
     flash: &mut F,
     modem: &mut Modem<U, D, P, R, V>,
     power: &mut PC,
-    config: &AppConfig<'_>,
-    setup_ms: u64,
 ) -> !
 where
     B: Board,
@@ -131,6 +128,28 @@ where
     V: InputPin,
     PC: PowerControl,
 {
+    let setup_ms = board.now_ms();
+    let key = settings::release_key();
+    let keys_one;
+    let keys: &[ota_core::TrustedKey] = match key {
+        Some(k) => {
+            keys_one = [k];
+            &keys_one
+        }
+        None => {
+            let _ = writeln!(
+                console,
+                "no valid ELECTRON_RELEASE_KEY: offers will be declined"
+            );
+            &[]
+        }
+    };
+    let Some(hw) = settings::hardware_id() else {
+        let _ = writeln!(console, "ELECTRON_HARDWARE_ID longer than 16 bytes");
+        power.deep_sleep(3_600_000)
+    };
+    let config = board_common::app_config(hw, keys);
+    let config = &config;
     let Some(bufs) = cortex_m::singleton!(: Buffers = Buffers::new()) else {
         // Only a second call could get here; `run` never returns.
         power.reset()

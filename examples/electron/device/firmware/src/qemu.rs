@@ -104,34 +104,11 @@ pub fn start() -> ! {
         mono,
         retained: QemuRetained::take(),
     };
-    let key = settings::release_key();
-    let keys_one;
-    let keys: &[ota_core::TrustedKey] = match key {
-        Some(k) => {
-            keys_one = [k];
-            &keys_one
-        }
-        None => {
-            let _ = writeln!(
-                console,
-                "no valid ELECTRON_RELEASE_KEY: offers will be declined"
-            );
-            &[]
-        }
-    };
-    let Some(hw) = settings::hardware_id() else {
-        let _ = writeln!(console, "ELECTRON_HARDWARE_ID longer than 16 bytes");
-        qemu::sleep_for_ms(3_600_000)
-    };
-    let config = crate::board_common::app_config(hw, keys);
-    let setup_ms = board.now_ms();
     crate::run(
         &mut console,
         &mut board,
         &mut flash,
         &mut modem,
         &mut QemuPower,
-        &config,
-        setup_ms,
     )
 }
