@@ -117,7 +117,7 @@ pub struct ResetN(());
 /// has read low for more than [`RI_OFF_AFTER_MS`] since it last read high, or at once if it
 /// has not read high since boot (a cold boot with the modem off is seen as "off" immediately).
 ///
-/// Latency: a real power-off is reported 1.1 s after RI was last seen high, so modem-ublox's
+/// Latency: a real power-off is reported 1.1 s after the first low read of RI, so modem-ublox's
 /// wait for V_INT low after `AT+CPWROFF` takes up to 1.1 s longer than the pin's fall.
 /// A [`crate::time::Mono`] must be running (the debounce uses its clock; without one, the time
 /// stands still and a low after a high read is never reported). Reads GPIOB's IDR only.
@@ -126,38 +126,44 @@ pub struct Vint {
     sense: RiPowerSense,
 }
 
-/// How long RI must stay low after it was last seen high before it means "modem off": Device OS
+/// How long RI must read low (from the first low read after a high one) before it means "modem off": Device OS
 /// v3.3.1 `mdm_hal.cpp` `powerState` (1.1 s, longer than RI's ~1 s ring pulse).
 pub const RI_OFF_AFTER_MS: u64 = 1_100;
 
 /// RI as a power sense, debounced against the ring pulses (pure: the caller gives the level and
-/// the time). "Powered" while RI reads high, and while it has read low for at most
-/// [`RI_OFF_AFTER_MS`] since the last high read; "off" after that, or if it never read high.
-///
-/// The time is the caller's reads: a low read long after the last read (high) counts as low
-/// ever since that read, as in Device OS, which polls the same way.
+/// the time). "Off" if RI never read high since boot; otherwise "powered" while it reads high,
+/// and while the low reads since the last high one span at most [`RI_OFF_AFTER_MS`] (timed
+/// from the **first** low read of the run, not from the last high read: the driver reads the
+/// pin only now and then, and a single low read during a ring pulse seconds after the last
+/// high read must not look like a power-off); "off" after that.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RiPowerSense {
-    last_high_ms: Option<u64>,
+    seen_high: bool,
+    low_since_ms: Option<u64>,
 }
 
 impl RiPowerSense {
     /// No high read yet: a low read means "off" at once.
     pub const fn new() -> Self {
-        Self { last_high_ms: None }
+        Self {
+            seen_high: false,
+            low_since_ms: None,
+        }
     }
 
     /// Records one read of RI (`high`) at `now_ms` (a monotonic millisecond clock) and
     /// returns whether the modem counts as powered.
     pub fn sample(&mut self, high: bool, now_ms: u64) -> bool {
         if high {
-            self.last_high_ms = Some(now_ms);
+            self.seen_high = true;
+            self.low_since_ms = None;
             return true;
         }
-        match self.last_high_ms {
-            None => false,
-            Some(t) => now_ms.saturating_sub(t) <= RI_OFF_AFTER_MS,
+        if !self.seen_high {
+            return false;
         }
+        let since = *self.low_since_ms.get_or_insert(now_ms);
+        now_ms.saturating_sub(since) <= RI_OFF_AFTER_MS
     }
 }
 
@@ -401,8 +407,9 @@ mod tests {
             assert!(s.sample(false, t), "t = {t}");
         }
         assert!(s.sample(true, 11_110));
-        // A second ring right after: timed from the last high read.
-        assert!(s.sample(false, 12_210));
+        // A second ring seconds later, read once: the first low read of a run starts the clock.
+        assert!(s.sample(false, 15_000));
+        assert!(s.sample(false, 16_000));
     }
 
     #[test]
@@ -410,8 +417,8 @@ mod tests {
         let mut s = RiPowerSense::new();
         assert!(s.sample(true, 2_000));
         assert!(s.sample(false, 2_500));
-        assert!(s.sample(false, 3_100));
-        assert!(!s.sample(false, 3_101));
+        assert!(s.sample(false, 3_600));
+        assert!(!s.sample(false, 3_601));
         assert!(!s.sample(false, 9_000));
         // Powered again as soon as it reads high.
         assert!(s.sample(true, 9_010));
