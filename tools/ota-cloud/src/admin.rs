@@ -315,6 +315,9 @@ async fn auth<S: Store>(
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(refused) = crate::console::gate(&state, req.method(), req.uri().path(), &headers) {
+        return refused;
+    }
     if req.uri().path().starts_with("/api/") {
         let presented = headers
             .get(header::AUTHORIZATION)

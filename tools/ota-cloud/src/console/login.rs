@@ -2,22 +2,33 @@
 //! and starts a session), `POST /logout` (deletes it).
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{check_post, error_box, html_response, see_other, session, to_login, COOKIE};
+use super::{
+    check_post, error_box, html_response, see_other, session, to_login, too_large, COOKIE,
+    FORM_LIMIT,
+};
 use crate::admin::AdminState;
 use crate::store::Store;
 
 pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
     Router::new()
         .route("/", get(root::<S>))
-        .route("/login", get(form::<S>).post(login::<S>))
-        .route("/logout", post(logout::<S>))
+        .route(
+            "/login",
+            get(form::<S>)
+                .post(login::<S>)
+                .layer(DefaultBodyLimit::max(FORM_LIMIT)),
+        )
+        .route(
+            "/logout",
+            post(logout::<S>).layer(DefaultBodyLimit::max(FORM_LIMIT)),
+        )
 }
 
 async fn root<S: Store>(State(st): State<AdminState<S>>, headers: HeaderMap) -> Response {
@@ -60,11 +71,16 @@ async fn login<S: Store>(
     State(st): State<AdminState<S>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html_response(
-            StatusCode::BAD_REQUEST,
-            login_page(Some("send the form: token=…")),
-        );
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => {
+            return too_large(&e).unwrap_or_else(|| {
+                html_response(
+                    StatusCode::BAD_REQUEST,
+                    login_page(Some("send the form: token=…")),
+                )
+            })
+        }
     };
     if !st.token_matches(f.token.trim().as_bytes()) {
         tracing::info!("console login refused: wrong token");
@@ -102,7 +118,13 @@ async fn logout<S: Store>(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.csrf);
+    let csrf = match form {
+        Ok(Form(f)) => f.csrf,
+        Err(e) => match too_large(&e) {
+            Some(r) => return r,
+            None => None,
+        },
+    };
     let s = match check_post(&st, &headers, csrf.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,
