@@ -3,7 +3,8 @@
 //!
 //! * Every request under `/api/` needs `Authorization: Bearer <token>`, the token being the
 //!   text of `DIR/admin.token` that `init` wrote (compared in constant time), **or** the
-//!   console's session cookie `ota_session` ([`crate::console`]) with, on every method but
+//!   console's session cookie (`ota_session`, or `__Host-ota_session` with
+//!   [`AdminState::with_console_secure_cookie`]; [`crate::console`]) with, on every method but
 //!   `GET`/`HEAD`, the session's CSRF token in an `X-CSRF-Token` header (403 without it).
 //!   `/metrics` needs none: it holds counters only, and Prometheus scrapes it on loopback
 //!   without one. Everything else is the web console ([`crate::console`]), which checks its
@@ -93,12 +94,14 @@ struct Inner<S> {
 /// and where release files go. Cheap to clone (one `Arc`).
 pub struct AdminState<S> {
     inner: Arc<Inner<S>>,
+    secure_cookie: bool,
 }
 
 impl<S> Clone for AdminState<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            secure_cookie: self.secure_cookie,
         }
     }
 }
@@ -119,7 +122,23 @@ impl<S: Store> AdminState<S> {
                 releases,
                 commit_batches: Box::new(move || store.commit_batches()),
             }),
+            secure_cookie: false,
         }
+    }
+
+    /// With `on`, the console's session cookie is `Secure` and named `__Host-ota_session`
+    /// ([`crate::console::SECURE_COOKIE`]): browsers send it over HTTPS only (and to no other
+    /// port's plain-HTTP service on the same host), so the console must be reached through
+    /// TLS (a proxy). Off (the default): `ota_session` without `Secure`, for loopback or a
+    /// trusted network. `ota-cloud serve --console-secure-cookie`.
+    pub fn with_console_secure_cookie(mut self, on: bool) -> Self {
+        self.secure_cookie = on;
+        self
+    }
+
+    /// Whether the console's cookie is the `Secure`, `__Host-` one.
+    pub fn console_secure_cookie(&self) -> bool {
+        self.secure_cookie
     }
 
     /// The store.

@@ -1043,3 +1043,83 @@ async fn oversize_forms_get_413() {
         "the oversize logout did not log out"
     );
 }
+
+/// The cookie's attributes with `--console-secure-cookie` off (the default) and on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cookie_option_sets_secure_and_the_host_prefix() {
+    use ota_cloud::admin::{router, AdminState, AdminToken};
+    let fx = Fx::new().await;
+    for secure in [false, true] {
+        let state = AdminState::new(
+            fx.server.clone(),
+            AdminToken::new(TOKEN).unwrap(),
+            fx.dir.path().join("releases"),
+        )
+        .with_console_secure_cookie(secure);
+        let app = router(state);
+        let send = |r: Request<Body>| {
+            let app = app.clone();
+            async move { app.oneshot(r).await.unwrap() }
+        };
+        let form = |path: &str, cookie: &str, body: String| {
+            Request::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(header::COOKIE, cookie)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let r = send(form("/login", "", format!("token={TOKEN}"))).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
+        let (name, value) = attrs[0].split_once('=').unwrap();
+        let (want, other) = if secure {
+            ("__Host-ota_session", "ota_session")
+        } else {
+            ("ota_session", "__Host-ota_session")
+        };
+        assert_eq!(name, want, "{set}");
+        assert_eq!(attrs.contains(&"Secure"), secure, "{set}");
+        for a in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(attrs.contains(&a), "{set} lacks {a}");
+        }
+        assert!(
+            !attrs
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+            "{set}: a __Host- cookie has no Domain"
+        );
+        let page = |cookie: String| {
+            send(
+                Request::get("/fleet")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        // The configured name is the session; the other name is ignored.
+        let fleet = page(format!("{want}={value}")).await;
+        assert_eq!(fleet.status(), StatusCode::OK, "{set}");
+        let other_name = page(format!("{other}={value}")).await;
+        assert_eq!(other_name.status(), StatusCode::SEE_OTHER, "{other}");
+        // Logout deletes the cookie under the same name and attributes.
+        let html = axum::body::to_bytes(fleet.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let csrf = csrf_of(std::str::from_utf8(&html).unwrap());
+        let r = send(form(
+            "/logout",
+            &format!("{want}={value}"),
+            format!("csrf={csrf}"),
+        ))
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let del = r.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(del.starts_with(&format!("{want}=;")), "{del}");
+        assert!(del.contains("Max-Age=0"), "{del}");
+        assert_eq!(del.contains("; Secure"), secure, "{del}");
+    }
+}

@@ -10,7 +10,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::{
-    check_post, error_box, html_response, see_other, session, to_login, too_large, COOKIE,
+    check_post, error_box, html_response, see_other, session, set_cookie, to_login, too_large,
     FORM_LIMIT,
 };
 use crate::admin::AdminState;
@@ -98,10 +98,7 @@ async fn login<S: Store>(
     };
     tracing::info!("console login");
     let mut r = see_other("/fleet");
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        super::SESSION_TTL_MS / 1000
-    );
+    let cookie = set_cookie(st.console_secure_cookie(), &id);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -131,9 +128,8 @@ async fn logout<S: Store>(
     };
     st.sessions().remove(&s);
     let mut r = to_login();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("ota_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(st.console_secure_cookie(), "")) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }

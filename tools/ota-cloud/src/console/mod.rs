@@ -7,8 +7,11 @@
 //! # Security model
 //! * **Login** with the admin token (`DIR/admin.token`, compared in constant time) gives a
 //!   session: 32 random bytes from the OS ([`getrandom`]) as 64 hex digits in the cookie
-//!   `ota_session` (`HttpOnly; SameSite=Strict; Path=/`, no `Secure`: the admin address is
-//!   loopback or a private network; put TLS in front and the browser still sends it). The
+//!   `ota_session` (`HttpOnly; SameSite=Strict; Path=/`, no `Secure`: for loopback or a
+//!   trusted network; cookies are not port-scoped, so any other HTTP service on the same host
+//!   name receives it, and over plain HTTP it travels in clear). Behind a TLS proxy,
+//!   [`AdminState::with_console_secure_cookie`] (`serve --console-secure-cookie`) makes it
+//!   `__Host-ota_session` with `Secure` ([`SECURE_COOKIE`]). The
 //!   server keeps sessions in memory only (a restart logs everyone out), keyed by the
 //!   SHA-256 of the id (a map lookup then leaks nothing usable about a guessed id), each with
 //!   an expiry ([`SESSION_TTL_MS`], absolute) and at most [`MAX_SESSIONS`]; logout deletes it.
@@ -56,8 +59,37 @@ mod time;
 
 pub use fleet::{ota_state_name, FleetQuery};
 
-/// The session cookie's name.
+/// The session cookie's name by default (no `Secure`: plain HTTP on loopback works).
 pub const COOKIE: &str = "ota_session";
+
+/// The session cookie's name with [`AdminState::with_console_secure_cookie`]: the `__Host-`
+/// prefix makes browsers accept it only with `Secure`, `Path=/` and no `Domain`, set from a
+/// secure origin, so no other service on the host name can set or shadow it over plain HTTP.
+pub const SECURE_COOKIE: &str = "__Host-ota_session";
+
+/// The session cookie's name for `secure` ([`COOKIE`] or [`SECURE_COOKIE`]).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
+
+/// The `Set-Cookie` value that gives the browser session `id` (`Max-Age` = what is left of
+/// [`SESSION_TTL_MS`]), or deletes the cookie when `id` is empty (`Max-Age=0`).
+pub(crate) fn set_cookie(secure: bool, id: &str) -> String {
+    let max_age = if id.is_empty() {
+        0
+    } else {
+        SESSION_TTL_MS / 1000
+    };
+    format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
+        cookie_name(secure),
+        if secure { "; Secure" } else { "" }
+    )
+}
 
 /// A session's lifetime from login (absolute, not renewed): 12 hours.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
@@ -194,9 +226,10 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The request's session, if its `ota_session` cookie names a live one.
+/// The request's session, if its session cookie (the name [`cookie_name`] gives for the
+/// state's option; the other name is ignored) names a live one.
 pub fn session<S: Store>(st: &AdminState<S>, headers: &HeaderMap) -> Option<SessionRef> {
-    let id = cookie(headers, COOKIE)?;
+    let id = cookie(headers, cookie_name(st.console_secure_cookie()))?;
     st.sessions().get(id, st.now_ms())
 }
 
