@@ -35,6 +35,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use crate::logging::{LogKey, RejectLimiter, Verdict, DROP_LOG_INTERVAL_MS};
 use crate::metrics::{HistogramSnapshot, StoreMetrics};
 use crate::server::Server;
 use crate::store::{Store, StoreError};
@@ -86,6 +87,7 @@ struct Inner<S> {
     server: Arc<Server<S>>,
     token: AdminToken,
     sessions: crate::console::Sessions,
+    login_log: std::sync::Mutex<RejectLimiter>,
     releases: PathBuf,
     commit_batches: Box<dyn Fn() -> Option<HistogramSnapshot> + Send + Sync>,
 }
@@ -119,6 +121,7 @@ impl<S: Store> AdminState<S> {
                 server,
                 token,
                 sessions: crate::console::Sessions::default(),
+                login_log: std::sync::Mutex::new(RejectLimiter::new(DROP_LOG_INTERVAL_MS, 1)),
                 releases,
                 commit_batches: Box::new(move || store.commit_batches()),
             }),
@@ -164,6 +167,21 @@ impl<S: Store> AdminState<S> {
     /// The console's sessions.
     pub fn sessions(&self) -> &crate::console::Sessions {
         &self.inner.sessions
+    }
+
+    /// Whether a refused console login at the server's clock is logged: one line per
+    /// [`DROP_LOG_INTERVAL_MS`] for all of them (an unauthenticated client cannot flood the
+    /// log), with the count held back since the last one. Cost: one [`RejectLimiter::check`]
+    /// under a mutex.
+    pub fn login_refused(&self) -> Verdict {
+        let now = self.now_ms();
+        // A panic while holding it left a plain limiter: still usable.
+        let mut l = self
+            .inner
+            .login_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        l.check(LogKey::ConsoleLogin, now)
     }
 
     /// Whether `presented` is the admin token (constant time).

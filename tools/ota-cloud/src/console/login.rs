@@ -14,6 +14,7 @@ use super::{
     FORM_LIMIT,
 };
 use crate::admin::AdminState;
+use crate::logging::Verdict;
 use crate::store::Store;
 
 pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
@@ -83,7 +84,9 @@ async fn login<S: Store>(
         }
     };
     if !st.token_matches(f.token.trim().as_bytes()) {
-        tracing::info!("console login refused: wrong token");
+        if let Verdict::Log { suppressed } = st.login_refused() {
+            tracing::warn!(suppressed, "console login refused: wrong token");
+        }
         return html_response(StatusCode::UNAUTHORIZED, login_page(Some("wrong token")));
     }
     let (id, _) = match st.sessions().create(st.now_ms()) {
