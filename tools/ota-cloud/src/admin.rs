@@ -3,7 +3,8 @@
 //!
 //! * Every request under `/api/` needs `Authorization: Bearer <token>`, the token being the
 //!   text of `DIR/admin.token` that `init` wrote (compared in constant time), **or** the
-//!   console's session cookie `ota_session` ([`crate::console`]) with, on every method but
+//!   console's session cookie (`ota_session`, or `__Host-ota_session` with
+//!   [`AdminState::with_console_secure_cookie`]; [`crate::console`]) with, on every method but
 //!   `GET`/`HEAD`, the session's CSRF token in an `X-CSRF-Token` header (403 without it).
 //!   `/metrics` needs none: it holds counters only, and Prometheus scrapes it on loopback
 //!   without one. Everything else is the web console ([`crate::console`]), which checks its
@@ -34,6 +35,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use crate::logging::{LogKey, RejectLimiter, Verdict, DROP_LOG_INTERVAL_MS};
 use crate::metrics::{HistogramSnapshot, StoreMetrics};
 use crate::server::Server;
 use crate::store::{Store, StoreError};
@@ -85,6 +87,7 @@ struct Inner<S> {
     server: Arc<Server<S>>,
     token: AdminToken,
     sessions: crate::console::Sessions,
+    login_log: std::sync::Mutex<RejectLimiter>,
     releases: PathBuf,
     commit_batches: Box<dyn Fn() -> Option<HistogramSnapshot> + Send + Sync>,
 }
@@ -93,12 +96,14 @@ struct Inner<S> {
 /// and where release files go. Cheap to clone (one `Arc`).
 pub struct AdminState<S> {
     inner: Arc<Inner<S>>,
+    secure_cookie: bool,
 }
 
 impl<S> Clone for AdminState<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            secure_cookie: self.secure_cookie,
         }
     }
 }
@@ -116,10 +121,27 @@ impl<S: Store> AdminState<S> {
                 server,
                 token,
                 sessions: crate::console::Sessions::default(),
+                login_log: std::sync::Mutex::new(RejectLimiter::new(DROP_LOG_INTERVAL_MS, 1)),
                 releases,
                 commit_batches: Box::new(move || store.commit_batches()),
             }),
+            secure_cookie: false,
         }
+    }
+
+    /// With `on`, the console's session cookie is `Secure` and named `__Host-ota_session`
+    /// ([`crate::console::SECURE_COOKIE`]): browsers send it over HTTPS only (and to no other
+    /// port's plain-HTTP service on the same host), so the console must be reached through
+    /// TLS (a proxy). Off (the default): `ota_session` without `Secure`, for loopback or a
+    /// trusted network. `ota-cloud serve --console-secure-cookie`.
+    pub fn with_console_secure_cookie(mut self, on: bool) -> Self {
+        self.secure_cookie = on;
+        self
+    }
+
+    /// Whether the console's cookie is the `Secure`, `__Host-` one.
+    pub fn console_secure_cookie(&self) -> bool {
+        self.secure_cookie
     }
 
     /// The store.
@@ -145,6 +167,21 @@ impl<S: Store> AdminState<S> {
     /// The console's sessions.
     pub fn sessions(&self) -> &crate::console::Sessions {
         &self.inner.sessions
+    }
+
+    /// Whether a refused console login at the server's clock is logged: one line per
+    /// [`DROP_LOG_INTERVAL_MS`] for all of them (an unauthenticated client cannot flood the
+    /// log), with the count held back since the last one. Cost: one [`RejectLimiter::check`]
+    /// under a mutex.
+    pub fn login_refused(&self) -> Verdict {
+        let now = self.now_ms();
+        // A panic while holding it left a plain limiter: still usable.
+        let mut l = self
+            .inner
+            .login_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        l.check(LogKey::ConsoleLogin, now)
     }
 
     /// Whether `presented` is the admin token (constant time).
@@ -315,6 +352,9 @@ async fn auth<S: Store>(
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(refused) = crate::console::gate(&state, req.method(), req.uri().path(), &headers) {
+        return refused;
+    }
     if req.uri().path().starts_with("/api/") {
         let presented = headers
             .get(header::AUTHORIZATION)

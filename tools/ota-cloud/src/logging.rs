@@ -11,6 +11,7 @@
 //! | `warn` | `frame refused` | `device` or `source`, `reason`, `error`, `suppressed` |
 //! | `error` | `frame failed` | `device`, `reason` (`conflict`, `internal`), `error`, `suppressed` |
 //! | `error` / `warn` | `admin request failed` | `status`, `error` (5xx at `error`) |
+//! | `warn` | `console login refused` | `suppressed` (wrong tokens not logged since the last line; one line per [`DROP_LOG_INTERVAL_MS`]) |
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +64,9 @@ pub enum LogKey {
     Server,
     /// Every key that found the table full (see [`RejectLimiter::new`]).
     Overflow,
+    /// Refused console logins, whoever sent them (the admin service does not see the peer's
+    /// address behind a proxy): one line per interval for all of them.
+    ConsoleLogin,
 }
 
 /// What to do with one refusal.

@@ -74,6 +74,12 @@ enum Cmd {
         /// keep it on loopback or behind a proxy.
         #[arg(long, default_value = "127.0.0.1:4781")]
         admin: SocketAddr,
+        /// Console session cookie for HTTPS only: `Secure` and the name `__Host-ota_session`
+        /// (the browser then sends it over TLS only, and accepts it only from a secure origin
+        /// with `Path=/` and no `Domain`). Set it when the console is reached through a TLS
+        /// proxy; without TLS the browser cannot log in with it (loopback excepted).
+        #[arg(long)]
+        console_secure_cookie: bool,
         /// Rate limits (defaults a device following cloud-proto never meets).
         #[command(flatten)]
         limits: LimitArgs,
@@ -375,6 +381,7 @@ async fn command<S: Store + StoreMetrics + Close>(
             tcp,
             next_checkin_s,
             admin,
+            console_secure_cookie,
             limits,
         } => {
             let config = ServerConfig {
@@ -398,7 +405,8 @@ async fn command<S: Store + StoreMetrics + Close>(
             tracing::info!(udp = %ua, tcp = %ta, admin = %aa, store = S::KIND, "listening");
             println!("listening udp {ua} tcp {ta} admin {aa}");
             std::io::stdout().flush()?;
-            let state = AdminState::new(server.clone(), token, data.join(RELEASES));
+            let state = AdminState::new(server.clone(), token, data.join(RELEASES))
+                .with_console_secure_cookie(console_secure_cookie);
             tokio::select! {
                 r = serve_udp(server.clone(), u) => r.context("UDP transport")?,
                 r = serve_tcp(server, t) => r.context("TCP transport")?,

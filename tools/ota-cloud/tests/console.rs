@@ -941,3 +941,185 @@ async fn live_regions_refresh_and_skip_unchanged<S: Store + StoreMetrics>(fx: Fx
     assert!(page.contains("data-live-url=\"/console/live/fleet?state=idle\""));
     assert!(page.contains("data-live-tick=\"0\""));
 }
+
+/// Sends only the request head `head` to `addr` (its `Content-Length` promises a body that
+/// never comes) and returns the response's status line. Panics when the server waits for the
+/// body instead of answering (a timeout that only ever ends a failing test).
+async fn status_before_body(addr: std::net::SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.flush().await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !got.windows(2).any(|w| w == b"\r\n") {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed without a response");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .is_err()
+    {
+        panic!("no response while the body was unsent: the server is reading it\n{head}");
+    }
+    let text = String::from_utf8_lossy(&got);
+    text.lines().next().unwrap_or("").to_string()
+}
+
+/// An unauthenticated write is refused before its body is read: the answer arrives while the
+/// client has sent only the headers of an 8 MiB upload (before the gate the server buffered it
+/// and ran the multipart parser, then refused it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_writes_are_refused_before_the_body_is_read() {
+    let fx = Fx::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = fx.app.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let forged = "ab".repeat(32);
+    let big = ota_cloud::admin::BODY_LIMIT - 1;
+    for cookie in [String::new(), format!("Cookie: ota_session={forged}\r\n")] {
+        for (path, ct) in [
+            ("/releases", "multipart/form-data; boundary=xyz"),
+            ("/rollouts", "application/x-www-form-urlencoded"),
+            ("/rollouts/1/pause", "application/x-www-form-urlencoded"),
+            ("/logout", "application/x-www-form-urlencoded"),
+        ] {
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Content-Type: {ct}\r\n\
+                 Content-Length: {big}\r\n\r\n"
+            );
+            let status = status_before_body(addr, &head).await;
+            assert!(status.starts_with("HTTP/1.1 403"), "{path}: {status}");
+        }
+    }
+    // Through the router too: the refusal page, nothing stored.
+    let r = req(
+        &fx,
+        Method::POST,
+        "/releases",
+        None,
+        &[("content-type", "multipart/form-data; boundary=xyz")],
+        vec![b'x'; 64 * 1024],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("no session"), "{}", r.body);
+    assert!(fx.store.releases(fx.product).await.unwrap().is_empty());
+    server.abort();
+}
+
+/// Login, logout and the rollout forms read at most `FORM_LIMIT` bytes: 413 beyond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_forms_get_413() {
+    use ota_cloud::console::FORM_LIMIT;
+    let fx = Fx::new().await;
+    let pad = "a".repeat(FORM_LIMIT);
+    let r = post(&fx, "/login", None, &[("token", TOKEN), ("pad", &pad)]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    // Just under the limit: an ordinary login (the extra field is ignored).
+    let pad_ok = "a".repeat(FORM_LIMIT - 200);
+    let r = post(&fx, "/login", None, &[("token", TOKEN), ("pad", &pad_ok)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (cookie, csrf) = login(&fx).await;
+    let before = fx.snapshot().await;
+    for path in ["/rollouts", "/rollouts/1/pause", "/logout"] {
+        let r = post(&fx, path, Some(&cookie), &[("csrf", &csrf), ("pad", &pad)]).await;
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            r.body
+        );
+    }
+    assert_eq!(fx.snapshot().await, before);
+    assert_eq!(
+        get(&fx, "/fleet", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "the oversize logout did not log out"
+    );
+}
+
+/// The cookie's attributes with `--console-secure-cookie` off (the default) and on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cookie_option_sets_secure_and_the_host_prefix() {
+    use ota_cloud::admin::{router, AdminState, AdminToken};
+    let fx = Fx::new().await;
+    for secure in [false, true] {
+        let state = AdminState::new(
+            fx.server.clone(),
+            AdminToken::new(TOKEN).unwrap(),
+            fx.dir.path().join("releases"),
+        )
+        .with_console_secure_cookie(secure);
+        let app = router(state);
+        let send = |r: Request<Body>| {
+            let app = app.clone();
+            async move { app.oneshot(r).await.unwrap() }
+        };
+        let form = |path: &str, cookie: &str, body: String| {
+            Request::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header(header::COOKIE, cookie)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let r = send(form("/login", "", format!("token={TOKEN}"))).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
+        let (name, value) = attrs[0].split_once('=').unwrap();
+        let (want, other) = if secure {
+            ("__Host-ota_session", "ota_session")
+        } else {
+            ("ota_session", "__Host-ota_session")
+        };
+        assert_eq!(name, want, "{set}");
+        assert_eq!(attrs.contains(&"Secure"), secure, "{set}");
+        for a in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(attrs.contains(&a), "{set} lacks {a}");
+        }
+        assert!(
+            !attrs
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+            "{set}: a __Host- cookie has no Domain"
+        );
+        let page = |cookie: String| {
+            send(
+                Request::get("/fleet")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        // The configured name is the session; the other name is ignored.
+        let fleet = page(format!("{want}={value}")).await;
+        assert_eq!(fleet.status(), StatusCode::OK, "{set}");
+        let other_name = page(format!("{other}={value}")).await;
+        assert_eq!(other_name.status(), StatusCode::SEE_OTHER, "{other}");
+        // Logout deletes the cookie under the same name and attributes.
+        let html = axum::body::to_bytes(fleet.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let csrf = csrf_of(std::str::from_utf8(&html).unwrap());
+        let r = send(form(
+            "/logout",
+            &format!("{want}={value}"),
+            format!("csrf={csrf}"),
+        ))
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let del = r.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(del.starts_with(&format!("{want}=;")), "{del}");
+        assert!(del.contains("Max-Age=0"), "{del}");
+        assert_eq!(del.contains("; Secure"), secure, "{del}");
+    }
+}

@@ -1,5 +1,8 @@
 //! Structured logs: refused frames are logged with their reason and device, once per interval
-//! per device with the count suppressed in between; no key material in any line.
+//! per device with the count suppressed in between; no key material in any line. Refused
+//! console logins likewise, once per interval. (Here rather than in `tests/console.rs`: a
+//! binary whose other tests log with no subscriber can leave `tracing`'s per-callsite interest
+//! cached as "never" while this thread's subscriber would want the event.)
 
 mod common;
 mod fixture;
@@ -124,4 +127,64 @@ fn refusals_are_logged_once_per_interval_per_device() {
             "key in the log"
         );
     }
+}
+
+/// One urlencoded `POST /login` with `token`: the status.
+async fn login_with<S: ota_cloud::Store>(fx: &Fx<S>, token: &str) -> axum::http::StatusCode {
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(format!("token={token}")))
+        .unwrap();
+    fx.app.clone().oneshot(req).await.unwrap().status()
+}
+
+/// 200 wrong tokens within a minute are one log line; the next one a minute later says how
+/// many were held back; no line carries what was tried.
+#[test]
+fn failed_logins_are_logged_once_per_interval() {
+    let out = Captured::default();
+    let w = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let fx = Fx::new().await;
+        for i in 0..200 {
+            let status = login_with(&fx, &format!("guess{i}")).await;
+            assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+            fx.advance(100);
+        }
+        fx.advance(60_000);
+        let status = login_with(&fx, "guess-late").await;
+        assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+        // The right token is still let in, and logged as a login.
+        let status = login_with(&fx, TOKEN).await;
+        assert_eq!(status, axum::http::StatusCode::SEE_OTHER);
+    });
+    let lines = out.lines();
+    let refused: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("console login refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{lines:#?}");
+    assert!(refused[0].contains("suppressed=0"), "{}", refused[0]);
+    assert!(refused[1].contains("suppressed=199"), "{}", refused[1]);
+    assert!(refused.iter().all(|l| l.contains("WARN")));
+    assert!(
+        lines.iter().all(|l| !l.contains("guess")),
+        "a tried token in the log: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("console login") && !l.contains("refused")),
+        "{lines:#?}"
+    );
 }

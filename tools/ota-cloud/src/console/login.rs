@@ -2,22 +2,34 @@
 //! and starts a session), `POST /logout` (deletes it).
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{check_post, error_box, html_response, see_other, session, to_login, COOKIE};
+use super::{
+    check_post, error_box, html_response, see_other, session, set_cookie, to_login, too_large,
+    FORM_LIMIT,
+};
 use crate::admin::AdminState;
+use crate::logging::Verdict;
 use crate::store::Store;
 
 pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
     Router::new()
         .route("/", get(root::<S>))
-        .route("/login", get(form::<S>).post(login::<S>))
-        .route("/logout", post(logout::<S>))
+        .route(
+            "/login",
+            get(form::<S>)
+                .post(login::<S>)
+                .layer(DefaultBodyLimit::max(FORM_LIMIT)),
+        )
+        .route(
+            "/logout",
+            post(logout::<S>).layer(DefaultBodyLimit::max(FORM_LIMIT)),
+        )
 }
 
 async fn root<S: Store>(State(st): State<AdminState<S>>, headers: HeaderMap) -> Response {
@@ -60,14 +72,21 @@ async fn login<S: Store>(
     State(st): State<AdminState<S>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return html_response(
-            StatusCode::BAD_REQUEST,
-            login_page(Some("send the form: token=…")),
-        );
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => {
+            return too_large(&e).unwrap_or_else(|| {
+                html_response(
+                    StatusCode::BAD_REQUEST,
+                    login_page(Some("send the form: token=…")),
+                )
+            })
+        }
     };
     if !st.token_matches(f.token.trim().as_bytes()) {
-        tracing::info!("console login refused: wrong token");
+        if let Verdict::Log { suppressed } = st.login_refused() {
+            tracing::warn!(suppressed, "console login refused: wrong token");
+        }
         return html_response(StatusCode::UNAUTHORIZED, login_page(Some("wrong token")));
     }
     let (id, _) = match st.sessions().create(st.now_ms()) {
@@ -82,10 +101,7 @@ async fn login<S: Store>(
     };
     tracing::info!("console login");
     let mut r = see_other("/fleet");
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        super::SESSION_TTL_MS / 1000
-    );
+    let cookie = set_cookie(st.console_secure_cookie(), &id);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -102,16 +118,21 @@ async fn logout<S: Store>(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.csrf);
+    let csrf = match form {
+        Ok(Form(f)) => f.csrf,
+        Err(e) => match too_large(&e) {
+            Some(r) => return r,
+            None => None,
+        },
+    };
     let s = match check_post(&st, &headers, csrf.as_deref()) {
         Ok(s) => s,
         Err(r) => return r,
     };
     st.sessions().remove(&s);
     let mut r = to_login();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("ota_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(st.console_secure_cookie(), "")) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }

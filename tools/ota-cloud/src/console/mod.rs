@@ -7,11 +7,19 @@
 //! # Security model
 //! * **Login** with the admin token (`DIR/admin.token`, compared in constant time) gives a
 //!   session: 32 random bytes from the OS ([`getrandom`]) as 64 hex digits in the cookie
-//!   `ota_session` (`HttpOnly; SameSite=Strict; Path=/`, no `Secure`: the admin address is
-//!   loopback or a private network; put TLS in front and the browser still sends it). The
+//!   `ota_session` (`HttpOnly; SameSite=Strict; Path=/`, no `Secure`: for loopback or a
+//!   trusted network; cookies are not port-scoped, so any other HTTP service on the same host
+//!   name receives it, and over plain HTTP it travels in clear). Behind a TLS proxy,
+//!   [`AdminState::with_console_secure_cookie`] (`serve --console-secure-cookie`) makes it
+//!   `__Host-ota_session` with `Secure` ([`SECURE_COOKIE`]). The
 //!   server keeps sessions in memory only (a restart logs everyone out), keyed by the
 //!   SHA-256 of the id (a map lookup then leaks nothing usable about a guessed id), each with
 //!   an expiry ([`SESSION_TTL_MS`], absolute) and at most [`MAX_SESSIONS`]; logout deletes it.
+//! * **Writes without a session** (every method but `GET`/`HEAD` outside `/api/`, `POST
+//!   /login` excepted) are refused with 403 before routing, so before their body is read
+//!   (`gate`): an unauthenticated client cannot make the server buffer an upload. Login,
+//!   logout and the rollout forms read at most [`FORM_LIMIT`] bytes (413 beyond); only the
+//!   upload of a logged-in session may send up to [`crate::admin::BODY_LIMIT`].
 //! * **CSRF**: each session has its own random token; every form carries it in a hidden
 //!   `csrf` field and every `POST` is refused (403, nothing changed) unless it matches
 //!   (constant time). The JSON API accepts the session cookie too, with the token in an
@@ -26,8 +34,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -50,14 +59,49 @@ mod time;
 
 pub use fleet::{ota_state_name, FleetQuery};
 
-/// The session cookie's name.
+/// The session cookie's name by default (no `Secure`: plain HTTP on loopback works).
 pub const COOKIE: &str = "ota_session";
+
+/// The session cookie's name with [`AdminState::with_console_secure_cookie`]: the `__Host-`
+/// prefix makes browsers accept it only with `Secure`, `Path=/` and no `Domain`, set from a
+/// secure origin, so no other service on the host name can set or shadow it over plain HTTP.
+pub const SECURE_COOKIE: &str = "__Host-ota_session";
+
+/// The session cookie's name for `secure` ([`COOKIE`] or [`SECURE_COOKIE`]).
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
+
+/// The `Set-Cookie` value that gives the browser session `id` (`Max-Age` = what is left of
+/// [`SESSION_TTL_MS`]), or deletes the cookie when `id` is empty (`Max-Age=0`).
+pub(crate) fn set_cookie(secure: bool, id: &str) -> String {
+    let max_age = if id.is_empty() {
+        0
+    } else {
+        SESSION_TTL_MS / 1000
+    };
+    format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
+        cookie_name(secure),
+        if secure { "; Secure" } else { "" }
+    )
+}
 
 /// A session's lifetime from login (absolute, not renewed): 12 hours.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
 
 /// Sessions kept at most; a login beyond it first drops the expired ones, then the oldest.
 pub const MAX_SESSIONS: usize = 1024;
+
+/// Largest body of the console's small forms (login, logout, the rollout forms): 16 KiB, far
+/// above what they carry (a 64-digit token and a few fields); larger ones get 413 after at most
+/// this many bytes were read. The upload (`POST /releases`) keeps the API's
+/// [`crate::admin::BODY_LIMIT`], behind the session check that runs before routing.
+pub const FORM_LIMIT: usize = 16 * 1024;
 
 /// How often the pages poll their live numbers (milliseconds).
 pub const LIVE_INTERVAL_MS: u32 = 2_000;
@@ -182,9 +226,10 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The request's session, if its `ota_session` cookie names a live one.
+/// The request's session, if its session cookie (the name [`cookie_name`] gives for the
+/// state's option; the other name is ignored) names a live one.
 pub fn session<S: Store>(st: &AdminState<S>, headers: &HeaderMap) -> Option<SessionRef> {
-    let id = cookie(headers, COOKIE)?;
+    let id = cookie(headers, cookie_name(st.console_secure_cookie()))?;
     st.sessions().get(id, st.now_ms())
 }
 
@@ -208,6 +253,38 @@ pub(crate) fn check_post<S: Store>(
         Some(p) if csrf_matches(&s, p) => Ok(s),
         _ => Err(refused_403("missing or wrong CSRF token: reload the page")),
     }
+}
+
+/// The console's check in front of every write, run by the admin middleware before routing,
+/// so before any extractor reads a byte of the body: a request outside `/api/` whose method is
+/// not `GET`/`HEAD`, other than `POST /login`, without a live session gets the 403 page
+/// ("no session") and its body is never read (hyper closes the connection rather than drain
+/// it). `None`: let it through (the handler still checks the CSRF token).
+pub(crate) fn gate<S: Store>(
+    st: &AdminState<S>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    let login = *method == Method::POST && path == "/login";
+    if safe || login || path.starts_with("/api/") || session(st, headers).is_some() {
+        return None;
+    }
+    Some(refused_403("no session: log in again"))
+}
+
+/// The 413 page for a form over [`FORM_LIMIT`] (`Some`), or `None` for any other rejection.
+pub(crate) fn too_large(rejection: &FormRejection) -> Option<Response> {
+    (rejection.status() == StatusCode::PAYLOAD_TOO_LARGE).then(|| {
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Refused</title>\
+             <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body>\
+             <main><h1>Refused</h1><p id=\"refused\">form larger than {FORM_LIMIT} bytes</p>\
+             </main></body></html>"
+        );
+        html_response(StatusCode::PAYLOAD_TOO_LARGE, body)
+    })
 }
 
 fn refused_403(why: &str) -> Response {

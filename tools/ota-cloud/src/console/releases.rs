@@ -133,7 +133,8 @@ async fn upload<S: Store>(
             .and_then(|ps| ps.iter().find(|p| p.name == name))
     };
     let csrf = field("csrf").and_then(|p| std::str::from_utf8(p.data).ok());
-    // The session and its CSRF token first: nothing is read into the store before.
+    // Without a session the admin middleware refused this before the body was read
+    // (`super::gate`); the CSRF token is checked before anything is read into the store.
     let s = match check_post(&st, &headers, csrf) {
         Ok(s) => s,
         Err(r) => return r,

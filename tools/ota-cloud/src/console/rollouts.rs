@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use axum::extract::rejection::{FormRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -34,6 +34,8 @@ pub(super) fn routes<S: Store>() -> Router<AdminState<S>> {
         .route("/rollouts/{id}/pause", post(pause::<S>))
         .route("/rollouts/{id}/resume", post(resume::<S>))
         .route("/rollouts/{id}/cancel", post(cancel::<S>))
+        // The forms are a few fields: no need for the upload's limit.
+        .route_layer(DefaultBodyLimit::max(super::FORM_LIMIT))
 }
 
 /// `running`, `paused`, `cancelled`, or `auto-paused` (paused by its error threshold).
@@ -282,7 +284,13 @@ async fn start<S: Store>(
     headers: HeaderMap,
     form: Result<Form<StartForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
+    let form = match form {
+        Ok(Form(f)) => Some(f),
+        Err(e) => match super::too_large(&e) {
+            Some(r) => return r,
+            None => None,
+        },
+    };
     let s = match check_post(&st, &headers, form.as_ref().and_then(|f| f.csrf.as_deref())) {
         Ok(s) => s,
         Err(r) => return r,
@@ -531,7 +539,13 @@ async fn change<S: Store>(
     form: Result<Form<ChangeForm>, FormRejection>,
     what: fn(&ChangeForm) -> Result<RolloutChange, String>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
+    let form = match form {
+        Ok(Form(f)) => Some(f),
+        Err(e) => match super::too_large(&e) {
+            Some(r) => return r,
+            None => None,
+        },
+    };
     let s = match check_post(&st, &headers, form.as_ref().and_then(|f| f.csrf.as_deref())) {
         Ok(s) => s,
         Err(r) => return r,
