@@ -13,8 +13,8 @@
 //!    nothing bootable parks the chip in STANDBY.
 //!
 //! **Where it lives, and why:** sector 0, as Particle's does. Measured at opt-level `z`
-//! (`llvm-size`, flash = vector table + text + rodata): 15 492 B, in the 16 384 B sector; with
-//! the Ed25519 check of the trial image's manifest (`verify-signature`) 33 252 B, which needs
+//! (`llvm-size`, flash = vector table + text + rodata): 14 792 B, in the 16 384 B sector; with
+//! the Ed25519 check of the trial image's manifest (`verify-signature`) 32 964 B, which needs
 //! sectors 1–2 too, and they are ota-core's state log in `Layout::ELECTRON`. The check
 //! would only add a defence against an application that can already write flash (the
 //! application authenticates every manifest before downloading, and this bootloader boots
