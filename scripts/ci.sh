@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 NO_STD_CRATES=(ota-core sleep-guard cloud-proto modem-ublox)
 TARGET=thumbv7m-none-eabi
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's start in seconds since the script began, so a slow CI run shows where it went.
+step() { printf '\n==> [%4d s] %s\n' "$SECONDS" "$*"; }
 
 # Idempotent: a fresh machine has the host target only.
 if command -v rustup >/dev/null 2>&1; then
@@ -71,9 +72,10 @@ done
 
 # --- the Electron's device workspace (issue 12: examples/electron/device, its own workspace,
 # default target thumbv7m-none-eabi) ---------------------------------------------------------
-# fmt; clippy of every crate with each feature set the run or the docs use; release builds of
-# the firmware (board, qemu, defmt) and of the bootloader on its own (`-p`: built together with
-# the firmware, feature unification adds the digest crate's zeroize, about 1.7 KB, to it);
+# fmt; clippy of every crate with each feature set the run or the docs use; the firmware's
+# defmt build (footprint.sh below builds the board firmware and the bootloader, each on its own
+# with `-p`: built together with the firmware, feature unification adds the digest crate's
+# zeroize, about 1.7 KB, to the bootloader);
 # the pure register computations and the stand-ins' tests on the host; docs; the bootloader's
 # jump checked on QEMU (bootloader/qemu-smoke.sh).
 step "Electron device workspace: fmt, clippy, builds, host tests, docs, bootloader smoke on QEMU"
@@ -88,11 +90,9 @@ step "Electron device workspace: fmt, clippy, builds, host tests, docs, bootload
   cargo clippy -p electron-bootloader --features qemu -- -D warnings
   cargo clippy -p electron-bsp --features qemu --all-targets --target "$HOST" -- -D warnings
   cargo clippy -p electron-bootloader --lib --tests --target "$HOST" -- -D warnings
-  cargo build --release -p electron-firmware
-  cargo build --release -p electron-firmware --features qemu
+  # The board builds of the firmware and the bootloader are footprint.sh's (below), the qemu
+  # ones electron-qemu.sh's and qemu-smoke.sh's; defmt is built here.
   cargo build --release -p electron-firmware --features defmt
-  cargo build --release -p electron-bootloader
-  cargo build --release -p electron-bootloader --features qemu
   cargo test -p electron-bsp --features qemu --target "$HOST"
   cargo test -p electron-bootloader --lib --target "$HOST"
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p electron-bsp --features qemu
