@@ -109,6 +109,20 @@ struct Conn {
     stmts: HashMap<&'static str, Statement>,
 }
 
+/// A read-only transaction at REPEATABLE READ: one snapshot for a read that takes several
+/// statements (devices and their tags, a rollout and its counts, the fleet).
+async fn snapshot(
+    client: &mut tokio_postgres::Client,
+) -> StoreResult<tokio_postgres::Transaction<'_>> {
+    client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(db)
+}
+
 /// Prepares `sql` on the connection behind `c`, once.
 async fn st<C: GenericClient + Sync>(
     c: &C,
@@ -998,13 +1012,7 @@ impl Store for PgStore {
         let mut lease = self.pool.get().await?;
         let Conn { client, stmts } = lease.conn();
         // One snapshot for the devices and their tags.
-        let tx = client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(db)?;
+        let tx = snapshot(client).await?;
         let s = st(
             &tx,
             stmts,
@@ -1441,13 +1449,7 @@ impl Store for PgStore {
         let mut lease = self.pool.get().await?;
         let Conn { client, stmts } = lease.conn();
         // One snapshot for the rollout and both counts.
-        let tx = client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(db)?;
+        let tx = snapshot(client).await?;
         let Some(r) = rollout_tx(&tx, stmts, ROLLOUT_BY_ID, id).await? else {
             return Ok(None);
         };
@@ -1548,13 +1550,7 @@ impl Store for PgStore {
         let mut lease = self.pool.get().await?;
         let Conn { client, stmts } = lease.conn();
         // One snapshot for the devices and their tags.
-        let tx = client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(db)?;
+        let tx = snapshot(client).await?;
         let s = st(
             &tx,
             stmts,
